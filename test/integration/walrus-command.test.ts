@@ -1,0 +1,121 @@
+// The `walrus` command as an operator uses it, in real child processes: start on the embedded
+// default and stop on SIGTERM / SIGINT, config errors with their exit code, `walrus plugins`,
+// `walrus config print` with sources, --help and --version.
+
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import test from 'ava';
+import { withTempDir } from '../helpers/kernel.js';
+import { runWalrusCommand, startWalrus } from '../helpers/process.js';
+
+const VERSION = (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version;
+const BUILTINS = ['storage-fd', 'storage-mmap', 'storage-uring', 'raft', 'lease-fencing', 'rollover-monitor', 'protocol-tcp', 'cli'];
+
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  test.serial(`walrus start with no arguments stays up, logs its plugins and exits 0 on ${signal} within 2 s`, async (t) => {
+    await withTempDir(async (dir) => {
+      const node = startWalrus(['start'], { cwd: dir });
+      const selected = JSON.parse(await node.waitForLine(/"msg":"plugins selected"/)) as Record<string, unknown>;
+      t.is(selected.config, 'embedded default');
+      t.deepEqual(selected.loaded, []);
+      t.is((selected.unavailable as string[]).length, 7);
+      t.true((selected.unavailable as string[]).includes('raft (not implemented yet (issue 5: the Raft consensus plugin))'));
+      await node.waitForLine(/"msg":"ready"/);
+      // Still up a moment later: nothing made it exit on its own.
+      await new Promise((done) => setTimeout(done, 300));
+      t.is(node.child.exitCode, null);
+      const sent = Date.now();
+      node.child.kill(signal);
+      const finished = await node.exited;
+      t.is(finished.code, 0, finished.stderr);
+      t.true(Date.now() - sent < 2000, `took ${Date.now() - sent} ms`);
+      t.regex(finished.stdout, new RegExp(`"signal":"${signal}","msg":"signal received: stopping"`));
+      t.regex(finished.stdout, /"msg":"stopped"/);
+    });
+  });
+}
+
+test.serial('walrus start --config with an unknown key exits 2 and names the key path', async (t) => {
+  await withTempDir(async (dir) => {
+    const config = join(dir, 'bad.yaml');
+    await writeFile(config, 'node:\n  clientPort: 9000\n  replicas: 3\n');
+    const finished = await runWalrusCommand(['start', '--config', config], { cwd: dir });
+    t.is(finished.code, 2);
+    t.regex(finished.stderr, /node\.replicas: unknown key \(from file .*bad\.yaml\)/);
+    t.is(finished.stdout, '');
+  });
+});
+
+test.serial('walrus start with a forced backend that cannot run exits 2 with the reason', async (t) => {
+  await withTempDir(async (dir) => {
+    const finished = await runWalrusCommand(['start', '--storage', 'mmap'], { cwd: dir });
+    t.is(finished.code, 2);
+    t.regex(finished.stderr, /PLUGIN_UNAVAILABLE: storage.backend is "mmap" but storage-mmap cannot run here: not implemented yet/);
+  });
+});
+
+test.serial('walrus plugins lists every built-in plugin with a status', async (t) => {
+  await withTempDir(async (dir) => {
+    const finished = await runWalrusCommand(['plugins'], { cwd: dir });
+    t.is(finished.code, 0, finished.stderr);
+    const lines = finished.stdout.trim().split('\n');
+    t.regex(lines[0] ?? '', /^PLUGIN\s+STATUS\s+ORIGIN\s+WHY$/);
+    for (const name of BUILTINS) {
+      const line = lines.find((candidate) => candidate.startsWith(`${name} `));
+      t.truthy(line, name);
+      t.regex(line ?? '', / (loaded|available|unavailable) /);
+    }
+    const json = await runWalrusCommand(['plugins', '--json'], { cwd: dir });
+    const parsed = JSON.parse(json.stdout) as { plugins: { name: string; state: string; reason: string }[] };
+    t.deepEqual(
+      parsed.plugins.map((plugin) => plugin.name),
+      BUILTINS,
+    );
+    t.deepEqual(parsed.plugins.find((plugin) => plugin.name === 'cli')?.state, 'available');
+  });
+});
+
+test.serial('walrus config print shows each value with where it came from', async (t) => {
+  await withTempDir(async (dir) => {
+    const config = join(dir, 'walrus.yaml');
+    await writeFile(config, 'node:\n  raftPort: 6100\n');
+    const finished = await runWalrusCommand(['config', 'print', '-c', config, '--client-port', '9100'], {
+      cwd: dir,
+      env: { WALRUS_DATA_DIR: '/srv/walrus' },
+    });
+    t.is(finished.code, 0, finished.stderr);
+    const lines = finished.stdout.split('\n');
+    t.true(lines.includes(`# config file: ${config}`));
+    t.true(lines.includes('node.clientPort = 9100  # flag --client-port'));
+    t.true(lines.includes('node.dataDir = "/srv/walrus"  # env WALRUS_DATA_DIR'));
+    t.true(lines.includes(`node.raftPort = 6100  # file ${config}`));
+    t.true(lines.includes('node.raftHost = "127.0.0.1"  # default'));
+  });
+});
+
+test.serial('walrus reads its config file from WALRUS_CONFIG when --config is absent', async (t) => {
+  await withTempDir(async (dir) => {
+    const config = join(dir, 'from-env.yaml');
+    await writeFile(config, 'log:\n  level: warn\n');
+    const finished = await runWalrusCommand(['config', 'print'], { cwd: dir, env: { WALRUS_CONFIG: config } });
+    t.true(finished.stdout.split('\n').includes(`log.level = "warn"  # file ${config}`));
+  });
+});
+
+test.serial('walrus --version, --help, and usage errors', async (t) => {
+  await withTempDir(async (dir) => {
+    const version = await runWalrusCommand(['--version'], { cwd: dir });
+    t.is(version.code, 0);
+    t.is(version.stdout.trim(), VERSION);
+    const help = await runWalrusCommand(['--help'], { cwd: dir });
+    t.is(help.code, 0);
+    for (const command of ['start', 'plugins', 'config']) t.regex(help.stdout, new RegExp(`\\n  ${command} `));
+    const unknown = await runWalrusCommand(['frobnicate'], { cwd: dir });
+    t.is(unknown.code, 2);
+    t.regex(unknown.stderr, /unknown command 'frobnicate'/);
+    const badFlag = await runWalrusCommand(['start', '--storage', 'ssd'], { cwd: dir });
+    t.is(badFlag.code, 2);
+    t.regex(badFlag.stderr, /argument 'ssd' is invalid\. Allowed choices are auto, fd, mmap, uring/);
+  });
+});

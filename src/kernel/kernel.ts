@@ -78,6 +78,8 @@ export interface KernelOptions {
 
 export interface Inspection extends PlanAttempt {
   readonly resolved: ResolvedConfig;
+  /** The full config schema: kernel sections, the catalog's shared sections, every known plugin's section. */
+  readonly schema: ObjectSchema<Fields>;
 }
 
 export type KernelState = 'created' | 'starting' | 'started' | 'stopping' | 'stopped';
@@ -150,6 +152,8 @@ export class Kernel {
   private readonly started: AnyPlugin[] = [];
   private stateValue: KernelState = 'created';
   private stopping: Promise<StopReport> | undefined;
+  private starting: Promise<void> | undefined;
+  private stopRequested = false;
 
   private constructor(resolved: ResolvedConfig, plan: Plan, log: Logger) {
     this.resolved = resolved;
@@ -185,8 +189,9 @@ export class Kernel {
     const names = checkPluginList(options.catalog, file, env, flags);
     const baseDir = file === undefined ? process.cwd() : dirname(file.path);
     const plugins = await loadPlugins(names, options.catalog, baseDir);
+    const schema = configSchema(options.catalog, plugins);
     const resolved = resolveConfig({
-      schema: configSchema(options.catalog, plugins),
+      schema,
       file,
       env: environmentSettings(env),
       flags,
@@ -198,7 +203,7 @@ export class Kernel {
       config.kernel.startTimeoutMs,
       () => new TimeoutError('PLUGIN_START_TIMEOUT', `plugin probes did not finish within ${config.kernel.startTimeoutMs} ms`),
     );
-    return { resolved, ...attemptPlan(plugins, probes, options.catalog, config) };
+    return { resolved, schema, ...attemptPlan(plugins, probes, options.catalog, config) };
   }
 
   get state(): KernelState {
@@ -265,14 +270,25 @@ export class Kernel {
   }
 
   /** Starts every loaded plugin in order. On failure, stops what started (in reverse) and rejects. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
     if (this.stateValue !== 'created') {
-      throw new KernelStateError('KERNEL_STATE', `start() called while the kernel is ${this.stateValue}; a kernel starts once`);
+      return Promise.reject(
+        new KernelStateError('KERNEL_STATE', `start() called while the kernel is ${this.stateValue}; a kernel starts once`),
+      );
     }
     this.stateValue = 'starting';
+    this.starting = this.startAll();
+    return this.starting;
+  }
+
+  private async startAll(): Promise<void> {
     const ms = this.config.kernel.startTimeoutMs;
     for (const plugin of this.plan.order) {
       const name = plugin.manifest.name;
+      if (this.stopRequested) {
+        await this.abortStart(undefined);
+        throw new KernelStateError('KERNEL_STATE', `start aborted before plugin "${name}": stop() was called while starting`);
+      }
       const began = performance.now();
       try {
         if (plugin.start !== undefined) {
@@ -295,8 +311,7 @@ export class Kernel {
               });
         // A plugin whose start timed out may hold resources; it gets a stop call like the started ones.
         if (error instanceof TimeoutError) this.started.push(plugin);
-        this.log.error({ err: failure }, 'start failed; stopping the plugins already started');
-        await this.stop();
+        await this.abortStart(failure);
         throw failure;
       }
       this.started.push(plugin);
@@ -306,12 +321,33 @@ export class Kernel {
     this.log.info({ plugins: this.started.map((plugin) => plugin.manifest.name) }, 'ready');
   }
 
+  /** Stops what started; `failure` is undefined when a stop() request interrupted the start. */
+  private async abortStart(failure: Error | undefined): Promise<void> {
+    if (failure === undefined) this.log.info('stop requested while starting; stopping the plugins already started');
+    else this.log.error({ err: failure }, 'start failed; stopping the plugins already started');
+    this.stopping ??= this.stopAll();
+    await this.stopping;
+  }
+
   /**
    * Stops started plugins in reverse order within `kernel.stopTimeoutMs` overall. A plugin that
-   * fails or overruns is reported and the rest still stop. Safe to call more than once.
+   * fails or overruns is reported and the rest still stop. Safe to call more than once. Called
+   * while starting, it lets the plugin being started finish, starts no more, then stops.
    */
   stop(): Promise<StopReport> {
-    this.stopping ??= this.stopAll();
+    if (this.stopping !== undefined) return this.stopping;
+    if (this.stateValue === 'starting' && this.starting !== undefined) {
+      this.stopRequested = true;
+      const settled = this.starting.then(
+        () => undefined,
+        () => undefined,
+      );
+      return settled.then(() => {
+        this.stopping ??= this.stopAll();
+        return this.stopping;
+      });
+    }
+    this.stopping = this.stopAll();
     return this.stopping;
   }
 

@@ -8,6 +8,8 @@ export interface SignalOptions {
   /** Defaults to process.exit; tests replace it. */
   readonly exit?: (code: number) => void;
   readonly signals?: readonly NodeJS.Signals[];
+  /** Called first on every signal received. */
+  readonly onSignal?: (signal: NodeJS.Signals) => void;
 }
 
 /** Installs the handlers; returns a function that removes them. */
@@ -16,6 +18,7 @@ export function stopOnSignals(kernel: Kernel, options: SignalOptions = {}): () =
   const signals = options.signals ?? ['SIGINT', 'SIGTERM'];
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
+    options.onSignal?.(signal);
     if (stopping) {
       kernel.log.warn({ signal }, 'second signal while stopping: exiting now');
       exit(1);

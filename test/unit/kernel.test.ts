@@ -5,6 +5,7 @@
 import test from 'ava';
 import { KernelStateError, PluginError, TimeoutError } from '../../src/kernel/errors.js';
 import type { Plugin } from '../../src/kernel/plugin.js';
+import { stopOnSignals } from '../../src/kernel/signals.js';
 import { token } from '../../src/kernel/tokens.js';
 import { catalogOf, createKernel, fake, forever, type Service } from '../helpers/kernel.js';
 
@@ -220,4 +221,55 @@ test('a register() that throws fails the kernel with the plugin named', async (t
   const error = await t.throwsAsync(createKernel(catalogOf([broken])));
   t.is((error as PluginError).code, 'PLUGIN_START_FAILED');
   t.regex(error?.message ?? '', /plugin "broken" failed to register: bad wiring/);
+});
+
+test('stop() during start lets the current plugin finish, starts no more, and stops what started', async (t) => {
+  const events: string[] = [];
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const plugins = [fake('a', { events }), fake('slow', { events, start: () => gate }), fake('never', { events })];
+  const kernel = await createKernel(catalogOf(plugins));
+  const starting = kernel.start();
+  await new Promise((resolve) => setImmediate(resolve));
+  const stopping = kernel.stop();
+  release();
+  const error = await t.throwsAsync(starting, { instanceOf: KernelStateError });
+  t.regex(error?.message ?? '', /start aborted before plugin "never": stop\(\) was called while starting/);
+  const report = await stopping;
+  t.deepEqual(report.failures, []);
+  t.deepEqual(events, ['start:a', 'start:slow', 'stop:slow', 'stop:a']);
+  t.is(kernel.state, 'stopped');
+});
+
+test('a signal stops the kernel gracefully and exits 0; a second signal exits 1 at once', async (t) => {
+  const events: string[] = [];
+  let release: () => void = () => undefined;
+  const slowStop = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const kernel = await createKernel(catalogOf([fake('a', { events }), fake('slow', { events, stop: () => slowStop })]));
+  await kernel.start();
+  const codes: number[] = [];
+  const exited = new Promise<void>((resolve) => {
+    const remove = stopOnSignals(kernel, {
+      signals: ['SIGUSR2'],
+      exit: (code) => {
+        codes.push(code);
+        if (codes.length === 2) {
+          remove();
+          resolve();
+        }
+      },
+    });
+  });
+  process.emit('SIGUSR2', 'SIGUSR2');
+  process.emit('SIGUSR2', 'SIGUSR2');
+  t.deepEqual(codes, [1]);
+  release();
+  await exited;
+  t.deepEqual(codes, [1, 0]);
+  t.deepEqual(events, ['start:a', 'start:slow', 'stop:slow', 'stop:a']);
+  t.is(process.listenerCount('SIGUSR2'), 0);
 });

@@ -109,17 +109,23 @@ async function startNode(command: Command, io: Io): Promise<number> {
   const kernel = await Kernel.create(kernelOptions(command, io));
   // Nothing else may hold the event loop while only placeholders load; the node stays up until a signal.
   const keepAlive = setInterval(() => undefined, 1 << 30);
+  let signalled = false;
   const finished = new Promise<number>((resolve) => {
     stopOnSignals(kernel, {
       exit: (code) => {
         clearInterval(keepAlive);
         resolve(code);
       },
+      onSignal: () => {
+        signalled = true;
+      },
     });
   });
   try {
     await kernel.start();
   } catch (error) {
+    // A signal during start interrupts it on purpose: report the stop, not the interruption.
+    if (signalled) return finished;
     clearInterval(keepAlive);
     throw error;
   }

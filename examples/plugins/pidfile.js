@@ -1,11 +1,14 @@
 // An example custom plugin: writes this process's PID to a file when the node starts and
 // removes it when the node stops, so service managers and scripts can find the node.
-// Load it by listing its path in the config (relative to the config file):
+// Load it by listing its path in the config; a relative path resolves against the folder of the
+// config file, so from config/my-node.yaml in this repository:
 //
-//   plugins: [storage-fd, raft, ./plugins/pidfile.js]
+//   plugins: [storage-fd, raft, ../examples/plugins/pidfile.js]
 //   pidfile:
 //     path: ./walrus.pid
 //
+// It imports from 'walrus', so a copy of it must live where 'walrus' resolves: inside this
+// repository, or in a project that has walrus installed as a dependency.
 // A plugin is a plain object; `s` builds its config section with defaults and validation.
 
 import { rm, writeFile } from 'node:fs/promises';

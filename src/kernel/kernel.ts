@@ -19,7 +19,7 @@ import {
   valueAt,
 } from './config.js';
 import { type Environment, envValue, processEnvironment } from './env.js';
-import { ConfigError, describeError, KernelStateError, PluginError, TimeoutError, type WalrusError } from './errors.js';
+import { ConfigError, describeError, isWalrusError, KernelStateError, PluginError, TimeoutError } from './errors.js';
 import { limits } from './limits.js';
 import { type LoadedPlugin, loadPlugins } from './load.js';
 import { attemptPlan, type Plan, type PlanAttempt, type PluginStatus, probeAll } from './plan.js';
@@ -87,6 +87,20 @@ export type KernelState = 'created' | 'starting' | 'started' | 'stopping' | 'sto
 export interface StopReport {
   /** Plugins whose stop failed or overran the deadline, with why. */
   readonly failures: readonly { readonly plugin: string; readonly error: string }[];
+}
+
+/**
+ * Log fields for an error. Our messages already include their cause's message, so the cause
+ * contributes only its stack (pino's own `err` serializer would repeat the text).
+ */
+export function errorFields(error: unknown): Record<string, unknown> {
+  const code = isWalrusError(error) ? error.code : undefined;
+  const cause = error instanceof Error ? error.cause : undefined;
+  return {
+    ...(code === undefined ? {} : { code }),
+    error: error instanceof Error ? error.message : String(error),
+    ...(cause instanceof Error && cause.stack !== undefined ? { causeStack: cause.stack } : {}),
+  };
 }
 
 function timeout<T>(work: Promise<T>, ms: number, makeError: () => Error): Promise<T> {
@@ -324,7 +338,7 @@ export class Kernel {
   /** Stops what started; `failure` is undefined when a stop() request interrupted the start. */
   private async abortStart(failure: Error | undefined): Promise<void> {
     if (failure === undefined) this.log.info('stop requested while starting; stopping the plugins already started');
-    else this.log.error({ err: failure }, 'start failed; stopping the plugins already started');
+    else this.log.error(errorFields(failure), 'start failed; stopping the plugins already started');
     this.stopping ??= this.stopAll();
     await this.stopping;
   }
@@ -381,7 +395,7 @@ export class Kernel {
       } catch (error) {
         const message = describeError(error);
         failures.push({ plugin: name, error: message });
-        this.log.error({ plugin: name, err: error as WalrusError }, 'plugin failed to stop');
+        this.log.error({ plugin: name, ...errorFields(error) }, 'plugin failed to stop');
       }
     }
     this.started.length = 0;

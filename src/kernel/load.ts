@@ -6,7 +6,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Catalog } from './catalog.js';
-import { PluginError } from './errors.js';
+import { ConfigError, PluginError } from './errors.js';
 import { limits } from './limits.js';
 import { type AnyPlugin, assertPlugin } from './plugin.js';
 import { closestName } from './schema.js';
@@ -46,7 +46,8 @@ async function importPlugin(entry: string, baseDir: string): Promise<LoadedPlugi
 /** Every plugin the kernel knows: the listed ones first, in list order, then unlisted built-ins. */
 export async function loadPlugins(list: readonly string[], catalog: Catalog, baseDir: string): Promise<LoadedPlugin[]> {
   if (list.length > limits.pluginsMax) {
-    throw new PluginError('PLUGIN_DUPLICATE', `the plugins list has ${list.length} entries, more than the limit of ${limits.pluginsMax}`);
+    const problem = `plugins: has ${list.length} entries, more than the limit of ${limits.pluginsMax}`;
+    throw new ConfigError('CONFIG_INVALID', `invalid configuration (1 problem):\n  ${problem}`, { problems: [problem] });
   }
   const builtins = new Map(catalog.builtins.map((plugin) => [plugin.manifest.name, plugin]));
   const loaded: LoadedPlugin[] = [];

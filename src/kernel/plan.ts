@@ -64,8 +64,8 @@ function selectProviders(
 ): PluginError | undefined {
   let fatal: PluginError | undefined;
   for (const selector of catalog.selectors) {
+    // Selectors run even with no listed provider: a forced choice must still be refused.
     const providers = listedProviders(selector.capability);
-    if (providers.length === 0) continue;
     const selection = selector.select(providers, config);
     const chosenCanRun = selection.chosen !== null && candidates.has(selection.chosen);
     if ((selection.chosen === null && selection.fatal) || (selection.chosen !== null && !chosenCanRun)) {

@@ -2,7 +2,7 @@
 // reverse order (bounded by kernel.stopTimeoutMs) and then exits 0, or 1 if a plugin failed to
 // stop; a second signal while stopping exits 1 at once for an operator who cannot wait.
 
-import type { Kernel } from './kernel.js';
+import { errorFields, type Kernel } from './kernel.js';
 
 export interface SignalOptions {
   /** Defaults to process.exit; tests replace it. */
@@ -29,7 +29,7 @@ export function stopOnSignals(kernel: Kernel, options: SignalOptions = {}): () =
     kernel.stop().then(
       (report) => exit(report.failures.length === 0 ? 0 : 1),
       (error: unknown) => {
-        kernel.log.error({ err: error }, 'stop failed');
+        kernel.log.error(errorFields(error), 'stop failed');
         exit(1);
       },
     );

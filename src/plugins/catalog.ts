@@ -101,15 +101,17 @@ export const storageSelector: Selector = {
       }
       return { chosen: wanted, why: `storage.backend is "${storage.backend}"` };
     }
+    // Built-in backends in order of preference, then any custom backend in list order.
+    const builtin = ['uring', 'mmap', 'fd'].map(byBackend).filter((candidate) => candidate !== undefined);
+    const custom = candidates.filter((candidate) => !builtin.includes(candidate));
     const skipped: string[] = [];
-    for (const backend of ['uring', 'mmap', 'fd']) {
-      const candidate = byBackend(backend);
-      if (candidate === undefined) continue;
+    for (const candidate of [...builtin, ...custom]) {
       const name = candidate.plugin.manifest.name;
-      if (backend === 'uring' && storage.disableIoUring) skipped.push(`${name}: disabled by storage.disableIoUring`);
+      if (name === 'storage-uring' && storage.disableIoUring) skipped.push(`${name}: disabled by storage.disableIoUring`);
       else if (!candidate.probe.ok) skipped.push(`${name}: ${candidate.probe.reason ?? 'its probe failed'}`);
       else return { chosen: name, why: `auto picked ${name}${skipped.length === 0 ? '' : ` (skipped ${skipped.join('; ')})`}` };
     }
+    if (skipped.length === 0) return { chosen: null, fatal: false, why: 'no storage backend is in the plugins list' };
     return { chosen: null, fatal: false, why: `auto found no storage backend that can run here (${skipped.join('; ')})` };
   },
 };
@@ -132,10 +134,11 @@ export function deriveNodeFromCluster(merged: Readonly<Record<string, unknown>>)
     problems.push({ path: 'node.id', message: `${id} matches no entry of cluster.nodes (ids: ${ids.map(String).join(', ')})` });
     return { assignments: [], problems };
   }
+  // Every address comes from the entry, defaults included, so the entry alone says where this node is.
   const source = `cluster.nodes entry ${id}`;
-  const assignments = NODE_ADDRESS_KEYS.filter((key) => Object.hasOwn(entry, key)).map((key) => ({
+  const assignments = NODE_ADDRESS_KEYS.map((key) => ({
     path: `node.${key}`,
-    value: entry[key],
+    value: Object.hasOwn(entry, key) ? entry[key] : clusterNodeSchema.fields[key].defaultValue,
     source,
   }));
   return { assignments, problems };

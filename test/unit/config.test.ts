@@ -195,3 +195,16 @@ test('the shipped config files are valid', async (t) => {
     t.is(node.raftPort, 6000 + id);
   }
 });
+
+test('a cluster.nodes entry supplies every address of its node, defaults included', async (t) => {
+  const file = yaml('node:\n  clientHost: 10.9.9.9\ncluster:\n  nodes:\n    - { id: 1, clientPort: 9091, raftPort: 6001 }\n');
+  const { resolved } = await inspect({ configFile: file });
+  const node = resolved.value.node as Record<string, unknown>;
+  t.is(node.clientHost, '127.0.0.1');
+  t.is(resolved.sources.get('node.clientHost'), 'cluster.nodes entry 1');
+});
+
+test('a plugins list longer than the limit is a configuration error', async (t) => {
+  const error = await configError({ env: { WALRUS_PLUGINS: Array.from({ length: 65 }, (_, index) => `p${index}`).join(',') } });
+  t.deepEqual(error.problems, ['plugins: has 65 entries, more than the limit of 64']);
+});

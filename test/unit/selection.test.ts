@@ -96,3 +96,28 @@ test('inspect shows the statuses even when the plan cannot start', async (t) => 
   t.is(inspection.plan, undefined);
   t.is(inspection.statuses.find((status) => status.name === 'storage-mmap')?.reason, 'no addon');
 });
+
+test('a forced backend is refused even when no storage plugin is listed', async (t) => {
+  const error = await t.throwsAsync(
+    create(backends({ fd: OK, mmap: OK, uring: OK }), { WALRUS_STORAGE_BACKEND: 'uring', WALRUS_PLUGINS: 'engine' }),
+  );
+  t.is((error as PluginError).code, 'PLUGIN_UNAVAILABLE');
+  t.is(error?.message, 'storage.backend is "uring" but storage-uring is not in the plugins list');
+});
+
+test('auto considers a custom backend after the built-in ones', async (t) => {
+  const custom = fake('storage-s3', { provides: [CAPABILITIES.storageBackend] });
+  const catalog = backends({ fd: NO('not implemented yet'), mmap: NO('no addon'), uring: NO('no addon') }, [
+    custom,
+    fake('engine', { requires: [CAPABILITIES.storageBackend] }),
+  ]);
+  const kernel = await create(catalog);
+  t.deepEqual(loaded(kernel), ['storage-s3', 'engine']);
+  t.regex(
+    kernel.statuses().find((status) => status.name === 'storage-s3')?.reason ?? '',
+    /^auto picked storage-s3 \(skipped storage-uring: no addon; storage-mmap: no addon; storage-fd: not implemented yet\)$/,
+  );
+  const preferred = await create(backends({ fd: OK, mmap: NO('no addon'), uring: NO('no addon') }, [custom]));
+  t.deepEqual(loaded(preferred), ['storage-fd']);
+  t.is(preferred.statuses().find((status) => status.name === 'storage-s3')?.state, 'available');
+});

@@ -6,7 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
 import { DEFAULT_SOURCE, sourceOf as sourceOfPath, type TextSetting } from '../../kernel/config.js';
 import { type Environment, envValue, LAUNCHER_ENV, processEnvironment } from '../../kernel/env.js';
-import { describeError, ERROR_CODES, isWalrusError } from '../../kernel/errors.js';
+import { describeError, type ErrorCode, isWalrusError } from '../../kernel/errors.js';
 import { Kernel, type KernelOptions, LOG_LEVELS } from '../../kernel/kernel.js';
 import type { PluginStatus } from '../../kernel/plan.js';
 import { isPlainObject } from '../../kernel/schema.js';
@@ -77,11 +77,21 @@ function kernelOptions(command: Command, io: Io, logLevel?: 'silent'): KernelOpt
   };
 }
 
-/** Exit code for an error: 2 for configuration and usage problems, 1 for everything else. */
+/** Codes that arise while plugins run (start, stop), not from what the configuration says. */
+const RUNTIME_CODES: ReadonlySet<ErrorCode> = new Set([
+  'PLUGIN_START_FAILED',
+  'PLUGIN_START_TIMEOUT',
+  'PLUGIN_STOP_FAILED',
+  'KERNEL_STATE',
+]);
+
+/**
+ * Exit code for an error: 2 for problems found in the configuration before anything starts
+ * (config errors, unknown or unfit plugins, impossible plans); 1 for runtime failures and
+ * anything that is not a WalrusError.
+ */
 export function exitCodeFor(error: unknown): number {
-  if (isWalrusError(error) && ERROR_CODES[error.code].kind === 'config') return 2;
-  if (isWalrusError(error) && ['PLUGIN_UNKNOWN', 'PLUGIN_UNAVAILABLE'].includes(error.code)) return 2;
-  return 1;
+  return isWalrusError(error) && !RUNTIME_CODES.has(error.code) ? 2 : 1;
 }
 
 function pad(text: string, width: number): string {
@@ -134,7 +144,8 @@ async function startNode(command: Command, io: Io): Promise<number> {
 
 async function listPlugins(command: Command, io: Io, json: boolean): Promise<number> {
   const inspection = await Kernel.inspect(kernelOptions(command, io, 'silent'));
-  if (json) io.out(JSON.stringify({ plugins: inspection.statuses, error: inspection.error?.message ?? null }, null, 2));
+  const error = inspection.error === undefined ? null : { code: inspection.error.code, message: inspection.error.message };
+  if (json) io.out(JSON.stringify({ plugins: inspection.statuses, error }, null, 2));
   else io.out(formatStatuses(inspection.statuses));
   if (inspection.error === undefined) return 0;
   if (!json) io.err(`walrus: this configuration cannot start: ${describeError(inspection.error)}`);

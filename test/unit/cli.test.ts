@@ -1,0 +1,36 @@
+// The walrus command's pure parts: exit codes by error kind and the plugin table layout.
+
+import test from 'ava';
+import { ConfigError, PluginError, TimeoutError } from '../../src/kernel/errors.js';
+import { exitCodeFor, formatStatuses } from '../../src/plugins/cli/walrus.js';
+
+test('configuration problems exit 2, runtime failures exit 1', (t) => {
+  t.is(exitCodeFor(new ConfigError('CONFIG_INVALID', 'x')), 2);
+  for (const code of [
+    'PLUGIN_UNKNOWN',
+    'PLUGIN_LOAD_FAILED',
+    'PLUGIN_CONTRACT',
+    'PLUGIN_DUPLICATE',
+    'PLUGIN_MISSING_REQUIREMENT',
+    'PLUGIN_CYCLE',
+    'PLUGIN_UNAVAILABLE',
+  ] as const) {
+    t.is(exitCodeFor(new PluginError(code, 'x')), 2, code);
+  }
+  t.is(exitCodeFor(new PluginError('PLUGIN_START_FAILED', 'x')), 1);
+  t.is(exitCodeFor(new TimeoutError('PLUGIN_START_TIMEOUT', 'x')), 1);
+  t.is(exitCodeFor(new Error('anything else')), 1);
+});
+
+test('the plugin table aligns its columns and keeps the reason whole', (t) => {
+  const base = { description: '', provides: [], requires: [], listed: true };
+  const text = formatStatuses([
+    { ...base, name: 'storage-fd', origin: 'built-in', state: 'loaded', reason: 'auto picked storage-fd' },
+    { ...base, name: 'x', origin: '/abs/x.js', state: 'unavailable', reason: 'no | pipes' },
+  ]);
+  t.deepEqual(text.split('\n'), [
+    'PLUGIN      STATUS       ORIGIN     WHY',
+    'storage-fd  loaded       built-in   auto picked storage-fd',
+    'x           unavailable  /abs/x.js  no | pipes',
+  ]);
+});

@@ -18,7 +18,7 @@ import {
   type TextSetting,
   valueAt,
 } from './config.js';
-import { type Environment, envValue, processEnvironment } from './env.js';
+import { type Environment, processEnvironment } from './env.js';
 import { ConfigError, describeError, isWalrusError, KernelStateError, PluginError, TimeoutError } from './errors.js';
 import { limits } from './limits.js';
 import { type LoadedPlugin, loadPlugins } from './load.js';
@@ -111,30 +111,29 @@ function timeout<T>(work: Promise<T>, ms: number, makeError: () => Error): Promi
   return Promise.race([work, expired]).finally(() => clearTimeout(timer));
 }
 
-function pluginList(catalog: Catalog, file: ConfigFile | undefined, env: Environment, flags: readonly TextSetting[]): unknown {
-  const flag = flags.find((setting) => setting.path === 'plugins');
-  const text = flag?.text ?? envValue(env, 'WALRUS_PLUGINS');
-  if (text !== undefined) {
-    return text
-      .split(',')
-      .map((part) => part.trim())
-      .filter((part) => part !== '');
-  }
-  const fromFile = valueAt(file?.tree, 'plugins');
-  return fromFile === undefined ? catalog.defaultPlugins : fromFile;
-}
-
-/** The plugin list is needed before the full schema exists (custom plugins add sections). */
+/**
+ * The plugin list is needed before the full schema exists (custom plugins add sections), so it
+ * is resolved on its own, with the same precedence: flag, then environment, then file, then default.
+ */
 function checkPluginList(
   catalog: Catalog,
   file: ConfigFile | undefined,
   env: Environment,
   flags: readonly TextSetting[],
 ): readonly string[] {
+  const schema = kernelSections(catalog.defaultPlugins).plugins;
+  const text = [...environmentSettings(env), ...flags].filter((setting) => setting.path === 'plugins').at(-1);
+  let value: unknown = valueAt(file?.tree, 'plugins') ?? catalog.defaultPlugins;
+  let source = file === undefined ? 'default' : `file ${file.path}`;
+  if (text !== undefined) {
+    const parsed = schema.parseText(text.text);
+    value = parsed.ok ? parsed.value : text.text;
+    source = text.source;
+  }
   const problems: Problem[] = [];
-  const names = kernelSections(catalog.defaultPlugins).plugins.check(pluginList(catalog, file, env, flags), 'plugins', problems);
+  const names = schema.check(value, 'plugins', problems);
   if (names === undefined) {
-    const lines = problems.map((problem) => `${problem.path}: ${problem.message}`);
+    const lines = problems.map((problem) => `${problem.path}: ${problem.message} (from ${source})`);
     throw new ConfigError('CONFIG_INVALID', `invalid configuration:\n  ${lines.join('\n  ')}`, { problems: lines });
   }
   return names;

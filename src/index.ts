@@ -13,8 +13,8 @@ export {
   ConfigError,
   ERROR_CODES,
   isWalrusError,
-  KernelStateError,
   PluginError,
+  StateError,
   TimeoutError,
   WalrusError,
   walrusError,
@@ -26,7 +26,7 @@ export type { PluginState, PluginStatus } from './kernel/plan.js';
 export type { AnyPlugin, Plugin, PluginConfigSection, PluginManifest, PluginScope, ProbeContext, ProbeResult } from './kernel/plugin.js';
 export { pluginContractProblems } from './kernel/plugin.js';
 export type { Infer, Problem } from './kernel/schema.js';
-export { s, Schema } from './kernel/schema.js';
+export { Schema, s } from './kernel/schema.js';
 export { stopOnSignals } from './kernel/signals.js';
 export { CAPABILITIES, Token, token } from './kernel/tokens.js';
 export { builtinPlugins, DEFAULT_PLUGINS, walrusCatalog } from './plugins/catalog.js';

@@ -2,10 +2,11 @@
 // The table below is the single source of truth: docs/errors.md lists the same codes (a unit
 // test keeps them in step), and each code fixes its class and whether a retry can help.
 // Subclasses group errors by who must react: the operator (config), a plugin author (plugin),
-// the caller (timeout: retry later; state: a programming error). Later parts of the system add
-// their kinds (storage, protocol, not-leader, fenced) to this same table.
+// the caller (input: fix the call; busy and timeout: retry later; state: a programming error),
+// and storage (the disk or the data on it). Later parts of the system add their kinds
+// (protocol, not-leader, fenced) to this same table.
 
-export type ErrorKind = 'config' | 'plugin' | 'timeout' | 'state';
+export type ErrorKind = 'config' | 'plugin' | 'timeout' | 'state' | 'input' | 'busy' | 'storage';
 
 export interface ErrorCodeInfo {
   readonly kind: ErrorKind;
@@ -87,6 +88,58 @@ export const ERROR_CODES = {
     retriable: false,
     summary: 'A kernel method was called in the wrong state (for example `start()` twice).',
   },
+  CLOSED: {
+    kind: 'state',
+    retriable: false,
+    summary: 'The Walrus instance was closed; open it again to go on.',
+  },
+  INVALID_TOPIC: {
+    kind: 'input',
+    retriable: false,
+    summary: 'A topic name is empty, longer than 255 UTF-8 bytes, or not a string.',
+  },
+  INVALID_ARGUMENT: {
+    kind: 'input',
+    retriable: false,
+    summary: 'An option or argument has the wrong type or is out of range; the message names it.',
+  },
+  ENTRY_TOO_LARGE: {
+    kind: 'input',
+    retriable: false,
+    summary: 'An entry is larger than the per-entry limit; nothing was written.',
+  },
+  BATCH_TOO_LARGE: {
+    kind: 'input',
+    retriable: false,
+    summary: 'A batch has more than 2000 entries or more bytes than the batch limit; nothing was written.',
+  },
+  TOPIC_BUSY: {
+    kind: 'busy',
+    retriable: true,
+    summary:
+      'A batch append is in flight on this topic; an overlapping append or batch is refused rather than queued. Retry after it settles.',
+  },
+  DIRECTORY_LOCKED: {
+    kind: 'busy',
+    retriable: true,
+    summary: 'Another live process has this data directory open; one process at a time may use a Walrus directory.',
+  },
+  CORRUPT_RECORD: {
+    kind: 'storage',
+    retriable: false,
+    summary: 'A record read back from disk fails its checksum or framing; its bytes are never returned.',
+  },
+  FORMAT_TOO_NEW: {
+    kind: 'storage',
+    retriable: false,
+    summary: 'The data directory was written by a newer on-disk format version than this Walrus reads.',
+  },
+  IO: {
+    kind: 'storage',
+    retriable: false,
+    summary:
+      'The operating system refused a read, write or sync; the cause is attached. After a failed write or sync the instance refuses further appends until reopened.',
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -126,13 +179,23 @@ export class ConfigError extends WalrusError {
 
 export class PluginError extends WalrusError {}
 export class TimeoutError extends WalrusError {}
-export class KernelStateError extends WalrusError {}
+/** A method called in a state that does not allow it (a closed instance, a kernel started twice). */
+export class StateError extends WalrusError {}
+/** The caller's input is wrong: fix the call, retrying the same input cannot help. */
+export class InputError extends WalrusError {}
+/** The target is busy with a conflicting operation: retry once it settles. */
+export class BusyError extends WalrusError {}
+/** The disk or the data on it: I/O failures, corruption, unknown formats. */
+export class StorageError extends WalrusError {}
 
 const CLASS_BY_KIND: Record<ErrorKind, new (code: ErrorCode, message: string, options?: WalrusErrorOptions) => WalrusError> = {
   config: ConfigError,
   plugin: PluginError,
   timeout: TimeoutError,
-  state: KernelStateError,
+  state: StateError,
+  input: InputError,
+  busy: BusyError,
+  storage: StorageError,
 };
 
 /** Builds the error of the class that the code's kind names. */

@@ -4,9 +4,9 @@
 // nothing of WALs, Raft or sockets. Two kernels in one process share nothing.
 
 import { dirname } from 'node:path';
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import 'reflect-metadata';
-import { container as rootContainer, type DependencyContainer } from 'tsyringe';
+import { type DependencyContainer, container as rootContainer } from 'tsyringe';
 import type { Catalog } from './catalog.js';
 import {
   type ConfigFile,
@@ -19,7 +19,7 @@ import {
   valueAt,
 } from './config.js';
 import { type Environment, processEnvironment } from './env.js';
-import { ConfigError, describeError, isWalrusError, KernelStateError, PluginError, TimeoutError } from './errors.js';
+import { ConfigError, describeError, isWalrusError, PluginError, StateError, TimeoutError } from './errors.js';
 import { limits } from './limits.js';
 import { type LoadedPlugin, loadPlugins } from './load.js';
 import { attemptPlan, type Plan, type PlanAttempt, type PluginStatus, probeAll } from './plan.js';
@@ -285,9 +285,7 @@ export class Kernel {
   /** Starts every loaded plugin in order. On failure, stops what started (in reverse) and rejects. */
   start(): Promise<void> {
     if (this.stateValue !== 'created') {
-      return Promise.reject(
-        new KernelStateError('KERNEL_STATE', `start() called while the kernel is ${this.stateValue}; a kernel starts once`),
-      );
+      return Promise.reject(new StateError('KERNEL_STATE', `start() called while the kernel is ${this.stateValue}; a kernel starts once`));
     }
     this.stateValue = 'starting';
     this.starting = this.startAll();
@@ -300,7 +298,7 @@ export class Kernel {
       const name = plugin.manifest.name;
       if (this.stopRequested) {
         await this.abortStart(undefined);
-        throw new KernelStateError('KERNEL_STATE', `start aborted before plugin "${name}": stop() was called while starting`);
+        throw new StateError('KERNEL_STATE', `start aborted before plugin "${name}": stop() was called while starting`);
       }
       const began = performance.now();
       try {

@@ -24,6 +24,37 @@ export const limits = {
   configStringLengthMax: 4096,
   /** Most problems listed in one CONFIG_INVALID message (the rest are counted). */
   configProblemsListedMax: 50,
+
+  // The WAL engine.
+  /** Largest payload of one entry. */
+  entryBytesMax: 1024 * 1024 * 1024,
+  /** Most entries in one appendBatch (as the original). */
+  batchEntriesMax: 2000,
+  /** Largest sum of payload bytes in one appendBatch: a batch is written as one unit into one file. */
+  batchBytesMax: 1024 * 1024 * 1024,
+  /** Most entries one readBatch returns. */
+  readBatchEntriesMax: 2000,
+  /** Longest topic name, in UTF-8 bytes. */
+  topicNameBytesMax: 255,
+  /** A data file takes no new records past this size (a record larger than it gets a file of its own). */
+  fileBytesMaxDefault: 1024 * 1024 * 1024,
+  /** Data files grow in extents of this size (ftruncate), so most writes do not change the file size. */
+  fileExtentBytes: 64 * 1024 * 1024,
+  /** Records of one tick are packed into a reused buffer of this size and written with one call. */
+  stagingBytes: 4 * 1024 * 1024,
+  /** Payloads up to this size are copied into the staging buffer; larger ones are written from the caller's buffer. */
+  stagingCopyBytesMax: 64 * 1024,
+  /** Reads fetch this much at once and serve the following entries from memory. */
+  readAheadBytes: 256 * 1024,
+  /** Read-ahead buffers kept at once (one per topic being read, least recently used dropped first). */
+  readAheadBuffersMax: 32,
+  /** Recovery reads data files in chunks of this size. */
+  recoveryChunkBytes: 4 * 1024 * 1024,
+  /** Shortest background sync interval for `fsync: { everyMs }`. */
+  fsyncEveryMsMin: 1,
+  fsyncEveryMsMax: 60 * 60 * 1000,
+  /** Largest `atLeastOnce` persistence interval, in consumed entries. */
+  atLeastOnceMax: 1_000_000,
 } as const;
 
 function assertLimit(condition: boolean, what: string): void {
@@ -35,3 +66,7 @@ assertLimit(limits.startTimeoutMsDefault <= limits.startTimeoutMsMax, 'startTime
 assertLimit(limits.stopTimeoutMsMin <= limits.stopTimeoutMsDefault, 'stopTimeoutMsDefault below its minimum');
 assertLimit(limits.stopTimeoutMsDefault <= limits.stopTimeoutMsMax, 'stopTimeoutMsDefault above its maximum');
 assertLimit(limits.pluginsMax <= limits.configArrayItemsMax, 'the plugins list cannot hold pluginsMax names');
+assertLimit(limits.stagingCopyBytesMax + 32 <= limits.stagingBytes, 'a copied payload must fit the staging buffer');
+assertLimit(limits.readBatchEntriesMax <= limits.batchEntriesMax * 10, 'read batches are bounded like write batches');
+assertLimit(limits.batchBytesMax <= limits.fileBytesMaxDefault, 'a batch must fit one data file');
+assertLimit(limits.entryBytesMax <= 2 ** 32 - 1, 'payload lengths are stored as u32');

@@ -73,7 +73,15 @@ test('docs/config.md lists every walrus start flag with its key', (t) => {
 test('docs/errors.md lists every error code with its class and retriable flag', (t) => {
   const rows = table('docs/errors.md', 'Codes');
   t.deepEqual(rows[0], ['Code', 'Class', 'Retriable', 'Meaning']);
-  const classes = { config: 'ConfigError', plugin: 'PluginError', timeout: 'TimeoutError', state: 'KernelStateError' } as const;
+  const classes = {
+    config: 'ConfigError',
+    plugin: 'PluginError',
+    timeout: 'TimeoutError',
+    state: 'StateError',
+    input: 'InputError',
+    busy: 'BusyError',
+    storage: 'StorageError',
+  } as const;
   const documented = new Map(rows.slice(1).map((row) => [code(row[0]), row]));
   t.deepEqual([...documented.keys()].sort(), Object.keys(ERROR_CODES).sort());
   for (const [name, info] of Object.entries(ERROR_CODES)) {

@@ -3,7 +3,7 @@
 // between two kernels in one process.
 
 import test from 'ava';
-import { KernelStateError, PluginError, TimeoutError } from '../../src/kernel/errors.js';
+import { PluginError, StateError, TimeoutError } from '../../src/kernel/errors.js';
 import type { Plugin } from '../../src/kernel/plugin.js';
 import { stopOnSignals } from '../../src/kernel/signals.js';
 import { token } from '../../src/kernel/tokens.js';
@@ -139,7 +139,7 @@ test('a plugin whose stop throws is reported and the others still stop', async (
 test('start twice is refused', async (t) => {
   const kernel = await createKernel(catalogOf([fake('a')]));
   await kernel.start();
-  const error = await t.throwsAsync(kernel.start(), { instanceOf: KernelStateError });
+  const error = await t.throwsAsync(kernel.start(), { instanceOf: StateError });
   t.is(error?.code, 'KERNEL_STATE');
   await kernel.stop();
 });
@@ -235,7 +235,7 @@ test('stop() during start lets the current plugin finish, starts no more, and st
   await new Promise((resolve) => setImmediate(resolve));
   const stopping = kernel.stop();
   release();
-  const error = await t.throwsAsync(starting, { instanceOf: KernelStateError });
+  const error = await t.throwsAsync(starting, { instanceOf: StateError });
   t.regex(error?.message ?? '', /start aborted before plugin "never": stop\(\) was called while starting/);
   const report = await stopping;
   t.deepEqual(report.failures, []);

@@ -3,11 +3,14 @@
 
 import test from 'ava';
 import {
+  BusyError,
   ConfigError,
   ERROR_CODES,
   type ErrorCode,
-  KernelStateError,
+  InputError,
   PluginError,
+  StateError,
+  StorageError,
   TimeoutError,
   WalrusError,
   walrusError,
@@ -65,7 +68,15 @@ test('schemaAt finds nested settings and nothing else', (t) => {
 });
 
 test('every error code builds the class its kind names and carries its retriable flag', (t) => {
-  const classes = { config: ConfigError, plugin: PluginError, timeout: TimeoutError, state: KernelStateError } as const;
+  const classes = {
+    config: ConfigError,
+    plugin: PluginError,
+    timeout: TimeoutError,
+    state: StateError,
+    input: InputError,
+    busy: BusyError,
+    storage: StorageError,
+  } as const;
   for (const [code, info] of Object.entries(ERROR_CODES)) {
     const cause = new Error('root cause');
     const error = walrusError(code as ErrorCode, 'message', { cause, details: { key: 'value' } });

@@ -1,0 +1,306 @@
+// The log writer: records of one tick are staged into a reused buffer and written with one
+// positional (vectored) write at the end of the tick; their promises settle together. Under
+// `fsync: 'each'` they settle only after an fdatasync that covers them, and every append that
+// arrives while a sync is running shares the next one (group commit). A failed write or sync
+// poisons the writer: what was written cannot be trusted, so everything after rejects with IO.
+
+import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { StorageError } from '../kernel/errors.js';
+import { limits } from '../kernel/limits.js';
+import {
+  dataFileName,
+  encodeFileHeader,
+  FILE_HEADER_BYTES,
+  RECORD_HEADER_BYTES,
+  type RecordHeader,
+  sealContiguousRecord,
+  writeRecordFields,
+  writeRecordHeader,
+} from './format.js';
+import type { StorageBackend, StorageFile } from './storage.js';
+
+export type SyncMode = { readonly kind: 'each' } | { readonly kind: 'none' } | { readonly kind: 'every'; readonly ms: number };
+
+/** One promise shared by every record staged in the same flush. */
+class Waiter {
+  readonly promise: Promise<void>;
+  resolve!: () => void;
+  reject!: (error: Error) => void;
+
+  constructor() {
+    this.promise = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    // A caller may drop the promise (fire-and-forget appends); the failure is still reported to the others.
+    this.promise.catch(() => undefined);
+  }
+}
+
+export interface OpenFile {
+  readonly fileNo: number;
+  readonly file: StorageFile;
+}
+
+export interface LogWriterOptions {
+  readonly dir: string;
+  readonly backend: StorageBackend;
+  readonly sync: SyncMode;
+  readonly fileBytesMax: number;
+  /** The file to append to and where its valid records end. */
+  readonly current: OpenFile & { readonly validEnd: number; readonly hasHeader: boolean };
+  /** Called when a new data file is started, so the caller can stage its checkpoint records. */
+  readonly onNewFile: (file: OpenFile) => void;
+  /** Called after every write: the records staged before it are now handed to the OS (publish them). */
+  readonly onWritten: () => void;
+}
+
+/** Syncs a directory so that a file created or removed in it survives a power loss. */
+export function syncDirectory(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export class LogWriter {
+  private readonly options: LogWriterOptions;
+  private current: OpenFile;
+  /** End of the bytes handed to the OS in the current file. */
+  private writeOffset: number;
+  /** Size the current file has been extended to. */
+  private extentEnd: number;
+  private readonly arena = Buffer.allocUnsafe(limits.stagingBytes);
+  private arenaUsed = 0;
+  private arenaSliceStart = 0;
+  private chunks: Buffer[] = [];
+  private stagedBytes = 0;
+  private waiter: Waiter | undefined;
+  /** Called after each write with the records it covered being readable. */
+  private readonly onFlushed: () => void;
+  private flushScheduled = false;
+  /** Written but not yet synced: their waiters, and the files to sync. */
+  private awaitingSync: Waiter[] = [];
+  private readonly dirtyFiles = new Set<StorageFile>();
+  private syncing: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private failure: StorageError | undefined;
+
+  constructor(options: LogWriterOptions) {
+    this.options = options;
+    this.current = options.current;
+    this.onFlushed = options.onWritten;
+    this.writeOffset = options.current.hasHeader ? options.current.validEnd : 0;
+    this.extentEnd = options.current.file.size();
+    if (!options.current.hasHeader) this.stageRaw(encodeFileHeader(options.current.fileNo));
+    if (options.sync.kind === 'every') {
+      this.timer = setInterval(() => {
+        if (this.dirtyFiles.size > 0) this.syncNow().catch(() => undefined);
+      }, options.sync.ms);
+      this.timer.unref();
+    }
+  }
+
+  get fileNo(): number {
+    return this.current.fileNo;
+  }
+
+  /** The error that poisoned the writer, if any. */
+  get failed(): StorageError | undefined {
+    return this.failure;
+  }
+
+  /** Bytes the next record would start at in the current file (for staging positions). */
+  get nextOffset(): number {
+    return this.writeOffset + this.stagedBytes;
+  }
+
+  /** Starts a new file first when `bytes` more would overflow the current one (and it holds records). */
+  ensureRoom(bytes: number): void {
+    const used = this.nextOffset;
+    if (used + bytes <= this.options.fileBytesMax || used <= FILE_HEADER_BYTES) return;
+    this.roll();
+  }
+
+  /** Stages one record; returns its offset in the current file. */
+  stage(header: RecordHeader, payload: Uint8Array): number {
+    const offset = this.nextOffset;
+    const total = RECORD_HEADER_BYTES + payload.length;
+    if (payload.length <= limits.stagingCopyBytesMax) {
+      const at = this.reserve(total);
+      writeRecordFields(this.arena, at, header);
+      this.arena.set(payload, at + RECORD_HEADER_BYTES);
+      sealContiguousRecord(this.arena, at, payload.length);
+    } else {
+      const at = this.reserve(RECORD_HEADER_BYTES);
+      writeRecordHeader(this.arena, at, header, payload);
+      this.sealSlice();
+      this.chunks.push(Buffer.from(payload.buffer, payload.byteOffset, payload.length));
+    }
+    this.stagedBytes += total;
+    this.extendFor(offset + total);
+    return offset;
+  }
+
+  /** A promise that settles when the records staged so far are acknowledged under the sync mode. */
+  acknowledge(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    this.waiter ??= new Waiter();
+    this.scheduleFlush();
+    return this.waiter.promise;
+  }
+
+  scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Writes everything staged with one call, then settles or queues the waiters. */
+  flush(): void {
+    this.sealSlice();
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    if (this.chunks.length > 0) {
+      if (this.failure === undefined) {
+        try {
+          this.current.file.writev(this.chunks, this.writeOffset);
+        } catch (error) {
+          this.poison(error);
+        }
+      }
+      this.writeOffset += this.stagedBytes;
+      this.dirtyFiles.add(this.current.file);
+    }
+    this.chunks = [];
+    this.stagedBytes = 0;
+    this.arenaUsed = 0;
+    this.arenaSliceStart = 0;
+    if (this.failure !== undefined) {
+      waiter?.reject(this.failure);
+      return;
+    }
+    this.onFlushed();
+    if (waiter === undefined) return;
+    if (this.options.sync.kind === 'each') {
+      this.awaitingSync.push(waiter);
+      this.syncNow().catch(() => undefined);
+    } else {
+      waiter.resolve();
+    }
+  }
+
+  /** Syncs every file with unsynced writes; concurrent callers share the sync in flight and queue one more. */
+  syncNow(): Promise<void> {
+    if (this.syncing !== undefined)
+      return this.syncing.then(() => (this.dirtyFiles.size > 0 || this.awaitingSync.length > 0 ? this.syncNow() : undefined));
+    const files = [...this.dirtyFiles];
+    const waiters = this.awaitingSync;
+    this.dirtyFiles.clear();
+    this.awaitingSync = [];
+    this.syncing = Promise.all(files.map((file) => file.sync())).then(
+      () => {
+        this.syncing = undefined;
+        for (const waiter of waiters) waiter.resolve();
+      },
+      (error: unknown) => {
+        this.syncing = undefined;
+        this.poison(error);
+        for (const waiter of waiters) waiter.reject(this.failure as StorageError);
+        throw this.failure;
+      },
+    );
+    return this.syncing;
+  }
+
+  /** Writes what is staged and makes everything written durable. */
+  async drain(): Promise<void> {
+    this.flush();
+    if (this.failure !== undefined) throw this.failure;
+    while (this.dirtyFiles.size > 0 || this.syncing !== undefined) await this.syncNow();
+  }
+
+  /** Stops the background sync timer. */
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private poison(error: unknown): void {
+    this.failure ??= new StorageError('IO', `write-ahead log I/O failed: ${(error as Error).message}; reopen to recover`, { cause: error });
+  }
+
+  private stageRaw(bytes: Buffer): void {
+    const at = this.reserve(bytes.length);
+    bytes.copy(this.arena, at);
+    this.stagedBytes += bytes.length;
+    this.extendFor(this.writeOffset + this.stagedBytes);
+  }
+
+  private reserve(bytes: number): number {
+    if (this.arenaUsed + bytes > this.arena.length) {
+      // The buffer is full: write what is staged now; the waiters still settle at the end of the tick.
+      this.writeStagedKeepingWaiters();
+    }
+    const at = this.arenaUsed;
+    this.arenaUsed += bytes;
+    return at;
+  }
+
+  private writeStagedKeepingWaiters(): void {
+    this.sealSlice();
+    if (this.chunks.length > 0 && this.failure === undefined) {
+      try {
+        this.current.file.writev(this.chunks, this.writeOffset);
+      } catch (error) {
+        this.poison(error);
+      }
+    }
+    this.writeOffset += this.stagedBytes;
+    this.dirtyFiles.add(this.current.file);
+    this.chunks = [];
+    this.stagedBytes = 0;
+    this.arenaUsed = 0;
+    this.arenaSliceStart = 0;
+  }
+
+  private sealSlice(): void {
+    if (this.arenaUsed > this.arenaSliceStart) {
+      this.chunks.push(this.arena.subarray(this.arenaSliceStart, this.arenaUsed));
+      this.arenaSliceStart = this.arenaUsed;
+    }
+  }
+
+  /** Grows the file in large extents so that most writes land inside its current size. */
+  private extendFor(end: number): void {
+    if (end <= this.extentEnd) return;
+    const extent = limits.fileExtentBytes;
+    const target = Math.ceil(end / extent) * extent;
+    try {
+      this.current.file.truncate(target);
+      this.extentEnd = target;
+    } catch (error) {
+      this.poison(error);
+    }
+  }
+
+  /** Closes the current file to appends and starts the next one with a fresh header. */
+  private roll(): void {
+    this.writeStagedKeepingWaiters();
+    const fileNo = this.current.fileNo + 1;
+    mkdirSync(this.options.dir, { recursive: true });
+    const file = this.options.backend.open(join(this.options.dir, dataFileName(fileNo)), { create: true });
+    syncDirectory(this.options.dir);
+    this.current = { fileNo, file };
+    this.writeOffset = 0;
+    this.extentEnd = file.size();
+    this.stageRaw(encodeFileHeader(fileNo));
+    this.options.onNewFile(this.current);
+  }
+}

@@ -1,0 +1,28 @@
+// The StorageBackend contract: the only way the engine touches data files. Reads and writes are
+// synchronous and positional (on the event loop they cost about a microsecond each, far less
+// than an async fs call); `sync` is the one slow call and runs off the event loop. Directory
+// operations (listing, creating, unlinking, syncing a folder) stay in the engine.
+
+export interface StorageFile {
+  readonly path: string;
+  /** Writes all of `buffer` at `position`; throws on failure (never a silent short write). */
+  write(buffer: Uint8Array, position: number): void;
+  /** Writes the buffers back to back from `position`, all or throw. */
+  writev(buffers: readonly Uint8Array[], position: number): void;
+  /** Reads up to `length` bytes at `position` into `buffer` from `offset`; returns the count (short at EOF). */
+  read(buffer: Uint8Array, offset: number, length: number, position: number): number;
+  /** Current size of the file in bytes. */
+  size(): number;
+  /** Sets the size: shrinking discards, growing adds zeros (sparse where the file system can). */
+  truncate(bytes: number): void;
+  /** Makes everything written so far durable (fdatasync or equivalent), without blocking the event loop. */
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StorageBackend {
+  /** `fd`, `mmap`, `uring`, or a custom backend's name. */
+  readonly name: string;
+  /** Opens `path` for reading and writing, creating it when `create` is set. */
+  open(path: string, options: { readonly create: boolean }): StorageFile;
+}

@@ -1,0 +1,513 @@
+// Walrus: the embedded write-ahead log. Named topics, appends and atomic batch appends, reads
+// with one shared persistent cursor per topic, peeks and stateless reads by sequence number.
+// One log per instance directory: every record goes to the end of the current data file, so a
+// crash can only tear the tail, and recovery keeps the longest valid prefix (recovery.ts).
+// Cursors are records in the same log, so persisting one costs one small append.
+
+import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { type Logger, pino } from 'pino';
+import { envValue, processEnvironment } from '../kernel/env.js';
+import { BusyError, InputError, StateError, StorageError } from '../kernel/errors.js';
+import { limits } from '../kernel/limits.js';
+import { resolveBackend } from './backends.js';
+import { dataFileName, FILE_HEADER_BYTES, RECORD_HEADER_BYTES, RecordKind, readRecordHeader, recordCrcMatches } from './format.js';
+import { LogWriter, type OpenFile, type SyncMode, syncDirectory } from './log.js';
+import { type Recovery, type RecoveryReport, recover } from './recovery.js';
+import type { StorageBackend, StorageFile } from './storage.js';
+import { TopicState } from './topic.js';
+
+export type Consistency = 'strict' | { readonly atLeastOnce: number };
+export type FsyncSchedule = 'each' | 'none' | { readonly everyMs: number };
+export type BackendName = 'auto' | 'fd' | 'mmap' | 'uring';
+
+export interface WalrusOptions {
+  /** Root folder; default WALRUS_DATA_DIR, else ./wal_files. */
+  readonly dataDir?: string;
+  /** Namespace: the data lives in dataDir/<sanitised key>. */
+  readonly key?: string;
+  readonly backend?: BackendName;
+  /** `strict` (default) persists every cursor advance; `{ atLeastOnce: N }` every N consumed entries. */
+  readonly consistency?: Consistency;
+  /** Default `{ everyMs: 200 }`. */
+  readonly fsync?: FsyncSchedule;
+  /** Start a new data file past this size (default 1 GiB). */
+  readonly fileBytesMax?: number;
+  /** Where recovery reports go; default a pino logger at `warn`. */
+  readonly logger?: Logger;
+}
+
+export interface Entry {
+  /** 0-based position in the topic; never reused. */
+  readonly seq: number;
+  readonly data: Buffer;
+}
+
+export interface ReadBatchOptions {
+  /** Payload byte budget: at least one entry is returned when any is available. */
+  readonly maxBytes: number;
+  readonly checkpoint?: boolean;
+  /** Read from this sequence number without touching the cursor. */
+  readonly startSeq?: number;
+}
+
+const LOCK_FILE = 'walrus.lock';
+
+/** The original's rule: every character outside [A-Za-z0-9._-] becomes `_`; all-`_` names (and `.`/`..`) hash instead. */
+export function sanitizeKey(key: string): string {
+  const mapped = [...key].map((char) => (/^[A-Za-z0-9._-]$/.test(char) ? char : '_')).join('');
+  if (mapped !== '' && !/^_+$/.test(mapped) && mapped !== '.' && mapped !== '..') return mapped;
+  let hash = 0xcbf29ce484222325n;
+  for (const byte of Buffer.from(key, 'utf8')) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  return `ns_${hash.toString(16)}`;
+}
+
+function syncMode(fsync: FsyncSchedule): SyncMode {
+  if (fsync === 'each') return { kind: 'each' };
+  if (fsync === 'none') return { kind: 'none' };
+  if (typeof fsync === 'object' && fsync !== null && Number.isInteger(fsync.everyMs)) {
+    if (fsync.everyMs >= limits.fsyncEveryMsMin && fsync.everyMs <= limits.fsyncEveryMsMax) return { kind: 'every', ms: fsync.everyMs };
+  }
+  throw new InputError(
+    'INVALID_ARGUMENT',
+    `fsync must be 'each', 'none' or { everyMs: ${limits.fsyncEveryMsMin}..${limits.fsyncEveryMsMax} }, got ${JSON.stringify(fsync)}`,
+  );
+}
+
+function persistEvery(consistency: Consistency): number {
+  if (consistency === 'strict') return 1;
+  if (typeof consistency === 'object' && consistency !== null && Number.isInteger(consistency.atLeastOnce)) {
+    // 0 means 1, as in the original.
+    if (consistency.atLeastOnce >= 0 && consistency.atLeastOnce <= limits.atLeastOnceMax) return Math.max(1, consistency.atLeastOnce);
+  }
+  throw new InputError(
+    'INVALID_ARGUMENT',
+    `consistency must be 'strict' or { atLeastOnce: 0..${limits.atLeastOnceMax} }, got ${JSON.stringify(consistency)}`,
+  );
+}
+
+function toBytes(data: Uint8Array | string, what: string): Uint8Array {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (data instanceof Uint8Array) return data;
+  throw new InputError('INVALID_ARGUMENT', `${what} must be a string or a Uint8Array, got ${data === null ? 'null' : typeof data}`);
+}
+
+/** Takes the directory for this process; a live lock of another process is refused. */
+function lockDirectory(dir: string): void {
+  const path = join(dir, LOCK_FILE);
+  if (existsSync(path)) {
+    const pid = Number(readFileSync(path, 'utf8').trim());
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
+      throw new BusyError('DIRECTORY_LOCKED', `${dir} is in use by process ${pid}; one process at a time may open a Walrus directory`, {
+        details: { dir, pid },
+      });
+    }
+  }
+  writeFileSync(path, `${process.pid}\n`);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Instances open in this process, by directory: a newer open of the same directory supersedes the older one. */
+const openInstances = new Map<string, Walrus>();
+
+interface ReadAhead {
+  fileNo: number;
+  start: number;
+  end: number;
+  buffer: Buffer;
+}
+
+export class Walrus {
+  readonly dir: string;
+  readonly backendName: string;
+  /** What recovery found and dropped when this instance opened. */
+  readonly recovery: RecoveryReport;
+  private readonly log: Logger;
+  private readonly files = new Map<number, StorageFile>();
+  private readonly topicsByName = new Map<string, TopicState>();
+  private readonly writer: LogWriter;
+  private readonly persistEvery: number;
+  private readonly readAhead = new Map<TopicState, ReadAhead>();
+  private nextTopicId: number;
+  /** Topics with entries staged but not yet written. */
+  private readonly unpublished = new Set<TopicState>();
+  private closedReason: string | undefined;
+
+  private constructor(
+    dir: string,
+    backend: StorageBackend,
+    recovery: Recovery,
+    options: Required<Pick<WalrusOptions, 'consistency' | 'fsync'>> & WalrusOptions,
+    log: Logger,
+  ) {
+    this.dir = dir;
+    this.backendName = backend.name;
+    this.recovery = recovery.report;
+    this.log = log;
+    this.persistEvery = persistEvery(options.consistency);
+    for (const recovered of recovery.files) this.files.set(recovered.fileNo, recovered.file);
+    for (const topic of recovery.topics.values()) this.topicsByName.set(topic.name, topic);
+    this.nextTopicId = Math.max(0, ...[...recovery.topics.keys()]) + 1;
+    const last = recovery.files[recovery.files.length - 1];
+    let current: OpenFile & { validEnd: number; hasHeader: boolean };
+    if (last === undefined) {
+      const file = backend.open(join(dir, dataFileName(1)), { create: true });
+      syncDirectory(dir);
+      this.files.set(1, file);
+      current = { fileNo: 1, file, validEnd: FILE_HEADER_BYTES, hasHeader: false };
+    } else {
+      current = { fileNo: last.fileNo, file: last.file, validEnd: last.validEnd, hasHeader: last.hasHeader };
+      // Zero whatever lies past the valid records, so no stale record can reappear after new ones.
+      const size = last.file.size();
+      if (size > last.validEnd) {
+        last.file.truncate(last.validEnd);
+        last.file.truncate(size);
+      }
+    }
+    this.writer = new LogWriter({
+      dir,
+      backend,
+      sync: syncMode(options.fsync),
+      fileBytesMax: options.fileBytesMax ?? limits.fileBytesMaxDefault,
+      current,
+      onNewFile: (file) => this.checkpoint(file),
+      onWritten: () => this.publishWritten(),
+    });
+    // A file without a header (new, or created just before a crash) gets a checkpoint of every topic.
+    if (!current.hasHeader && this.topicsByName.size > 0) this.checkpoint(current);
+  }
+
+  static async open(options: WalrusOptions = {}): Promise<Walrus> {
+    const consistency = options.consistency ?? 'strict';
+    const fsync = options.fsync ?? { everyMs: 200 };
+    persistEvery(consistency);
+    syncMode(fsync);
+    if (options.fileBytesMax !== undefined && (!Number.isInteger(options.fileBytesMax) || options.fileBytesMax < 4096)) {
+      throw new InputError('INVALID_ARGUMENT', `fileBytesMax must be an integer of at least 4096, got ${options.fileBytesMax}`);
+    }
+    if (options.key !== undefined && typeof options.key !== 'string') throw new InputError('INVALID_ARGUMENT', 'key must be a string');
+    const root = options.dataDir ?? envValue(processEnvironment(), 'WALRUS_DATA_DIR') ?? './wal_files';
+    const dir = resolve(options.key === undefined ? root : join(root, sanitizeKey(options.key)));
+    mkdirSync(dir, { recursive: true });
+    const real = realpathSync(dir);
+    openInstances.get(real)?.supersede();
+    lockDirectory(real);
+    const backend = await resolveBackend(options.backend ?? 'auto');
+    const log = options.logger ?? pino({ name: 'walrus-engine', level: 'warn' });
+    const recovery = recover(real, backend);
+    const wal = new Walrus(real, backend, recovery, { ...options, consistency, fsync }, log);
+    wal.reportRecovery();
+    openInstances.set(real, wal);
+    return wal;
+  }
+
+  // --- appends -------------------------------------------------------------------------------
+
+  append(topic: string, data: Uint8Array | string): Promise<void> {
+    try {
+      this.checkOpen();
+      checkTopicName(topic);
+      const payload = toBytes(data, 'data');
+      if (payload.length > limits.entryBytesMax) {
+        throw new InputError('ENTRY_TOO_LARGE', `entry of ${payload.length} bytes is larger than the limit of ${limits.entryBytesMax}`);
+      }
+      const existing = this.topicsByName.get(topic);
+      if (existing?.batchInFlight === true) throw new BusyError('TOPIC_BUSY', `a batch append is in flight on topic ${topic}`);
+      this.writer.ensureRoom(RECORD_HEADER_BYTES + payload.length + this.declarationBytes(topic));
+      const state = existing ?? this.createTopic(topic);
+      const seq = state.nextSeq;
+      state.nextSeq += 1;
+      const fileNo = this.writer.fileNo;
+      const offset = this.writer.stage(
+        { kind: RecordKind.entry, topicId: state.id, payloadBytes: payload.length, seq, batchSize: 1, batchIndex: 0 },
+        payload,
+      );
+      state.store(seq, fileNo, offset, payload.length);
+      this.unpublished.add(state);
+      return this.writer.acknowledge();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async appendBatch(topic: string, items: ReadonlyArray<Uint8Array | string>): Promise<void> {
+    this.checkOpen();
+    checkTopicName(topic);
+    if (!Array.isArray(items)) throw new InputError('INVALID_ARGUMENT', 'items must be an array');
+    if (items.length > limits.batchEntriesMax) {
+      throw new InputError('BATCH_TOO_LARGE', `batch of ${items.length} entries exceeds the limit of ${limits.batchEntriesMax} entries`);
+    }
+    const payloads = items.map((item, index) => toBytes(item, `items[${index}]`));
+    let bytes = 0;
+    for (const payload of payloads) bytes += payload.length;
+    if (bytes > limits.batchBytesMax)
+      throw new InputError('BATCH_TOO_LARGE', `batch of ${bytes} bytes exceeds the limit of ${limits.batchBytesMax} bytes`);
+    const existing = this.topicsByName.get(topic);
+    if (existing?.batchInFlight === true) throw new BusyError('TOPIC_BUSY', `another batch append is in flight on topic ${topic}`);
+    if (payloads.length === 0) return;
+    this.writer.ensureRoom(bytes + payloads.length * RECORD_HEADER_BYTES + this.declarationBytes(topic));
+    const state = existing ?? this.createTopic(topic);
+    const first = state.nextSeq;
+    state.nextSeq += payloads.length;
+    const fileNo = this.writer.fileNo;
+    payloads.forEach((payload, index) => {
+      const seq = first + index;
+      const header = {
+        kind: RecordKind.entry,
+        topicId: state.id,
+        payloadBytes: payload.length,
+        seq,
+        batchSize: payloads.length,
+        batchIndex: index,
+      };
+      state.store(seq, fileNo, this.writer.stage(header, payload), payload.length);
+    });
+    // All entries of the batch become readable together, after the write that holds the last of them.
+    this.unpublished.add(state);
+    state.batchInFlight = true;
+    try {
+      await this.writer.acknowledge();
+    } finally {
+      state.batchInFlight = false;
+    }
+  }
+
+  // --- reads ---------------------------------------------------------------------------------
+
+  async readNext(topic: string, options: { readonly checkpoint?: boolean } = {}): Promise<Entry | null> {
+    this.checkOpen();
+    checkTopicName(topic);
+    const state = this.topicsByName.get(topic);
+    if (state === undefined || state.cursor >= state.visibleSeq) return null;
+    const seq = state.cursor;
+    const data = this.readEntry(state, seq);
+    if (options.checkpoint === false) return { seq, data };
+    state.cursor = seq + 1;
+    await this.consumed(state, 1, seq + 1);
+    return { seq, data };
+  }
+
+  async readBatch(topic: string, options: ReadBatchOptions): Promise<Entry[]> {
+    this.checkOpen();
+    checkTopicName(topic);
+    if (typeof options !== 'object' || options === null || !Number.isFinite(options.maxBytes) || options.maxBytes < 0) {
+      throw new InputError('INVALID_ARGUMENT', 'readBatch needs { maxBytes: a number ≥ 0 }');
+    }
+    if (options.startSeq !== undefined && (!Number.isSafeInteger(options.startSeq) || options.startSeq < 0)) {
+      throw new InputError('INVALID_ARGUMENT', `startSeq must be an integer ≥ 0, got ${options.startSeq}`);
+    }
+    const state = this.topicsByName.get(topic);
+    if (state === undefined) return [];
+    const stateless = options.startSeq !== undefined;
+    const from = stateless ? Math.max(options.startSeq ?? 0, state.lowSeq) : state.cursor;
+    const entries: Entry[] = [];
+    let bytes = 0;
+    for (let seq = from; seq < state.visibleSeq && entries.length < limits.readBatchEntriesMax; seq++) {
+      const length = state.lengthOf(seq);
+      if (entries.length > 0 && bytes + length > options.maxBytes) break;
+      entries.push({ seq, data: this.readEntry(state, seq) });
+      bytes += length;
+    }
+    if (stateless || options.checkpoint === false || entries.length === 0) return entries;
+    const before = state.cursor;
+    state.cursor = from + entries.length;
+    // atLeastOnce persists the position from before this batch: a crash replays the batch, never skips it.
+    await this.consumed(state, entries.length, this.persistEvery === 1 ? state.cursor : before);
+    return entries;
+  }
+
+  /** Entries appended (and acknowledged) but not yet consumed by the topic's cursor. */
+  pendingCount(topic: string): number {
+    this.checkOpen();
+    checkTopicName(topic);
+    return this.topicsByName.get(topic)?.pending() ?? 0;
+  }
+
+  topics(): string[] {
+    this.checkOpen();
+    return [...this.topicsByName.keys()];
+  }
+
+  /** Writes whatever is staged and makes every acknowledged record durable now. */
+  async flush(): Promise<void> {
+    this.checkOpen();
+    await this.writer.drain();
+  }
+
+  /** Flushes, stops the background sync and releases the files. Later calls reject with CLOSED. */
+  async close(): Promise<void> {
+    if (this.closedReason !== undefined) return;
+    this.closedReason = 'closed';
+    try {
+      await this.writer.drain();
+    } finally {
+      await this.release();
+    }
+  }
+
+  // --- internals -----------------------------------------------------------------------------
+
+  private checkOpen(): void {
+    if (this.closedReason !== undefined) throw new StateError('CLOSED', `this Walrus instance is ${this.closedReason}`);
+    const failure = this.writer.failed;
+    if (failure !== undefined) throw failure;
+  }
+
+  /** A newer instance opened this directory in this process: hand over (written data stays). */
+  private supersede(): void {
+    if (this.closedReason !== undefined) return;
+    this.closedReason = 'superseded by a newer instance on the same directory';
+    this.writer.flush();
+    void this.release();
+  }
+
+  private async release(): Promise<void> {
+    this.writer.stop();
+    this.readAhead.clear();
+    if (openInstances.get(this.dir) === this) {
+      openInstances.delete(this.dir);
+      rmSync(join(this.dir, LOCK_FILE), { force: true });
+    }
+    await Promise.all([...this.files.values()].map((file) => file.close().catch(() => undefined)));
+    this.files.clear();
+  }
+
+  private declarationBytes(topic: string): number {
+    return this.topicsByName.has(topic) ? 0 : RECORD_HEADER_BYTES + Buffer.byteLength(topic, 'utf8');
+  }
+
+  private createTopic(name: string): TopicState {
+    const state = new TopicState(this.nextTopicId, name);
+    this.nextTopicId += 1;
+    this.topicsByName.set(name, state);
+    this.writer.stage(
+      { kind: RecordKind.topic, topicId: state.id, payloadBytes: state.nameBytes.length, seq: 0, batchSize: 1, batchIndex: 0 },
+      state.nameBytes,
+    );
+    return state;
+  }
+
+  private publishWritten(): void {
+    for (const state of this.unpublished) state.publish();
+    this.unpublished.clear();
+  }
+
+  /** Stages, at the start of a new data file, every topic's declaration and persisted cursor. */
+  private checkpoint(file: OpenFile): void {
+    this.files.set(file.fileNo, file.file);
+    for (const state of this.topicsByName.values()) {
+      this.writer.stage(
+        {
+          kind: RecordKind.topic,
+          topicId: state.id,
+          payloadBytes: state.nameBytes.length,
+          seq: state.nextSeq,
+          batchSize: 1,
+          batchIndex: 0,
+        },
+        state.nameBytes,
+      );
+      this.stageCursor(state, state.persistedCursor);
+    }
+  }
+
+  private stageCursor(state: TopicState, cursor: number): void {
+    this.writer.stage({ kind: RecordKind.cursor, topicId: state.id, payloadBytes: 0, seq: cursor, batchSize: 1, batchIndex: 0 }, EMPTY);
+    state.persistedCursor = cursor;
+  }
+
+  /** After consuming `count` entries: persist the cursor when the consistency mode says so. */
+  private async consumed(state: TopicState, count: number, persistAt: number): Promise<void> {
+    state.consumedSincePersist += count;
+    if (state.consumedSincePersist < this.persistEvery) return;
+    state.consumedSincePersist = 0;
+    this.writer.ensureRoom(RECORD_HEADER_BYTES);
+    this.stageCursor(state, persistAt);
+    await this.writer.acknowledge();
+  }
+
+  /** Reads and verifies one entry's record, through the topic's read-ahead buffer. */
+  private readEntry(state: TopicState, seq: number): Buffer {
+    const fileNo = state.fileOf(seq);
+    const offset = state.offsetOf(seq);
+    const length = state.lengthOf(seq);
+    const total = RECORD_HEADER_BYTES + length;
+    const file = this.files.get(fileNo);
+    if (file === undefined) throw new StorageError('CORRUPT_RECORD', `topic ${state.name} seq ${seq}: data file ${fileNo} is missing`);
+    let record: Buffer;
+    const ahead = this.readAhead.get(state);
+    if (ahead !== undefined && ahead.fileNo === fileNo && offset >= ahead.start && offset + total <= ahead.end) {
+      record = ahead.buffer.subarray(offset - ahead.start, offset - ahead.start + total);
+    } else if (total > limits.readAheadBytes) {
+      record = Buffer.allocUnsafe(total);
+      this.readExactly(file, record, offset);
+    } else {
+      const buffer = ahead?.buffer ?? Buffer.allocUnsafe(limits.readAheadBytes);
+      const count = file.read(buffer, 0, buffer.length, offset);
+      if (count < total)
+        throw new StorageError('CORRUPT_RECORD', `topic ${state.name} seq ${seq}: record cut short in ${file.path} at ${offset}`);
+      this.rememberReadAhead(state, { fileNo, start: offset, end: offset + count, buffer });
+      record = buffer.subarray(0, total);
+    }
+    const checked = readRecordHeader(record, 0);
+    const payload = record.subarray(RECORD_HEADER_BYTES, total);
+    if (
+      !checked.ok ||
+      checked.header.topicId !== state.id ||
+      checked.header.seq !== seq ||
+      checked.header.payloadBytes !== length ||
+      !recordCrcMatches(record, 0, payload)
+    ) {
+      throw new StorageError(
+        'CORRUPT_RECORD',
+        `topic ${state.name} seq ${seq}: the record at ${file.path}:${offset} fails its checksum; its bytes are not returned`,
+        {
+          details: { topic: state.name, seq, file: file.path, offset },
+        },
+      );
+    }
+    return Buffer.from(payload);
+  }
+
+  private readExactly(file: StorageFile, buffer: Buffer, position: number): void {
+    const count = file.read(buffer, 0, buffer.length, position);
+    if (count < buffer.length) throw new StorageError('CORRUPT_RECORD', `record cut short in ${file.path} at ${position}`);
+  }
+
+  private rememberReadAhead(state: TopicState, ahead: ReadAhead): void {
+    this.readAhead.delete(state);
+    this.readAhead.set(state, ahead);
+    if (this.readAhead.size > limits.readAheadBuffersMax) {
+      const oldest = this.readAhead.keys().next().value;
+      if (oldest !== undefined) this.readAhead.delete(oldest);
+    }
+  }
+
+  private reportRecovery(): void {
+    const report = this.recovery;
+    const dropped = report.tornTails.length + report.incompleteBatches + report.lostRanges.length + report.unreadableFiles.length;
+    if (dropped === 0) {
+      this.log.debug({ dir: this.dir, files: report.filesScanned, entries: report.entriesRecovered }, 'recovered');
+      return;
+    }
+    this.log.warn({ dir: this.dir, ...report }, 'recovery dropped data that was not valid');
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function checkTopicName(topic: unknown): asserts topic is string {
+  if (typeof topic !== 'string' || topic.length === 0)
+    throw new InputError('INVALID_TOPIC', `topic must be a non-empty string, got ${JSON.stringify(topic)}`);
+  const bytes = Buffer.byteLength(topic, 'utf8');
+  if (bytes > limits.topicNameBytesMax)
+    throw new InputError('INVALID_TOPIC', `topic name is ${bytes} UTF-8 bytes, more than the limit of ${limits.topicNameBytesMax}`);
+}

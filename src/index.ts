@@ -1,20 +1,28 @@
 // The public API of the walrus package: the kernel and its plugin contract, the config schema
 // builders for plugin authors, errors, and Walrus's own catalog of built-in plugins.
-// The WAL engine (Walrus) and the TCP client (WalrusClient) join this list as they land.
+// The TCP client (WalrusClient) joins this list when it lands.
 
 import 'reflect-metadata';
 
+export { BACKENDS, resolveBackend } from './engine/backends.js';
+export type { RecoveryReport } from './engine/recovery.js';
+export type { StorageBackend, StorageFile } from './engine/storage.js';
+export type { BackendName, Consistency, Entry, FsyncSchedule, ReadBatchOptions, WalrusOptions } from './engine/walrus.js';
+export { sanitizeKey, Walrus } from './engine/walrus.js';
 export type { Candidate, Catalog, Selection, Selector } from './kernel/catalog.js';
 export type { Assignment, ConfigFile, ResolvedConfig, TextSetting } from './kernel/config.js';
 export { parseConfigText, readConfigFile, resolveConfig } from './kernel/config.js';
 export { ENV_TABLE } from './kernel/env.js';
 export type { ErrorCode, ErrorCodeInfo, ErrorKind } from './kernel/errors.js';
 export {
+  BusyError,
   ConfigError,
   ERROR_CODES,
+  InputError,
   isWalrusError,
   PluginError,
   StateError,
+  StorageError,
   TimeoutError,
   WalrusError,
   walrusError,

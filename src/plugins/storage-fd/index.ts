@@ -1,15 +1,22 @@
-// storage-fd: positional read/write storage backend (pure TypeScript).
-// Placeholder until its implementation lands; `storage.backend` selection already knows it.
+// storage-fd: positional read/write storage backend in pure TypeScript (node:fs), always
+// available. It binds a FdBackend under the `storage-backend` capability.
 
-import { CAPABILITIES } from '../../kernel/tokens.js';
-import { notImplementedYet } from '../not-yet.js';
+import type { StorageBackend } from '../../engine/storage.js';
+import type { Plugin } from '../../kernel/plugin.js';
+import { CAPABILITIES, token } from '../../kernel/tokens.js';
+import { FdBackend } from './backend.js';
 
-export const storageFdPlugin = notImplementedYet(
-  {
+export const STORAGE_BACKEND = token<StorageBackend>(CAPABILITIES.storageBackend);
+
+export const storageFdPlugin: Plugin = {
+  manifest: {
     name: 'storage-fd',
     description: 'positional read/write storage backend (pure TypeScript)',
     provides: [CAPABILITIES.storageBackend],
     requires: [],
   },
-  'issue 3: the WAL engine and the fd backend',
-);
+  probe: () => ({ ok: true, reason: 'pread/pwrite through node:fs; always available' }),
+  register(scope) {
+    scope.provide(STORAGE_BACKEND, () => new FdBackend());
+  },
+};

@@ -82,6 +82,9 @@ export class LogWriter {
   /** Called after each write with the records it covered being readable. */
   private readonly onFlushed: () => void;
   private flushScheduled = false;
+  private microtaskFlushes = 0;
+  /** Large payloads written from the caller's buffer: their CRC is computed just before the write. */
+  private unsealed: { readonly at: number; readonly header: RecordHeader; readonly payload: Uint8Array }[] = [];
   /** Written but not yet synced: their waiters, and the files to sync. */
   private awaitingSync: Waiter[] = [];
   private readonly dirtyFiles = new Set<StorageFile>();
@@ -113,6 +116,11 @@ export class LogWriter {
     return this.failure;
   }
 
+  /** Where the bytes handed to the OS end in file `fileNo` (older files are complete). */
+  writtenEnd(fileNo: number): number {
+    return fileNo === this.current.fileNo ? this.writeOffset : Number.POSITIVE_INFINITY;
+  }
+
   /** Bytes the next record would start at in the current file (for staging positions). */
   get nextOffset(): number {
     return this.writeOffset + this.stagedBytes;
@@ -136,7 +144,7 @@ export class LogWriter {
       sealContiguousRecord(this.arena, at, payload.length);
     } else {
       const at = this.reserve(RECORD_HEADER_BYTES);
-      writeRecordHeader(this.arena, at, header, payload);
+      this.unsealed.push({ at, header, payload });
       this.sealSlice();
       this.chunks.push(Buffer.from(payload.buffer, payload.byteOffset, payload.length));
     }
@@ -153,17 +161,33 @@ export class LogWriter {
     return this.waiter.promise;
   }
 
+  /**
+   * Flushes at the end of this tick (a microtask), so appends made together are written
+   * together. A producer that awaits each append never leaves the microtask queue, which would
+   * starve timers and I/O (the `everyMs` sync among them); so every `microtaskFlushesMax`
+   * flushes, one goes through setImmediate and lets the event loop turn.
+   */
   scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    queueMicrotask(() => {
+    const run = () => {
       this.flushScheduled = false;
       this.flush();
-    });
+    };
+    if (this.microtaskFlushes < limits.microtaskFlushesMax) {
+      this.microtaskFlushes += 1;
+      queueMicrotask(run);
+    } else {
+      setImmediate(() => {
+        this.microtaskFlushes = 0;
+        run();
+      });
+    }
   }
 
   /** Writes everything staged with one call, then settles or queues the waiters. */
   flush(): void {
+    this.sealLarge();
     this.sealSlice();
     const waiter = this.waiter;
     this.waiter = undefined;
@@ -254,6 +278,7 @@ export class LogWriter {
   }
 
   private writeStagedKeepingWaiters(): void {
+    this.sealLarge();
     this.sealSlice();
     if (this.chunks.length > 0 && this.failure === undefined) {
       try {
@@ -268,6 +293,12 @@ export class LogWriter {
     this.stagedBytes = 0;
     this.arenaUsed = 0;
     this.arenaSliceStart = 0;
+  }
+
+  /** Checksums the large payloads now, right before their write, so the bytes written match their CRC. */
+  private sealLarge(): void {
+    for (const { at, header, payload } of this.unsealed) writeRecordHeader(this.arena, at, header, payload);
+    this.unsealed = [];
   }
 
   private sealSlice(): void {

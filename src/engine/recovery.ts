@@ -3,7 +3,7 @@
 // records are not all present is dropped whole. Nothing past the first bad record of a file is
 // trusted. What was dropped is reported (bytes, records, gaps), never silently served.
 
-import { readdirSync } from 'node:fs';
+import { readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { StorageError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
@@ -45,6 +45,8 @@ export interface RecoveryReport {
 export interface Recovery {
   readonly topics: Map<number, TopicState>;
   readonly files: RecoveredFile[];
+  /** The highest data file number seen, readable or not: new files are numbered after it. */
+  readonly highestFileNo: number;
   readonly report: RecoveryReport;
 }
 
@@ -242,8 +244,10 @@ export function recover(dir: string, backend: StorageBackend): Recovery {
       );
     }
     if (checked.state === 'corrupt') {
-      scanner.report.unreadableFiles.push({ file: file.path, reason: checked.reason });
+      // Kept for inspection under another name, so that it is neither scanned nor written again.
+      scanner.report.unreadableFiles.push({ file: `${file.path}.unreadable`, reason: checked.reason });
       void file.close();
+      renameSync(file.path, `${file.path}.unreadable`);
       continue;
     }
     if (checked.state === 'empty') {
@@ -254,5 +258,6 @@ export function recover(dir: string, backend: StorageBackend): Recovery {
     files.push({ fileNo, file, validEnd, hasHeader: true });
   }
   scanner.finish();
-  return { topics: scanner.topics, files, report: scanner.report };
+  const highestFileNo = names.length === 0 ? 0 : (names[names.length - 1]?.fileNo ?? 0);
+  return { topics: scanner.topics, files, highestFileNo, report: scanner.report };
 }

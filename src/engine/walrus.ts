@@ -38,7 +38,10 @@ export interface WalrusOptions {
 }
 
 export interface Entry {
-  /** 0-based position in the topic; never reused. */
+  /**
+   * 0-based position in the topic; never reused for an acknowledged entry. (Numbers of records
+   * that recovery drops, such as a torn tail that was never acknowledged, are given out again.)
+   */
   readonly seq: number;
   readonly data: Buffer;
 }
@@ -158,11 +161,13 @@ export class Walrus {
     this.nextTopicId = Math.max(0, ...[...recovery.topics.keys()]) + 1;
     const last = recovery.files[recovery.files.length - 1];
     let current: OpenFile & { validEnd: number; hasHeader: boolean };
-    if (last === undefined) {
-      const file = backend.open(join(dir, dataFileName(1)), { create: true });
+    if (last === undefined || last.fileNo < recovery.highestFileNo) {
+      // No readable file, or the newest one was unreadable: start a fresh file after every number seen.
+      const fileNo = recovery.highestFileNo + 1;
+      const file = backend.open(join(dir, dataFileName(fileNo)), { create: true });
       syncDirectory(dir);
-      this.files.set(1, file);
-      current = { fileNo: 1, file, validEnd: FILE_HEADER_BYTES, hasHeader: false };
+      this.files.set(fileNo, file);
+      current = { fileNo, file, validEnd: FILE_HEADER_BYTES, hasHeader: false };
     } else {
       current = { fileNo: last.fileNo, file: last.file, validEnd: last.validEnd, hasHeader: last.hasHeader };
       // Zero whatever lies past the valid records, so no stale record can reappear after new ones.
@@ -186,8 +191,8 @@ export class Walrus {
   }
 
   static async open(options: WalrusOptions = {}): Promise<Walrus> {
-    const consistency = options.consistency ?? 'strict';
-    const fsync = options.fsync ?? { everyMs: 200 };
+    const consistency = options.consistency === undefined ? 'strict' : options.consistency;
+    const fsync = options.fsync === undefined ? { everyMs: 200 } : options.fsync;
     persistEvery(consistency);
     syncMode(fsync);
     if (options.fileBytesMax !== undefined && (!Number.isInteger(options.fileBytesMax) || options.fileBytesMax < 4096)) {
@@ -198,9 +203,10 @@ export class Walrus {
     const dir = resolve(options.key === undefined ? root : join(root, sanitizeKey(options.key)));
     mkdirSync(dir, { recursive: true });
     const real = realpathSync(dir);
+    const backend = await resolveBackend(options.backend ?? 'auto');
+    // Only a valid open takes over the directory from an instance already open on it.
     openInstances.get(real)?.supersede();
     lockDirectory(real);
-    const backend = await resolveBackend(options.backend ?? 'auto');
     const log = options.logger ?? pino({ name: 'walrus-engine', level: 'warn' });
     const recovery = recover(real, backend);
     const wal = new Walrus(real, backend, recovery, { ...options, consistency, fsync }, log);
@@ -298,7 +304,13 @@ export class Walrus {
   async readBatch(topic: string, options: ReadBatchOptions): Promise<Entry[]> {
     this.checkOpen();
     checkTopicName(topic);
-    if (typeof options !== 'object' || options === null || !Number.isFinite(options.maxBytes) || options.maxBytes < 0) {
+    if (
+      typeof options !== 'object' ||
+      options === null ||
+      typeof options.maxBytes !== 'number' ||
+      Number.isNaN(options.maxBytes) ||
+      options.maxBytes < 0
+    ) {
       throw new InputError('INVALID_ARGUMENT', 'readBatch needs { maxBytes: a number ≥ 0 }');
     }
     if (options.startSeq !== undefined && (!Number.isSafeInteger(options.startSeq) || options.startSeq < 0)) {
@@ -451,10 +463,12 @@ export class Walrus {
       this.readExactly(file, record, offset);
     } else {
       const buffer = ahead?.buffer ?? Buffer.allocUnsafe(limits.readAheadBytes);
-      const count = file.read(buffer, 0, buffer.length, offset);
+      // Never cache past what has been written: the bytes after it are zeros now and records later.
+      const wanted = Math.min(buffer.length, this.writer.writtenEnd(fileNo) - offset);
+      const count = file.read(buffer, 0, Math.max(wanted, total), offset);
       if (count < total)
         throw new StorageError('CORRUPT_RECORD', `topic ${state.name} seq ${seq}: record cut short in ${file.path} at ${offset}`);
-      this.rememberReadAhead(state, { fileNo, start: offset, end: offset + count, buffer });
+      this.rememberReadAhead(state, { fileNo, start: offset, end: offset + Math.min(count, wanted), buffer });
       record = buffer.subarray(0, total);
     }
     const checked = readRecordHeader(record, 0);

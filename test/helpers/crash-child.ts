@@ -1,0 +1,44 @@
+// A child process for crash tests: it appends (or consumes) as fast as it can and prints one
+// line per acknowledgement, so the parent knows exactly what was acknowledged when it sends
+// SIGKILL. Usage: node crash-child.js <dir> <mode: append|consume> <fsync: each|none|every>
+// stdout lines: `ack <index>` (append: entry index acknowledged; consume: seq consumed).
+
+import { Walrus } from '../../src/engine/walrus.js';
+import { payloadOf } from './crash-payload.js';
+
+const [dir, mode, fsyncName] = process.argv.slice(2);
+if (dir === undefined || mode === undefined || fsyncName === undefined)
+  throw new Error('usage: crash-child <dir> <append|consume> <each|none|every>');
+const fsync = fsyncName === 'every' ? { everyMs: 20 } : (fsyncName as 'each' | 'none');
+
+async function append(wal: Walrus): Promise<void> {
+  let next = 0;
+  // Several appends in flight at once, plus a batch every so often: the crash lands mid-group.
+  for (;;) {
+    const round: Promise<number>[] = [];
+    for (let k = 0; k < 16; k++) {
+      const index = next++;
+      round.push(wal.append('crash', payloadOf(index)).then(() => index));
+    }
+    const batch = [next, next + 1, next + 2, next + 3, next + 4];
+    next += batch.length;
+    round.push(wal.appendBatch('crash-batch', batch.map(payloadOf)).then(() => batch[batch.length - 1] as number));
+    for (const done of await Promise.all(round)) process.stdout.write(`ack ${done}\n`);
+  }
+}
+
+async function consume(wal: Walrus): Promise<void> {
+  for (;;) {
+    const entry = await wal.readNext('crash');
+    if (entry === null) {
+      process.stdout.write('empty\n');
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      continue;
+    }
+    process.stdout.write(`ack ${entry.seq}\n`);
+  }
+}
+
+const wal = await Walrus.open({ dataDir: dir, fsync, consistency: 'strict' });
+process.stdout.write('ready\n');
+await (mode === 'append' ? append(wal) : consume(wal));

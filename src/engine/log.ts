@@ -54,6 +54,8 @@ export interface LogWriterOptions {
   readonly onNewFile: (file: OpenFile) => void;
   /** Called after every write: the records staged before it are now handed to the OS (publish them). */
   readonly onWritten: () => void;
+  /** Called as a sync starts; the function it returns runs once that sync has completed. */
+  readonly onSyncStart?: () => () => void;
 }
 
 /** Syncs a directory so that a file created or removed in it survives a power loss. */
@@ -228,10 +230,13 @@ export class LogWriter {
     const waiters = this.awaitingSync;
     this.dirtyFiles.clear();
     this.awaitingSync = [];
+    // Whatever was written before this sync started is durable once it completes.
+    const synced = this.options.onSyncStart?.();
     this.syncing = Promise.all(files.map((file) => file.sync())).then(
       () => {
         this.syncing = undefined;
         for (const waiter of waiters) waiter.resolve();
+        synced?.();
       },
       (error: unknown) => {
         this.syncing = undefined;
@@ -333,5 +338,7 @@ export class LogWriter {
     this.extentEnd = file.size();
     this.stageRaw(encodeFileHeader(fileNo));
     this.options.onNewFile(this.current);
+    // The finished file is synced in the background: what it holds becomes durable, so it can be reclaimed later.
+    this.syncNow().catch(() => undefined);
   }
 }

@@ -47,6 +47,8 @@ export interface Recovery {
   readonly files: RecoveredFile[];
   /** The highest data file number seen, readable or not: new files are numbered after it. */
   readonly highestFileNo: number;
+  /** Per data file: the highest seq of each topic id it holds (for reclamation). */
+  readonly fileTopics: Map<number, Map<number, number>>;
   readonly report: RecoveryReport;
 }
 
@@ -85,6 +87,8 @@ class ChunkReader {
 
 class Scanner {
   readonly topics = new Map<number, TopicState>();
+  /** Per data file: the highest seq of each topic id it holds. */
+  readonly fileTopics = new Map<number, Map<number, number>>();
   private readonly byName = new Map<string, TopicState>();
   private readonly cursors = new Map<number, number>();
   readonly report: RecoveryReport = {
@@ -202,6 +206,9 @@ class Scanner {
     if (topic === undefined) throw new Error('invariant: publishing for an undeclared topic');
     topic.store(header.seq, fileNo, offset, header.payloadBytes);
     topic.publish();
+    let held = this.fileTopics.get(fileNo);
+    if (held === undefined) this.fileTopics.set(fileNo, (held = new Map()));
+    held.set(topic.id, header.seq);
     topic.nextSeq = header.seq + 1;
     this.report.entriesRecovered += 1;
   }
@@ -259,5 +266,5 @@ export function recover(dir: string, backend: StorageBackend): Recovery {
   }
   scanner.finish();
   const highestFileNo = names.length === 0 ? 0 : (names[names.length - 1]?.fileNo ?? 0);
-  return { topics: scanner.topics, files, highestFileNo, report: scanner.report };
+  return { topics: scanner.topics, files, highestFileNo, fileTopics: scanner.fileTopics, report: scanner.report };
 }

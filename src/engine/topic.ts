@@ -68,6 +68,15 @@ export class TopicState {
     this.cursor = Math.max(this.cursor, seq);
   }
 
+  /** Forgets the entries below `seq` (their file was reclaimed); the cursor is already past them. */
+  trimBelow(seq: number): void {
+    if (seq <= this.lowSeq) return;
+    const cut = Math.min(seq, this.storedSeq) - this.lowSeq;
+    this.positions.copyWithin(0, cut);
+    this.lengths.copyWithin(0, cut);
+    this.lowSeq += cut;
+  }
+
   has(seq: number): boolean {
     return seq >= this.lowSeq && seq < this.visibleSeq;
   }

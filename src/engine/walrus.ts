@@ -142,7 +142,14 @@ export class Walrus {
   private nextTopicId: number;
   /** Topics with entries staged but not yet written. */
   private readonly unpublished = new Set<TopicState>();
+  /** Per data file: the highest seq each topic has in it. A file goes once every topic has consumed past it. */
+  private readonly fileTopics = new Map<number, Map<TopicState, number>>();
+  /** Cursor values known to be on disk and synced: what reclamation may rely on after a power loss. */
+  private readonly durableCursors = new Map<TopicState, number>();
+  /** Topics whose persisted cursor changed since the last sync started. */
+  private readonly cursorsToSync = new Set<TopicState>();
   private closedReason: string | undefined;
+  private reclaimCount = 0;
 
   private constructor(
     dir: string,
@@ -157,7 +164,18 @@ export class Walrus {
     this.log = log;
     this.persistEvery = persistEvery(options.consistency);
     for (const recovered of recovery.files) this.files.set(recovered.fileNo, recovered.file);
-    for (const topic of recovery.topics.values()) this.topicsByName.set(topic.name, topic);
+    for (const topic of recovery.topics.values()) {
+      this.topicsByName.set(topic.name, topic);
+      this.durableCursors.set(topic, topic.persistedCursor);
+    }
+    for (const [fileNo, held] of recovery.fileTopics) {
+      const byTopic = new Map<TopicState, number>();
+      for (const [topicId, seq] of held) {
+        const topic = recovery.topics.get(topicId);
+        if (topic !== undefined) byTopic.set(topic, seq);
+      }
+      this.fileTopics.set(fileNo, byTopic);
+    }
     this.nextTopicId = Math.max(0, ...[...recovery.topics.keys()]) + 1;
     const last = recovery.files[recovery.files.length - 1];
     let current: OpenFile & { validEnd: number; hasHeader: boolean };
@@ -185,9 +203,15 @@ export class Walrus {
       current,
       onNewFile: (file) => this.checkpoint(file),
       onWritten: () => this.publishWritten(),
+      onSyncStart: () => this.cursorsSyncing(),
     });
     // A file without a header (new, or created just before a crash) gets a checkpoint of every topic.
     if (!current.hasHeader && this.topicsByName.size > 0) this.checkpoint(current);
+  }
+
+  /** Data files deleted since this instance opened, because every topic had consumed them. */
+  get reclaimedFiles(): number {
+    return this.reclaimCount;
   }
 
   static async open(options: WalrusOptions = {}): Promise<Walrus> {
@@ -211,6 +235,7 @@ export class Walrus {
     const recovery = recover(real, backend);
     const wal = new Walrus(real, backend, recovery, { ...options, consistency, fsync }, log);
     wal.reportRecovery();
+    wal.reclaim();
     openInstances.set(real, wal);
     return wal;
   }
@@ -238,6 +263,7 @@ export class Walrus {
       );
       state.store(seq, fileNo, offset, payload.length);
       this.unpublished.add(state);
+      this.noteHeld(fileNo, state, seq);
       return this.writer.acknowledge();
     } catch (error) {
       return Promise.reject(error);
@@ -278,6 +304,7 @@ export class Walrus {
     });
     // All entries of the batch become readable together, after the write that holds the last of them.
     this.unpublished.add(state);
+    this.noteHeld(fileNo, state, first + payloads.length - 1);
     state.batchInFlight = true;
     try {
       await this.writer.acknowledge();
@@ -434,6 +461,46 @@ export class Walrus {
   private stageCursor(state: TopicState, cursor: number): void {
     this.writer.stage({ kind: RecordKind.cursor, topicId: state.id, payloadBytes: 0, seq: cursor, batchSize: 1, batchIndex: 0 }, EMPTY);
     state.persistedCursor = cursor;
+    this.cursorsToSync.add(state);
+  }
+
+  private noteHeld(fileNo: number, state: TopicState, seq: number): void {
+    let held = this.fileTopics.get(fileNo);
+    if (held === undefined) this.fileTopics.set(fileNo, (held = new Map()));
+    held.set(state, seq);
+  }
+
+  /** A sync starts: the cursors written so far will be durable when it ends; then files may go. */
+  private cursorsSyncing(): () => void {
+    const covered = [...this.cursorsToSync].map((state) => [state, state.persistedCursor] as const);
+    this.cursorsToSync.clear();
+    return () => {
+      for (const [state, cursor] of covered) this.durableCursors.set(state, Math.max(this.durableCursors.get(state) ?? 0, cursor));
+      if (this.closedReason === undefined) this.reclaim();
+    };
+  }
+
+  /**
+   * Deletes data files from the oldest while every topic has durably consumed all it holds in
+   * them. Oldest first only, so a topic's retained entries stay one contiguous range.
+   */
+  private reclaim(): void {
+    const current = this.writer.fileNo;
+    for (const fileNo of [...this.files.keys()].sort((a, b) => a - b)) {
+      if (fileNo >= current) return;
+      const held = this.fileTopics.get(fileNo) ?? new Map<TopicState, number>();
+      for (const [state, seq] of held) if ((this.durableCursors.get(state) ?? 0) <= seq) return;
+      const file = this.files.get(fileNo);
+      this.files.delete(fileNo);
+      this.fileTopics.delete(fileNo);
+      for (const [state, seq] of held) state.trimBelow(seq + 1);
+      for (const [state, ahead] of this.readAhead) if (ahead.fileNo === fileNo) this.readAhead.delete(state);
+      void file?.close();
+      rmSync(join(this.dir, dataFileName(fileNo)), { force: true });
+      syncDirectory(this.dir);
+      this.reclaimCount += 1;
+      this.log.debug({ dir: this.dir, fileNo }, 'reclaimed a fully consumed data file');
+    }
   }
 
   /** After consuming `count` entries: persist the cursor when the consistency mode says so. */

@@ -280,7 +280,7 @@ forEachBackend('persistence-and-cursors', (backend) => {
     }),
   );
 
-  test(title('file rollover (fileBytesMax 64 KiB) across restarts keeps every entry and cursor'), (t) =>
+  test(title('file rollover (fileBytesMax 64 KiB) across restarts keeps every unconsumed entry and cursor'), (t) =>
     withWal(backend, async ({ dir, open }) => {
       const fileBytesMax = 64 * 1024;
       const topics = ['r0', 'r1', 'r2'];
@@ -302,7 +302,10 @@ forEachBackend('persistence-and-cursors', (backend) => {
         let mismatches = 0;
         for (const entry of entries) if (!entry.data.equals(payload(topic, entry.seq))) mismatches += 1;
         t.is(mismatches, 0, `${topic} bytes`);
-        t.deepEqual(seqs(await third.readBatch(topic, { maxBytes: 1, startSeq: 0 })), [0], 'entries in the first files are still there');
+        // Files every topic consumed may be reclaimed; nothing unconsumed ever is.
+        const oldest = (await third.readBatch(topic, { maxBytes: 1, startSeq: 0 }))[0];
+        t.true(oldest !== undefined && oldest.seq <= 60, `oldest kept ${topic} entry is ${oldest?.seq}`);
+        t.true(oldest?.data.equals(payload(topic, oldest.seq)));
       }
       t.true(dataFiles(dir).length >= 6);
     }),

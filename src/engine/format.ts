@@ -92,6 +92,26 @@ export function readRecordHeader(source: Buffer, offset: number): HeaderCheck {
   };
 }
 
+/** True when the header at `offset` is a current-version record of this kind, topic, seq and length (CRC not checked). */
+export function recordMatches(
+  source: Buffer,
+  offset: number,
+  kind: RecordKind,
+  topicId: number,
+  seq: number,
+  payloadBytes: number,
+): boolean {
+  return (
+    source.readUInt32LE(offset) === RECORD_MAGIC &&
+    source[offset + 8] === FORMAT_VERSION &&
+    source[offset + 9] === kind &&
+    source.readUInt32LE(offset + 12) === topicId &&
+    source.readUInt32LE(offset + 16) === payloadBytes &&
+    source.readUInt32LE(offset + 20) === seq % U32 &&
+    source.readUInt32LE(offset + 24) === Math.floor(seq / U32)
+  );
+}
+
 /** True when the CRC stored in the header at `offset` matches the header and `payload`. */
 export function recordCrcMatches(source: Buffer, offset: number, payload: Uint8Array): boolean {
   const crc = crc32(payload, crc32(source.subarray(offset + RECORD_CRC_FROM, offset + RECORD_HEADER_BYTES)));

@@ -6,12 +6,13 @@
 
 import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { type Logger, pino } from 'pino';
 import { envValue, processEnvironment } from '../kernel/env.js';
 import { BusyError, InputError, StateError, StorageError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
 import { resolveBackend } from './backends.js';
-import { dataFileName, FILE_HEADER_BYTES, RECORD_HEADER_BYTES, RecordKind, readRecordHeader, recordCrcMatches } from './format.js';
+import { dataFileName, FILE_HEADER_BYTES, RECORD_CRC_FROM, RECORD_HEADER_BYTES, RecordKind, recordMatches } from './format.js';
 import { LogWriter, type OpenFile, type SyncMode, syncDirectory } from './log.js';
 import { type Recovery, type RecoveryReport, recover } from './recovery.js';
 import type { StorageBackend, StorageFile } from './storage.js';
@@ -315,17 +316,22 @@ export class Walrus {
 
   // --- reads ---------------------------------------------------------------------------------
 
-  async readNext(topic: string, options: { readonly checkpoint?: boolean } = {}): Promise<Entry | null> {
-    this.checkOpen();
-    checkTopicName(topic);
-    const state = this.topicsByName.get(topic);
-    if (state === undefined || state.cursor >= state.visibleSeq) return null;
-    const seq = state.cursor;
-    const data = this.readEntry(state, seq);
-    if (options.checkpoint === false) return { seq, data };
-    state.cursor = seq + 1;
-    await this.consumed(state, 1, seq + 1);
-    return { seq, data };
+  readNext(topic: string, options: { readonly checkpoint?: boolean } = {}): Promise<Entry | null> {
+    try {
+      this.checkOpen();
+      checkTopicName(topic);
+      const state = this.topicsByName.get(topic);
+      if (state === undefined || state.cursor >= state.visibleSeq) return Promise.resolve(null);
+      // Claiming the entry and moving the cursor happen in one synchronous step: concurrent readers never share one.
+      const seq = state.cursor;
+      const entry: Entry = { seq, data: this.readEntry(state, seq) };
+      if (options.checkpoint === false) return Promise.resolve(entry);
+      state.cursor = seq + 1;
+      const persisted = this.consumed(state, 1, seq + 1);
+      return persisted === undefined ? Promise.resolve(entry) : persisted.then(() => entry);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   async readBatch(topic: string, options: ReadBatchOptions): Promise<Entry[]> {
@@ -503,14 +509,14 @@ export class Walrus {
     }
   }
 
-  /** After consuming `count` entries: persist the cursor when the consistency mode says so. */
-  private async consumed(state: TopicState, count: number, persistAt: number): Promise<void> {
+  /** After consuming `count` entries: persists the cursor when the mode says so (then returns the acknowledgement). */
+  private consumed(state: TopicState, count: number, persistAt: number): Promise<void> | undefined {
     state.consumedSincePersist += count;
-    if (state.consumedSincePersist < this.persistEvery) return;
+    if (state.consumedSincePersist < this.persistEvery) return undefined;
     state.consumedSincePersist = 0;
     this.writer.ensureRoom(RECORD_HEADER_BYTES);
     this.stageCursor(state, persistAt);
-    await this.writer.acknowledge();
+    return this.writer.acknowledge();
   }
 
   /** Reads and verifies one entry's record, through the topic's read-ahead buffer. */
@@ -538,14 +544,11 @@ export class Walrus {
       this.rememberReadAhead(state, { fileNo, start: offset, end: offset + Math.min(count, wanted), buffer });
       record = buffer.subarray(0, total);
     }
-    const checked = readRecordHeader(record, 0);
+    // The record must be the one the index points at (the CRC then covers its kind, version and batch fields).
     const payload = record.subarray(RECORD_HEADER_BYTES, total);
     if (
-      !checked.ok ||
-      checked.header.topicId !== state.id ||
-      checked.header.seq !== seq ||
-      checked.header.payloadBytes !== length ||
-      !recordCrcMatches(record, 0, payload)
+      !recordMatches(record, 0, RecordKind.entry, state.id, seq, length) ||
+      record.readUInt32LE(4) !== crc32(record.subarray(RECORD_CRC_FROM, total))
     ) {
       throw new StorageError(
         'CORRUPT_RECORD',

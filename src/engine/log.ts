@@ -85,6 +85,8 @@ export class LogWriter {
   private readonly onFlushed: () => void;
   private flushScheduled = false;
   private microtaskFlushes = 0;
+  /** End of the current file's header and checkpoint records. */
+  private checkpointEnd = FILE_HEADER_BYTES;
   /** Large payloads written from the caller's buffer: their CRC is computed just before the write. */
   private unsealed: { readonly at: number; readonly header: RecordHeader; readonly payload: Uint8Array }[] = [];
   /** Written but not yet synced: their waiters, and the files to sync. */
@@ -131,8 +133,20 @@ export class LogWriter {
   /** Starts a new file first when `bytes` more would overflow the current one (and it holds records). */
   ensureRoom(bytes: number): void {
     const used = this.nextOffset;
-    if (used + bytes <= this.options.fileBytesMax || used <= FILE_HEADER_BYTES) return;
+    // The header and checkpoint do not count against fileBytesMax (with many topics they alone
+    // could exceed it), and a file holding only them takes any record: rolling would not help.
+    if (used - this.checkpointEnd + bytes <= this.options.fileBytesMax || used <= this.checkpointEnd) return;
     this.roll();
+  }
+
+  /** The records staged so far in this file are its checkpoint (see ensureRoom). */
+  markCheckpoint(): void {
+    this.checkpointEnd = this.nextOffset;
+  }
+
+  /** Settles once no sync is in flight (its outcome does not matter here). */
+  async quiesce(): Promise<void> {
+    while (this.syncing !== undefined) await this.syncing.catch(() => undefined);
   }
 
   /** Stages one record; returns its offset in the current file. */
@@ -329,15 +343,23 @@ export class LogWriter {
   /** Closes the current file to appends and starts the next one with a fresh header. */
   private roll(): void {
     this.writeStagedKeepingWaiters();
+    if (this.failure !== undefined) throw this.failure;
     const fileNo = this.current.fileNo + 1;
-    mkdirSync(this.options.dir, { recursive: true });
-    const file = this.options.backend.open(join(this.options.dir, dataFileName(fileNo)), { create: true });
-    syncDirectory(this.options.dir);
+    let file: StorageFile;
+    try {
+      mkdirSync(this.options.dir, { recursive: true });
+      file = this.options.backend.open(join(this.options.dir, dataFileName(fileNo)), { create: true });
+      syncDirectory(this.options.dir);
+    } catch (error) {
+      this.poison(error);
+      throw this.failure;
+    }
     this.current = { fileNo, file };
     this.writeOffset = 0;
     this.extentEnd = file.size();
     this.stageRaw(encodeFileHeader(fileNo));
     this.options.onNewFile(this.current);
+    this.markCheckpoint();
     // The finished file is synced in the background: what it holds becomes durable, so it can be reclaimed later.
     this.syncNow().catch(() => undefined);
   }

@@ -25,6 +25,8 @@ export interface RecoveredFile {
   readonly file: StorageFile;
   /** End of the valid records: where the next record goes if this file takes more. */
   readonly validEnd: number;
+  /** True when only zeros follow the valid records (no torn or damaged tail to keep). */
+  readonly cleanEnd: boolean;
   /** False when the file header was missing (a file created just before a crash). */
   readonly hasHeader: boolean;
 }
@@ -110,7 +112,11 @@ class Scanner {
     while (position + RECORD_HEADER_BYTES <= size) {
       const head = reader.bytes(position, RECORD_HEADER_BYTES);
       if (head.length < RECORD_HEADER_BYTES) break;
-      if (head.every((byte) => byte === 0)) break;
+      if (head.every((byte) => byte === 0)) {
+        // Zeros end the data only if nothing follows them: a zeroed header before more records is damage.
+        if (!zerosFollow(reader, position, size)) stop = 'a zeroed record header with data after it';
+        break;
+      }
       const checked = readRecordHeader(head, 0);
       if (!checked.ok) {
         stop = checked.reason;
@@ -194,8 +200,9 @@ class Scanner {
     }
     if (header.seq < topic.nextSeq) return `topic ${name} declared at seq ${header.seq} after seq ${topic.nextSeq - 1}`;
     if (header.seq > topic.nextSeq) {
-      // Entries between are in no surviving file. Harmless if consumed; reported either way.
-      this.report.lostRanges.push({ topic: name, fromSeq: topic.nextSeq, toSeq: header.seq - 1 });
+      // Entries between are in no surviving file, and the index restarts after them, so the ones
+      // before the gap are dropped from service too: all reported unless the cursor had passed them.
+      this.report.lostRanges.push({ topic: name, fromSeq: topic.lowSeq, toSeq: header.seq - 1 });
       topic.restartAt(header.seq);
     }
     return undefined;
@@ -215,16 +222,33 @@ class Scanner {
 
   /** Applies the cursors, dropping lost ranges that were consumed anyway from the report. */
   finish(): void {
+    // A range is lost only if the cursor on disk had not consumed all of it (judged before clamping).
+    this.report.lostRanges = this.report.lostRanges.filter((range) => {
+      const topic = this.byName.get(range.topic);
+      return topic === undefined || range.toSeq >= (this.cursors.get(topic.id) ?? 0);
+    });
     for (const topic of this.topics.values()) {
       const cursor = Math.min(Math.max(this.cursors.get(topic.id) ?? topic.lowSeq, topic.lowSeq), topic.visibleSeq);
       topic.cursor = cursor;
       topic.persistedCursor = cursor;
     }
-    this.report.lostRanges = this.report.lostRanges.filter((range) => {
-      const topic = [...this.topics.values()].find((candidate) => candidate.name === range.topic);
-      return topic === undefined || range.toSeq >= topic.cursor;
-    });
   }
+}
+
+/** How far past a zeroed header to look for data before calling the zeros the end. */
+const ZERO_LOOKAHEAD_BYTES = 1024 * 1024;
+
+function zerosFollowHeader(file: StorageFile, size: number): boolean {
+  return zerosFollow(new ChunkReader(file), 0, size);
+}
+
+function zerosFollow(reader: ChunkReader, position: number, size: number): boolean {
+  const end = Math.min(size, position + ZERO_LOOKAHEAD_BYTES);
+  for (let at = position; at < end; at += 64 * 1024) {
+    const bytes = reader.bytes(at, Math.min(64 * 1024, end - at));
+    if (!bytes.every((byte) => byte === 0)) return false;
+  }
+  return true;
 }
 
 /** Lists data files in log order, opens and scans them. */
@@ -235,6 +259,24 @@ export function recover(dir: string, backend: StorageBackend): Recovery {
     .sort((a, b) => a.fileNo - b.fileNo);
   const scanner = new Scanner();
   const files: RecoveredFile[] = [];
+  try {
+    scanAll(dir, names, backend, scanner, files);
+  } catch (error) {
+    for (const recovered of files) void recovered.file.close();
+    throw error;
+  }
+  scanner.finish();
+  const highestFileNo = names.length === 0 ? 0 : (names[names.length - 1]?.fileNo ?? 0);
+  return { topics: scanner.topics, files, highestFileNo, fileTopics: scanner.fileTopics, report: scanner.report };
+}
+
+function scanAll(
+  dir: string,
+  names: readonly { name: string; fileNo: number }[],
+  backend: StorageBackend,
+  scanner: Scanner,
+  files: RecoveredFile[],
+): void {
   for (const { name, fileNo } of names) {
     const file = backend.open(join(dir, name), { create: false });
     const size = file.size();
@@ -258,13 +300,12 @@ export function recover(dir: string, backend: StorageBackend): Recovery {
       continue;
     }
     if (checked.state === 'empty') {
-      files.push({ fileNo, file, validEnd: FILE_HEADER_BYTES, hasHeader: false });
+      files.push({ fileNo, file, validEnd: FILE_HEADER_BYTES, hasHeader: false, cleanEnd: zerosFollowHeader(file, size) });
       continue;
     }
+    const torn = scanner.report.tornTails.length + scanner.report.incompleteBatches;
     const validEnd = scanner.scan(file, fileNo, size);
-    files.push({ fileNo, file, validEnd, hasHeader: true });
+    const cleanEnd = scanner.report.tornTails.length + scanner.report.incompleteBatches === torn;
+    files.push({ fileNo, file, validEnd, hasHeader: true, cleanEnd });
   }
-  scanner.finish();
-  const highestFileNo = names.length === 0 ? 0 : (names[names.length - 1]?.fileNo ?? 0);
-  return { topics: scanner.topics, files, highestFileNo, fileTopics: scanner.fileTopics, report: scanner.report };
 }

@@ -96,18 +96,32 @@ function toBytes(data: Uint8Array | string, what: string): Uint8Array {
   throw new InputError('INVALID_ARGUMENT', `${what} must be a string or a Uint8Array, got ${data === null ? 'null' : typeof data}`);
 }
 
-/** Takes the directory for this process; a live lock of another process is refused. */
-function lockDirectory(dir: string): void {
+/** Refuses a directory whose lock names another live process. */
+function checkLock(dir: string): void {
   const path = join(dir, LOCK_FILE);
-  if (existsSync(path)) {
-    const pid = Number(readFileSync(path, 'utf8').trim());
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
-      throw new BusyError('DIRECTORY_LOCKED', `${dir} is in use by process ${pid}; one process at a time may open a Walrus directory`, {
-        details: { dir, pid },
-      });
-    }
+  if (!existsSync(path)) return;
+  const pid = Number(readFileSync(path, 'utf8').trim());
+  if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
+    throw new BusyError(
+      'DIRECTORY_LOCKED',
+      `${dir} is in use by process ${pid}; one process at a time may open a Walrus directory (if no such Walrus runs, delete ${path})`,
+      { details: { dir, pid } },
+    );
   }
-  writeFileSync(path, `${process.pid}\n`);
+}
+
+/** Records this process as the directory's user (a PID file: advisory, checked by checkLock). */
+function writeLock(dir: string): void {
+  writeFileSync(join(dir, LOCK_FILE), `${process.pid}\n`);
+}
+
+/** Runs a file-system step, turning its errno failure into an IO error that says what was attempted. */
+function ioStep<T>(what: string, step: () => T): T {
+  try {
+    return step();
+  } catch (error) {
+    throw new StorageError('IO', `${what}: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 function processAlive(pid: number): boolean {
@@ -147,8 +161,9 @@ export class Walrus {
   private readonly fileTopics = new Map<number, Map<TopicState, number>>();
   /** Cursor values known to be on disk and synced: what reclamation may rely on after a power loss. */
   private readonly durableCursors = new Map<TopicState, number>();
-  /** Topics whose persisted cursor changed since the last sync started. */
-  private readonly cursorsToSync = new Set<TopicState>();
+  /** Cursor records staged but not yet written, then written but not yet covered by a sync. */
+  private readonly cursorsStaged = new Map<TopicState, number>();
+  private readonly cursorsWritten = new Map<TopicState, number>();
   private closedReason: string | undefined;
   private reclaimCount = 0;
 
@@ -165,10 +180,7 @@ export class Walrus {
     this.log = log;
     this.persistEvery = persistEvery(options.consistency);
     for (const recovered of recovery.files) this.files.set(recovered.fileNo, recovered.file);
-    for (const topic of recovery.topics.values()) {
-      this.topicsByName.set(topic.name, topic);
-      this.durableCursors.set(topic, topic.persistedCursor);
-    }
+    for (const topic of recovery.topics.values()) this.topicsByName.set(topic.name, topic);
     for (const [fileNo, held] of recovery.fileTopics) {
       const byTopic = new Map<TopicState, number>();
       for (const [topicId, seq] of held) {
@@ -180,8 +192,9 @@ export class Walrus {
     this.nextTopicId = Math.max(0, ...[...recovery.topics.keys()]) + 1;
     const last = recovery.files[recovery.files.length - 1];
     let current: OpenFile & { validEnd: number; hasHeader: boolean };
-    if (last === undefined || last.fileNo < recovery.highestFileNo) {
-      // No readable file, or the newest one was unreadable: start a fresh file after every number seen.
+    if (last === undefined || last.fileNo < recovery.highestFileNo || !last.cleanEnd) {
+      // No readable file, the newest one was unreadable, or its tail is torn or damaged: start a
+      // fresh file after every number seen, leaving the damaged bytes as they are for inspection.
       const fileNo = recovery.highestFileNo + 1;
       const file = backend.open(join(dir, dataFileName(fileNo)), { create: true });
       syncDirectory(dir);
@@ -189,7 +202,7 @@ export class Walrus {
       current = { fileNo, file, validEnd: FILE_HEADER_BYTES, hasHeader: false };
     } else {
       current = { fileNo: last.fileNo, file: last.file, validEnd: last.validEnd, hasHeader: last.hasHeader };
-      // Zero whatever lies past the valid records, so no stale record can reappear after new ones.
+      // Only zeros follow the records (checked over the next MiB); make sure of the rest as well.
       const size = last.file.size();
       if (size > last.validEnd) {
         last.file.truncate(last.validEnd);
@@ -208,6 +221,19 @@ export class Walrus {
     });
     // A file without a header (new, or created just before a crash) gets a checkpoint of every topic.
     if (!current.hasHeader && this.topicsByName.size > 0) this.checkpoint(current);
+    if (!current.hasHeader) this.writer.markCheckpoint();
+  }
+
+  /**
+   * The recovered files may hold records only in the page cache (the last run was killed): sync
+   * them, and only then trust the recovered cursors for reclamation.
+   */
+  private async settleRecovered(): Promise<void> {
+    await Promise.all([...this.files.values()].map((file) => file.sync()));
+    for (const topic of this.topicsByName.values()) {
+      this.durableCursors.set(topic, Math.max(this.durableCursors.get(topic) ?? 0, topic.persistedCursor));
+    }
+    this.reclaim();
   }
 
   /** Data files deleted since this instance opened, because every topic had consumed them. */
@@ -226,18 +252,32 @@ export class Walrus {
     if (options.key !== undefined && typeof options.key !== 'string') throw new InputError('INVALID_ARGUMENT', 'key must be a string');
     const root = options.dataDir ?? envValue(processEnvironment(), 'WALRUS_DATA_DIR') ?? './wal_files';
     const dir = resolve(options.key === undefined ? root : join(root, sanitizeKey(options.key)));
-    mkdirSync(dir, { recursive: true });
-    const real = realpathSync(dir);
+    const real = ioStep(`cannot use data directory ${dir}`, () => {
+      mkdirSync(dir, { recursive: true });
+      return realpathSync(dir);
+    });
     const backend = await resolveBackend(options.backend ?? 'auto');
-    // Only a valid open takes over the directory from an instance already open on it.
-    openInstances.get(real)?.supersede();
-    lockDirectory(real);
+    checkLock(real);
+    // An instance already open on this directory hands over its staged records first, but it is
+    // superseded only once this open has succeeded: a failed open leaves it working.
+    const previous = openInstances.get(real);
+    previous?.writer.flush();
     const log = options.logger ?? pino({ name: 'walrus-engine', level: 'warn' });
     const recovery = recover(real, backend);
-    const wal = new Walrus(real, backend, recovery, { ...options, consistency, fsync }, log);
-    wal.reportRecovery();
-    wal.reclaim();
+    let wal: Walrus;
+    try {
+      wal = new Walrus(real, backend, recovery, { ...options, consistency, fsync }, log);
+    } catch (error) {
+      for (const file of recovery.files) void file.file.close();
+      throw error instanceof StorageError || error instanceof InputError
+        ? error
+        : new StorageError('IO', `cannot open ${real}: ${(error as Error).message}`, { cause: error });
+    }
+    previous?.supersede();
+    writeLock(real);
     openInstances.set(real, wal);
+    wal.reportRecovery();
+    await wal.settleRecovered();
     return wal;
   }
 
@@ -327,7 +367,13 @@ export class Walrus {
       const entry: Entry = { seq, data: this.readEntry(state, seq) };
       if (options.checkpoint === false) return Promise.resolve(entry);
       state.cursor = seq + 1;
-      const persisted = this.consumed(state, 1, seq + 1);
+      let persisted: Promise<void> | undefined;
+      try {
+        persisted = this.consumed(state, 1, seq + 1);
+      } catch (error) {
+        state.cursor = seq;
+        throw error;
+      }
       return persisted === undefined ? Promise.resolve(entry) : persisted.then(() => entry);
     } catch (error) {
       return Promise.reject(error);
@@ -421,6 +467,8 @@ export class Walrus {
       openInstances.delete(this.dir);
       rmSync(join(this.dir, LOCK_FILE), { force: true });
     }
+    // A sync still queued on a handle must finish before the handle closes.
+    await this.writer.quiesce();
     await Promise.all([...this.files.values()].map((file) => file.close().catch(() => undefined)));
     this.files.clear();
   }
@@ -443,6 +491,8 @@ export class Walrus {
   private publishWritten(): void {
     for (const state of this.unpublished) state.publish();
     this.unpublished.clear();
+    for (const [state, cursor] of this.cursorsStaged) this.cursorsWritten.set(state, cursor);
+    this.cursorsStaged.clear();
   }
 
   /** Stages, at the start of a new data file, every topic's declaration and persisted cursor. */
@@ -467,7 +517,7 @@ export class Walrus {
   private stageCursor(state: TopicState, cursor: number): void {
     this.writer.stage({ kind: RecordKind.cursor, topicId: state.id, payloadBytes: 0, seq: cursor, batchSize: 1, batchIndex: 0 }, EMPTY);
     state.persistedCursor = cursor;
-    this.cursorsToSync.add(state);
+    this.cursorsStaged.set(state, cursor);
   }
 
   private noteHeld(fileNo: number, state: TopicState, seq: number): void {
@@ -478,8 +528,9 @@ export class Walrus {
 
   /** A sync starts: the cursors written so far will be durable when it ends; then files may go. */
   private cursorsSyncing(): () => void {
-    const covered = [...this.cursorsToSync].map((state) => [state, state.persistedCursor] as const);
-    this.cursorsToSync.clear();
+    // Only cursor records already handed to the OS are covered by the sync that starts now.
+    const covered = [...this.cursorsWritten];
+    this.cursorsWritten.clear();
     return () => {
       for (const [state, cursor] of covered) this.durableCursors.set(state, Math.max(this.durableCursors.get(state) ?? 0, cursor));
       if (this.closedReason === undefined) this.reclaim();

@@ -292,11 +292,11 @@ forEachBackend('limits-and-errors', (backend) => {
       await second.close();
       const third = await open();
       t.deepEqual(texts(await drain(third, 't')), ['new_entry'], 'the cursor persisted after entry1');
-      t.deepEqual(
-        texts(await third.readBatch('t', { maxBytes: UNLIMITED, startSeq: 0 })),
-        ['entry0', 'entry1', 'new_entry'],
-        'the damaged entry and those after it never come back',
-      );
+      // The damaged file was fully consumed, so it may have been reclaimed: whatever is kept is a
+      // suffix of [entry0, entry1] followed by new_entry, and the damaged entries never come back.
+      const kept = texts(await third.readBatch('t', { maxBytes: UNLIMITED, startSeq: 0 }));
+      t.deepEqual(kept.slice(-1), ['new_entry']);
+      t.deepEqual(kept.slice(0, -1), ['entry0', 'entry1'].slice(3 - kept.length), 'the damaged entry and those after it never come back');
     }),
   );
 
@@ -346,10 +346,10 @@ forEachBackend('limits-and-errors', (backend) => {
       await second.append('t', 'after');
       await second.close();
       const third = await open();
-      t.deepEqual(
-        (await third.readBatch('t', { maxBytes: UNLIMITED, startSeq: 0 })).map((entry) => entry.data.length),
-        [1000, 1000, 5],
-      );
+      // Consumed files may be reclaimed; the torn record never comes back.
+      const kept = (await third.readBatch('t', { maxBytes: UNLIMITED, startSeq: 0 })).map((entry) => entry.data.length);
+      t.deepEqual(kept, [1000, 1000, 5].slice(3 - kept.length));
+      t.is(kept[kept.length - 1], 5);
     }),
   );
 

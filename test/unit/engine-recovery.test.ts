@@ -1,0 +1,98 @@
+// Recovery and open edge cases found in review: a zeroed header before more records is damage
+// (reported, and the damaged file is left as it is), unconsumed entries that no file holds are
+// reported as lost, a failed open leaves the live instance working, and a checkpoint larger
+// than fileBytesMax does not make every append start a file.
+
+import { closeSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import test from 'ava';
+import { Walrus } from '../../src/engine/walrus.js';
+import type { WalrusError } from '../../src/kernel/errors.js';
+import { silent, withTempDir } from '../helpers/kernel.js';
+
+const open = (dir: string, extra: Parameters<typeof Walrus.open>[0] = {}) =>
+  Walrus.open({ dataDir: dir, fsync: 'none', logger: silent(), ...extra });
+const dataFiles = (dir: string) =>
+  readdirSync(dir)
+    .filter((name) => name.endsWith('.wal'))
+    .sort();
+
+function writeAt(path: string, position: number, bytes: Buffer): void {
+  const fd = openSync(path, 'r+');
+  try {
+    writeSync(fd, bytes, 0, bytes.length, position);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+// Layout: 64-byte file header, topic declaration (32 + 1 for topic "t"), then entries of 32 + 5 bytes.
+const entryOffset = (index: number) => 64 + 33 + index * 37;
+
+test('a zeroed record header with records after it is reported, and the damaged file is not written over', async (t) => {
+  await withTempDir(async (dir) => {
+    const first = await open(dir);
+    for (const word of ['aaaaa', 'bbbbb', 'ccccc', 'ddddd']) await first.append('t', word);
+    await first.close();
+    writeAt(join(dir, dataFiles(dir)[0] as string), entryOffset(1), Buffer.alloc(32));
+    const second = await open(dir);
+    t.is(second.recovery.tornTails.length, 1);
+    t.is(second.recovery.tornTails[0]?.reason, 'a zeroed record header with data after it');
+    t.deepEqual(second.recovery.lostRanges, []);
+    t.is((await second.readNext('t', { checkpoint: false }))?.data.toString(), 'aaaaa');
+    t.is(second.pendingCount('t'), 1);
+    await second.append('t', 'eeeee');
+    // The damaged file keeps its bytes; new records went to a new file.
+    t.is(dataFiles(dir).length, 2);
+    await second.close();
+  });
+});
+
+test('unconsumed entries that no surviving file holds are reported as lost', async (t) => {
+  await withTempDir(async (dir) => {
+    const first = await open(dir, { fileBytesMax: 4096 });
+    for (let i = 0; i < 60; i++) await first.append('t', `entry-${i}-${'x'.repeat(200)}`);
+    await first.close();
+    const files = dataFiles(dir);
+    t.true(files.length >= 3);
+    // Damage the header of the second file: its entries are gone and nobody consumed them.
+    writeAt(join(dir, files[1] as string), 0, Buffer.from([0xff, 0xff]));
+    const second = await open(dir);
+    t.is(second.recovery.unreadableFiles.length, 1);
+    t.is(second.recovery.lostRanges.length, 1);
+    const lost = second.recovery.lostRanges[0];
+    t.is(lost?.topic, 't');
+    t.is(lost?.fromSeq, 0);
+    t.true((lost?.toSeq ?? 0) > 0);
+    await second.close();
+  });
+});
+
+test('an open that fails in recovery leaves the instance already open working and takes no lock', async (t) => {
+  await withTempDir(async (dir) => {
+    const live = await open(dir);
+    await live.append('t', 'one');
+    await live.flush();
+    // A data file "from the future" makes recovery refuse the directory.
+    const future = Buffer.alloc(64);
+    future.writeUInt32LE(0x464c4157, 0);
+    future.writeUInt16LE(9, 4);
+    writeFileSync(join(dir, '000000000099.wal'), future);
+    const error = await t.throwsAsync(open(dir));
+    t.is((error as WalrusError).code, 'FORMAT_TOO_NEW');
+    await live.append('t', 'two');
+    t.is(live.pendingCount('t'), 2);
+    await live.close();
+  });
+});
+
+test('many topics and a small fileBytesMax: the checkpoint does not make every append start a file', async (t) => {
+  await withTempDir(async (dir) => {
+    const wal = await open(dir, { fileBytesMax: 4096 });
+    for (let i = 0; i < 80; i++) await wal.append(`topic-${i}`, 'x');
+    const before = dataFiles(dir).length;
+    for (let i = 0; i < 20; i++) await wal.append('topic-0', 'y');
+    t.true(dataFiles(dir).length - before <= 2, `${dataFiles(dir).length - before} files for 20 small appends`);
+    await wal.close();
+  });
+});

@@ -1,12 +1,26 @@
-// Runs the benchmark suites and prints ops/s per case, side by side within each suite.
-// Usage: npm run bench [-- SUITE...]   (no names: every suite)
+// Runs the benchmark suites and prints their figures, side by side within each suite.
+// Usage: npm run bench [-- SUITE... [--smoke] [--backend fd|mmap|uring]]   (no names: every suite)
+//        npm run bench:engine [-- --smoke] [-- --backend fd|mmap|uring]
+// `kernel` is a benchmark.js suite (ops/s ± error); `engine` runs the fixed-count workloads W1–W6
+// (bench/engine.bench.ts). `--smoke` and `--backend` apply to `engine` only.
 
 import type Benchmark from 'benchmark';
+import { type EngineBackend, runEngineBench } from './engine.bench.js';
 import { kernelSuite } from './kernel.bench.js';
 
-const SUITES: Record<string, () => Benchmark.Suite> = { kernel: kernelSuite };
+interface Options {
+  smoke: boolean;
+  backend: EngineBackend;
+}
 
-function run(name: string, suite: Benchmark.Suite): Promise<void> {
+const SUITES: Record<string, (options: Options) => Promise<void>> = {
+  kernel: () => runBenchmarkSuite('kernel', kernelSuite()),
+  engine: (options) => runEngineBench(options),
+};
+
+const BACKENDS: readonly EngineBackend[] = ['fd', 'mmap', 'uring'];
+
+function runBenchmarkSuite(name: string, suite: Benchmark.Suite): Promise<void> {
   return new Promise((done) => {
     console.log(`\n${name}`);
     suite
@@ -21,13 +35,35 @@ function run(name: string, suite: Benchmark.Suite): Promise<void> {
   });
 }
 
-const wanted = process.argv.slice(2);
-const unknown = wanted.filter((name) => !(name in SUITES));
-if (unknown.length > 0) {
-  console.error(`unknown suite(s): ${unknown.join(', ')}; known: ${Object.keys(SUITES).join(', ')}`);
+function fail(message: string): never {
+  console.error(message);
   process.exit(2);
 }
-for (const name of wanted.length === 0 ? Object.keys(SUITES) : wanted) {
-  const make = SUITES[name];
-  if (make !== undefined) await run(name, make());
+
+function parseArguments(args: readonly string[]): { names: string[]; options: Options } {
+  const names: string[] = [];
+  const options: Options = { smoke: false, backend: 'fd' };
+  for (let index = 0; index < args.length; index++) {
+    const arg = args[index] ?? '';
+    if (arg === '--smoke') {
+      options.smoke = true;
+    } else if (arg === '--backend' || arg.startsWith('--backend=')) {
+      const value = arg === '--backend' ? args[++index] : arg.slice('--backend='.length);
+      if (!BACKENDS.includes(value as EngineBackend)) fail(`--backend must be one of ${BACKENDS.join('|')}, got ${value ?? 'nothing'}`);
+      options.backend = value as EngineBackend;
+    } else if (arg.startsWith('-')) {
+      fail(`unknown option ${arg}; known: --smoke, --backend fd|mmap|uring`);
+    } else {
+      names.push(arg);
+    }
+  }
+  const unknown = names.filter((name) => !(name in SUITES));
+  if (unknown.length > 0) fail(`unknown suite(s): ${unknown.join(', ')}; known: ${Object.keys(SUITES).join(', ')}`);
+  return { names, options };
+}
+
+const { names, options } = parseArguments(process.argv.slice(2));
+for (const name of names.length === 0 ? Object.keys(SUITES) : names) {
+  const suite = SUITES[name];
+  if (suite !== undefined) await suite(options);
 }

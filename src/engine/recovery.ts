@@ -214,7 +214,10 @@ class Scanner {
     topic.store(header.seq, fileNo, offset, header.payloadBytes);
     topic.publish();
     let held = this.fileTopics.get(fileNo);
-    if (held === undefined) this.fileTopics.set(fileNo, (held = new Map()));
+    if (held === undefined) {
+      held = new Map();
+      this.fileTopics.set(fileNo, held);
+    }
     held.set(topic.id, header.seq);
     topic.nextSeq = header.seq + 1;
     this.report.entriesRecovered += 1;

@@ -522,7 +522,10 @@ export class Walrus {
 
   private noteHeld(fileNo: number, state: TopicState, seq: number): void {
     let held = this.fileTopics.get(fileNo);
-    if (held === undefined) this.fileTopics.set(fileNo, (held = new Map()));
+    if (held === undefined) {
+      held = new Map();
+      this.fileTopics.set(fileNo, held);
+    }
     held.set(state, seq);
   }
 

@@ -87,7 +87,10 @@ test('a damaged tail never throws on open and never yields bytes that were not w
             // ...that ends on a group boundary: a batch is whole or absent.
             let boundary = 0;
             const boundaries = new Set([0]);
-            for (const group of groups) boundaries.add((boundary += group.length));
+            for (const group of groups) {
+              boundary += group.length;
+              boundaries.add(boundary);
+            }
             if (!boundaries.has(got.length)) return false;
           }
           // The log still takes appends after recovery.

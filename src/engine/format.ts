@@ -112,12 +112,6 @@ export function recordMatches(
   );
 }
 
-/** True when the CRC stored in the header at `offset` matches the header and `payload`. */
-export function recordCrcMatches(source: Buffer, offset: number, payload: Uint8Array): boolean {
-  const crc = crc32(payload, crc32(source.subarray(offset + RECORD_CRC_FROM, offset + RECORD_HEADER_BYTES)));
-  return crc === source.readUInt32LE(offset + 4);
-}
-
 export function encodeFileHeader(fileNo: number): Buffer {
   const header = Buffer.alloc(FILE_HEADER_BYTES);
   header.writeUInt32LE(FILE_MAGIC, 0);

@@ -203,25 +203,9 @@ export class LogWriter {
 
   /** Writes everything staged with one call, then settles or queues the waiters. */
   flush(): void {
-    this.sealLarge();
-    this.sealSlice();
     const waiter = this.waiter;
     this.waiter = undefined;
-    if (this.chunks.length > 0) {
-      if (this.failure === undefined) {
-        try {
-          this.current.file.writev(this.chunks, this.writeOffset);
-        } catch (error) {
-          this.poison(error);
-        }
-      }
-      this.writeOffset += this.stagedBytes;
-      this.dirtyFiles.add(this.current.file);
-    }
-    this.chunks = [];
-    this.stagedBytes = 0;
-    this.arenaUsed = 0;
-    this.arenaSliceStart = 0;
+    this.writeStaged();
     if (this.failure !== undefined) {
       waiter?.reject(this.failure);
       return;
@@ -289,25 +273,28 @@ export class LogWriter {
   private reserve(bytes: number): number {
     if (this.arenaUsed + bytes > this.arena.length) {
       // The buffer is full: write what is staged now; the waiters still settle at the end of the tick.
-      this.writeStagedKeepingWaiters();
+      this.writeStaged();
     }
     const at = this.arenaUsed;
     this.arenaUsed += bytes;
     return at;
   }
 
-  private writeStagedKeepingWaiters(): void {
+  /** Hands everything staged to the OS with one call; waiters are the caller's business. */
+  private writeStaged(): void {
     this.sealLarge();
     this.sealSlice();
-    if (this.chunks.length > 0 && this.failure === undefined) {
-      try {
-        this.current.file.writev(this.chunks, this.writeOffset);
-      } catch (error) {
-        this.poison(error);
+    if (this.chunks.length > 0) {
+      if (this.failure === undefined) {
+        try {
+          this.current.file.writev(this.chunks, this.writeOffset);
+        } catch (error) {
+          this.poison(error);
+        }
       }
+      this.writeOffset += this.stagedBytes;
+      this.dirtyFiles.add(this.current.file);
     }
-    this.writeOffset += this.stagedBytes;
-    this.dirtyFiles.add(this.current.file);
     this.chunks = [];
     this.stagedBytes = 0;
     this.arenaUsed = 0;
@@ -342,7 +329,7 @@ export class LogWriter {
 
   /** Closes the current file to appends and starts the next one with a fresh header. */
   private roll(): void {
-    this.writeStagedKeepingWaiters();
+    this.writeStaged();
     if (this.failure !== undefined) throw this.failure;
     const fileNo = this.current.fileNo + 1;
     let file: StorageFile;

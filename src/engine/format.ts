@@ -40,18 +40,34 @@ export interface RecordHeader {
 /** Where the CRC-covered part of a record header starts: the CRC covers [8, 32) and the payload. */
 export const RECORD_CRC_FROM = 8;
 
+/** DataViews over the buffers headers are written into (the staging arena, mostly), made once each. */
+const views = new WeakMap<ArrayBufferLike, DataView>();
+
+function viewOf(target: Buffer): DataView {
+  let view = views.get(target.buffer);
+  if (view === undefined) {
+    view = new DataView(target.buffer);
+    views.set(target.buffer, view);
+  }
+  return view;
+}
+
 /** Writes the header fields (not the CRC) of a record at `offset` of `target`. */
 export function writeRecordFields(target: Buffer, offset: number, header: RecordHeader): void {
-  target.writeUInt32LE(RECORD_MAGIC, offset);
-  target[offset + 8] = FORMAT_VERSION;
-  target[offset + 9] = header.kind;
-  target.writeUInt16LE(0, offset + 10);
-  target.writeUInt32LE(header.topicId, offset + 12);
-  target.writeUInt32LE(header.payloadBytes, offset + 16);
-  target.writeUInt32LE(header.seq % U32, offset + 20);
-  target.writeUInt32LE(Math.floor(header.seq / U32), offset + 24);
-  target.writeUInt16LE(header.batchSize, offset + 28);
-  target.writeUInt16LE(header.batchIndex, offset + 30);
+  // A DataView on the hot path: Buffer's writeUInt*LE calls check bounds and return offsets.
+  const view = viewOf(target);
+  const at = target.byteOffset + offset;
+  if (offset < 0 || offset + RECORD_HEADER_BYTES > target.length) throw new RangeError('record header outside its buffer');
+  view.setUint32(at, RECORD_MAGIC, true);
+  view.setUint8(at + 8, FORMAT_VERSION);
+  view.setUint8(at + 9, header.kind);
+  view.setUint16(at + 10, 0, true);
+  view.setUint32(at + 12, header.topicId, true);
+  view.setUint32(at + 16, header.payloadBytes, true);
+  view.setUint32(at + 20, header.seq % U32, true);
+  view.setUint32(at + 24, Math.floor(header.seq / U32), true);
+  view.setUint16(at + 28, header.batchSize, true);
+  view.setUint16(at + 30, header.batchIndex, true);
 }
 
 /** Writes a complete record header (fields and CRC) for `payload`, which may live elsewhere. */

@@ -286,12 +286,13 @@ export class Walrus {
   append(topic: string, data: Uint8Array | string): Promise<void> {
     try {
       this.checkOpen();
-      checkTopicName(topic);
+      // A known topic name was checked when the topic was created.
+      const existing = this.topicsByName.get(topic);
+      if (existing === undefined) checkTopicName(topic);
       const payload = toBytes(data, 'data');
       if (payload.length > limits.entryBytesMax) {
         throw new InputError('ENTRY_TOO_LARGE', `entry of ${payload.length} bytes is larger than the limit of ${limits.entryBytesMax}`);
       }
-      const existing = this.topicsByName.get(topic);
       if (existing?.batchInFlight === true) throw new BusyError('TOPIC_BUSY', `a batch append is in flight on topic ${topic}`);
       this.writer.ensureRoom(RECORD_HEADER_BYTES + payload.length + this.declarationBytes(topic));
       const state = existing ?? this.createTopic(topic);

@@ -189,7 +189,9 @@ export class Walrus {
       }
       this.fileTopics.set(fileNo, byTopic);
     }
-    this.nextTopicId = Math.max(0, ...[...recovery.topics.keys()]) + 1;
+    let highestTopicId = 0;
+    for (const id of recovery.topics.keys()) highestTopicId = Math.max(highestTopicId, id);
+    this.nextTopicId = highestTopicId + 1;
     const last = recovery.files[recovery.files.length - 1];
     let current: OpenFile & { validEnd: number; hasHeader: boolean };
     if (last === undefined || last.fileNo < recovery.highestFileNo || !last.cleanEnd) {
@@ -277,7 +279,12 @@ export class Walrus {
     writeLock(real);
     openInstances.set(real, wal);
     wal.reportRecovery();
-    await wal.settleRecovered();
+    try {
+      await wal.settleRecovered();
+    } catch (error) {
+      await wal.close().catch(() => undefined);
+      throw new StorageError('IO', `cannot sync the recovered files of ${real}: ${(error as Error).message}`, { cause: error });
+    }
     return wal;
   }
 

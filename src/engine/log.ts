@@ -125,6 +125,11 @@ export class LogWriter {
     return fileNo === this.current.fileNo ? this.writeOffset : Number.POSITIVE_INFINITY;
   }
 
+  /** True under `fsync: 'none'`: written is as durable as this instance promises. */
+  get neverSyncs(): boolean {
+    return this.options.sync.kind === 'none';
+  }
+
   /** Bytes the next record would start at in the current file (for staging positions). */
   get nextOffset(): number {
     return this.writeOffset + this.stagedBytes;
@@ -142,6 +147,11 @@ export class LogWriter {
   /** The records staged so far in this file are its checkpoint (see ensureRoom). */
   markCheckpoint(): void {
     this.checkpointEnd = this.nextOffset;
+  }
+
+  /** Drops a file that is being deleted from the files still to sync. */
+  forget(file: StorageFile): void {
+    this.dirtyFiles.delete(file);
   }
 
   /** Settles once no sync is in flight (its outcome does not matter here). */
@@ -347,7 +357,8 @@ export class LogWriter {
     this.stageRaw(encodeFileHeader(fileNo));
     this.options.onNewFile(this.current);
     this.markCheckpoint();
-    // The finished file is synced in the background: what it holds becomes durable, so it can be reclaimed later.
-    this.syncNow().catch(() => undefined);
+    // The finished file is synced in the background (not under 'none', which syncs only on
+    // flush and close): what it holds becomes durable, so it can be reclaimed later.
+    if (this.options.sync.kind !== 'none') this.syncNow().catch(() => undefined);
   }
 }

@@ -20,6 +20,7 @@ import {
   readFileHeader,
   readRecordHeader,
 } from './format.js';
+import { syncDirectory } from './log.js';
 import type { StorageBackend, StorageFile } from './storage.js';
 import { TopicState } from './topic.js';
 
@@ -363,6 +364,7 @@ function scanAll(
       scanner.report.unreadableFiles.push({ file: `${file.path}.unreadable`, reason: checked.reason });
       void file.close();
       renameSync(file.path, `${file.path}.unreadable`);
+      syncDirectory(dir);
       continue;
     }
     if (checked.state === 'empty') {

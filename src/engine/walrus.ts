@@ -166,6 +166,7 @@ export class Walrus {
   private readonly cursorsWritten = new Map<TopicState, number>();
   private closedReason: string | undefined;
   private reclaimCount = 0;
+  private reclaimTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     dir: string,
@@ -470,6 +471,7 @@ export class Walrus {
 
   private async release(): Promise<void> {
     this.writer.stop();
+    if (this.reclaimTimer !== undefined) clearTimeout(this.reclaimTimer);
     this.readAhead.clear();
     if (openInstances.get(this.dir) === this) {
       openInstances.delete(this.dir);
@@ -499,8 +501,26 @@ export class Walrus {
   private publishWritten(): void {
     for (const state of this.unpublished) state.publish();
     this.unpublished.clear();
-    for (const [state, cursor] of this.cursorsStaged) this.cursorsWritten.set(state, cursor);
+    if (this.cursorsStaged.size === 0) return;
+    if (this.writer.neverSyncs) {
+      // Under fsync 'none' nothing promises more than "handed to the OS": written cursors count.
+      for (const [state, cursor] of this.cursorsStaged)
+        this.durableCursors.set(state, Math.max(this.durableCursors.get(state) ?? 0, cursor));
+      this.scheduleReclaim();
+    } else {
+      for (const [state, cursor] of this.cursorsStaged) this.cursorsWritten.set(state, cursor);
+    }
     this.cursorsStaged.clear();
+  }
+
+  /** Runs reclaim() soon, at most once per reclaimIntervalMs (strict reads write a cursor per read). */
+  private scheduleReclaim(): void {
+    if (this.reclaimTimer !== undefined) return;
+    this.reclaimTimer = setTimeout(() => {
+      this.reclaimTimer = undefined;
+      if (this.closedReason === undefined) this.reclaim();
+    }, limits.reclaimIntervalMs);
+    this.reclaimTimer.unref();
   }
 
   /** Stages, at the start of a new data file, every topic's declaration and persisted cursor. */
@@ -563,7 +583,11 @@ export class Walrus {
       this.fileTopics.delete(fileNo);
       for (const [state, seq] of held) state.trimBelow(seq + 1);
       for (const [state, ahead] of this.readAhead) if (ahead.fileNo === fileNo) this.readAhead.delete(state);
-      void file?.close();
+      if (file !== undefined) {
+        // Nothing more to sync in a file that goes; close it once no sync is using its handle.
+        this.writer.forget(file);
+        void this.writer.quiesce().then(() => file.close().catch(() => undefined));
+      }
       rmSync(join(this.dir, dataFileName(fileNo)), { force: true });
       syncDirectory(this.dir);
       this.reclaimCount += 1;

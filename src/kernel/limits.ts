@@ -50,6 +50,8 @@ export const limits = {
   readAheadBytes: 256 * 1024,
   /** Read-ahead buffers kept at once (one per topic being read, least recently used dropped first). */
   readAheadBuffersMax: 32,
+  /** Under fsync 'none', consumed files are looked at for deletion at most this often. */
+  reclaimIntervalMs: 100,
   /** Recovery reads data files in chunks of this size. */
   recoveryChunkBytes: 4 * 1024 * 1024,
   /** Shortest background sync interval for `fsync: { everyMs }`. */

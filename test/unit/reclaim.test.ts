@@ -74,3 +74,15 @@ test('atLeastOnce reclaims only what the persisted cursor covers, so a restart r
     await reopened.close();
   });
 });
+
+test("under fsync 'none' consumed files go without a flush, soon after the cursor is written", async (t) => {
+  await withTempDir(async (dir) => {
+    const wal = await open(dir);
+    await fill(wal, 'logs', 400);
+    for (let i = 0; i < 400; i++) await wal.readNext('logs');
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    t.true(wal.reclaimedFiles > 0, 'nothing was reclaimed without a flush');
+    t.is(dataFiles(dir), 1 + (wal.reclaimedFiles === 0 ? 1 : 0));
+    await wal.close();
+  });
+});

@@ -28,6 +28,8 @@ export interface WalrusOptions {
   /** Namespace: the data lives in dataDir/<sanitised key>. */
   readonly key?: string;
   readonly backend?: BackendName;
+  /** A StorageBackend object to use instead of a named one (a custom backend, or a test double). */
+  readonly storage?: StorageBackend;
   /** `strict` (default) persists every cursor advance; `{ atLeastOnce: N }` every N consumed entries. */
   readonly consistency?: Consistency;
   /** Default `{ everyMs: 200 }`. */
@@ -259,7 +261,7 @@ export class Walrus {
       mkdirSync(dir, { recursive: true });
       return realpathSync(dir);
     });
-    const backend = await resolveBackend(options.backend ?? 'auto');
+    const backend = options.storage ?? (await resolveBackend(options.backend ?? 'auto'));
     checkLock(real);
     // An instance already open on this directory hands over its staged records first, but it is
     // superseded only once this open has succeeded: a failed open leaves it working.

@@ -320,31 +320,6 @@ forEachBackend('api', (backend) => {
     }),
   );
 
-  test(title('topics are isolated: reading one never advances another'), (t) =>
-    withWal(backend, async ({ open }) => {
-      const wal = await open();
-      for (let index = 0; index < 10; index++) {
-        await wal.append('A', `a${index}`);
-        await wal.append('B', `b${index}`);
-      }
-      const read = async (topic: string, count: number) => {
-        const out: (string | null)[] = [];
-        for (let index = 0; index < count; index++) out.push(...texts([await wal.readNext(topic)]));
-        return out;
-      };
-      t.deepEqual(
-        await read('A', 5),
-        range(0, 5).map((index) => `a${index}`),
-      );
-      t.deepEqual(
-        await read('B', 10),
-        range(0, 10).map((index) => `b${index}`),
-      );
-      t.deepEqual(await read('A', 6), [...range(5, 10).map((index) => `a${index}`), null]);
-      t.is(await wal.readNext('B'), null);
-    }),
-  );
-
   test(title('flush() resolves and everything acknowledged is there'), (t) =>
     withWal(backend, async ({ open }) => {
       const wal = await open({ fsync: { everyMs: 60_000 } });

@@ -349,10 +349,9 @@ forEachBackend('ported-original', (backend) => {
         await take('B', 10),
         range(0, 10).map((index) => `B${index}`),
       );
-      t.deepEqual(
-        await take('A', 5),
-        range(5, 10).map((index) => `A${index}`),
-      );
+      // Reading one topic never advanced the other: A resumes where it stopped, then is empty.
+      t.deepEqual(await take('A', 6), [...range(5, 10).map((index) => `A${index}`), null]);
+      t.is(await wal.readNext('B'), null);
     }),
   );
 

@@ -44,8 +44,8 @@ export const limits = {
   stagingBytes: 4 * 1024 * 1024,
   /** Payloads up to this size are copied into the staging buffer; larger ones are written from the caller's buffer. */
   stagingCopyBytesMax: 64 * 1024,
-  /** Flushes in a row through the microtask queue before one goes through setImmediate (lets the event loop turn). */
-  microtaskFlushesMax: 256,
+  /** Longest run of flushes through the microtask queue before one goes through setImmediate (lets timers and I/O run). */
+  microtaskFlushRunMs: 20,
   /** Reads fetch this much at once and serve the following entries from memory. */
   readAheadBytes: 256 * 1024,
   /** Read-ahead buffers kept at once (one per topic being read, least recently used dropped first). */

@@ -84,8 +84,8 @@ export class LogWriter {
   /** Called after each write with the records it covered being readable. */
   private readonly onFlushed: () => void;
   private flushScheduled = false;
-  /** When a flush last went through setImmediate (the event loop turned). */
-  private loopTurnedAt = performance.now();
+  /** When the last sync started (for `everyMs` syncs started from the write path). */
+  private lastSyncStartAt = performance.now();
   /** End of the current file's header and checkpoint records. */
   private checkpointEnd = FILE_HEADER_BYTES;
   /** Large payloads written from the caller's buffer: their CRC is computed just before the write. */
@@ -190,27 +190,27 @@ export class LogWriter {
 
   /**
    * Flushes at the end of this tick (a microtask), so appends made together are written
-   * together. A producer that awaits each append never leaves the microtask queue, which would
-   * starve timers and I/O (the `everyMs` sync among them); so once `microtaskFlushRunMs` has
-   * passed since the event loop last turned, one flush goes through setImmediate. A turn costs
-   * far more than a flush here (awaited 256 B appends: about 210 k/s with a turn every 1 ms,
-   * 360–400 k/s every 20 ms), so timers may run up to that much late under such a producer.
+   * together, and settles at once. Nothing here waits for the event loop: a reader polling in a
+   * tight loop for a producer in the same process must not be able to stall it. (A producer
+   * that awaits appends in a tight loop keeps the loop from turning, as any loop over settled
+   * promises does; `everyMs` syncs are therefore also started from the write path.)
    */
   scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    const run = () => {
+    queueMicrotask(() => {
       this.flushScheduled = false;
       this.flush();
-    };
-    if (performance.now() - this.loopTurnedAt < limits.microtaskFlushRunMs) {
-      queueMicrotask(run);
-    } else {
-      setImmediate(() => {
-        this.loopTurnedAt = performance.now();
-        run();
-      });
-    }
+    });
+  }
+
+  /** Under `everyMs`, starts a sync when the last one started that long ago (the timer may be starved). */
+  private syncIfDue(): void {
+    const sync = this.options.sync;
+    if (sync.kind !== 'every' || this.syncing !== undefined) return;
+    const now = performance.now();
+    if (now - this.lastSyncStartAt < sync.ms) return;
+    this.syncNow().catch(() => undefined);
   }
 
   /** Writes everything staged with one call, then settles or queues the waiters. */
@@ -223,6 +223,7 @@ export class LogWriter {
       return;
     }
     this.onFlushed();
+    this.syncIfDue();
     if (waiter === undefined) return;
     if (this.options.sync.kind === 'each') {
       this.awaitingSync.push(waiter);
@@ -241,6 +242,7 @@ export class LogWriter {
     this.dirtyFiles.clear();
     this.awaitingSync = [];
     // Whatever was written before this sync started is durable once it completes.
+    this.lastSyncStartAt = performance.now();
     const synced = this.options.onSyncStart?.();
     this.syncing = Promise.all(files.map((file) => file.sync())).then(
       () => {

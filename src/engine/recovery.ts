@@ -3,8 +3,9 @@
 // records are not all present is dropped whole. Nothing past the first bad record of a file is
 // trusted. What was dropped is reported (bytes, records, gaps), never silently served.
 
-import { readdirSync, renameSync } from 'node:fs';
+import { readdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
 import { StorageError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
@@ -23,6 +24,7 @@ import {
 import { syncDirectory } from './log.js';
 import type { StorageBackend, StorageFile } from './storage.js';
 import { TopicState } from './topic.js';
+import type { VerifyRequest, VerifyResult } from './verify-worker.js';
 
 export interface RecoveredFile {
   readonly fileNo: number;
@@ -110,6 +112,8 @@ class ChunkReader {
 }
 
 class Scanner {
+  /** False when a worker checks the CRCs in parallel (see verify-worker.ts). */
+  private readonly verifyCrc: boolean;
   readonly topics = new Map<number, TopicState>();
   /** Per data file: the highest seq of each topic id it holds. */
   readonly fileTopics = new Map<number, Map<number, number>>();
@@ -123,6 +127,10 @@ class Scanner {
     lostRanges: [],
     unreadableFiles: [],
   };
+
+  constructor(verifyCrc: boolean) {
+    this.verifyCrc = verifyCrc;
+  }
 
   /**
    * Scans one file's records from just after its header; returns where the valid records end.
@@ -176,7 +184,7 @@ class Scanner {
           break;
         }
       }
-      if (record.readUInt32LE(at + 4) !== crc32(record.subarray(at + RECORD_CRC_FROM, at + total))) {
+      if (this.verifyCrc && record.readUInt32LE(at + 4) !== crc32(record.subarray(at + RECORD_CRC_FROM, at + total))) {
         stop = 'checksum mismatch';
         break;
       }
@@ -318,23 +326,76 @@ function zerosFollow(reader: ChunkReader, position: number, size: number): boole
   return true;
 }
 
-/** Lists data files in log order, opens and scans them. */
-export function recover(dir: string, backend: StorageBackend): Recovery {
-  const names = readdirSync(dir)
+function listDataFiles(dir: string): { name: string; fileNo: number }[] {
+  return readdirSync(dir)
     .map((name) => ({ name, fileNo: parseDataFileName(name) }))
     .filter((entry): entry is { name: string; fileNo: number } => entry.fileNo !== undefined)
     .sort((a, b) => a.fileNo - b.fileNo);
-  const scanner = new Scanner();
+}
+
+function scanDirectory(dir: string, backend: StorageBackend, verifyCrc: boolean): Recovery {
+  const names = listDataFiles(dir);
+  const scanner = new Scanner(verifyCrc);
   const files: RecoveredFile[] = [];
   try {
     scanAll(dir, names, backend, scanner, files);
   } catch (error) {
-    for (const recovered of files) void recovered.file.close();
+    closeAll(files);
     throw error;
   }
   scanner.finish();
   const highestFileNo = names.length === 0 ? 0 : (names[names.length - 1]?.fileNo ?? 0);
   return { topics: scanner.topics, files, highestFileNo, fileTopics: scanner.fileTopics, report: scanner.report };
+}
+
+function closeAll(files: readonly RecoveredFile[]): void {
+  for (const recovered of files) void recovered.file.close();
+}
+
+/** Lists data files in log order, opens and scans them, checking every CRC on this thread. */
+export function recoverSync(dir: string, backend: StorageBackend): Recovery {
+  return scanDirectory(dir, backend, true);
+}
+
+function verifyInWorker(paths: readonly string[]): Promise<VerifyResult> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { paths } satisfies VerifyRequest });
+    worker.once('message', (result: VerifyResult) => resolve(result));
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`checksum worker exited with code ${code}`)));
+  });
+}
+
+/**
+ * Recovery as `recoverSync`, but for a log of at least `parallelRecoveryBytesMin` the CRCs are
+ * checked by a worker thread while this thread builds the index. If the worker finds a bad CRC
+ * inside what the structural scan kept (or fails), the directory is scanned again with checks.
+ */
+export async function recover(dir: string, backend: StorageBackend): Promise<Recovery> {
+  const paths = listDataFiles(dir).map(({ name }) => join(dir, name));
+  let allocated = 0;
+  for (const path of paths) allocated += statSync(path).blocks * 512;
+  if (allocated < limits.parallelRecoveryBytesMin) return recoverSync(dir, backend);
+  const verified = verifyInWorker(paths);
+  // Nothing else may run between the worker's start and this scan: it is synchronous.
+  const fast = scanDirectory(dir, backend, false);
+  let result: VerifyResult | undefined;
+  try {
+    result = await verified;
+  } catch {
+    result = undefined;
+  }
+  const trusted =
+    result !== undefined &&
+    fast.files.every((recovered) => {
+      const badAt = result.badAt[recovered.file.path];
+      return badAt === null || (badAt !== undefined && badAt >= recovered.validEnd);
+    });
+  if (trusted) return fast;
+  closeAll(fast.files);
+  const checked = recoverSync(dir, backend);
+  checked.report.unreadableFiles.unshift(...fast.report.unreadableFiles);
+  return checked;
 }
 
 function scanAll(

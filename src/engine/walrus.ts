@@ -14,7 +14,7 @@ import { limits } from '../kernel/limits.js';
 import { resolveBackend } from './backends.js';
 import { dataFileName, FILE_HEADER_BYTES, RECORD_CRC_FROM, RECORD_HEADER_BYTES, RecordKind, recordMatches } from './format.js';
 import { LogWriter, type OpenFile, type SyncMode, syncDirectory } from './log.js';
-import { type Recovery, type RecoveryReport, recover } from './recovery.js';
+import { type Recovery, type RecoveryReport, recover, recoverSync } from './recovery.js';
 import type { StorageBackend, StorageFile } from './storage.js';
 import { TopicState } from './topic.js';
 
@@ -137,6 +137,8 @@ function processAlive(pid: number): boolean {
 
 /** Instances open in this process, by directory: a newer open of the same directory supersedes the older one. */
 const openInstances = new Map<string, Walrus>();
+/** The open in progress for a directory, so that opens of one directory never overlap. */
+const opening = new Map<string, Promise<void>>();
 
 interface ReadAhead {
   fileNo: number;
@@ -261,6 +263,26 @@ export class Walrus {
       mkdirSync(dir, { recursive: true });
       return realpathSync(dir);
     });
+    // Opens of one directory in this process run one after another, so each sees the one before.
+    const before = opening.get(real) ?? Promise.resolve();
+    const mine = before.then(() => Walrus.openDirectory(real, options, consistency, fsync));
+    const settled = mine.then(
+      () => undefined,
+      () => undefined,
+    );
+    opening.set(real, settled);
+    void settled.then(() => {
+      if (opening.get(real) === settled) opening.delete(real);
+    });
+    return mine;
+  }
+
+  private static async openDirectory(
+    real: string,
+    options: WalrusOptions,
+    consistency: Consistency,
+    fsync: FsyncSchedule,
+  ): Promise<Walrus> {
     const backend = options.storage ?? (await resolveBackend(options.backend ?? 'auto'));
     checkLock(real);
     // An instance already open on this directory hands over its staged records first, but it is
@@ -268,7 +290,8 @@ export class Walrus {
     const previous = openInstances.get(real);
     previous?.writer.flush();
     const log = options.logger ?? pino({ name: 'walrus-engine', level: 'warn' });
-    const recovery = recover(real, backend);
+    // With an instance open on the directory, recovery must not yield (it could append meanwhile).
+    const recovery = previous === undefined ? await recover(real, backend) : recoverSync(real, backend);
     let wal: Walrus;
     try {
       wal = new Walrus(real, backend, recovery, { ...options, consistency, fsync }, log);

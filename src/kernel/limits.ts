@@ -44,14 +44,14 @@ export const limits = {
   stagingBytes: 4 * 1024 * 1024,
   /** Payloads up to this size are copied into the staging buffer; larger ones are written from the caller's buffer. */
   stagingCopyBytesMax: 64 * 1024,
-  /** Longest run of flushes through the microtask queue before one goes through setImmediate (lets timers and I/O run). */
-  microtaskFlushRunMs: 20,
   /** Reads fetch this much at once and serve the following entries from memory. */
   readAheadBytes: 256 * 1024,
   /** Read-ahead buffers kept at once (one per topic being read, least recently used dropped first). */
   readAheadBuffersMax: 32,
   /** Under fsync 'none', consumed files are looked at for deletion at most this often. */
   reclaimIntervalMs: 100,
+  /** Logs with at least this many bytes allocated on disk are checksummed by a worker thread during recovery. */
+  parallelRecoveryBytesMin: 128 * 1024 * 1024,
   /** Recovery reads data files in chunks of this size. */
   recoveryChunkBytes: 4 * 1024 * 1024,
   /** Shortest background sync interval for `fsync: { everyMs }`. */

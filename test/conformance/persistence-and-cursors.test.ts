@@ -296,18 +296,20 @@ forEachBackend('persistence-and-cursors', (backend) => {
         for (const topic of topics) await second.appendBatch(topic, [payload(topic, index)]);
       }
       const third = await open({ fileBytesMax, fsync: 'none' });
+      // Before anything more is consumed: files every topic consumed may have been reclaimed,
+      // but nothing unconsumed ever is.
+      for (const topic of topics) {
+        const oldest = (await third.readBatch(topic, { maxBytes: 1, startSeq: 0 }))[0];
+        t.true(oldest !== undefined && oldest.seq <= 60, `oldest kept ${topic} entry is ${oldest?.seq}`);
+        t.true(oldest?.data.equals(payload(topic, oldest.seq)));
+      }
       for (const topic of topics) {
         const entries = await drain(third, topic);
         t.deepEqual(seqs(entries), range(60, 200), `${topic} resumes at 60`);
         let mismatches = 0;
         for (const entry of entries) if (!entry.data.equals(payload(topic, entry.seq))) mismatches += 1;
         t.is(mismatches, 0, `${topic} bytes`);
-        // Files every topic consumed may be reclaimed; nothing unconsumed ever is.
-        const oldest = (await third.readBatch(topic, { maxBytes: 1, startSeq: 0 }))[0];
-        t.true(oldest !== undefined && oldest.seq <= 60, `oldest kept ${topic} entry is ${oldest?.seq}`);
-        t.true(oldest?.data.equals(payload(topic, oldest.seq)));
       }
-      t.true(dataFiles(dir).length >= 6);
     }),
   );
 

@@ -24,6 +24,8 @@ async function append(wal: Walrus): Promise<void> {
     next += batch.length;
     round.push(wal.appendBatch('crash-batch', batch.map(payloadOf)).then(() => batch[batch.length - 1] as number));
     for (const done of await Promise.all(round)) process.stdout.write(`ack ${done}\n`);
+    // Let the event loop turn so the acknowledgements reach the parent before the next round.
+    await new Promise((resolve) => setImmediate(resolve));
   }
 }
 

@@ -84,6 +84,8 @@ export class LogWriter {
   /** Called after each write with the records it covered being readable. */
   private readonly onFlushed: () => void;
   private flushScheduled = false;
+  /** Syncs started from the write path while another was in flight (see syncIfDue). */
+  private readonly extraSyncs = new Set<Promise<void>>();
   /** When the last sync started (for `everyMs` syncs started from the write path). */
   private lastSyncStartAt = performance.now();
   /** End of the current file's header and checkpoint records. */
@@ -157,7 +159,9 @@ export class LogWriter {
 
   /** Settles once no sync is in flight (its outcome does not matter here). */
   async quiesce(): Promise<void> {
-    while (this.syncing !== undefined) await this.syncing.catch(() => undefined);
+    while (this.syncing !== undefined || this.extraSyncs.size > 0) {
+      await Promise.all([this.syncing?.catch(() => undefined), ...this.extraSyncs]);
+    }
   }
 
   /** Stages one record; returns its offset in the current file. */
@@ -207,10 +211,24 @@ export class LogWriter {
   /** Under `everyMs`, starts a sync when the last one started that long ago (the timer may be starved). */
   private syncIfDue(): void {
     const sync = this.options.sync;
-    if (sync.kind !== 'every' || this.syncing !== undefined) return;
-    const now = performance.now();
-    if (now - this.lastSyncStartAt < sync.ms) return;
-    this.syncNow().catch(() => undefined);
+    if (sync.kind !== 'every' || this.dirtyFiles.size === 0) return;
+    if (performance.now() - this.lastSyncStartAt < sync.ms) return;
+    if (this.syncing === undefined) {
+      this.syncNow().catch(() => undefined);
+      return;
+    }
+    // The sync in flight cannot report back while the event loop is busy, but the disk does not
+    // wait for that: start another for what was written since (no acknowledgement waits on it).
+    const files = [...this.dirtyFiles];
+    this.dirtyFiles.clear();
+    this.lastSyncStartAt = performance.now();
+    const synced = this.options.onSyncStart?.();
+    const extra: Promise<void> = Promise.all(files.map((file) => file.sync())).then(
+      () => synced?.(),
+      (error: unknown) => this.poison(error),
+    );
+    this.extraSyncs.add(extra);
+    void extra.finally(() => this.extraSyncs.delete(extra));
   }
 
   /** Writes everything staged with one call, then settles or queues the waiters. */
@@ -265,6 +283,8 @@ export class LogWriter {
     this.flush();
     if (this.failure !== undefined) throw this.failure;
     while (this.dirtyFiles.size > 0 || this.syncing !== undefined) await this.syncNow();
+    await this.quiesce();
+    if (this.failure !== undefined) throw this.failure;
   }
 
   /** Stops the background sync timer. */

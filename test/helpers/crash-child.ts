@@ -3,6 +3,7 @@
 // SIGKILL. Usage: node crash-child.js <dir> <mode: append|consume> <fsync: each|none|every>
 // stdout lines: `ack <index>` (append: entry index acknowledged; consume: seq consumed).
 
+import { writeSync } from 'node:fs';
 import { Walrus } from '../../src/engine/walrus.js';
 import { payloadOf } from './crash-payload.js';
 
@@ -10,6 +11,23 @@ const [dir, mode, fsyncName] = process.argv.slice(2);
 if (dir === undefined || mode === undefined || fsyncName === undefined)
   throw new Error('usage: crash-child <dir> <append|consume> <each|none|every>');
 const fsync = fsyncName === 'every' ? { everyMs: 20 } : (fsyncName as 'each' | 'none');
+
+/**
+ * Writes straight to the pipe, so what the parent reads is exactly what happened before the kill
+ * (process.stdout would queue it until the event loop turns). The pipe is non-blocking: when it is
+ * full, retry until the parent has read some.
+ */
+function say(line: string): void {
+  const bytes = Buffer.from(line);
+  let done = 0;
+  while (done < bytes.length) {
+    try {
+      done += writeSync(1, bytes, done, bytes.length - done);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+    }
+  }
+}
 
 async function append(wal: Walrus): Promise<void> {
   let next = 0;
@@ -23,9 +41,7 @@ async function append(wal: Walrus): Promise<void> {
     const batch = [next, next + 1, next + 2, next + 3, next + 4];
     next += batch.length;
     round.push(wal.appendBatch('crash-batch', batch.map(payloadOf)).then(() => batch[batch.length - 1] as number));
-    for (const done of await Promise.all(round)) process.stdout.write(`ack ${done}\n`);
-    // Let the event loop turn so the acknowledgements reach the parent before the next round.
-    await new Promise((resolve) => setImmediate(resolve));
+    for (const done of await Promise.all(round)) say(`ack ${done}\n`);
   }
 }
 
@@ -33,14 +49,14 @@ async function consume(wal: Walrus): Promise<void> {
   for (;;) {
     const entry = await wal.readNext('crash');
     if (entry === null) {
-      process.stdout.write('empty\n');
+      say('empty\n');
       await new Promise((resolve) => setTimeout(resolve, 1000));
       continue;
     }
-    process.stdout.write(`ack ${entry.seq}\n`);
+    say(`ack ${entry.seq}\n`);
   }
 }
 
 const wal = await Walrus.open({ dataDir: dir, fsync, consistency: 'strict' });
-process.stdout.write('ready\n');
+say('ready\n');
 await (mode === 'append' ? append(wal) : consume(wal));

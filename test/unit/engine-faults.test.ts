@@ -95,3 +95,21 @@ test("under fsync 'each' a failed fdatasync rejects the appends waiting on it", 
     await wal.close().catch(() => undefined);
   });
 });
+
+test('fsync everyMs keeps syncing under a producer that never lets the event loop turn', async (t) => {
+  await withTempDir(async (dir) => {
+    const storage = new FaultyBackend();
+    const wal = await Walrus.open({ dataDir: dir, fsync: { everyMs: 5 }, storage, logger: silent() });
+    const before = storage.syncs;
+    const until = performance.now() + 60;
+    let appended = 0;
+    // Awaiting each append settles in the microtask queue: timers cannot run during this loop.
+    while (performance.now() < until) {
+      await wal.append('t', 'x');
+      appended += 1;
+    }
+    t.true(appended > 100);
+    t.true(storage.syncs - before >= 3, `${storage.syncs - before} syncs in 60 ms of appends`);
+    await wal.close();
+  });
+});

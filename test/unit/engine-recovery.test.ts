@@ -96,3 +96,19 @@ test('many topics and a small fileBytesMax: the checkpoint does not make every a
     await wal.close();
   });
 });
+
+test('two opens of one directory started together run one after the other: the later supersedes the earlier', async (t) => {
+  await withTempDir(async (dir) => {
+    const [first, second] = await Promise.all([open(dir), open(dir)]);
+    const closed = await t.throwsAsync(first.append('t', 'lost?'));
+    t.is((closed as WalrusError).code, 'CLOSED');
+    await second.append('t', 'kept');
+    await second.close();
+    const third = await open(dir);
+    t.deepEqual(
+      (await third.readBatch('t', { maxBytes: 1 << 20 })).map((entry) => entry.data.toString()),
+      ['kept'],
+    );
+    await third.close();
+  });
+});

@@ -152,6 +152,8 @@ export function readFileHeader(source: Buffer): FileHeaderCheck {
   const version = source.readUInt16LE(4);
   if (version > FORMAT_VERSION) return { state: 'too-new', version };
   if (crc32(source.subarray(0, 60)) !== source.readUInt32LE(60)) return { state: 'corrupt', reason: 'file header checksum mismatch' };
+  const headerBytes = source.readUInt16LE(6);
+  if (headerBytes !== FILE_HEADER_BYTES) return { state: 'corrupt', reason: `file header says it is ${headerBytes} bytes` };
   return { state: 'ok', fileNo: source.readUInt32LE(8) + source.readUInt32LE(12) * U32 };
 }
 

@@ -230,6 +230,15 @@ class Scanner {
       }
       position += total;
     }
+    // Fewer than 32 bytes left: the end, unless they hold something (a header cut by the end of the file).
+    if (
+      stop === undefined &&
+      position < size &&
+      position + RECORD_HEADER_BYTES > size &&
+      !isZero(reader.bytes(position, size - position), 0, size - position)
+    ) {
+      stop = 'a record header cut short by the end of the file';
+    }
     if (batch.length > 0) {
       this.report.incompleteBatches += 1;
       position = batchStart;
@@ -419,6 +428,14 @@ function scanAll(
         `${file.path} was written by on-disk format version ${checked.version}; this Walrus reads version 1. Upgrade Walrus to open this directory.`,
         { details: { file: file.path, version: checked.version } },
       );
+    }
+    if (checked.state === 'ok' && checked.fileNo !== fileNo) {
+      // A file renamed or copied into the wrong place: its records may not continue the log here.
+      scanner.report.unreadableFiles.push({ file: `${file.path}.unreadable`, reason: `its header says it is data file ${checked.fileNo}` });
+      void file.close();
+      renameSync(file.path, `${file.path}.unreadable`);
+      syncDirectory(dir);
+      continue;
     }
     if (checked.state === 'corrupt') {
       // Kept for inspection under another name, so that it is neither scanned nor written again.

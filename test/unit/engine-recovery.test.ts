@@ -3,7 +3,7 @@
 // reported as lost, a failed open leaves the live instance working, and a checkpoint larger
 // than fileBytesMax does not make every append start a file.
 
-import { closeSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, openSync, readdirSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { Walrus } from '../../src/engine/walrus.js';
@@ -109,6 +109,30 @@ test('two opens of one directory started together run one after the other: the l
       (await third.readBatch('t', { maxBytes: 1 << 20 })).map((entry) => entry.data.toString()),
       ['kept'],
     );
+    await third.close();
+  });
+});
+
+test('a record header cut short by the end of the file is reported; a data file under the wrong name is set aside', async (t) => {
+  await withTempDir(async (dir) => {
+    const first = await open(dir);
+    for (const word of ['aaaaa', 'bbbbb']) await first.append('t', word);
+    await first.close();
+    const file = join(dir, dataFiles(dir)[0] as string);
+    // Cut inside the second entry's header: 64 + 33 + 37 + 10 bytes.
+    truncateSync(file, entryOffset(1) + 10);
+    const second = await open(dir);
+    t.is(second.recovery.tornTails[0]?.reason, 'a record header cut short by the end of the file');
+    t.is(second.pendingCount('t'), 1);
+    await second.close();
+    // Copy the first data file to number 7: its header still says 1.
+    copyFileSync(file, join(dir, '000000000007.wal'));
+    const third = await open(dir);
+    t.deepEqual(
+      third.recovery.unreadableFiles.map((entry) => entry.reason),
+      ['its header says it is data file 1'],
+    );
+    t.is(third.pendingCount('t'), 1);
     await third.close();
   });
 });

@@ -9,6 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
 import { StorageError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
+import { ChunkReader } from './chunk-reader.js';
 import {
   FILE_HEADER_BYTES,
   FORMAT_VERSION,
@@ -68,47 +69,6 @@ interface PendingEntry {
   readonly payloadBytes: number;
   readonly batchIndex: number;
   readonly batchSize: number;
-}
-
-/** Reads a file sequentially through one reusable chunk. */
-class ChunkReader {
-  private readonly file: StorageFile;
-  readonly chunk: Buffer;
-  /** File position of chunk[0], and of the end of what the chunk holds. */
-  start = 0;
-  private end = 0;
-
-  constructor(file: StorageFile) {
-    this.file = file;
-    this.chunk = Buffer.allocUnsafe(limits.recoveryChunkBytes);
-  }
-
-  /**
-   * Makes [position, position + length) available in `chunk` (at `position - start`), reading
-   * from the file when needed; false when the file ends first. `length` must fit the chunk.
-   */
-  ensure(position: number, length: number): boolean {
-    if (position >= this.start && position + length <= this.end) return true;
-    const count = this.file.read(this.chunk, 0, this.chunk.length, position);
-    this.start = position;
-    this.end = position + count;
-    return count >= length;
-  }
-
-  /** `length` bytes at `position` (a view into the chunk, or a fresh buffer for big records); short at EOF. */
-  bytes(position: number, length: number): Buffer {
-    if (position >= this.start && position + length <= this.end)
-      return this.chunk.subarray(position - this.start, position - this.start + length);
-    if (length > this.chunk.length) {
-      const big = Buffer.allocUnsafe(length);
-      const count = this.file.read(big, 0, length, position);
-      return big.subarray(0, count);
-    }
-    const count = this.file.read(this.chunk, 0, this.chunk.length, position);
-    this.start = position;
-    this.end = position + count;
-    return this.chunk.subarray(0, Math.min(count, length));
-  }
 }
 
 class Scanner {
@@ -376,15 +336,15 @@ function verifyInWorker(paths: readonly string[]): Promise<VerifyResult> {
 }
 
 /**
- * Recovery as `recoverSync`, but for a log of at least `parallelRecoveryBytesMin` the CRCs are
+ * Recovery as `recoverSync`, but for a log of at least `parallelBytesMin` allocated bytes the CRCs are
  * checked by a worker thread while this thread builds the index. If the worker finds a bad CRC
  * inside what the structural scan kept (or fails), the directory is scanned again with checks.
  */
-export async function recover(dir: string, backend: StorageBackend): Promise<Recovery> {
+export async function recover(dir: string, backend: StorageBackend, parallelBytesMin = limits.parallelRecoveryBytesMin): Promise<Recovery> {
   const paths = listDataFiles(dir).map(({ name }) => join(dir, name));
   let allocated = 0;
   for (const path of paths) allocated += statSync(path).blocks * 512;
-  if (allocated < limits.parallelRecoveryBytesMin) return recoverSync(dir, backend);
+  if (allocated < parallelBytesMin) return recoverSync(dir, backend);
   const verified = verifyInWorker(paths);
   // Nothing else may run between the worker's start and this scan: it is synchronous.
   const fast = scanDirectory(dir, backend, false);

@@ -77,10 +77,6 @@ export class TopicState {
     this.lowSeq += cut;
   }
 
-  has(seq: number): boolean {
-    return seq >= this.lowSeq && seq < this.visibleSeq;
-  }
-
   fileOf(seq: number): number {
     return Math.floor((this.positions[seq - this.lowSeq] ?? 0) / U32);
   }

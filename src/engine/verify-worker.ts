@@ -8,6 +8,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
 import { limits } from '../kernel/limits.js';
+import { ChunkReader } from './chunk-reader.js';
 import { FILE_HEADER_BYTES, RECORD_CRC_FROM, RECORD_HEADER_BYTES, RECORD_MAGIC } from './format.js';
 
 export interface VerifyRequest {
@@ -24,33 +25,25 @@ export function firstBadCrc(path: string): number | null {
   const fd = openSync(path, 'r');
   try {
     const size = fstatSync(fd).size;
-    const chunk = Buffer.allocUnsafe(limits.recoveryChunkBytes);
-    let start = 0;
-    let end = 0;
-    const ensure = (position: number, length: number): boolean => {
-      if (position >= start && position + length <= end) return true;
-      const count = readSync(fd, chunk, 0, chunk.length, position);
-      start = position;
-      end = position + count;
-      return count >= length;
-    };
+    const reader = new ChunkReader({ read: (buffer, offset, length, position) => readSync(fd, buffer, offset, length, position) });
+    const { chunk } = reader;
     let position = FILE_HEADER_BYTES;
     while (position + RECORD_HEADER_BYTES <= size) {
-      if (!ensure(position, RECORD_HEADER_BYTES)) return null;
-      const at = position - start;
+      if (!reader.ensure(position, RECORD_HEADER_BYTES)) return null;
+      const at = position - reader.start;
       if (chunk.readUInt32LE(at) !== RECORD_MAGIC) return null;
       const total = RECORD_HEADER_BYTES + chunk.readUInt32LE(at + 16);
       if (position + total > size || total - RECORD_HEADER_BYTES > limits.entryBytesMax) return null;
       let crc: number;
       let stored: number;
       if (total <= chunk.length) {
-        if (!ensure(position, total)) return null;
-        const from = position - start;
+        if (!reader.ensure(position, total)) return null;
+        const from = position - reader.start;
         stored = chunk.readUInt32LE(from + 4);
         crc = crc32(chunk.subarray(from + RECORD_CRC_FROM, from + total));
       } else {
-        const big = Buffer.allocUnsafe(total);
-        if (readSync(fd, big, 0, total, position) < total) return null;
+        const big = reader.bytes(position, total);
+        if (big.length < total) return null;
         stored = big.readUInt32LE(4);
         crc = crc32(big.subarray(RECORD_CRC_FROM));
       }

@@ -93,26 +93,6 @@ forEachBackend('api', (backend) => {
     }),
   );
 
-  test(title('readBatch returns at most 2000 entries per call'), (t) =>
-    withWal(backend, async ({ open }) => {
-      const wal = await open();
-      for (const part of [0, 1]) {
-        await wal.appendBatch(
-          't',
-          range(part * 2000, part * 2000 + 2000).map((index) => label('entry_', index)),
-        );
-      }
-      const first = await wal.readBatch('t', { maxBytes: UNLIMITED });
-      const second = await wal.readBatch('t', { maxBytes: UNLIMITED });
-      t.is(first.length, 2000);
-      t.is(first[0]?.data.toString(), 'entry_0000');
-      t.is(first[1999]?.data.toString(), 'entry_1999');
-      t.is(second.length, 2000);
-      t.is(second[1999]?.data.toString(), 'entry_3999');
-      t.deepEqual(await wal.readBatch('t', { maxBytes: UNLIMITED }), []);
-    }),
-  );
-
   test(title('readBatch with checkpoint:false peeks without moving the cursor or the count'), (t) =>
     withWal(backend, async ({ open }) => {
       const wal = await open();

@@ -1304,6 +1304,7 @@ forEachBackend('ported-original', (backend) => {
       const second = await wal.readBatch('t', { maxBytes: UNLIMITED });
       t.is(first.length, 2000);
       t.is(first[0]?.data.toString(), 'entry_0000');
+      t.is(first[1999]?.data.toString(), 'entry_1999');
       t.is(second.length, 2000);
       t.is(second[1999]?.data.toString(), 'entry_3999');
       t.deepEqual(await wal.readBatch('t', { maxBytes: UNLIMITED }), []);

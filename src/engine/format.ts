@@ -5,6 +5,7 @@
 // little-endian. Batches carry (size, index) so a batch cut short by a crash is dropped whole.
 
 import { crc32 } from 'node:zlib';
+import { checksums } from './checksum.js';
 
 export const FORMAT_VERSION = 1;
 
@@ -40,46 +41,38 @@ export interface RecordHeader {
 /** Where the CRC-covered part of a record header starts: the CRC covers [8, 32) and the payload. */
 export const RECORD_CRC_FROM = 8;
 
-/** DataViews over the buffers headers are written into (the staging arena, mostly), made once each. */
-const views = new WeakMap<ArrayBufferLike, DataView>();
-
-function viewOf(target: Buffer): DataView {
-  let view = views.get(target.buffer);
-  if (view === undefined) {
-    view = new DataView(target.buffer);
-    views.set(target.buffer, view);
-  }
-  return view;
-}
-
-/** Writes the header fields (not the CRC) of a record at `offset` of `target`. */
-export function writeRecordFields(target: Buffer, offset: number, header: RecordHeader): void {
-  // A DataView on the hot path: Buffer's writeUInt*LE calls check bounds and return offsets.
-  const view = viewOf(target);
-  const at = target.byteOffset + offset;
-  if (offset < 0 || offset + RECORD_HEADER_BYTES > target.length) throw new RangeError('record header outside its buffer');
+/**
+ * Writes the header fields (not the CRC) of a record at byte `at` of `view` (a DataView: Buffer's
+ * writeUInt*LE calls check bounds and return offsets, which shows on the append path).
+ */
+export function writeRecordFields(
+  view: DataView,
+  at: number,
+  kind: RecordKind,
+  topicId: number,
+  payloadBytes: number,
+  seq: number,
+  batchSize: number,
+  batchIndex: number,
+): void {
+  if (at < 0 || at + RECORD_HEADER_BYTES > view.byteLength) throw new RangeError('record header outside its buffer');
   view.setUint32(at, RECORD_MAGIC, true);
+  view.setUint32(at + 4, 0, true);
   view.setUint8(at + 8, FORMAT_VERSION);
-  view.setUint8(at + 9, header.kind);
+  view.setUint8(at + 9, kind);
   view.setUint16(at + 10, 0, true);
-  view.setUint32(at + 12, header.topicId, true);
-  view.setUint32(at + 16, header.payloadBytes, true);
-  view.setUint32(at + 20, header.seq % U32, true);
-  view.setUint32(at + 24, Math.floor(header.seq / U32), true);
-  view.setUint16(at + 28, header.batchSize, true);
-  view.setUint16(at + 30, header.batchIndex, true);
+  view.setUint32(at + 12, topicId, true);
+  view.setUint32(at + 16, payloadBytes, true);
+  view.setUint32(at + 20, seq % U32, true);
+  view.setUint32(at + 24, Math.floor(seq / U32), true);
+  view.setUint16(at + 28, batchSize, true);
+  view.setUint16(at + 30, batchIndex, true);
 }
 
-/** Writes a complete record header (fields and CRC) for `payload`, which may live elsewhere. */
-export function writeRecordHeader(target: Buffer, offset: number, header: RecordHeader, payload: Uint8Array): void {
-  writeRecordFields(target, offset, header);
-  const crc = crc32(payload, crc32(target.subarray(offset + RECORD_CRC_FROM, offset + RECORD_HEADER_BYTES)));
+/** Seals a record whose header is at `offset` of `target` and whose payload lives elsewhere. */
+export function sealSplitRecord(target: Buffer, offset: number, payload: Uint8Array): void {
+  const crc = checksums.crc32(payload, checksums.crc32(target.subarray(offset + RECORD_CRC_FROM, offset + RECORD_HEADER_BYTES)));
   target.writeUInt32LE(crc, offset + 4);
-}
-
-/** Seals a record whose header and payload lie back to back in `target`: one CRC pass over both. */
-export function sealContiguousRecord(target: Buffer, offset: number, payloadBytes: number): void {
-  target.writeUInt32LE(crc32(target.subarray(offset + RECORD_CRC_FROM, offset + RECORD_HEADER_BYTES + payloadBytes)), offset + 4);
 }
 
 export type HeaderCheck = { readonly ok: true; readonly header: RecordHeader } | { readonly ok: false; readonly reason: string };

@@ -8,15 +8,15 @@ import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { StorageError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
+import { checksums } from './checksum.js';
 import {
   dataFileName,
   encodeFileHeader,
   FILE_HEADER_BYTES,
   RECORD_HEADER_BYTES,
-  type RecordHeader,
-  sealContiguousRecord,
+  type RecordKind,
+  sealSplitRecord,
   writeRecordFields,
-  writeRecordHeader,
 } from './format.js';
 import type { StorageBackend, StorageFile } from './storage.js';
 
@@ -29,12 +29,18 @@ class Waiter {
   reject!: (error: Error) => void;
 
   constructor() {
+    let rejectPromise!: (error: Error) => void;
     this.promise = new Promise<void>((resolve, reject) => {
       this.resolve = resolve;
-      this.reject = reject;
+      rejectPromise = reject;
     });
-    // A caller may drop the promise (fire-and-forget appends); the failure is still reported to the others.
-    this.promise.catch(() => undefined);
+    this.reject = (error) => {
+      // A caller may drop the promise (fire-and-forget appends): mark it handled before it
+      // rejects, so the failure reaches the callers that did await it without crashing the process.
+      // (Marking it only here spares every successful flush a second promise.)
+      this.promise.catch(() => undefined);
+      rejectPromise(error);
+    };
   }
 }
 
@@ -76,7 +82,10 @@ export class LogWriter {
   /** Size the current file has been extended to. */
   private extentEnd: number;
   private readonly arena = Buffer.allocUnsafe(limits.stagingBytes);
+  private readonly arenaView = new DataView(this.arena.buffer, this.arena.byteOffset, this.arena.length);
   private arenaUsed = 0;
+  /** Start of the records staged in the arena whose CRCs are not computed yet (all back to back). */
+  private sealFrom = 0;
   private arenaSliceStart = 0;
   private chunks: Buffer[] = [];
   private stagedBytes = 0;
@@ -84,6 +93,10 @@ export class LogWriter {
   /** Called after each write with the records it covered being readable. */
   private readonly onFlushed: () => void;
   private flushScheduled = false;
+  private readonly flushAtTickEnd = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
   /** Syncs started from the write path while another was in flight (see syncIfDue). */
   private readonly extraSyncs = new Set<Promise<void>>();
   /** When the last sync started (for `everyMs` syncs started from the write path). */
@@ -91,7 +104,7 @@ export class LogWriter {
   /** End of the current file's header and checkpoint records. */
   private checkpointEnd = FILE_HEADER_BYTES;
   /** Large payloads written from the caller's buffer: their CRC is computed just before the write. */
-  private unsealed: { readonly at: number; readonly header: RecordHeader; readonly payload: Uint8Array }[] = [];
+  private unsealed: { readonly at: number; readonly payload: Uint8Array }[] = [];
   /** Written but not yet synced: their waiters, and the files to sync. */
   private awaitingSync: Waiter[] = [];
   private readonly dirtyFiles = new Set<StorageFile>();
@@ -164,18 +177,24 @@ export class LogWriter {
     }
   }
 
-  /** Stages one record; returns its offset in the current file. */
-  stage(header: RecordHeader, payload: Uint8Array): number {
+  /**
+   * Stages one record; returns its offset in the current file. Small payloads are copied next to
+   * their header and checksummed in bulk just before the write (one call for the whole run of
+   * records); larger ones are written from the caller's buffer.
+   */
+  stage(kind: RecordKind, topicId: number, seq: number, batchSize: number, batchIndex: number, payload: Uint8Array): number {
     const offset = this.nextOffset;
     const total = RECORD_HEADER_BYTES + payload.length;
     if (payload.length <= limits.stagingCopyBytesMax) {
       const at = this.reserve(total);
-      writeRecordFields(this.arena, at, header);
+      writeRecordFields(this.arenaView, at, kind, topicId, payload.length, seq, batchSize, batchIndex);
       this.arena.set(payload, at + RECORD_HEADER_BYTES);
-      sealContiguousRecord(this.arena, at, payload.length);
     } else {
+      this.sealPending();
       const at = this.reserve(RECORD_HEADER_BYTES);
-      this.unsealed.push({ at, header, payload });
+      writeRecordFields(this.arenaView, at, kind, topicId, payload.length, seq, batchSize, batchIndex);
+      this.sealFrom = this.arenaUsed;
+      this.unsealed.push({ at, payload });
       this.sealSlice();
       this.chunks.push(Buffer.from(payload.buffer, payload.byteOffset, payload.length));
     }
@@ -202,10 +221,7 @@ export class LogWriter {
   scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    queueMicrotask(() => {
-      this.flushScheduled = false;
-      this.flush();
-    });
+    queueMicrotask(this.flushAtTickEnd);
   }
 
   /** Under `everyMs`, starts a sync when the last one started that long ago (the timer may be starved). */
@@ -298,8 +314,10 @@ export class LogWriter {
   }
 
   private stageRaw(bytes: Buffer): void {
+    this.sealPending();
     const at = this.reserve(bytes.length);
     bytes.copy(this.arena, at);
+    this.sealFrom = this.arenaUsed;
     this.stagedBytes += bytes.length;
     this.extendFor(this.writeOffset + this.stagedBytes);
   }
@@ -316,6 +334,7 @@ export class LogWriter {
 
   /** Hands everything staged to the OS with one call; waiters are the caller's business. */
   private writeStaged(): void {
+    this.sealPending();
     this.sealLarge();
     this.sealSlice();
     if (this.chunks.length > 0) {
@@ -333,11 +352,18 @@ export class LogWriter {
     this.stagedBytes = 0;
     this.arenaUsed = 0;
     this.arenaSliceStart = 0;
+    this.sealFrom = 0;
+  }
+
+  /** Computes the CRCs of the records copied into the arena since the last call. */
+  private sealPending(): void {
+    if (this.arenaUsed > this.sealFrom) checksums.sealRecords(this.arena, this.sealFrom, this.arenaUsed);
+    this.sealFrom = this.arenaUsed;
   }
 
   /** Checksums the large payloads now, right before their write, so the bytes written match their CRC. */
   private sealLarge(): void {
-    for (const { at, header, payload } of this.unsealed) writeRecordHeader(this.arena, at, header, payload);
+    for (const { at, payload } of this.unsealed) sealSplitRecord(this.arena, at, payload);
     this.unsealed = [];
   }
 

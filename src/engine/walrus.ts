@@ -6,12 +6,12 @@
 
 import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { crc32 } from 'node:zlib';
 import { type Logger, pino } from 'pino';
 import { envValue, processEnvironment } from '../kernel/env.js';
 import { BusyError, InputError, StateError, StorageError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
 import { resolveBackend } from './backends.js';
+import { checksums } from './checksum.js';
 import { dataFileName, FILE_HEADER_BYTES, RECORD_CRC_FROM, RECORD_HEADER_BYTES, RecordKind, recordMatches } from './format.js';
 import { LogWriter, type OpenFile, type SyncMode, syncDirectory } from './log.js';
 import { type Recovery, type RecoveryReport, recover, recoverSync } from './recovery.js';
@@ -144,6 +144,8 @@ interface ReadAhead {
   fileNo: number;
   start: number;
   end: number;
+  /** File offset up to which the records in the buffer passed their CRC check (bulk checksums only). */
+  verifiedEnd: number;
   buffer: Buffer;
 }
 
@@ -332,10 +334,7 @@ export class Walrus {
       const seq = state.nextSeq;
       state.nextSeq += 1;
       const fileNo = this.writer.fileNo;
-      const offset = this.writer.stage(
-        { kind: RecordKind.entry, topicId: state.id, payloadBytes: payload.length, seq, batchSize: 1, batchIndex: 0 },
-        payload,
-      );
+      const offset = this.writer.stage(RecordKind.entry, state.id, seq, 1, 0, payload);
       state.store(seq, fileNo, offset, payload.length);
       this.unpublished.add(state);
       this.noteHeld(fileNo, state, seq);
@@ -365,18 +364,11 @@ export class Walrus {
     const first = state.nextSeq;
     state.nextSeq += payloads.length;
     const fileNo = this.writer.fileNo;
-    payloads.forEach((payload, index) => {
+    for (let index = 0; index < payloads.length; index++) {
+      const payload = payloads[index] as Uint8Array;
       const seq = first + index;
-      const header = {
-        kind: RecordKind.entry,
-        topicId: state.id,
-        payloadBytes: payload.length,
-        seq,
-        batchSize: payloads.length,
-        batchIndex: index,
-      };
-      state.store(seq, fileNo, this.writer.stage(header, payload), payload.length);
-    });
+      state.store(seq, fileNo, this.writer.stage(RecordKind.entry, state.id, seq, payloads.length, index, payload), payload.length);
+    }
     // All entries of the batch become readable together, after the write that holds the last of them.
     this.unpublished.add(state);
     this.noteHeld(fileNo, state, first + payloads.length - 1);
@@ -516,10 +508,7 @@ export class Walrus {
     const state = new TopicState(this.nextTopicId, name);
     this.nextTopicId += 1;
     this.topicsByName.set(name, state);
-    this.writer.stage(
-      { kind: RecordKind.topic, topicId: state.id, payloadBytes: state.nameBytes.length, seq: 0, batchSize: 1, batchIndex: 0 },
-      state.nameBytes,
-    );
+    this.writer.stage(RecordKind.topic, state.id, 0, 1, 0, state.nameBytes);
     return state;
   }
 
@@ -552,23 +541,13 @@ export class Walrus {
   private checkpoint(file: OpenFile): void {
     this.files.set(file.fileNo, file.file);
     for (const state of this.topicsByName.values()) {
-      this.writer.stage(
-        {
-          kind: RecordKind.topic,
-          topicId: state.id,
-          payloadBytes: state.nameBytes.length,
-          seq: state.nextSeq,
-          batchSize: 1,
-          batchIndex: 0,
-        },
-        state.nameBytes,
-      );
+      this.writer.stage(RecordKind.topic, state.id, state.nextSeq, 1, 0, state.nameBytes);
       this.stageCursor(state, state.persistedCursor);
     }
   }
 
   private stageCursor(state: TopicState, cursor: number): void {
-    this.writer.stage({ kind: RecordKind.cursor, topicId: state.id, payloadBytes: 0, seq: cursor, batchSize: 1, batchIndex: 0 }, EMPTY);
+    this.writer.stage(RecordKind.cursor, state.id, cursor, 1, 0, EMPTY);
     state.persistedCursor = cursor;
     this.cursorsStaged.set(state, cursor);
   }
@@ -639,9 +618,11 @@ export class Walrus {
     const file = this.files.get(fileNo);
     if (file === undefined) throw new StorageError('CORRUPT_RECORD', `topic ${state.name} seq ${seq}: data file ${fileNo} is missing`);
     let record: Buffer;
+    let verified = false;
     const ahead = this.readAhead.get(state);
     if (ahead !== undefined && ahead.fileNo === fileNo && offset >= ahead.start && offset + total <= ahead.end) {
       record = ahead.buffer.subarray(offset - ahead.start, offset - ahead.start + total);
+      verified = offset + total <= ahead.verifiedEnd;
     } else if (total > limits.readAheadBytes) {
       record = Buffer.allocUnsafe(total);
       this.readExactly(file, record, offset);
@@ -652,14 +633,19 @@ export class Walrus {
       const count = file.read(buffer, 0, Math.max(wanted, total), offset);
       if (count < total)
         throw new StorageError('CORRUPT_RECORD', `topic ${state.name} seq ${seq}: record cut short in ${file.path} at ${offset}`);
-      this.rememberReadAhead(state, { fileNo, start: offset, end: offset + Math.min(count, wanted), buffer });
+      const end = Math.min(count, wanted);
+      // Records follow one another to the end of the written data, so one call can check every
+      // record the buffer holds (whatever topic): later reads from it skip their own CRC pass.
+      const verifiedEnd = checksums.bulk ? offset + checksums.verifyRecords(buffer, 0, end) : offset;
+      this.rememberReadAhead(state, { fileNo, start: offset, end: offset + end, verifiedEnd, buffer });
       record = buffer.subarray(0, total);
+      verified = offset + total <= verifiedEnd;
     }
     // The record must be the one the index points at (the CRC then covers its kind, version and batch fields).
     const payload = record.subarray(RECORD_HEADER_BYTES, total);
     if (
       !recordMatches(record, 0, RecordKind.entry, state.id, seq, length) ||
-      record.readUInt32LE(4) !== crc32(record.subarray(RECORD_CRC_FROM, total))
+      (!verified && record.readUInt32LE(4) !== checksums.crc32(record.subarray(RECORD_CRC_FROM, total)))
     ) {
       throw new StorageError(
         'CORRUPT_RECORD',

@@ -24,10 +24,12 @@ export const ENV_TABLE: readonly EnvVariable[] = [
   { name: 'WALRUS_PLUGINS', path: 'plugins' },
 ];
 
-/** Variables outside the config tree that the launcher itself reads. */
+/** Variables outside the config tree, read by the launcher or once per process. */
 export const LAUNCHER_ENV = {
   /** Path of the config file when `--config` is not given. */
   config: 'WALRUS_CONFIG',
+  /** Any value: do not load the native addon (CRCs then use zlib.crc32; same bytes, slower). */
+  disableNative: 'WALRUS_DISABLE_NATIVE',
 } as const;
 
 export type Environment = Readonly<Record<string, string | undefined>>;

@@ -54,6 +54,7 @@ test('docs/config.md lists every environment variable with its key', (t) => {
   const documented = new Map(rows.slice(1).map((row) => [code(row[0]), row[1]]));
   const expected = new Map<string | undefined, string>(ENV_TABLE.map((variable) => [variable.name, `\`${variable.path}\``]));
   expected.set(LAUNCHER_ENV.config, '(config file path)');
+  expected.set(LAUNCHER_ENV.disableNative, '(whole process)');
   t.deepEqual(documented, expected);
 });
 

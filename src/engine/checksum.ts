@@ -48,6 +48,12 @@ function writeU32(buffer: Uint8Array, at: number, value: number): void {
   buffer[at + 3] = value >>> 24;
 }
 
+/** The addon's argument checks, for the zlib path: a range inside the buffer. */
+function checkRange(buffer: Uint8Array, start: number, end: number): void {
+  if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end && end <= buffer.length))
+    throw new RangeError(`range [${start}, ${end}) is not inside a buffer of ${buffer.length} bytes`);
+}
+
 function zlibChecksums(reason: string | undefined): Checksums {
   // zlib picks its faster CRC code only once a stream has been initialised (about 1.4× here).
   inflateSync(deflateSync(Buffer.alloc(1)));
@@ -55,6 +61,7 @@ function zlibChecksums(reason: string | undefined): Checksums {
   return {
     crc32: (data, initial = 0) => zlibCrc32(data, initial),
     sealRecords(buffer, start, end) {
+      checkRange(buffer, start, end);
       let at = start;
       while (at < end) {
         const next = at + HEADER_BYTES + readU32(buffer, at + 16);
@@ -64,6 +71,7 @@ function zlibChecksums(reason: string | undefined): Checksums {
       }
     },
     verifyRecords(buffer, start, end) {
+      checkRange(buffer, start, end);
       let at = start;
       while (end - at >= HEADER_BYTES && readU32(buffer, at) === MAGIC) {
         const next = at + HEADER_BYTES + readU32(buffer, at + 16);

@@ -15,6 +15,11 @@ export class ChunkReader {
   start = 0;
   private end = 0;
 
+  /** How many bytes of `chunk` hold file data. */
+  get filled(): number {
+    return this.end - this.start;
+  }
+
   constructor(file: PositionalReader) {
     this.file = file;
     this.chunk = Buffer.allocUnsafe(limits.recoveryChunkBytes);

@@ -6,8 +6,8 @@
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { crc32 } from 'node:zlib';
 import { limits } from '../kernel/limits.js';
+import { checksums } from './checksum.js';
 import { ChunkReader } from './chunk-reader.js';
 import { FILE_HEADER_BYTES, RECORD_CRC_FROM, RECORD_HEADER_BYTES, RECORD_MAGIC } from './format.js';
 
@@ -40,12 +40,12 @@ export function firstBadCrc(path: string): number | null {
         if (!reader.ensure(position, total)) return null;
         const from = position - reader.start;
         stored = chunk.readUInt32LE(from + 4);
-        crc = crc32(chunk.subarray(from + RECORD_CRC_FROM, from + total));
+        crc = checksums.crc32(chunk.subarray(from + RECORD_CRC_FROM, from + total));
       } else {
         const big = reader.bytes(position, total);
         if (big.length < total) return null;
         stored = big.readUInt32LE(4);
-        crc = crc32(big.subarray(RECORD_CRC_FROM));
+        crc = checksums.crc32(big.subarray(RECORD_CRC_FROM));
       }
       if (crc !== stored) return position;
       position += total;

@@ -385,8 +385,9 @@ export class Walrus {
   readNext(topic: string, options: { readonly checkpoint?: boolean } = {}): Promise<Entry | null> {
     try {
       this.checkOpen();
-      checkTopicName(topic);
       const state = this.topicsByName.get(topic);
+      // A known topic's name was checked when it was created.
+      if (state === undefined) checkTopicName(topic);
       if (state === undefined || state.cursor >= state.visibleSeq) return Promise.resolve(null);
       // Claiming the entry and moving the cursor happen in one synchronous step: concurrent readers never share one.
       const seq = state.cursor;
@@ -617,35 +618,38 @@ export class Walrus {
     const total = RECORD_HEADER_BYTES + length;
     const file = this.files.get(fileNo);
     if (file === undefined) throw new StorageError('CORRUPT_RECORD', `topic ${state.name} seq ${seq}: data file ${fileNo} is missing`);
-    let record: Buffer;
+    // The record is read in place (source, at): no views are made until the payload is copied out.
+    let source: Buffer;
+    let at = 0;
     let verified = false;
+    let fresh = false;
     const ahead = this.readAhead.get(state);
     if (ahead !== undefined && ahead.fileNo === fileNo && offset >= ahead.start && offset + total <= ahead.end) {
-      record = ahead.buffer.subarray(offset - ahead.start, offset - ahead.start + total);
+      source = ahead.buffer;
+      at = offset - ahead.start;
       verified = offset + total <= ahead.verifiedEnd;
     } else if (total > limits.readAheadBytes) {
-      record = Buffer.allocUnsafe(total);
-      this.readExactly(file, record, offset);
+      source = Buffer.allocUnsafe(total);
+      fresh = true;
+      this.readExactly(file, source, offset);
     } else {
-      const buffer = ahead?.buffer ?? Buffer.allocUnsafe(limits.readAheadBytes);
+      source = ahead?.buffer ?? Buffer.allocUnsafe(limits.readAheadBytes);
       // Never cache past what has been written: the bytes after it are zeros now and records later.
-      const wanted = Math.min(buffer.length, this.writer.writtenEnd(fileNo) - offset);
-      const count = file.read(buffer, 0, Math.max(wanted, total), offset);
+      const wanted = Math.min(source.length, this.writer.writtenEnd(fileNo) - offset);
+      const count = file.read(source, 0, Math.max(wanted, total), offset);
       if (count < total)
         throw new StorageError('CORRUPT_RECORD', `topic ${state.name} seq ${seq}: record cut short in ${file.path} at ${offset}`);
       const end = Math.min(count, wanted);
       // Records follow one another to the end of the written data, so one call can check every
       // record the buffer holds (whatever topic): later reads from it skip their own CRC pass.
-      const verifiedEnd = checksums.bulk ? offset + checksums.verifyRecords(buffer, 0, end) : offset;
-      this.rememberReadAhead(state, { fileNo, start: offset, end: offset + end, verifiedEnd, buffer });
-      record = buffer.subarray(0, total);
+      const verifiedEnd = checksums.bulk ? offset + checksums.verifyRecords(source, 0, end) : offset;
+      this.rememberReadAhead(state, { fileNo, start: offset, end: offset + end, verifiedEnd, buffer: source });
       verified = offset + total <= verifiedEnd;
     }
     // The record must be the one the index points at (the CRC then covers its kind, version and batch fields).
-    const payload = record.subarray(RECORD_HEADER_BYTES, total);
     if (
-      !recordMatches(record, 0, RecordKind.entry, state.id, seq, length) ||
-      (!verified && record.readUInt32LE(4) !== checksums.crc32(record.subarray(RECORD_CRC_FROM, total)))
+      !recordMatches(source, at, RecordKind.entry, state.id, seq, length) ||
+      (!verified && source.readUInt32LE(at + 4) !== checksums.crc32(source.subarray(at + RECORD_CRC_FROM, at + total)))
     ) {
       throw new StorageError(
         'CORRUPT_RECORD',
@@ -655,7 +659,11 @@ export class Walrus {
         },
       );
     }
-    return Buffer.from(payload);
+    if (fresh) return source.subarray(RECORD_HEADER_BYTES);
+    // A copy: the read-ahead buffer is reused, and callers own what they are given.
+    const data = Buffer.allocUnsafe(length);
+    source.copy(data, 0, at + RECORD_HEADER_BYTES, at + total);
+    return data;
   }
 
   private readExactly(file: StorageFile, buffer: Buffer, position: number): void {

@@ -170,3 +170,26 @@ test('a payload damaged while the log is open is refused on read, and the record
     }
   });
 });
+
+test('the addon’s portable table path (CPUs without PCLMUL) gives zlib’s values too', (t) => {
+  if (checksums.unavailableReason !== undefined) {
+    t.regex(checksums.implementation, /zlib/, 'no addon: nothing native to check');
+    return;
+  }
+  const script = `
+    import { crc32 } from 'node:zlib';
+    import { checksums } from ${JSON.stringify(new URL('../../src/engine/checksum.js', import.meta.url).href)};
+    const data = Buffer.alloc(5000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 131 + 7) & 255;
+    let mismatches = 0;
+    for (let length = 0; length < 1500; length += 7) {
+      const slice = data.subarray(length % 13, (length % 13) + length);
+      if (checksums.crc32(slice, 12345) !== crc32(slice, 12345)) mismatches++;
+    }
+    process.stdout.write(JSON.stringify({ implementation: checksums.implementation, mismatches }));`;
+  const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, WALRUS_NATIVE_PORTABLE: '1' },
+    encoding: 'utf8',
+  });
+  t.deepEqual(JSON.parse(output), { implementation: 'native (table)', mismatches: 0 });
+});

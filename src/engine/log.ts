@@ -14,7 +14,7 @@ import {
   encodeFileHeader,
   FILE_HEADER_BYTES,
   RECORD_HEADER_BYTES,
-  type RecordKind,
+  RecordKind,
   sealSplitRecord,
   writeRecordFields,
 } from './format.js';
@@ -95,6 +95,11 @@ export class LogWriter {
   /** Called after each write with the records it covered being readable. */
   private readonly onFlushed: () => void;
   private flushScheduled = false;
+  /** True from a write made at once (see acknowledge) to the end of that tick. */
+  private wroteThisTick = false;
+  private readonly tickEnded = (): void => {
+    this.wroteThisTick = false;
+  };
   private readonly flushAtTickEnd = (): void => {
     this.flushScheduled = false;
     this.flush();
@@ -205,9 +210,51 @@ export class LogWriter {
     return offset;
   }
 
-  /** A promise that settles when the records staged so far are acknowledged under the sync mode. */
-  acknowledge(): Promise<void> {
+  /**
+   * Stages the entries of one batch (seq `firstSeq` onwards) back to back. When every payload is
+   * small and the batch fits in the free part of the staging buffer, the space is reserved once
+   * and the loop only writes headers and copies payloads; otherwise each goes through stage().
+   * The records land at consecutive file offsets from `nextOffset` either way.
+   */
+  stageBatch(topicId: number, firstSeq: number, payloads: readonly Uint8Array[], totalBytes: number): void {
+    const count = payloads.length;
+    let fast = this.arenaUsed + totalBytes <= this.arena.length;
+    for (let index = 0; fast && index < count; index++) {
+      if ((payloads[index] as Uint8Array).length > limits.stagingCopyBytesMax) fast = false;
+    }
+    if (!fast) {
+      for (let index = 0; index < count; index++)
+        this.stage(RecordKind.entry, topicId, firstSeq + index, count, index, payloads[index] as Uint8Array);
+      return;
+    }
+    const view = this.arenaView;
+    let at = this.reserve(totalBytes);
+    for (let index = 0; index < count; index++) {
+      const payload = payloads[index] as Uint8Array;
+      writeRecordFields(view, at, RecordKind.entry, topicId, payload.length, firstSeq + index, count, index);
+      this.arena.set(payload, at + RECORD_HEADER_BYTES);
+      at += RECORD_HEADER_BYTES + payload.length;
+    }
+    this.stagedBytes += totalBytes;
+    this.extendFor(this.writeOffset + this.stagedBytes);
+  }
+
+  /**
+   * A promise that settles when the records staged so far are acknowledged under the sync mode.
+   * With `writeNowIfIdle` (single appends, cursors) they may be written before this returns.
+   */
+  acknowledge(writeNowIfIdle = false): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (writeNowIfIdle && this.waiter === undefined && !this.wroteThisTick && this.options.sync.kind !== 'each') {
+      // The first such acknowledgement of a tick, with nothing else waiting, is written at once:
+      // an append awaited in a loop then costs one write and no pending promise. Whatever comes
+      // later in the same tick is staged and written together at its end, as before. (Batches
+      // always wait for the end of the tick: they become visible as their promise settles.)
+      this.wroteThisTick = true;
+      void SETTLED.then(this.tickEnded);
+      this.flush();
+      return this.failure === undefined ? SETTLED : Promise.reject(this.failure);
+    }
     this.waiter ??= new Waiter();
     this.scheduleFlush();
     return this.waiter.promise;
@@ -340,11 +387,14 @@ export class LogWriter {
   private writeStaged(): void {
     this.sealPending();
     this.sealLarge();
-    this.sealSlice();
-    if (this.chunks.length > 0) {
+    // Usually everything staged is one range of the arena: write it without making a view.
+    const single = this.chunks.length === 0;
+    if (!single) this.sealSlice();
+    if (this.stagedBytes > 0) {
       if (this.failure === undefined) {
         try {
-          this.current.file.writev(this.chunks, this.writeOffset);
+          if (single) this.current.file.write(this.arena, this.writeOffset, 0, this.arenaUsed);
+          else this.current.file.writev(this.chunks, this.writeOffset);
         } catch (error) {
           this.poison(error);
         }
@@ -352,7 +402,7 @@ export class LogWriter {
       this.writeOffset += this.stagedBytes;
       this.dirtyFiles.add(this.current.file);
     }
-    this.chunks = [];
+    if (!single) this.chunks = [];
     this.stagedBytes = 0;
     this.arenaUsed = 0;
     this.arenaSliceStart = 0;

@@ -5,8 +5,11 @@
 
 export interface StorageFile {
   readonly path: string;
-  /** Writes all of `buffer` at `position`; throws on failure (never a silent short write). */
-  write(buffer: Uint8Array, position: number): void;
+  /**
+   * Writes `buffer[offset, offset + length)` (default: all of it) at `position`; throws on
+   * failure (never a silent short write).
+   */
+  write(buffer: Uint8Array, position: number, offset?: number, length?: number): void;
   /** Writes the buffers back to back from `position`, all or throw. */
   writev(buffers: readonly Uint8Array[], position: number): void;
   /** Reads up to `length` bytes at `position` into `buffer` from `offset`; returns the count (short at EOF). */

@@ -338,7 +338,7 @@ export class Walrus {
       state.store(seq, fileNo, offset, payload.length);
       this.unpublished.add(state);
       this.noteHeld(fileNo, state, seq);
-      return this.writer.acknowledge();
+      return this.writer.acknowledge(true);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -364,11 +364,14 @@ export class Walrus {
     const first = state.nextSeq;
     state.nextSeq += payloads.length;
     const fileNo = this.writer.fileNo;
+    // The batch's records follow one another in the file from here (ensureRoom kept it in one file).
+    let offset = this.writer.nextOffset;
     for (let index = 0; index < payloads.length; index++) {
-      const payload = payloads[index] as Uint8Array;
-      const seq = first + index;
-      state.store(seq, fileNo, this.writer.stage(RecordKind.entry, state.id, seq, payloads.length, index, payload), payload.length);
+      const length = (payloads[index] as Uint8Array).length;
+      state.store(first + index, fileNo, offset, length);
+      offset += RECORD_HEADER_BYTES + length;
     }
+    this.writer.stageBatch(state.id, first, payloads, offset - this.writer.nextOffset);
     // All entries of the batch become readable together, after the write that holds the last of them.
     this.unpublished.add(state);
     this.noteHeld(fileNo, state, first + payloads.length - 1);
@@ -607,7 +610,7 @@ export class Walrus {
     state.consumedSincePersist = 0;
     this.writer.ensureRoom(RECORD_HEADER_BYTES);
     this.stageCursor(state, persistAt);
-    return this.writer.acknowledge();
+    return this.writer.acknowledge(true);
   }
 
   /** Reads and verifies one entry's record, through the topic's read-ahead buffer. */

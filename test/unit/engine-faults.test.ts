@@ -22,7 +22,11 @@ class FaultyBackend implements StorageBackend {
     const backend = this;
     return {
       path: file.path,
-      write: (buffer, position) => file.write(buffer, position),
+      write(buffer, position, offset, length) {
+        backend.writes += 1;
+        if (backend.failWrites) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+        file.write(buffer, position, offset, length);
+      },
       writev(buffers, position) {
         backend.writes += 1;
         if (backend.failWrites) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });

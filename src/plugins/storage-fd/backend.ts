@@ -19,10 +19,10 @@ class FdFile implements StorageFile {
     }
   }
 
-  write(buffer: Uint8Array, position: number): void {
+  write(buffer: Uint8Array, position: number, offset = 0, length = buffer.length - offset): void {
     let done = 0;
-    while (done < buffer.length) {
-      done += writeSync(this.fd, buffer, done, buffer.length - done, position + done);
+    while (done < length) {
+      done += writeSync(this.fd, buffer, offset + done, length - done, position + done);
     }
   }
 

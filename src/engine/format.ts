@@ -103,21 +103,22 @@ export function readRecordHeader(source: Buffer, offset: number): HeaderCheck {
 
 /** True when the header at `offset` is a current-version record of this kind, topic, seq and length (CRC not checked). */
 export function recordMatches(
-  source: Buffer,
+  source: DataView,
   offset: number,
   kind: RecordKind,
   topicId: number,
   seq: number,
   payloadBytes: number,
 ): boolean {
+  // A DataView: this runs on every read, and Buffer's readUInt32LE checks bounds each call.
   return (
-    source.readUInt32LE(offset) === RECORD_MAGIC &&
-    source[offset + 8] === FORMAT_VERSION &&
-    source[offset + 9] === kind &&
-    source.readUInt32LE(offset + 12) === topicId &&
-    source.readUInt32LE(offset + 16) === payloadBytes &&
-    source.readUInt32LE(offset + 20) === seq % U32 &&
-    source.readUInt32LE(offset + 24) === Math.floor(seq / U32)
+    source.getUint32(offset, true) === RECORD_MAGIC &&
+    source.getUint8(offset + 8) === FORMAT_VERSION &&
+    source.getUint8(offset + 9) === kind &&
+    source.getUint32(offset + 12, true) === topicId &&
+    source.getUint32(offset + 16, true) === payloadBytes &&
+    source.getUint32(offset + 20, true) === seq % U32 &&
+    source.getUint32(offset + 24, true) === Math.floor(seq / U32)
   );
 }
 

@@ -147,6 +147,9 @@ interface ReadAhead {
   /** File offset up to which the records in the buffer passed their CRC check (bulk checksums only). */
   verifiedEnd: number;
   buffer: Buffer;
+  view: DataView;
+  /** The buffer as a plain Uint8Array: its subarrays are cheaper to make than a Buffer's. */
+  bytes: Uint8Array;
 }
 
 export class Walrus {
@@ -351,9 +354,18 @@ export class Walrus {
     if (items.length > limits.batchEntriesMax) {
       throw new InputError('BATCH_TOO_LARGE', `batch of ${items.length} entries exceeds the limit of ${limits.batchEntriesMax} entries`);
     }
-    const payloads = items.map((item, index) => toBytes(item, `items[${index}]`));
+    // Byte arrays are used as given (they are copied or written before this call returns);
+    // strings are encoded into a copy of the list.
+    let payloads = items as ReadonlyArray<Uint8Array>;
     let bytes = 0;
-    for (const payload of payloads) bytes += payload.length;
+    for (let index = 0; index < items.length; index++) {
+      const item = items[index];
+      if (!(item instanceof Uint8Array)) {
+        if (payloads === items) payloads = items.slice(0, index) as Uint8Array[];
+        (payloads as Uint8Array[]).push(toBytes(item as string, `items[${index}]`));
+      } else if (payloads !== items) (payloads as Uint8Array[]).push(item);
+      bytes += (payloads[index] as Uint8Array).length;
+    }
     if (bytes > limits.batchBytesMax)
       throw new InputError('BATCH_TOO_LARGE', `batch of ${bytes} bytes exceeds the limit of ${limits.batchBytesMax} bytes`);
     const existing = this.topicsByName.get(topic);
@@ -623,20 +635,28 @@ export class Walrus {
     if (file === undefined) throw new StorageError('CORRUPT_RECORD', `topic ${state.name} seq ${seq}: data file ${fileNo} is missing`);
     // The record is read in place (source, at): no views are made until the payload is copied out.
     let source: Buffer;
+    let view: DataView;
+    let bytes: Uint8Array;
     let at = 0;
     let verified = false;
     let fresh = false;
     const ahead = this.readAhead.get(state);
     if (ahead !== undefined && ahead.fileNo === fileNo && offset >= ahead.start && offset + total <= ahead.end) {
       source = ahead.buffer;
+      view = ahead.view;
+      bytes = ahead.bytes;
       at = offset - ahead.start;
       verified = offset + total <= ahead.verifiedEnd;
     } else if (total > limits.readAheadBytes) {
       source = Buffer.allocUnsafe(total);
+      view = new DataView(source.buffer, source.byteOffset, source.length);
+      bytes = source;
       fresh = true;
       this.readExactly(file, source, offset);
     } else {
       source = ahead?.buffer ?? Buffer.allocUnsafe(limits.readAheadBytes);
+      view = ahead?.view ?? new DataView(source.buffer, source.byteOffset, source.length);
+      bytes = ahead?.bytes ?? new Uint8Array(source.buffer, source.byteOffset, source.length);
       // Never cache past what has been written: the bytes after it are zeros now and records later.
       const wanted = Math.min(source.length, this.writer.writtenEnd(fileNo) - offset);
       const count = file.read(source, 0, Math.max(wanted, total), offset);
@@ -646,12 +666,12 @@ export class Walrus {
       // Records follow one another to the end of the written data, so one call can check every
       // record the buffer holds (whatever topic): later reads from it skip their own CRC pass.
       const verifiedEnd = checksums.bulk ? offset + checksums.verifyRecords(source, 0, end) : offset;
-      this.rememberReadAhead(state, { fileNo, start: offset, end: offset + end, verifiedEnd, buffer: source });
+      this.rememberReadAhead(state, { fileNo, start: offset, end: offset + end, verifiedEnd, buffer: source, view, bytes });
       verified = offset + total <= verifiedEnd;
     }
     // The record must be the one the index points at (the CRC then covers its kind, version and batch fields).
     if (
-      !recordMatches(source, at, RecordKind.entry, state.id, seq, length) ||
+      !recordMatches(view, at, RecordKind.entry, state.id, seq, length) ||
       (!verified && source.readUInt32LE(at + 4) !== checksums.crc32(source.subarray(at + RECORD_CRC_FROM, at + total)))
     ) {
       throw new StorageError(
@@ -665,7 +685,7 @@ export class Walrus {
     if (fresh) return source.subarray(RECORD_HEADER_BYTES);
     // A copy: the read-ahead buffer is reused, and callers own what they are given.
     const data = Buffer.allocUnsafe(length);
-    source.copy(data, 0, at + RECORD_HEADER_BYTES, at + total);
+    data.set(bytes.subarray(at + RECORD_HEADER_BYTES, at + total));
     return data;
   }
 

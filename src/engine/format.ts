@@ -56,17 +56,15 @@ export function writeRecordFields(
   batchIndex: number,
 ): void {
   if (at < 0 || at + RECORD_HEADER_BYTES > view.byteLength) throw new RangeError('record header outside its buffer');
+  // Whole little-endian words: version, kind and flags (0) at 8–11; batch size and index at 28–31.
+  // The CRC at 4–7 is left for whoever seals the record.
   view.setUint32(at, RECORD_MAGIC, true);
-  view.setUint32(at + 4, 0, true);
-  view.setUint8(at + 8, FORMAT_VERSION);
-  view.setUint8(at + 9, kind);
-  view.setUint16(at + 10, 0, true);
+  view.setUint32(at + 8, FORMAT_VERSION | (kind << 8), true);
   view.setUint32(at + 12, topicId, true);
   view.setUint32(at + 16, payloadBytes, true);
   view.setUint32(at + 20, seq % U32, true);
   view.setUint32(at + 24, Math.floor(seq / U32), true);
-  view.setUint16(at + 28, batchSize, true);
-  view.setUint16(at + 30, batchIndex, true);
+  view.setUint32(at + 28, (batchSize | (batchIndex << 16)) >>> 0, true);
 }
 
 /** Seals a record whose header is at `offset` of `target` and whose payload lives elsewhere. */

@@ -13,9 +13,7 @@ import {
   dataFileName,
   encodeFileHeader,
   FILE_HEADER_BYTES,
-  FORMAT_VERSION,
   RECORD_HEADER_BYTES,
-  RECORD_MAGIC,
   RecordKind,
   sealSplitRecord,
   writeRecordFields,
@@ -23,7 +21,6 @@ import {
 import type { StorageBackend, StorageFile } from './storage.js';
 
 const SETTLED = Promise.resolve();
-const U32 = 2 ** 32;
 
 export type SyncMode = { readonly kind: 'each' } | { readonly kind: 'none' } | { readonly kind: 'every'; readonly ms: number };
 
@@ -233,19 +230,9 @@ export class LogWriter {
     const view = this.arenaView;
     const arena = this.arena;
     let at = this.reserve(totalBytes);
-    // The header fields of writeRecordFields, with the bytes that are the same for every entry of
-    // the batch packed into whole words (version, kind and flags; size and index).
-    const versionKindFlags = FORMAT_VERSION | (RecordKind.entry << 8);
     for (let index = 0; index < count; index++) {
       const payload = payloads[index] as Uint8Array;
-      const seq = firstSeq + index;
-      view.setUint32(at, RECORD_MAGIC, true);
-      view.setUint32(at + 8, versionKindFlags, true);
-      view.setUint32(at + 12, topicId, true);
-      view.setUint32(at + 16, payload.length, true);
-      view.setUint32(at + 20, seq % U32, true);
-      view.setUint32(at + 24, Math.floor(seq / U32), true);
-      view.setUint32(at + 28, (count | (index << 16)) >>> 0, true);
+      writeRecordFields(view, at, RecordKind.entry, topicId, payload.length, firstSeq + index, count, index);
       arena.set(payload, at + RECORD_HEADER_BYTES);
       at += RECORD_HEADER_BYTES + payload.length;
     }

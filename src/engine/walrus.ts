@@ -332,7 +332,7 @@ export class Walrus {
         throw new InputError('ENTRY_TOO_LARGE', `entry of ${payload.length} bytes is larger than the limit of ${limits.entryBytesMax}`);
       }
       if (existing?.batchInFlight === true) throw new BusyError('TOPIC_BUSY', `a batch append is in flight on topic ${topic}`);
-      this.writer.ensureRoom(RECORD_HEADER_BYTES + payload.length + this.declarationBytes(topic));
+      this.writer.ensureRoom(RECORD_HEADER_BYTES + payload.length + (existing === undefined ? this.declarationBytes(topic) : 0));
       const state = existing ?? this.createTopic(topic);
       const seq = state.nextSeq;
       state.nextSeq += 1;

@@ -23,6 +23,8 @@ export class TopicState {
   persistedCursor: number;
   /** Entries consumed since the cursor was last written (for `atLeastOnce`). */
   consumedSincePersist = 0;
+  /** True while the topic is in the engine's list of topics to publish after the next write. */
+  awaitingPublish = false;
   /** True while an appendBatch is in flight: overlapping appends are refused. */
   batchInFlight = false;
   private positions: Float64Array;

@@ -165,7 +165,7 @@ export class Walrus {
   private readonly readAhead = new Map<TopicState, ReadAhead>();
   private nextTopicId: number;
   /** Topics with entries staged but not yet written. */
-  private readonly unpublished = new Set<TopicState>();
+  private readonly unpublished: TopicState[] = [];
   /** Per data file: the highest seq each topic has in it. A file goes once every topic has consumed past it. */
   private readonly fileTopics = new Map<number, Map<TopicState, number>>();
   /** Cursor values known to be on disk and synced: what reclamation may rely on after a power loss. */
@@ -339,7 +339,7 @@ export class Walrus {
       const fileNo = this.writer.fileNo;
       const offset = this.writer.stage(RecordKind.entry, state.id, seq, 1, 0, payload);
       state.store(seq, fileNo, offset, payload.length);
-      this.unpublished.add(state);
+      this.markUnpublished(state);
       this.noteHeld(fileNo, state, seq);
       return this.writer.acknowledge(true);
     } catch (error) {
@@ -385,7 +385,7 @@ export class Walrus {
     }
     this.writer.stageBatch(state.id, first, payloads, offset - this.writer.nextOffset);
     // All entries of the batch become readable together, after the write that holds the last of them.
-    this.unpublished.add(state);
+    this.markUnpublished(state);
     this.noteHeld(fileNo, state, first + payloads.length - 1);
     state.batchInFlight = true;
     try {
@@ -528,9 +528,22 @@ export class Walrus {
     return state;
   }
 
+  /** The topic has entries staged: publish them after the next write. */
+  private markUnpublished(state: TopicState): void {
+    if (state.awaitingPublish) return;
+    state.awaitingPublish = true;
+    this.unpublished.push(state);
+  }
+
   private publishWritten(): void {
-    for (const state of this.unpublished) state.publish();
-    this.unpublished.clear();
+    // An array and a flag rather than a Set: this runs after every write, usually for one topic.
+    const unpublished = this.unpublished;
+    for (let index = 0; index < unpublished.length; index++) {
+      const state = unpublished[index] as TopicState;
+      state.awaitingPublish = false;
+      state.publish();
+    }
+    unpublished.length = 0;
     if (this.cursorsStaged.size === 0) return;
     if (this.writer.neverSyncs) {
       // Under fsync 'none' nothing promises more than "handed to the OS": written cursors count.

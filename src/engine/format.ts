@@ -62,8 +62,10 @@ export function writeRecordFields(
   view.setUint32(at + 8, FORMAT_VERSION | (kind << 8), true);
   view.setUint32(at + 12, topicId, true);
   view.setUint32(at + 16, payloadBytes, true);
-  view.setUint32(at + 20, seq % U32, true);
-  view.setUint32(at + 24, Math.floor(seq / U32), true);
+  // `>>> 0` is the low 32 bits of any safe integer; `%` on a double would be a call to fmod.
+  const low = seq >>> 0;
+  view.setUint32(at + 20, low, true);
+  view.setUint32(at + 24, (seq - low) / U32, true);
   view.setUint32(at + 28, (batchSize | (batchIndex << 16)) >>> 0, true);
 }
 
@@ -115,7 +117,7 @@ export function recordMatches(
     source.getUint8(offset + 9) === kind &&
     source.getUint32(offset + 12, true) === topicId &&
     source.getUint32(offset + 16, true) === payloadBytes &&
-    source.getUint32(offset + 20, true) === seq % U32 &&
+    source.getUint32(offset + 20, true) === seq >>> 0 &&
     source.getUint32(offset + 24, true) === Math.floor(seq / U32)
   );
 }

@@ -3,6 +3,8 @@
 // number and the record's offset into one float64 (file × 2^32 + offset), so a million entries
 // cost 12 MB and no per-entry objects.
 
+import { RECORD_HEADER_BYTES } from './format.js';
+
 const U32 = 2 ** 32;
 
 export class TopicState {
@@ -54,6 +56,29 @@ export class TopicState {
     this.storedSeq = seq + 1;
   }
 
+  /**
+   * Records a batch's entries from `firstSeq` on, laid back to back in file `fileNo` from
+   * `offset` (each a record header plus its payload); returns where the batch ends.
+   */
+  storeRun(firstSeq: number, fileNo: number, offset: number, payloads: readonly Uint8Array[]): number {
+    if (firstSeq !== this.storedSeq) throw new Error(`invariant: topic ${this.name} stores seq ${firstSeq}, expected ${this.storedSeq}`);
+    const count = payloads.length;
+    const first = firstSeq - this.lowSeq;
+    if (first + count > this.positions.length) this.grow(first + count);
+    const positions = this.positions;
+    const lengths = this.lengths;
+    const base = fileNo * U32;
+    let at = offset;
+    for (let index = 0; index < count; index++) {
+      const length = (payloads[index] as Uint8Array).length;
+      positions[first + index] = base + at;
+      lengths[first + index] = length;
+      at += RECORD_HEADER_BYTES + length;
+    }
+    this.storedSeq = firstSeq + count;
+    return at;
+  }
+
   /** Every stored entry has been written: make them readable. */
   publish(): void {
     this.visibleSeq = this.storedSeq;
@@ -84,7 +109,9 @@ export class TopicState {
   }
 
   offsetOf(seq: number): number {
-    return (this.positions[seq - this.lowSeq] ?? 0) % U32;
+    const position = this.positions[seq - this.lowSeq] ?? 0;
+    // The offset is below 2^32, so this is exact (and avoids `%` on a double, a call to fmod).
+    return position - Math.floor(position / U32) * U32;
   }
 
   lengthOf(seq: number): number {

@@ -377,13 +377,9 @@ export class Walrus {
     state.nextSeq += payloads.length;
     const fileNo = this.writer.fileNo;
     // The batch's records follow one another in the file from here (ensureRoom kept it in one file).
-    let offset = this.writer.nextOffset;
-    for (let index = 0; index < payloads.length; index++) {
-      const length = (payloads[index] as Uint8Array).length;
-      state.store(first + index, fileNo, offset, length);
-      offset += RECORD_HEADER_BYTES + length;
-    }
-    this.writer.stageBatch(state.id, first, payloads, offset - this.writer.nextOffset);
+    const start = this.writer.nextOffset;
+    const end = state.storeRun(first, fileNo, start, payloads);
+    this.writer.stageBatch(state.id, first, payloads, end - start);
     // All entries of the batch become readable together, after the write that holds the last of them.
     this.markUnpublished(state);
     this.noteHeld(fileNo, state, first + payloads.length - 1);

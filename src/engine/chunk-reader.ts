@@ -11,6 +11,8 @@ export interface PositionalReader {
 export class ChunkReader {
   private readonly file: PositionalReader;
   readonly chunk: Buffer;
+  /** The chunk as a DataView: field reads without Buffer's per-call bounds checks. */
+  readonly view: DataView;
   /** File position of chunk[0], and of the end of what the chunk holds. */
   start = 0;
   private end = 0;
@@ -23,6 +25,7 @@ export class ChunkReader {
   constructor(file: PositionalReader) {
     this.file = file;
     this.chunk = Buffer.allocUnsafe(limits.recoveryChunkBytes);
+    this.view = new DataView(this.chunk.buffer, this.chunk.byteOffset, this.chunk.length);
   }
 
   /**

@@ -61,14 +61,12 @@ export interface Recovery {
   readonly report: RecoveryReport;
 }
 
-/** An entry of a batch whose last record has not been seen yet. */
-interface PendingEntry {
-  readonly topicId: number;
-  readonly seq: number;
-  readonly offset: number;
-  readonly payloadBytes: number;
-  readonly batchIndex: number;
-  readonly batchSize: number;
+/** The batch a scan is inside: how many of its entries were seen, its topic and size, where it starts. */
+interface OpenBatch {
+  count: number;
+  topicId: number;
+  size: number;
+  start: number;
 }
 
 class Scanner {
@@ -106,24 +104,29 @@ class Scanner {
       this.fileTopics.set(fileNo, held);
     }
     let position = FILE_HEADER_BYTES;
-    let batch: PendingEntry[] = [];
-    let batchStart = position;
+    // The batch being read: its entries are stored in the topic's index as they come but only
+    // published once its last one is seen (an incomplete batch is unstored again below).
+    const batch: OpenBatch = { count: 0, topicId: 0, size: 0, start: position };
     let stop: string | undefined;
     let lastTopic: TopicState | undefined;
     /** File offset up to which records passed a bulk CRC check. */
     let verifiedEnd = position;
+    // The highest seq of the topic entries were last published for, noted in `held` on change.
+    let heldTopicId = -1;
+    let heldSeq = 0;
     while (position + RECORD_HEADER_BYTES <= size) {
       if (!reader.ensure(position, RECORD_HEADER_BYTES)) break;
       let chunk = reader.chunk;
+      let view = reader.view;
       let at = position - reader.start;
-      if (chunk.readUInt32LE(at) !== RECORD_MAGIC) {
+      if (view.getUint32(at, true) !== RECORD_MAGIC) {
         if (isZero(chunk, at, RECORD_HEADER_BYTES)) {
           // Zeros end the data only if nothing follows them: a zeroed header before more records is damage.
           if (!zerosFollow(reader, position, size)) stop = 'a zeroed record header with data after it';
         } else stop = 'no record magic';
         break;
       }
-      const payloadBytes = chunk.readUInt32LE(at + 16);
+      const payloadBytes = view.getUint32(at + 16, true);
       const total = RECORD_HEADER_BYTES + payloadBytes;
       if (payloadBytes > limits.entryBytesMax || position + total > size) {
         stop = 'record runs past the end of the file';
@@ -136,10 +139,12 @@ class Scanner {
           break;
         }
         chunk = reader.chunk;
+        view = reader.view;
         at = position - reader.start;
         record = chunk;
       } else {
         record = reader.bytes(position, total);
+        view = new DataView(record.buffer, record.byteOffset, record.length);
         at = 0;
         if (record.length < total) {
           stop = 'record runs past the end of the file';
@@ -154,34 +159,42 @@ class Scanner {
             stop = 'checksum mismatch';
             break;
           }
-        } else if (record.readUInt32LE(at + 4) !== checksums.crc32(record.subarray(at + RECORD_CRC_FROM, at + total))) {
+        } else if (view.getUint32(at + 4, true) !== checksums.crc32(record.subarray(at + RECORD_CRC_FROM, at + total))) {
           stop = 'checksum mismatch';
           break;
         }
       }
       // Fast path: an entry that continues its topic (alone, or the next one of a batch).
-      if (record[at + 8] === FORMAT_VERSION && record[at + 9] === RecordKind.entry) {
-        const topicId = record.readUInt32LE(at + 12);
-        const seq = record.readUInt32LE(at + 20) + record.readUInt32LE(at + 24) * 2 ** 32;
-        const batchSize = record.readUInt16LE(at + 28);
-        const batchIndex = record.readUInt16LE(at + 30);
+      if (view.getUint8(at + 8) === FORMAT_VERSION && view.getUint8(at + 9) === RecordKind.entry) {
+        const topicId = view.getUint32(at + 12, true);
+        const seq = view.getUint32(at + 20, true) + view.getUint32(at + 24, true) * 2 ** 32;
+        const batchSize = view.getUint16(at + 28, true);
+        const batchIndex = view.getUint16(at + 30, true);
         const topic = lastTopic !== undefined && lastTopic.id === topicId ? lastTopic : this.topics.get(topicId);
-        const first = batch[0];
         const fits =
           topic !== undefined &&
-          seq === topic.nextSeq + batch.length &&
-          batchIndex === batch.length &&
+          seq === topic.nextSeq + batch.count &&
+          batchIndex === batch.count &&
           batchIndex < batchSize &&
-          (first === undefined || (first.topicId === topicId && first.batchSize === batchSize));
+          (batch.count === 0 || (batch.topicId === topicId && batch.size === batchSize));
         if (fits) {
-          if (batchSize === 1) this.publish({ topicId, seq, offset: position, payloadBytes, batchIndex, batchSize }, fileNo, topic, held);
-          else {
-            if (batchIndex === 0) batchStart = position;
-            batch.push({ topicId, seq, offset: position, payloadBytes, batchIndex, batchSize });
-            if (batchIndex === batchSize - 1) {
-              for (const entry of batch) this.publish(entry, fileNo, topic, held);
-              batch = [];
+          topic.store(seq, fileNo, position, payloadBytes);
+          if (batchIndex === 0) {
+            batch.start = position;
+            batch.topicId = topicId;
+            batch.size = batchSize;
+          }
+          batch.count += 1;
+          if (batchIndex === batchSize - 1) {
+            topic.publish();
+            topic.nextSeq = seq + 1;
+            this.report.entriesRecovered += batch.count;
+            batch.count = 0;
+            if (heldTopicId !== topicId) {
+              if (heldTopicId >= 0) held.set(heldTopicId, heldSeq);
+              heldTopicId = topicId;
             }
+            heldSeq = seq;
           }
           lastTopic = topic;
           position += total;
@@ -201,6 +214,7 @@ class Scanner {
       }
       position += total;
     }
+    if (heldTopicId >= 0) held.set(heldTopicId, heldSeq);
     // Fewer than 32 bytes left: the end, unless they hold something (a header cut by the end of the file).
     if (
       stop === undefined &&
@@ -210,9 +224,10 @@ class Scanner {
     ) {
       stop = 'a record header cut short by the end of the file';
     }
-    if (batch.length > 0) {
+    if (batch.count > 0) {
       this.report.incompleteBatches += 1;
-      position = batchStart;
+      this.topics.get(batch.topicId)?.unstore();
+      position = batch.start;
     }
     if (stop !== undefined) this.report.tornTails.push({ file: file.path, offset: position, reason: stop });
     return position;
@@ -222,9 +237,9 @@ class Scanner {
    * Applies a declaration or cursor record. An entry reaches here only when the fast path found
    * that it does not continue its topic; the answer is then why.
    */
-  private apply(header: RecordHeader, payload: Buffer, batch: readonly PendingEntry[]): string | undefined {
-    const previous = batch[batch.length - 1];
-    if (previous !== undefined && (header.kind !== RecordKind.entry || header.batchSize === 1)) return 'a batch is cut short';
+  private apply(header: RecordHeader, payload: Buffer, batch: Readonly<OpenBatch>): string | undefined {
+    const open = batch.count > 0;
+    if (open && (header.kind !== RecordKind.entry || header.batchSize === 1)) return 'a batch is cut short';
     if (header.kind === RecordKind.topic) return this.declare(header, payload.toString('utf8'));
     const topic = this.topics.get(header.topicId);
     if (topic === undefined) return `record for undeclared topic id ${header.topicId}`;
@@ -233,11 +248,9 @@ class Scanner {
       this.cursors.set(topic.id, Math.max(this.cursors.get(topic.id) ?? 0, header.seq));
       return undefined;
     }
-    const expectedIndex = previous === undefined ? 0 : previous.batchIndex + 1;
-    if (header.batchIndex !== expectedIndex) return 'a batch is out of order';
-    if (previous !== undefined && (previous.topicId !== header.topicId || previous.batchSize !== header.batchSize))
-      return 'a batch mixes topics';
-    return `topic ${topic.name} seq ${header.seq} where ${topic.nextSeq + batch.length} was expected`;
+    if (header.batchIndex !== batch.count) return 'a batch is out of order';
+    if (open && (batch.topicId !== header.topicId || batch.size !== header.batchSize)) return 'a batch mixes topics';
+    return `topic ${topic.name} seq ${header.seq} where ${topic.nextSeq + batch.count} was expected`;
   }
 
   private declare(header: RecordHeader, name: string): string | undefined {
@@ -260,14 +273,6 @@ class Scanner {
       topic.restartAt(header.seq);
     }
     return undefined;
-  }
-
-  private publish(entry: PendingEntry, fileNo: number, topic: TopicState, held: Map<number, number>): void {
-    topic.store(entry.seq, fileNo, entry.offset, entry.payloadBytes);
-    topic.publish();
-    topic.nextSeq = entry.seq + 1;
-    held.set(entry.topicId, entry.seq);
-    this.report.entriesRecovered += 1;
   }
 
   /** Applies the cursors, dropping lost ranges that were consumed anyway from the report. */

@@ -79,6 +79,11 @@ export class TopicState {
     return at;
   }
 
+  /** Forgets the entries stored but not yet published (an incomplete batch, in recovery). */
+  unstore(): void {
+    this.storedSeq = this.visibleSeq;
+  }
+
   /** Every stored entry has been written: make them readable. */
   publish(): void {
     this.visibleSeq = this.storedSeq;

@@ -44,7 +44,8 @@ const FULL: Sizes = {
   w5Appends: 5_000,
   w6AppendsPerProducer: 500_000,
   reopenPayloadBytes: 1024 * 1024 * 1024,
-  repetitions: 3,
+  // Five: on this VM single runs drift by 10-50 %, and a median of three still swings.
+  repetitions: 5,
 };
 
 const SMOKE: Sizes = {
@@ -209,6 +210,46 @@ function rawWrites(name: string, count: number, entryBytes: number, syncEach: bo
           // Untimed: leave no dirty pages behind to slow the next case down.
           fdatasyncSync(fd);
           if (fstatSync(fd).size !== count * entryBytes) throw new Error(`${name}: short file`);
+          closeSync(fd);
+        },
+      };
+    },
+  };
+}
+
+/**
+ * The floor of an awaited append in Node: per entry one positional fs.writeSync of a record's
+ * size (header + payload), then an `await` of a settled promise and the microtask an engine needs
+ * to notice the end of a tick. No engine work at all: what W1 sequential could reach at best.
+ */
+function rawAwaitedWrites(name: string, count: number, entryBytes: number): Case {
+  const record = randomBytes(RECORD_HEADER_BYTES + entryBytes);
+  const settled = Promise.resolve();
+  return {
+    name,
+    ops: count,
+    bytes: count * entryBytes,
+    async setUp(dir) {
+      const fd = openSync(join(dir, 'raw.bin'), 'w+');
+      let tickMarked = false;
+      const endTick = (): void => {
+        tickMarked = false;
+      };
+      const write = (index: number): Promise<void> => {
+        if (!tickMarked) {
+          tickMarked = true;
+          void settled.then(endTick);
+        }
+        writeSync(fd, record, 0, record.length, index * record.length);
+        return settled;
+      };
+      return {
+        async run() {
+          for (let index = 0; index < count; index++) await write(index);
+        },
+        tearDown() {
+          fdatasyncSync(fd);
+          if (fstatSync(fd).size !== count * record.length) throw new Error(`${name}: short file`);
           closeSync(fd);
         },
       };
@@ -472,6 +513,7 @@ function groups(sizes: Sizes, backend: EngineBackend): Group[] {
   let reopenDir = '';
   const reopenSource = (): string => reopenDir;
   const w1Raw = `raw writeSync 256 B × ${count(sizes.w1Appends)}`;
+  const w1Floor = `floor: writeSync 288 B + await × ${count(sizes.w1Appends)}`;
   const w2Raw = `raw writeSync 4 KiB × ${count(sizes.w2Appends)}`;
   const w3Raw = `raw writeSync 256 B × ${count(w3Entries)}`;
   const w4Raw = `raw readSync 256 B × ${count(sizes.w4Reads)}`;
@@ -484,11 +526,13 @@ function groups(sizes: Sizes, backend: EngineBackend): Group[] {
       title: `W1: ${count(sizes.w1Appends)} appends of 256 B, one topic, fsync none`,
       cases: [
         rawWrites(w1Raw, sizes.w1Appends, ENTRY_BYTES, false),
+        rawAwaitedWrites(w1Floor, sizes.w1Appends, ENTRY_BYTES),
         engineAppends('W1 engine, await each', none, sizes.w1Appends, ENTRY_BYTES, 1),
         engineAppends(`W1 engine, ${W1_IN_FLIGHT} in flight`, none, sizes.w1Appends, ENTRY_BYTES, W1_IN_FLIGHT),
       ],
       rows: [
         { workload: 'W1 sequential (await each append)', engine: 'W1 engine, await each', baseline: w1Raw, target: ratio(0.5) },
+        { workload: 'W1 floor: writeSync + await, no engine', engine: w1Floor, baseline: w1Raw },
         {
           workload: `W1 pipelined (${W1_IN_FLIGHT} in flight)`,
           engine: `W1 engine, ${W1_IN_FLIGHT} in flight`,

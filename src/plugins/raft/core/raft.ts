@@ -143,26 +143,34 @@ export class Raft {
     }
     switch (message.type) {
       case 'preVote':
-        return this.handlePreVote(message);
+        this.handlePreVote(message);
+        break;
       case 'vote':
-        return this.handleVote(message);
+        this.handleVote(message);
+        break;
       case 'preVoteReply':
-        return this.handleVoteReply(message.from, message.granted, 'preCandidate', message.term);
+        this.handleVoteReply(message.from, message.granted, 'preCandidate', message.term);
+        break;
       case 'voteReply':
-        return this.handleVoteReply(message.from, message.granted, 'candidate', message.term);
+        this.handleVoteReply(message.from, message.granted, 'candidate', message.term);
+        break;
       case 'append':
         this.followLeader(message.from);
-        return this.handleAppend(message);
+        this.handleAppend(message);
+        break;
       case 'appendReply':
-        return this.handleAppendReply(message);
+        this.handleAppendReply(message);
+        break;
       case 'installSnapshot':
         this.followLeader(message.from);
-        return this.handleInstallSnapshot(message.from, message.snapshot);
+        this.handleInstallSnapshot(message.from, message.snapshot);
+        break;
       case 'installSnapshotReply':
-        return this.handleInstallSnapshotReply(message.from, message.index);
+        this.handleInstallSnapshotReply(message.from, message.index);
+        break;
       case 'timeoutNow':
         if (this.isVoter(this.id)) this.startElection(true);
-        return;
+        break;
     }
   }
 

@@ -1,0 +1,120 @@
+// Raft messages on the wire: one message per frame body (the transport adds the length prefix).
+// Layout: u8 type, u32 from, u32 to, f64 term, then the type's fields in declaration order.
+
+import type { Message, MessageType } from '../core/types.js';
+import { DecodeError, Reader, Writer } from './codec.js';
+
+const CODES: Record<MessageType, number> = {
+  preVote: 1,
+  preVoteReply: 2,
+  vote: 3,
+  voteReply: 4,
+  append: 5,
+  appendReply: 6,
+  installSnapshot: 7,
+  installSnapshotReply: 8,
+  timeoutNow: 9,
+};
+const TYPES = new Map(Object.entries(CODES).map(([type, code]) => [code, type as MessageType]));
+
+export function encodeMessage(message: Message): Buffer {
+  const writer = new Writer().u8(CODES[message.type]).u32(message.from).u32(message.to).f64(message.term);
+  switch (message.type) {
+    case 'preVote':
+      writer.f64(message.lastIndex).f64(message.lastTerm);
+      break;
+    case 'vote':
+      writer
+        .f64(message.lastIndex)
+        .f64(message.lastTerm)
+        .u8(message.transfer ? 1 : 0);
+      break;
+    case 'preVoteReply':
+    case 'voteReply':
+      writer.u8(message.granted ? 1 : 0);
+      break;
+    case 'append':
+      writer.f64(message.prevIndex).f64(message.prevTerm).f64(message.commit).f64(message.readId).u32(message.entries.length);
+      for (const entry of message.entries) writer.entry(entry);
+      break;
+    case 'appendReply':
+      writer
+        .u8(message.success ? 1 : 0)
+        .f64(message.matchIndex)
+        .f64(message.hintIndex)
+        .f64(message.hintTerm)
+        .f64(message.readId);
+      break;
+    case 'installSnapshot':
+      writer.f64(message.snapshot.index).f64(message.snapshot.term).membership(message.snapshot.membership).bytes(message.snapshot.data);
+      break;
+    case 'installSnapshotReply':
+      writer.f64(message.index);
+      break;
+    case 'timeoutNow':
+      break;
+  }
+  return writer.finish();
+}
+
+/** Decodes one frame body; throws DecodeError on anything malformed (the sender is then cut off). */
+export function decodeMessage(body: Buffer): Message {
+  const reader = new Reader(body);
+  const code = reader.u8();
+  const type = TYPES.get(code);
+  if (type === undefined) throw new DecodeError(`unknown message type ${code}`);
+  const from = reader.u32();
+  const to = reader.u32();
+  const term = reader.f64();
+  const envelope = { from, to, term };
+  let message: Message;
+  switch (type) {
+    case 'preVote':
+      message = { type, ...envelope, lastIndex: reader.f64(), lastTerm: reader.f64() };
+      break;
+    case 'vote':
+      message = { type, ...envelope, lastIndex: reader.f64(), lastTerm: reader.f64(), transfer: reader.u8() === 1 };
+      break;
+    case 'preVoteReply':
+    case 'voteReply':
+      message = { type, ...envelope, granted: reader.u8() === 1 };
+      break;
+    case 'append': {
+      const prevIndex = reader.f64();
+      const prevTerm = reader.f64();
+      const commit = reader.f64();
+      const readId = reader.f64();
+      const count = reader.u32();
+      const entries = [];
+      for (let index = 0; index < count; index++) entries.push(reader.entry());
+      message = { type, ...envelope, prevIndex, prevTerm, commit, readId, entries };
+      break;
+    }
+    case 'appendReply':
+      message = {
+        type,
+        ...envelope,
+        success: reader.u8() === 1,
+        matchIndex: reader.f64(),
+        hintIndex: reader.f64(),
+        hintTerm: reader.f64(),
+        readId: reader.f64(),
+      };
+      break;
+    case 'installSnapshot':
+      message = {
+        type,
+        ...envelope,
+        snapshot: { index: reader.f64(), term: reader.f64(), membership: reader.membership(), data: reader.bytes() },
+      };
+      break;
+    case 'installSnapshotReply':
+      message = { type, ...envelope, index: reader.f64() };
+      break;
+    case 'timeoutNow':
+      message = { type, ...envelope };
+      break;
+  }
+  if (!reader.done) throw new DecodeError(`${body.length} bytes hold more than one ${type} message`);
+  return message;
+}

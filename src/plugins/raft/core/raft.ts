@@ -230,14 +230,16 @@ export class Raft {
   /**
    * The host took a snapshot of its state machine at `index` (≤ what it has applied): the log up
    * to there is no longer needed, and followers too far behind get this snapshot instead.
+   * Returns the snapshot for the host to persist (undefined when nothing was compacted).
    */
-  compact(index: number, data: Uint8Array): void {
+  compact(index: number, data: Uint8Array): Snapshot | undefined {
     if (index > this.applied) throw new Error(`raft: cannot snapshot at ${index}, only ${this.applied} is applied`);
-    if (index <= this.log.snapshotIndex) return;
+    if (index <= this.log.snapshotIndex) return undefined;
     const term = this.log.termAt(index);
     if (term === undefined) throw new Error(`raft: no entry at ${index} to snapshot`);
     this.snapshot = { index, term, membership: this.membershipAt(index), data };
     this.log.compact(index, term);
+    return this.snapshot;
   }
 
   // --- output ----------------------------------------------------------------------------------

@@ -1,0 +1,262 @@
+// One Raft member as a running service: the pure core driven by a real clock, its durable log
+// store and the TCP transport. Everything that touches the core goes through one queue, so the
+// host loop's rule holds (persist, then send, then apply, then advance, with no other call to the
+// core in between): while a Ready is being made durable, ticks, messages and proposals wait.
+
+import { RaftLogStore } from './adapters/log-store.js';
+import { type PeerAddress, TcpTransport } from './adapters/transport.js';
+import { NotLeaderError, Raft } from './core/raft.js';
+import { type Entry, type Membership, NONE, type NodeId, type Ready, type Status } from './core/types.js';
+
+/** What the replicated log drives: apply is total (a bad command gives an error result, never a throw). */
+export interface StateMachine {
+  apply(command: Uint8Array, index: number): unknown;
+  snapshot(): Uint8Array;
+  restore(data: Uint8Array): void;
+}
+
+export interface RaftTiming {
+  /** Length of one core tick. */
+  readonly tickMs: number;
+  /** Election timeout, randomised in [min, max). */
+  readonly electionMinMs: number;
+  readonly electionMaxMs: number;
+  readonly heartbeatMs: number;
+}
+
+export const DEFAULT_TIMING: RaftTiming = { tickMs: 50, electionMinMs: 1000, electionMaxMs: 2000, heartbeatMs: 150 };
+
+export interface RaftNodeOptions {
+  readonly id: NodeId;
+  /** Folder for raft.log and snapshot.bin. */
+  readonly dir: string;
+  readonly host: string;
+  readonly port: number;
+  /** Every voter of a new group with its Raft address (this node included); ignored after the first start. */
+  readonly members: ReadonlyMap<NodeId, PeerAddress>;
+  readonly timing?: RaftTiming;
+  /** Take a snapshot after this many applied entries since the last one. */
+  readonly snapshotEvery?: number;
+  readonly random?: () => number;
+  readonly onProblem?: (problem: string) => void;
+}
+
+/** A proposal waiting for its entry to be applied here. */
+interface Waiting {
+  readonly term: number;
+  readonly resolve: (result: unknown) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/** Thrown to proposals whose entry was replaced by another leader's: they may be retried. */
+export class ProposalDroppedError extends Error {
+  constructor(index: number) {
+    super(`the proposal at index ${index} was overwritten after a change of leader; retry it`);
+    this.name = 'ProposalDroppedError';
+  }
+}
+
+export class RaftNode {
+  readonly id: NodeId;
+  private readonly options: RaftNodeOptions;
+  private readonly timing: RaftTiming;
+  private readonly store: RaftLogStore;
+  private readonly raft: Raft;
+  private transport: TcpTransport | undefined;
+  private machine: StateMachine | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly queue: (() => void)[] = [];
+  private driving = false;
+  private stopped = false;
+  private readonly waiting = new Map<number, Waiting>();
+  private readonly reads = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+  private appliedSinceSnapshot = 0;
+  private lastApplied = 0;
+  private failure: Error | undefined;
+
+  private constructor(options: RaftNodeOptions, store: RaftLogStore) {
+    this.id = options.id;
+    this.options = options;
+    this.timing = options.timing ?? DEFAULT_TIMING;
+    this.store = store;
+    const stored = store.state();
+    const voters = [...options.members.keys()].sort((a, b) => a - b);
+    const initialMembership: Membership = { voters: voters.length === 0 ? [options.id] : voters, learners: [] };
+    const ticks = (ms: number): number => Math.max(1, Math.round(ms / this.timing.tickMs));
+    this.raft = new Raft(
+      {
+        id: options.id,
+        electionTicksMin: ticks(this.timing.electionMinMs),
+        electionTicksMax: Math.max(ticks(this.timing.electionMaxMs), ticks(this.timing.electionMinMs) + 1),
+        heartbeatTicks: ticks(this.timing.heartbeatMs),
+        random: options.random ?? Math.random,
+      },
+      { ...stored, initialMembership },
+    );
+    this.lastApplied = stored.snapshot?.index ?? 0;
+  }
+
+  /** Opens the store, binds the Raft port and starts the clock. */
+  static async start(options: RaftNodeOptions, machine: StateMachine): Promise<RaftNode> {
+    const node = new RaftNode(options, RaftLogStore.open(options.dir));
+    node.machine = machine;
+    const snapshot = node.store.state().snapshot;
+    if (snapshot !== undefined) machine.restore(snapshot.data);
+    try {
+      node.transport = await TcpTransport.listen({
+        id: options.id,
+        host: options.host,
+        port: options.port,
+        onMessage: (message) => node.enqueue(() => node.raft.step(message)),
+        ...(options.onProblem === undefined ? {} : { onProblem: options.onProblem }),
+      });
+    } catch (error) {
+      node.store.close();
+      throw error;
+    }
+    for (const [id, address] of options.members) if (id !== options.id) node.transport.setPeer(id, address);
+    node.timer = setInterval(() => node.enqueue(() => node.raft.tick()), node.timing.tickMs);
+    // A group of one cannot disrupt anybody: it elects itself at once instead of after a timeout.
+    const voters = node.raft.status().membership.voters;
+    if (voters.length === 1 && voters[0] === options.id) node.enqueue(() => node.raft.campaign());
+    else node.enqueue(() => undefined);
+    return node;
+  }
+
+  /** The port the transport listens on (useful with port 0). */
+  get port(): number {
+    return this.transport?.port ?? this.options.port;
+  }
+
+  /** Replicates `command`; resolves with the state machine's result once it is applied here. Leader only. */
+  propose(command: Uint8Array): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.enqueue(() => {
+        if (this.failure !== undefined) {
+          reject(this.failure);
+          return;
+        }
+        try {
+          const index = this.raft.propose(command);
+          this.waiting.set(index, { term: this.raft.status().term, resolve, reject });
+        } catch (error) {
+          reject(error as Error);
+        }
+      });
+    });
+  }
+
+  /** Resolves once the local state machine reflects every write committed before this call. */
+  readBarrier(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.enqueue(() => {
+        try {
+          this.reads.set(this.raft.readIndex(), { resolve, reject });
+        } catch (error) {
+          reject(error as Error);
+        }
+      });
+    });
+  }
+
+  /** Hands leadership to another voter (used before a graceful stop). */
+  transferLeadership(to: NodeId): void {
+    this.enqueue(() => this.raft.transferLeadership(to));
+  }
+
+  status(): Status {
+    return this.raft.status();
+  }
+
+  /** Where a peer's Raft listener is (for members added later). */
+  setPeer(id: NodeId, address: PeerAddress): void {
+    this.transport?.setPeer(id, address);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    // Let a drive in progress finish its save before the files close.
+    while (this.driving) await new Promise((resolve) => setTimeout(resolve, 5));
+    const stopping = new NotLeaderError(NONE, 'this node is stopping');
+    for (const waiting of this.waiting.values()) waiting.reject(stopping);
+    this.waiting.clear();
+    for (const read of this.reads.values()) read.reject(stopping);
+    this.reads.clear();
+    await this.transport?.close();
+    this.store.close();
+  }
+
+  // --- the host loop ---------------------------------------------------------------------------
+
+  private enqueue(work: () => void): void {
+    if (this.stopped) return;
+    this.queue.push(work);
+    if (!this.driving) void this.drive();
+  }
+
+  private async drive(): Promise<void> {
+    this.driving = true;
+    try {
+      while (!this.stopped) {
+        for (let work = this.queue.shift(); work !== undefined; work = this.queue.shift()) work();
+        if (!this.raft.hasReady()) break;
+        const ready = this.raft.ready();
+        if (ready.hardState !== undefined || ready.snapshot !== undefined || ready.entries.length > 0) await this.store.save(ready);
+        for (const message of ready.messages) this.transport?.send(message);
+        this.applyReady(ready);
+        this.raft.advance(ready);
+        this.maybeSnapshot();
+      }
+    } catch (error) {
+      // A failed fdatasync: nothing after it can be trusted; stop taking part.
+      this.failure = error as Error;
+      this.options.onProblem?.(`raft: storage failed, this node stops: ${(error as Error).message}`);
+      if (this.timer !== undefined) clearInterval(this.timer);
+    } finally {
+      this.driving = false;
+    }
+  }
+
+  private applyReady(ready: Ready): void {
+    const machine = this.machine;
+    if (ready.snapshot !== undefined) {
+      machine?.restore(ready.snapshot.data);
+      this.lastApplied = ready.snapshot.index;
+      for (const [index, waiting] of this.waiting) {
+        if (index <= ready.snapshot.index) {
+          waiting.reject(new ProposalDroppedError(index));
+          this.waiting.delete(index);
+        }
+      }
+    }
+    for (const entry of ready.committed) this.applyEntry(entry);
+    for (const read of ready.reads) {
+      // Reads complete after the entries of the same Ready are applied, so applied ≥ index holds.
+      this.reads.get(read.id)?.resolve();
+      this.reads.delete(read.id);
+    }
+  }
+
+  private applyEntry(entry: Entry): void {
+    if (entry.index <= this.lastApplied) return;
+    this.lastApplied = entry.index;
+    this.appliedSinceSnapshot += 1;
+    const result = entry.kind === 'command' ? this.machine?.apply(entry.data, entry.index) : undefined;
+    const waiting = this.waiting.get(entry.index);
+    if (waiting === undefined) return;
+    this.waiting.delete(entry.index);
+    if (waiting.term === entry.term) waiting.resolve(result);
+    else waiting.reject(new ProposalDroppedError(entry.index));
+  }
+
+  private maybeSnapshot(): void {
+    const every = this.options.snapshotEvery ?? 10_000;
+    if (this.machine === undefined || this.appliedSinceSnapshot < every) return;
+    // The state machine has applied exactly up to `applied` (this runs right after advance()).
+    const snapshot = this.raft.compact(this.raft.status().applied, this.machine.snapshot());
+    if (snapshot !== undefined) this.store.saveSnapshot(snapshot);
+    this.appliedSinceSnapshot = 0;
+  }
+}

@@ -100,7 +100,10 @@ test('three members elect a leader, replicate, fail over, and a restarted member
       // Restart the old leader from its files: it rejoins as a follower and catches up.
       await startNode(first.id);
       const all = [...expected, ...Array.from({ length: 10 }, (_, index) => `b${index}`)];
-      await until('the restarted member to catch up', () => (journals.get(first.id)?.items.length === 50 ? true : undefined));
+      // Followers learn that the last entry committed with the next heartbeat: wait for all three.
+      await until('every member, the restarted one included, to hold 50 entries', () =>
+        [...journals.values()].every((journal) => journal.items.length === 50) ? true : undefined,
+      );
       for (const journal of journals.values()) t.deepEqual(journal.items, all);
       t.not(nodes.get(first.id)?.status().role, 'leader');
     } finally {

@@ -2,11 +2,13 @@
 // Usage: npm run bench [-- SUITE... [--smoke] [--backend fd|mmap|uring]]   (no names: every suite)
 //        npm run bench:engine [-- --smoke] [-- --backend fd|mmap|uring]
 // `kernel` is a benchmark.js suite (ops/s ± error); `engine` runs the fixed-count workloads W1–W6
-// (bench/engine.bench.ts). `--smoke` and `--backend` apply to `engine` only.
+// (bench/engine.bench.ts); `raft` measures commits per second and failover (bench/raft.bench.ts).
+// `--smoke` applies to `engine` and `raft`, `--backend` to `engine` only.
 
 import type Benchmark from 'benchmark';
 import { type EngineBackend, runEngineBench } from './engine.bench.js';
 import { kernelSuite } from './kernel.bench.js';
+import { runRaftBench } from './raft.bench.js';
 
 interface Options {
   smoke: boolean;
@@ -16,6 +18,7 @@ interface Options {
 const SUITES: Record<string, (options: Options) => Promise<void>> = {
   kernel: () => runBenchmarkSuite('kernel', kernelSuite()),
   engine: (options) => runEngineBench(options),
+  raft: (options) => runRaftBench(options),
 };
 
 const BACKENDS: readonly EngineBackend[] = ['fd', 'mmap', 'uring'];

@@ -85,6 +85,8 @@ export class Raft {
   private leader: NodeId = NONE;
 
   private membership: Membership;
+  /** The membership of a new group: in effect while neither a snapshot nor an entry says otherwise. */
+  private readonly initialMembership: Membership;
   /** Index of the entry that set `membership` (0 when it came from a snapshot or the initial one). */
   private membershipIndex = 0;
   /** The latest snapshot this node holds (to send to followers that are too far behind). */
@@ -121,6 +123,7 @@ export class Raft {
     // The state machine starts from the snapshot: committed entries after it are applied again.
     this.applied = snapshot?.index ?? 0;
     this.persisted = { term: this.term, vote: this.vote, commit: this.commit };
+    this.initialMembership = restored.initialMembership;
     this.membership = snapshot?.membership ?? restored.initialMembership;
     this.refreshMembership();
     this.resetElectionTimeout();
@@ -169,7 +172,7 @@ export class Raft {
         this.handleInstallSnapshotReply(message.from, message.index);
         break;
       case 'timeoutNow':
-        if (this.isVoter(this.id)) this.startElection(true);
+        if (this.mayCampaign()) this.startElection(true);
         break;
     }
   }
@@ -188,6 +191,9 @@ export class Raft {
   proposeMembership(next: Membership): number {
     this.requireLeader('change membership');
     if (this.membershipIndex > this.commit) throw new RaftBusyError('a membership change is still being committed');
+    // Until an entry of its own term commits, a new leader may not know of a change an earlier
+    // leader started: changing membership then could let two disjoint majorities form.
+    if (this.log.termAt(this.commit) !== this.term) throw new RaftBusyError('this leader has not committed an entry of its term yet');
     checkSingleChange(this.membership, next);
     return this.appendEntry('membership', EMPTY, normalise(next));
   }
@@ -224,7 +230,7 @@ export class Raft {
 
   /** Starts an election now (no pre-vote): for tests, and a one-node group's first start. */
   campaign(): void {
-    if (this.isVoter(this.id) && this.role !== 'leader') this.startElection(false);
+    if (this.mayCampaign() && this.role !== 'leader') this.startElection(false);
   }
 
   /**
@@ -312,7 +318,7 @@ export class Raft {
 
   private tickFollower(): void {
     this.electionElapsed += 1;
-    if (this.electionElapsed >= this.electionTimeout && this.isVoter(this.id)) {
+    if (this.electionElapsed >= this.electionTimeout && this.mayCampaign()) {
       this.electionElapsed = 0;
       this.startPreVote();
     }
@@ -541,7 +547,13 @@ export class Raft {
       });
     if (message.prevIndex < this.commit) {
       // Everything up to the commit index matches the leader's log already (leader completeness);
-      // take only what lies beyond it.
+      // take only what lies beyond it, after checking that what overlaps does agree.
+      for (const entry of message.entries) {
+        if (entry.index > this.commit) break;
+        const term = this.log.termAt(entry.index);
+        if (term !== undefined && term !== entry.term)
+          throw new Error(`raft: leader ${message.from} conflicts with committed entry ${entry.index}`);
+      }
       const beyond = message.entries.filter((entry) => entry.index > this.commit);
       if (beyond.length === 0) {
         reply(true, this.commit);
@@ -814,6 +826,15 @@ export class Raft {
     return this.membership.voters.includes(id);
   }
 
+  /**
+   * Voters campaign; so does a node that a membership change not yet committed has just removed:
+   * the group may still need it to elect a leader (Raft dissertation §4.2.2). Its own vote then
+   * does not count, as it is not in the membership the votes are counted in.
+   */
+  private mayCampaign(): boolean {
+    return this.isVoter(this.id) || (this.membershipIndex > this.commit && this.membershipIndex > 0);
+  }
+
   /** Everyone this node replicates to when it leads. */
   private peers(): NodeId[] {
     return [...this.membership.voters, ...this.membership.learners].filter((id) => id !== this.id);
@@ -837,14 +858,15 @@ export class Raft {
       this.membership = entry.membership;
       this.membershipIndex = entry.index;
     } else {
-      this.membership = this.snapshot?.membership ?? this.membership;
+      // Never the membership just truncated away: the one before it, from the snapshot or the start.
+      this.membership = this.snapshot?.membership ?? this.initialMembership;
       this.membershipIndex = 0;
     }
   }
 
   private membershipAt(index: number): Membership {
     const entry = this.log.lastMembershipEntry(index);
-    return entry?.membership ?? this.snapshot?.membership ?? this.membership;
+    return entry?.membership ?? this.snapshot?.membership ?? this.initialMembership;
   }
 
   // --- helpers ---------------------------------------------------------------------------------

@@ -4,9 +4,14 @@
 // history it needs (who led which term, what was committed, which entry sits at each index and
 // term) so that a property broken at any moment is caught. The per-tick work is incremental, so
 // long runs stay linear; checkAll() redoes everything from scratch, for the end of a run.
+//
+// Membership changes: the group a property is judged against is the one the committed log
+// implies (its newest committed membership entry at or before the index in question, else the
+// initial one). Each node must also run with the membership its own log implies, and each
+// snapshot must record the membership in effect at its index.
 
-import type { Entry, Message, NodeId, Ready } from '../core/types.js';
-import { type ClusterObserver, type ClusterView, type HarnessFault, sameBytes } from './cluster.js';
+import type { Entry, Membership, Message, NodeId, Ready, Snapshot } from '../core/types.js';
+import { type ClusterObserver, type ClusterView, type HarnessFault, type NodeView, sameBytes } from './cluster.js';
 import type { PersistedView } from './storage.js';
 
 export type ViolationKind =
@@ -18,8 +23,10 @@ export type ViolationKind =
   | 'leader-completeness'
   /** Two nodes (or one node, before and after a restart) applied different entries at one index. */
   | 'state-machine-safety'
-  /** A committed entry that is no longer on the persisted logs of a quorum. */
+  /** A committed entry that is no longer on the persisted logs of a quorum (of the membership in effect; see checkCommittedKept). */
   | 'committed-lost'
+  /** A node running with a membership its own log does not imply, or a snapshot recording the wrong one. */
+  | 'membership'
   /** A message that depends on state the sender had not persisted yet. */
   | 'durability'
   /** The harness caught the core throwing, applying out of order, leaving a gap in its log, or serving a stale read. */
@@ -62,8 +69,29 @@ export class SafetyChecker implements ClusterObserver {
   private readonly placed = new Map<string, Placed>();
   /** Committed entries from this index on need their quorum counted again (a log lost entries, or they are new). */
   private recountFrom = Number.POSITIVE_INFINITY;
+  /** Indexes of the committed membership entries, ascending. */
+  private readonly committedConfigs: number[] = [];
+  /** Persisted snapshots whose membership has been checked. */
+  private readonly checkedSnapshots = new WeakSet<Snapshot>();
+  /** The group before any membership entry; undefined: every node of the cluster votes. */
+  private readonly initial: Membership | undefined;
+  /** With no initial membership given, the quorum among all the cluster's nodes (as the checker always had). */
+  private readonly fixedQuorum: number | undefined;
 
-  constructor(private readonly quorum: number) {}
+  /**
+   * `initial` is the group every node starts from. A number instead is the quorum among all the
+   * cluster's nodes, every one of them a voter (the checker's original form, for a group that
+   * never changes).
+   */
+  constructor(initial: number | Membership) {
+    if (typeof initial === 'number') {
+      this.initial = undefined;
+      this.fixedQuorum = initial;
+    } else {
+      this.initial = initial;
+      this.fixedQuorum = undefined;
+    }
+  }
 
   get ok(): boolean {
     return this.violations.length === 0;
@@ -122,6 +150,7 @@ export class SafetyChecker implements ClusterObserver {
     if (known === undefined) {
       this.committed.set(entry.index, { entry, termBound: this.highestTerm });
       this.recountFrom = Math.min(this.recountFrom, entry.index);
+      if (entry.kind === 'membership') this.committedConfigs.splice(this.configsAfter(entry.index), 0, entry.index);
       return;
     }
     if (!sameEntry(known.entry, entry)) {
@@ -142,9 +171,11 @@ export class SafetyChecker implements ClusterObserver {
 
   /** The whole-cluster checks, done incrementally (cheap enough for every step). */
   check(cluster: ClusterView, tick: number): void {
-    this.checkLeaders(cluster, tick);
-    this.checkLeaderCompleteness(cluster, tick);
-    this.checkCommittedKept(cluster, tick, this.recountFrom);
+    const views = cluster.ids.map((id) => cluster.node(id));
+    this.checkLeaders(views, tick);
+    this.checkLeaderCompleteness(views, tick);
+    this.checkMemberships(cluster, views, tick);
+    this.checkCommittedKept(cluster, views, tick, this.recountFrom);
     this.recountFrom = Number.POSITIVE_INFINITY;
   }
 
@@ -152,7 +183,12 @@ export class SafetyChecker implements ClusterObserver {
   checkAll(cluster: ClusterView, tick: number): void {
     this.check(cluster, tick);
     this.checkLogMatching(cluster, tick);
-    this.checkCommittedKept(cluster, tick, 1);
+    this.checkCommittedKept(
+      cluster,
+      cluster.ids.map((id) => cluster.node(id)),
+      tick,
+      1,
+    );
   }
 
   private noteLeader(term: number, id: NodeId, tick: number): void {
@@ -161,9 +197,8 @@ export class SafetyChecker implements ClusterObserver {
     else if (known !== id) this.report('election-safety', `nodes ${known} and ${id} both led term ${term}`, tick);
   }
 
-  private checkLeaders(cluster: ClusterView, tick: number): void {
-    for (const id of cluster.ids) {
-      const status = cluster.node(id).status;
+  private checkLeaders(views: readonly NodeView[], tick: number): void {
+    for (const { id, status } of views) {
       if (status === undefined) continue;
       this.highestTerm = Math.max(this.highestTerm, status.term);
       if (status.role === 'leader') this.noteLeader(status.term, id, tick);
@@ -182,9 +217,9 @@ export class SafetyChecker implements ClusterObserver {
     }
   }
 
-  private checkLeaderCompleteness(cluster: ClusterView, tick: number): void {
-    for (const id of cluster.ids) {
-      const view = cluster.node(id);
+  private checkLeaderCompleteness(views: readonly NodeView[], tick: number): void {
+    for (const view of views) {
+      const id = view.id;
       if (view.status?.role !== 'leader') continue;
       const term = view.status.term;
       const key = `${id}:${term}`;
@@ -198,17 +233,116 @@ export class SafetyChecker implements ClusterObserver {
     }
   }
 
-  /** Every committed entry from `from` on must still be on the persisted logs of a quorum. */
-  private checkCommittedKept(cluster: ClusterView, tick: number, from: number): void {
+  /**
+   * Every committed entry from `from` on must still be where no future leader can be elected
+   * without it. With the group changing one server at a time, that is, for an entry at index i:
+   *
+   * - on a quorum of the voters of every membership committed at an index ≥ i (its own included,
+   *   when it is a membership entry): such a membership entry was first committed by a leader
+   *   whose newest membership was that very one (a leader appends no further change before it
+   *   knows the last one committed), so a quorum of it holds that entry and hence, by log
+   *   matching, this earlier one;
+   * - on enough voters of the membership in effect at i (committed before it) that they cannot
+   *   form a quorum without a holder. Not necessarily on a quorum of them: the leader may have
+   *   committed the entry under the next membership, appended after it and never committed
+   *   (4 voters and a fifth being promoted: 3 of 5 may include only 2 of the 4). One server
+   *   apart, though, every quorum of the one meets every quorum of the other in a holder.
+   *
+   * Once a membership entry at j commits, earlier entries are checked against it only when their
+   * count is redone (a log lost entries from below j), since they are on every log that holds j.
+   * With no membership given (a number), every node votes and the quorum is the given one.
+   */
+  private checkCommittedKept(cluster: ClusterView, views: readonly NodeView[], tick: number, from: number): void {
     if (from === Number.POSITIVE_INFINITY) return;
-    const logs = cluster.ids.map((id) => cluster.node(id).persisted);
     for (let index = from, known = this.committed.get(index); known !== undefined; known = this.committed.get(++index)) {
       const entry = known.entry;
-      const holders = logs.filter((log) => holds(log, entry)).length;
-      if (holders < this.quorum) {
-        this.report('committed-lost', `${describeEntry(entry)} is on ${holders} persisted logs, fewer than ${this.quorum}`, tick);
+      const own = this.configIndexAt(index);
+      const ownVoters = this.votersOf(own, cluster);
+      const ownQuorum = this.quorumOf(own, ownVoters);
+      // Strict when the entry itself is the membership, or when no membership was given.
+      const needed = own === index || this.initial === undefined ? ownQuorum : ownVoters.length - ownQuorum + 1;
+      this.requireHolders(views, entry, ownVoters, needed, own, tick);
+      for (let at = this.configsAfter(index); at < this.committedConfigs.length; at++) {
+        const later = this.committedConfigs[at] as number;
+        const voters = this.votersOf(later, cluster);
+        this.requireHolders(views, entry, voters, this.quorumOf(later, voters), later, tick);
       }
     }
+  }
+
+  private requireHolders(
+    views: readonly NodeView[],
+    entry: Entry,
+    voters: readonly NodeId[],
+    needed: number,
+    configIndex: number,
+    tick: number,
+  ): void {
+    let holders = 0;
+    for (const view of views) if (voters.includes(view.id) && holds(view.persisted, entry)) holders += 1;
+    if (holders >= needed) return;
+    const group = configIndex === 0 ? 'the initial membership' : `the membership of entry ${configIndex}`;
+    const detail = `${describeEntry(entry)} is on ${holders} persisted logs of the ${voters.length} voters of ${group}, fewer than ${needed}`;
+    this.report('committed-lost', detail, tick);
+  }
+
+  /**
+   * Each live node runs with the membership its persisted log implies (the core's log and the
+   * persisted one agree once every Ready is handled), and each snapshot on stable storage records
+   * the membership the committed log implies at the snapshot's index.
+   */
+  private checkMemberships(cluster: ClusterView, views: readonly NodeView[], tick: number): void {
+    for (const view of views) {
+      const snapshot = view.persisted.snapshot;
+      if (snapshot !== undefined && !this.checkedSnapshots.has(snapshot) && this.committed.has(snapshot.index)) {
+        this.checkedSnapshots.add(snapshot);
+        const expected = this.membershipOf(this.configIndexAt(snapshot.index), cluster);
+        if (!sameMembership(snapshot.membership, expected)) {
+          const detail = `node ${view.id} stored a snapshot at ${snapshot.index} with ${describeMembership(snapshot.membership)}, but the committed log has ${describeMembership(expected)} there`;
+          this.report('membership', detail, tick);
+        }
+      }
+      const status = view.status;
+      if (status === undefined) continue;
+      const implied = view.persisted.membership() ?? this.initial ?? { voters: cluster.ids, learners: [] };
+      if (!sameMembership(status.membership, implied)) {
+        const detail = `node ${view.id} runs with ${describeMembership(status.membership)}, but its log implies ${describeMembership(implied)}`;
+        this.report('membership', detail, tick);
+      }
+    }
+  }
+
+  // ---- the committed memberships ----
+
+  /** Position in committedConfigs of the first membership entry after `index`. */
+  private configsAfter(index: number): number {
+    let low = 0;
+    let high = this.committedConfigs.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if ((this.committedConfigs[mid] as number) <= index) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+
+  /** Index of the newest committed membership entry at or before `index` (0: the initial membership). */
+  private configIndexAt(index: number): number {
+    return this.committedConfigs[this.configsAfter(index) - 1] ?? 0;
+  }
+
+  private membershipOf(configIndex: number, cluster: ClusterView): Membership {
+    const membership = configIndex === 0 ? this.initial : this.committed.get(configIndex)?.entry.membership;
+    return membership ?? { voters: cluster.ids, learners: [] };
+  }
+
+  private votersOf(configIndex: number, cluster: ClusterView): readonly NodeId[] {
+    return this.membershipOf(configIndex, cluster).voters;
+  }
+
+  private quorumOf(configIndex: number, voters: readonly NodeId[]): number {
+    if (configIndex === 0 && this.fixedQuorum !== undefined) return this.fixedQuorum;
+    return Math.floor(voters.length / 2) + 1;
   }
 }
 
@@ -260,11 +394,29 @@ function holds(log: PersistedView, entry: Entry): boolean {
 }
 
 function sameEntry(a: Entry, b: Entry): boolean {
-  return a.index === b.index && a.term === b.term && a.kind === b.kind && sameBytes(a.data, b.data);
+  if (a.index !== b.index || a.term !== b.term || a.kind !== b.kind || !sameBytes(a.data, b.data)) return false;
+  return a.membership === undefined || b.membership === undefined
+    ? a.membership === b.membership
+    : sameMembership(a.membership, b.membership);
+}
+
+function sameMembership(a: Membership, b: Membership): boolean {
+  const same = (x: readonly NodeId[], y: readonly NodeId[]) => x.length === y.length && x.every((id) => y.includes(id));
+  return same(a.voters, b.voters) && same(a.learners, b.learners);
+}
+
+function describeMembership(membership: Membership): string {
+  const learners = membership.learners.length === 0 ? '' : `, learners ${[...membership.learners].sort((a, b) => a - b).join(',')}`;
+  return `voters ${[...membership.voters].sort((a, b) => a - b).join(',')}${learners}`;
 }
 
 function describeEntry(entry: Entry): string {
-  const data = entry.kind === 'command' ? ` ${JSON.stringify(new TextDecoder().decode(entry.data))}` : '';
+  const data =
+    entry.kind === 'command'
+      ? ` ${JSON.stringify(new TextDecoder().decode(entry.data))}`
+      : entry.membership === undefined
+        ? ''
+        : ` ${describeMembership(entry.membership)}`;
   return `entry ${entry.index} (term ${entry.term}, ${entry.kind}${data})`;
 }
 

@@ -2,9 +2,23 @@
 // to simulated stable storage, driven tick by tick. Each node runs the host loop exactly as the
 // core asks (persist, then send, then apply, then advance), and a crash throws away everything
 // but what was persisted. Tests and the simulator both drive the core through this class.
+//
+// The N ids are slots: the group's initial membership may name only some of them (the others run
+// idle until a membership change adds them), and membership changes may later add, promote and
+// remove servers among the slots.
 
 import { NotLeaderError, Raft, RaftBusyError } from '../core/raft.js';
-import type { Entry, Membership, Message, NodeId, RaftConfig, Ready, Snapshot, Status } from '../core/types.js';
+import {
+  type Entry,
+  type Membership,
+  type Message,
+  NONE,
+  type NodeId,
+  type RaftConfig,
+  type Ready,
+  type Snapshot,
+  type Status,
+} from '../core/types.js';
 import { type MessageCounters, Network, type NetworkOptions } from './network.js';
 import { Rng } from './rng.js';
 import { NodeStorage, type PersistedView } from './storage.js';
@@ -46,8 +60,11 @@ export interface ClusterView {
 }
 
 export interface ClusterOptions {
+  /** Node slots, ids 1..nodes. */
   readonly nodes: number;
   readonly seed: number;
+  /** The group every node starts from (default: every slot a voter); ids must be within 1..nodes. */
+  readonly membership?: Membership;
   readonly electionTicksMin?: number;
   readonly electionTicksMax?: number;
   readonly heartbeatTicks?: number;
@@ -94,7 +111,8 @@ export class Cluster implements ClusterView {
   /** Read-index rounds that completed (all checked against what was applied before they began). */
   readsServed = 0;
   private readonly nodes = new Map<NodeId, SimNode>();
-  private readonly membership: Membership;
+  /** What a node with neither a snapshot nor a membership entry believes the group is. */
+  readonly initialMembership: Membership;
   /** The highest index any node ever applied: what a client may have seen acknowledged. */
   private highestApplied = 0;
   /** State machines saved by compact(), by the name a snapshot's data carries. */
@@ -105,7 +123,7 @@ export class Cluster implements ClusterView {
     this.rng = new Rng(options.seed);
     this.network = new Network(this.rng.fork(), options.network);
     this.observer = options.observer;
-    this.membership = { voters: this.ids, learners: [] };
+    this.initialMembership = initialMembership(this.ids, options.membership);
     for (const id of this.ids) {
       const node = new SimNode(id);
       this.nodes.set(id, node);
@@ -264,6 +282,8 @@ export class Cluster implements ClusterView {
   transferLeadership(to: NodeId): boolean {
     const leader = this.leader();
     if (leader === undefined) return false;
+    // The core rejects a target outside its voters as a caller error; here it is just a refusal.
+    if (!(this.status(leader)?.membership.voters.includes(to) ?? false)) return false;
     try {
       this.guard(this.get(leader), (core) => core.transferLeadership(to));
     } catch (error) {
@@ -285,10 +305,14 @@ export class Cluster implements ClusterView {
     if (raft === undefined || index <= (node.storage.snapshot?.index ?? 0) || term === undefined) return false;
     const name = `state ${this.savedStates.size + 1}`;
     this.savedStates.set(name, new Map(node.applied));
-    const snapshot: Snapshot = { index, term, membership: raft.status().membership, data: bytes(name) };
-    this.guard(node, (core) => core.compact(index, snapshot.data));
+    // The snapshot stored is the one the core made: its membership is the core's account of the
+    // group as of `index` (not the current one, which may come from a later, uncommitted entry).
+    let snapshot: Snapshot | undefined;
+    this.guard(node, (core) => {
+      snapshot = core.compact(index, bytes(name));
+    });
     // A core that threw has been crashed by guard(); its storage keeps the log it had.
-    if (node.raft === undefined) return false;
+    if (node.raft === undefined || snapshot === undefined) return false;
     node.storage.compact(snapshot);
     return true;
   }
@@ -324,7 +348,7 @@ export class Cluster implements ClusterView {
       hardState: storage.hardState,
       snapshot: storage.snapshot,
       entries: [...storage.entries],
-      initialMembership: this.membership,
+      initialMembership: this.initialMembership,
     });
     this.guard(node, () => {});
   }
@@ -473,6 +497,41 @@ export class Cluster implements ClusterView {
     return index > 0 ? { node: id, index, term } : undefined;
   }
 
+  /**
+   * Proposes a new membership at `target` (or at the current leader). Throws what the core throws
+   * when it turns the change down — NotLeaderError (also when there is no leader or the target is
+   * down), RaftBusyError, or an Error for a change the core does not allow — and the node keeps
+   * running: a refusal is an answer, not a fault. Anything thrown after the core began appending
+   * is a fault, as for any other call.
+   */
+  proposeMembership(next: Membership, target: NodeId | 'leader' = 'leader'): Proposal {
+    const id = target === 'leader' ? this.leader() : target;
+    const node = id === undefined ? undefined : this.get(id);
+    if (id === undefined || node?.raft === undefined) throw new NotLeaderError(NONE, 'change membership');
+    let index = 0;
+    let refusal: unknown;
+    this.guard(node, (core) => {
+      const before = core.status().lastIndex;
+      try {
+        index = core.proposeMembership(next);
+      } catch (error) {
+        if (core.status().lastIndex !== before) throw error;
+        refusal = error;
+      }
+    });
+    if (refusal !== undefined) throw refusal;
+    // guard() crashed the node if the core threw while appending: the change is as good as lost.
+    const term = node.raft?.status().term;
+    if (index === 0 || term === undefined) throw new NotLeaderError(NONE, 'change membership');
+    return { node: id, index, term };
+  }
+
+  /** The group as the current leader sees it (undefined with no leader). */
+  members(): Membership | undefined {
+    const leader = this.leader();
+    return leader === undefined ? undefined : this.status(leader)?.membership;
+  }
+
   /** Ticks until `count` live nodes (default: all live nodes) applied `index`. */
   waitCommitted(index: number, options: { count?: number; maxTicks?: number } = {}): boolean {
     const { maxTicks = 200 } = options;
@@ -480,10 +539,11 @@ export class Cluster implements ClusterView {
   }
 
   /**
-   * Gets `data` committed on at least `count` nodes, re-proposing when a leader loses it (the
-   * classic lab helper `one`). Returns its index, or undefined when `maxTicks` pass first.
+   * Gets `data` committed on at least `count` nodes — or, with 'members', on every voter and
+   * learner of the group as the leader sees it — re-proposing when a leader loses it (the classic
+   * lab helper `one`). Returns its index, or undefined when `maxTicks` pass first.
    */
-  replicate(data: Uint8Array, count: number, maxTicks = 1000): number | undefined {
+  replicate(data: Uint8Array, count: number | 'members', maxTicks = 1000): number | undefined {
     const deadline = this.now + maxTicks;
     const settle = 4 * (this.options.electionTicksMax ?? 20);
     while (this.now < deadline) {
@@ -499,13 +559,15 @@ export class Cluster implements ClusterView {
     return undefined;
   }
 
-  /** True when `count` live nodes applied exactly `data` at `index`. */
-  private holdsAt(index: number, data: Uint8Array, count: number): boolean {
+  /** True when `count` live nodes (or every member, with 'members') applied exactly `data` at `index`. */
+  private holdsAt(index: number, data: Uint8Array, count: number | 'members'): boolean {
     const holders = this.upNodes().filter((id) => {
       const entry = this.get(id).applied.get(index);
       return entry !== undefined && sameBytes(entry.data, data);
     });
-    return holders.length >= count;
+    if (count !== 'members') return holders.length >= count;
+    const members = this.members();
+    return members !== undefined && [...members.voters, ...members.learners].every((id) => holders.includes(id));
   }
 
   /** True when some node applied something else at the proposal's index: it will never commit. */
@@ -521,6 +583,15 @@ export class Cluster implements ClusterView {
     if (node === undefined) throw new Error(`cluster: no node ${id}`);
     return node;
   }
+}
+
+function initialMembership(ids: readonly NodeId[], given: Membership | undefined): Membership {
+  if (given === undefined) return { voters: ids, learners: [] };
+  for (const id of [...given.voters, ...given.learners]) {
+    if (!ids.includes(id)) throw new Error(`cluster: member ${id} is not one of the node slots 1..${ids.length}`);
+  }
+  if (given.voters.length === 0) throw new Error('cluster: the initial membership needs a voter');
+  return given;
 }
 
 /** One line: the message and where it was thrown (the simulator prints one line per failure). */

@@ -1,10 +1,12 @@
 // One simulation run: a cluster driven through K random steps (ticks, proposals, lossy,
 // duplicating and reordering networks, partitions both ways, crashes and restarts that keep only
-// what was persisted, compactions, read-index rounds, leadership transfers), with every safety
-// property checked after every step. Then everything is healed, and the run must still make
-// progress: a leader is elected and a fresh proposal commits everywhere within a bound. The run
-// is a pure function of its options, so a failing seed replays exactly.
+// what was persisted, compactions, read-index rounds, leadership transfers, membership changes),
+// with every safety property checked after every step. Then everything is healed, and the run
+// must still make progress: a leader is elected and a fresh proposal commits on every member
+// within a bound. The run is a pure function of its options, so a failing seed replays exactly.
 
+import { NotLeaderError, RaftBusyError } from '../core/raft.js';
+import type { Membership, NodeId } from '../core/types.js';
 import { SafetyChecker, type Violation } from './checks.js';
 import { bytes, Cluster, type ClusterOptions } from './cluster.js';
 import { type NetworkOptions, RELIABLE } from './network.js';
@@ -12,8 +14,13 @@ import { Rng } from './rng.js';
 
 export interface SimOptions {
   readonly seed: number;
+  /** Node slots (ids 1..nodes). */
   readonly nodes: number;
   readonly steps: number;
+  /** Voters at the start, ids 1..voters (default: every slot); the other slots start outside the group. */
+  readonly voters?: number;
+  /** Whether the random actions include membership changes (default: MEMBERSHIP_BY_DEFAULT). */
+  readonly membership?: boolean;
 }
 
 export interface SimResult extends SimOptions {
@@ -29,9 +36,20 @@ export interface SimResult extends SimOptions {
   readonly snapshotsSent: number;
   /** Read-index rounds that completed (and were checked). */
   readonly readsServed: number;
+  /** Membership changes the leaders accepted during the random phase. */
+  readonly membershipChanges: number;
+  /** The group as the leader saw it at the end (undefined when there was none). */
+  readonly finalMembership: Membership | undefined;
 }
 
 export const DEFAULT_STEPS = 2000;
+
+/**
+ * Whether runs include membership changes unless told otherwise (`--membership 0` turns them off).
+ * They were off until three faults of the core's membership handling, which this simulator found,
+ * were fixed (see the regression tests at the end of test/unit/raft-membership.test.ts).
+ */
+export const MEMBERSHIP_BY_DEFAULT = true;
 
 /** Ticks allowed, after healing, for an election and a commit on every node. */
 export const LIVENESS_TICKS = 600;
@@ -43,6 +61,9 @@ interface Run {
   readonly seed: number;
   proposals: number;
   commands: number;
+  membershipChanges: number;
+  /** Nodes removed from the group and crashed on purpose: they stay down until added again (or healing). */
+  readonly retired: Set<NodeId>;
 }
 
 interface Action {
@@ -70,20 +91,41 @@ const ACTIONS: readonly Action[] = [
   { weight: 2, run: (r) => setNetwork(r, RELIABLE) },
 ];
 
-const TOTAL_WEIGHT = ACTIONS.reduce((sum, action) => sum + action.weight, 0);
+/** Membership changes, at the leader: a modest share of the actions (each one a no-op when it does not apply). */
+const MEMBERSHIP_ACTIONS: readonly Action[] = [
+  { weight: 2, run: (r) => addLearner(r) },
+  { weight: 2, run: (r) => promoteLearner(r) },
+  { weight: 2, run: (r) => removeMember(r) },
+];
+
+const WITH_MEMBERSHIP: readonly Action[] = [...ACTIONS, ...MEMBERSHIP_ACTIONS];
 
 export function simulate(options: SimOptions): SimResult {
-  const quorum = Math.floor(options.nodes / 2) + 1;
-  const checker = new SafetyChecker(quorum);
-  const cluster = new Cluster({ ...timing(options.seed), nodes: options.nodes, seed: options.seed, observer: checker });
-  const run: Run = { cluster, checker, rng: cluster.rng.fork(), seed: options.seed, proposals: 0, commands: 0 };
+  const voters = options.voters ?? options.nodes;
+  if (!Number.isInteger(voters) || voters < 1 || voters > options.nodes) {
+    throw new Error(`simulate: voters must be within 1..${options.nodes}, got ${voters}`);
+  }
+  const membership: Membership = { voters: Array.from({ length: voters }, (_, i) => i + 1), learners: [] };
+  const checker = new SafetyChecker(membership);
+  const cluster = new Cluster({ ...timing(options.seed), nodes: options.nodes, seed: options.seed, membership, observer: checker });
+  const run: Run = {
+    cluster,
+    checker,
+    rng: cluster.rng.fork(),
+    seed: options.seed,
+    proposals: 0,
+    commands: 0,
+    membershipChanges: 0,
+    retired: new Set(),
+  };
+  const actions = (options.membership ?? MEMBERSHIP_BY_DEFAULT) ? WITH_MEMBERSHIP : ACTIONS;
   // Half the seeds also reboot nodes right after they handle a message; votes get extra
   // attention, as a vote granted and then forgotten is how a term gets two leaders.
   const rebootChance = run.rng.chance(0.5) ? run.rng.next() * 0.02 : 0;
   const voteRebootChance = rebootChance > 0 ? run.rng.next() * 0.3 : 0;
   cluster.rebootAfter = (_, message) => run.rng.chance(message.type === 'vote' ? voteRebootChance : rebootChance);
   for (let step = 0; step < options.steps && checker.ok; step++) {
-    pickAction(run).run(run);
+    pickAction(run, actions).run(run);
     checker.check(cluster, cluster.now);
   }
   const live = checker.ok && checkLiveness(run);
@@ -96,6 +138,8 @@ export function simulate(options: SimOptions): SimResult {
     committed: Math.max(...cluster.ids.map((id) => cluster.status(id)?.applied ?? 0)),
     snapshotsSent: cluster.counters.sent('installSnapshot'),
     readsServed: cluster.readsServed,
+    membershipChanges: run.membershipChanges,
+    finalMembership: cluster.members(),
   };
 }
 
@@ -118,13 +162,24 @@ function timing(seed: number): Partial<ClusterOptions> {
   };
 }
 
-function pickAction(run: Run): Action {
-  let roll = run.rng.int(TOTAL_WEIGHT);
-  for (const action of ACTIONS) {
+function pickAction(run: Run, actions: readonly Action[]): Action {
+  let roll = run.rng.int(totalWeight(actions));
+  for (const action of actions) {
     roll -= action.weight;
     if (roll < 0) return action;
   }
-  return ACTIONS[0] as Action;
+  return actions[0] as Action;
+}
+
+const totals = new WeakMap<readonly Action[], number>();
+
+function totalWeight(actions: readonly Action[]): number {
+  let total = totals.get(actions);
+  if (total === undefined) {
+    total = actions.reduce((sum, action) => sum + action.weight, 0);
+    totals.set(actions, total);
+  }
+  return total;
 }
 
 // ---- actions ----
@@ -144,14 +199,20 @@ function crashOne(run: Run): void {
   if (up.length > 0) run.cluster.crash(run.rng.pick(up));
 }
 
+/** Restarts a crashed node; retired ones stay down unless the leader still counts them in (their removal was lost). */
 function restartOne(run: Run): void {
-  const down = run.cluster.downNodes();
-  if (down.length > 0) run.cluster.restart(run.rng.pick(down));
+  const members = run.cluster.members();
+  const down = run.cluster.downNodes().filter((id) => !run.retired.has(id) || (members !== undefined && isMember(members, id)));
+  if (down.length === 0) return;
+  const id = run.rng.pick(down);
+  run.retired.delete(id);
+  run.cluster.restart(id);
 }
 
 /** A crash and an immediate restart: only what was persisted carries over. */
 function rebootOne(run: Run): void {
   const id = run.rng.pick(run.cluster.ids);
+  if (run.retired.has(id)) return;
   run.cluster.crash(id);
   run.cluster.restart(id);
 }
@@ -175,6 +236,74 @@ function rebootDuringElection(run: Run): void {
 function compactOne(run: Run): void {
   const up = run.cluster.upNodes();
   if (up.length > 0) run.cluster.compact(run.rng.pick(up));
+}
+
+// ---- membership ----
+
+/**
+ * Proposes `next` at the leader. A refusal (no leader, or a change still being committed) is an
+ * answer; anything else the core throws is a fault, as every change proposed here is one server
+ * away from the leader's membership and keeps a voter.
+ */
+function changeMembership(run: Run, next: Membership): boolean {
+  try {
+    run.cluster.proposeMembership(next);
+    run.membershipChanges++;
+    return true;
+  } catch (error) {
+    if (error instanceof NotLeaderError || error instanceof RaftBusyError) return false;
+    const leader = run.cluster.leader() ?? 0;
+    run.checker.report('core-error', `node ${leader}: refused a valid membership change: ${String(error)}`, run.cluster.now);
+    return false;
+  }
+}
+
+function isMember(membership: Membership, id: NodeId): boolean {
+  return membership.voters.includes(id) || membership.learners.includes(id);
+}
+
+/** Adds a node outside the group as a learner (starting it again if it was down, mostly). */
+function addLearner(run: Run): void {
+  const { cluster, rng } = run;
+  const members = cluster.members();
+  if (members === undefined) return;
+  const outside = cluster.ids.filter((id) => !isMember(members, id));
+  if (outside.length === 0) return;
+  const id = rng.pick(outside);
+  if (!changeMembership(run, { voters: members.voters, learners: [...members.learners, id] })) return;
+  if (!cluster.isUp(id) && rng.chance(0.8)) {
+    run.retired.delete(id);
+    cluster.restart(id);
+  }
+}
+
+/** Promotes a learner whose log has caught up with the leader's commit index. */
+function promoteLearner(run: Run): void {
+  const { cluster, rng } = run;
+  const leader = cluster.leader();
+  const status = leader === undefined ? undefined : cluster.status(leader);
+  if (status?.progress === undefined) return;
+  const { membership, progress, commit } = status;
+  const ready = membership.learners.filter((id) => (progress.get(id)?.match ?? 0) >= commit);
+  if (ready.length === 0) return;
+  const id = rng.pick(ready);
+  changeMembership(run, { voters: [...membership.voters, id], learners: membership.learners.filter((other) => other !== id) });
+}
+
+/** Removes a voter (never the last one; sometimes the leader itself) or a learner, and often crashes it for good. */
+function removeMember(run: Run): void {
+  const { cluster, rng } = run;
+  const members = cluster.members();
+  if (members === undefined) return;
+  const removable = [...(members.voters.length > 1 ? members.voters : []), ...members.learners];
+  if (removable.length === 0) return;
+  const id = rng.pick(removable);
+  const next = { voters: members.voters.filter((other) => other !== id), learners: members.learners.filter((other) => other !== id) };
+  if (!changeMembership(run, next)) return;
+  if (rng.chance(0.5)) {
+    cluster.crash(id);
+    run.retired.add(id);
+  }
 }
 
 /** A linearisable read, mostly at the leader (elsewhere it is refused), sometimes at a stale one. */
@@ -222,18 +351,23 @@ function setNetwork(run: Run, options: NetworkOptions): void {
 
 // ---- liveness ----
 
-/** Heals everything and requires a fresh proposal to commit on every node within the bound. */
+/**
+ * Heals everything — every node up (retired ones too: whatever group the log settles on, all of
+ * its voters are then alive and connected) — and requires a fresh proposal to commit on every
+ * voter and learner of the leader's group within the bound.
+ */
 function checkLiveness(run: Run): boolean {
   const { cluster, checker } = run;
   cluster.heal();
   setNetwork(run, RELIABLE);
   cluster.rebootAfter = undefined;
   for (const id of cluster.downNodes()) cluster.restart(id);
-  const index = cluster.replicate(bytes(`seed ${run.seed} liveness`), cluster.ids.length, LIVENESS_TICKS);
+  run.retired.clear();
+  const index = cluster.replicate(bytes(`seed ${run.seed} liveness`), 'members', LIVENESS_TICKS);
   checker.checkAll(cluster, cluster.now);
   if (index !== undefined) return checker.ok;
   const leader = cluster.leader();
-  const what = leader === undefined ? 'no leader elected' : `leader ${leader} elected but the proposal did not commit everywhere`;
+  const what = leader === undefined ? 'no leader elected' : `leader ${leader} elected but the proposal did not commit on every member`;
   checker.report('liveness', `${what} within ${LIVENESS_TICKS} ticks of healing`, cluster.now);
   return false;
 }

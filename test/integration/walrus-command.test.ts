@@ -15,13 +15,18 @@ const BUILTINS = ['storage-fd', 'storage-mmap', 'storage-uring', 'raft', 'lease-
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   test.serial(`walrus start with no arguments stays up, logs its plugins and exits 0 on ${signal} within 2 s`, async (t) => {
     await withTempDir(async (dir) => {
-      const node = startWalrus(['start'], { cwd: dir });
+      // Port 0 for Raft, so the test never collides with something on the default port 6000.
+      const node = startWalrus(['start'], { cwd: dir, env: { WALRUS_RAFT_PORT: '0' } });
       const selected = JSON.parse(await node.waitForLine(/"msg":"plugins selected"/)) as Record<string, unknown>;
       t.is(selected.config, 'embedded default');
-      t.deepEqual(selected.loaded, ['storage-fd']);
+      t.deepEqual(selected.loaded, ['storage-fd', 'raft']);
       t.true((selected.available as string[]).includes('cli (front end: runs as the walrus command, not inside a node)'));
-      t.is((selected.unavailable as string[]).length, 6);
-      t.true((selected.unavailable as string[]).includes('raft (not implemented yet (issue 5: the Raft consensus plugin))'));
+      t.is((selected.unavailable as string[]).length, 5);
+      // A group of one: this node leads as soon as Raft starts, with its files under the data folder.
+      const raft = JSON.parse(await node.waitForLine(/"msg":"raft member 1 started"/)) as Record<string, unknown>;
+      t.is(raft.role, 'leader');
+      t.deepEqual(raft.voters, [1]);
+      t.regex(String(raft.dir), /data\/node_1\/raft$/);
       await node.waitForLine(/"msg":"ready"/);
       // Still up a moment later: nothing made it exit on its own.
       await new Promise((done) => setTimeout(done, 300));

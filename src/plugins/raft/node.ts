@@ -13,6 +13,8 @@ export interface StateMachine {
   apply(command: Uint8Array, index: number): unknown;
   snapshot(): Uint8Array;
   restore(data: Uint8Array): void;
+  /** False while a snapshot cannot be taken (no snapshots are taken then). Absent means always. */
+  snapshotReady?(): boolean;
 }
 
 export interface RaftTiming {
@@ -253,7 +255,7 @@ export class RaftNode {
 
   private maybeSnapshot(): void {
     const every = this.options.snapshotEvery ?? 10_000;
-    if (this.machine === undefined || this.appliedSinceSnapshot < every) return;
+    if (this.machine === undefined || this.appliedSinceSnapshot < every || this.machine.snapshotReady?.() === false) return;
     // The state machine has applied exactly up to `applied` (this runs right after advance()).
     const snapshot = this.raft.compact(this.raft.status().applied, this.machine.snapshot());
     if (snapshot !== undefined) this.store.saveSnapshot(snapshot);

@@ -79,6 +79,8 @@ export const raftPlugin: Plugin<RaftConfig> = {
         timing: timingOf(config),
         snapshotEvery: config.snapshotEvery,
         onProblem: (problem) => scope.log.warn(problem),
+        onRoleChange: (status) =>
+          scope.log.info({ role: status.role, term: status.term, leader: status.leader === 0 ? null : status.leader }, 'raft role changed'),
       },
       consensus.slot,
     );

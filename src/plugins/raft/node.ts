@@ -41,6 +41,8 @@ export interface RaftNodeOptions {
   readonly snapshotEvery?: number;
   readonly random?: () => number;
   readonly onProblem?: (problem: string) => void;
+  /** Called when this member's role, term or known leader changes (for logs and metrics). */
+  readonly onRoleChange?: (status: Status) => void;
 }
 
 /** A proposal waiting for its entry to be applied here. */
@@ -75,6 +77,7 @@ export class RaftNode {
   private appliedSinceSnapshot = 0;
   private lastApplied = 0;
   private failure: Error | undefined;
+  private lastRole = '';
 
   private constructor(options: RaftNodeOptions, store: RaftLogStore) {
     this.id = options.id;
@@ -210,7 +213,9 @@ export class RaftNode {
         this.applyReady(ready);
         this.raft.advance(ready);
         this.maybeSnapshot();
+        this.noticeRoleChange();
       }
+      this.noticeRoleChange();
     } catch (error) {
       // A failed fdatasync: nothing after it can be trusted; stop taking part.
       this.failure = error as Error;
@@ -251,6 +256,15 @@ export class RaftNode {
     this.waiting.delete(entry.index);
     if (waiting.term === entry.term) waiting.resolve(result);
     else waiting.reject(new ProposalDroppedError(entry.index));
+  }
+
+  private noticeRoleChange(): void {
+    if (this.options.onRoleChange === undefined) return;
+    const status = this.raft.status();
+    const key = `${status.role}/${status.term}/${status.leader}`;
+    if (key === this.lastRole) return;
+    this.lastRole = key;
+    this.options.onRoleChange(status);
   }
 
   private maybeSnapshot(): void {

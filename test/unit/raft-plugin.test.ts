@@ -90,6 +90,10 @@ test('three kernels form a group from one cluster config and agree on every comm
       const follower = consensus.find((member) => member !== leader) as Consensus;
       t.is(follower.metrics().state, 'Follower');
       t.is(follower.metrics().replication, null);
+      // Proposed on a follower: forwarded to the leader, resolved once applied on that follower.
+      t.is(await follower.propose(Buffer.from('from-a-follower')), 21);
+      await until('every member to apply it', () => (journals.every((journal) => journal.items.length === 21) ? true : undefined));
+      for (const journal of journals) t.is(journal.items[20], 'from-a-follower');
     } finally {
       for (const kernel of kernels) await kernel.stop();
     }

@@ -4,11 +4,10 @@
 
 import { connect } from 'node:net';
 import test from 'ava';
-import { decodeMessage, encodeMessage } from '../../src/plugins/raft/adapters/messages.js';
+import { decodeMessage, encodeMessage, type WireMessage } from '../../src/plugins/raft/adapters/messages.js';
 import { TcpTransport } from '../../src/plugins/raft/adapters/transport.js';
-import type { Message } from '../../src/plugins/raft/core/types.js';
 
-const SAMPLES: Message[] = [
+const SAMPLES: WireMessage[] = [
   { type: 'preVote', from: 1, to: 2, term: 7, lastIndex: 10, lastTerm: 6 },
   { type: 'preVoteReply', from: 2, to: 1, term: 7, granted: true },
   { type: 'vote', from: 1, to: 3, term: 7, lastIndex: 10, lastTerm: 6, transfer: true },
@@ -38,6 +37,9 @@ const SAMPLES: Message[] = [
   },
   { type: 'installSnapshotReply', from: 2, to: 1, term: 7, index: 100 },
   { type: 'timeoutNow', from: 1, to: 2, term: 7 },
+  { type: 'forward', from: 2, to: 1, term: 0, id: 12, command: new Uint8Array([7, 8]) },
+  { type: 'forwardReply', from: 1, to: 2, term: 0, id: 12, index: 40, entryTerm: 7, error: '', leader: 1 },
+  { type: 'forwardReply', from: 3, to: 2, term: 0, id: 13, index: 0, entryTerm: 0, error: 'propose: node 1 is the leader', leader: 1 },
 ];
 
 /** Comparable form: byte arrays (Buffers included, which JSON sees through toJSON) as plain arrays. */
@@ -56,14 +58,14 @@ test('every message type encodes and decodes to itself', (t) => {
 });
 
 test('truncated or padded bodies are refused', (t) => {
-  const body = encodeMessage(SAMPLES[4] as Message);
+  const body = encodeMessage(SAMPLES[4] as WireMessage);
   t.throws(() => decodeMessage(body.subarray(0, body.length - 1)));
   t.throws(() => decodeMessage(Buffer.concat([body, Buffer.from([0])])));
   t.throws(() => decodeMessage(Buffer.from([99, 0, 0, 0, 0])));
 });
 
-function inbox(): { messages: Message[]; next: (count: number) => Promise<Message[]>; push: (message: Message) => void } {
-  const messages: Message[] = [];
+function inbox(): { messages: WireMessage[]; next: (count: number) => Promise<WireMessage[]>; push: (message: WireMessage) => void } {
+  const messages: WireMessage[] = [];
   const waiters: (() => void)[] = [];
   return {
     messages,

@@ -4,6 +4,7 @@
 // core in between): while a Ready is being made durable, ticks, messages and proposals wait.
 
 import { RaftLogStore } from './adapters/log-store.js';
+import type { ForwardMessage, ForwardReplyMessage, WireMessage } from './adapters/messages.js';
 import { type PeerAddress, TcpTransport } from './adapters/transport.js';
 import { NotLeaderError, Raft } from './core/raft.js';
 import { type Entry, type Membership, NONE, type NodeId, type Ready, type Status } from './core/types.js';
@@ -25,6 +26,9 @@ export interface RaftTiming {
   readonly electionMaxMs: number;
   readonly heartbeatMs: number;
 }
+
+/** Applied entries whose results are kept for forwarded proposals answered late. */
+const RECENT_RESULTS = 4096;
 
 export const DEFAULT_TIMING: RaftTiming = { tickMs: 50, electionMinMs: 1000, electionMaxMs: 2000, heartbeatMs: 150 };
 
@@ -78,6 +82,14 @@ export class RaftNode {
   private lastApplied = 0;
   private failure: Error | undefined;
   private lastRole = '';
+  /** Proposals forwarded to the leader, by request id, until it says which entry they became. */
+  private readonly forwarded = new Map<
+    number,
+    { resolve: (result: unknown) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }
+  >();
+  private lastForwardId = 0;
+  /** Results of recently applied entries, for forwarded proposals whose answer comes after the apply. */
+  private readonly recentResults = new Map<number, { readonly term: number; readonly result: unknown }>();
 
   private constructor(options: RaftNodeOptions, store: RaftLogStore) {
     this.id = options.id;
@@ -112,7 +124,7 @@ export class RaftNode {
         id: options.id,
         host: options.host,
         port: options.port,
-        onMessage: (message) => node.enqueue(() => node.raft.step(message)),
+        onMessage: (message) => node.enqueue(() => node.receive(message)),
         ...(options.onProblem === undefined ? {} : { onProblem: options.onProblem }),
       });
     } catch (error) {
@@ -133,12 +145,21 @@ export class RaftNode {
     return this.transport?.port ?? this.options.port;
   }
 
-  /** Replicates `command`; resolves with the state machine's result once it is applied here. Leader only. */
+  /**
+   * Replicates `command`; resolves with the state machine's result once it is committed and
+   * applied here. A follower forwards it to the leader it knows of; with no leader known (an
+   * election under way) it rejects with NotLeaderError, which may be retried.
+   */
   propose(command: Uint8Array): Promise<unknown> {
     return new Promise((resolve, reject) => {
       this.enqueue(() => {
         if (this.failure !== undefined) {
           reject(this.failure);
+          return;
+        }
+        const status = this.raft.status();
+        if (status.role !== 'leader' && status.leader !== NONE) {
+          this.forward(status.leader, command, resolve, reject);
           return;
         }
         try {
@@ -149,6 +170,69 @@ export class RaftNode {
         }
       });
     });
+  }
+
+  private forward(leader: NodeId, command: Uint8Array, resolve: (result: unknown) => void, reject: (error: Error) => void): void {
+    const id = ++this.lastForwardId;
+    // No answer within two election timeouts: the leader is gone or unreachable; the caller may retry.
+    const timer = setTimeout(() => {
+      this.forwarded.delete(id);
+      reject(new NotLeaderError(NONE, `propose (forwarded to node ${leader}, no answer)`));
+    }, 2 * this.timing.electionMaxMs);
+    timer.unref();
+    this.forwarded.set(id, { resolve, reject, timer });
+    this.transport?.send({ type: 'forward', from: this.id, to: leader, term: 0, id, command });
+  }
+
+  /** Everything the transport delivers: Raft messages for the core, forwarded proposals for this host. */
+  private receive(message: WireMessage): void {
+    if (message.type === 'forward') this.answerForward(message);
+    else if (message.type === 'forwardReply') this.settleForward(message);
+    else this.raft.step(message);
+  }
+
+  private answerForward(message: ForwardMessage): void {
+    const reply = (index: number, entryTerm: number, error: string): void =>
+      this.transport?.send({
+        type: 'forwardReply',
+        from: this.id,
+        to: message.from,
+        term: 0,
+        id: message.id,
+        index,
+        entryTerm,
+        error,
+        leader: this.raft.status().leader,
+      });
+    try {
+      const index = this.raft.propose(message.command);
+      reply(index, this.raft.status().term, '');
+    } catch (error) {
+      reply(0, 0, (error as Error).message);
+    }
+  }
+
+  private settleForward(message: ForwardReplyMessage): void {
+    const pending = this.forwarded.get(message.id);
+    if (pending === undefined) return;
+    this.forwarded.delete(message.id);
+    clearTimeout(pending.timer);
+    if (message.error !== '') {
+      pending.reject(new NotLeaderError(message.leader === this.id ? NONE : message.leader, `propose (forwarded): ${message.error}`));
+      return;
+    }
+    // Resolve once this member has applied the entry itself (it may already have).
+    const done = this.recentResults.get(message.index);
+    if (done !== undefined) {
+      if (done.term === message.entryTerm) pending.resolve(done.result);
+      else pending.reject(new ProposalDroppedError(message.index));
+      return;
+    }
+    if (message.index <= this.lastApplied) {
+      pending.reject(new ProposalDroppedError(message.index));
+      return;
+    }
+    this.waiting.set(message.index, { term: message.entryTerm, resolve: pending.resolve, reject: pending.reject });
   }
 
   /** Resolves once the local state machine reflects every write committed before this call. */
@@ -189,6 +273,11 @@ export class RaftNode {
     this.waiting.clear();
     for (const read of this.reads.values()) read.reject(stopping);
     this.reads.clear();
+    for (const pending of this.forwarded.values()) {
+      clearTimeout(pending.timer);
+      pending.reject(stopping);
+    }
+    this.forwarded.clear();
     await this.transport?.close();
     this.store.close();
   }
@@ -251,6 +340,11 @@ export class RaftNode {
     this.lastApplied = entry.index;
     this.appliedSinceSnapshot += 1;
     const result = entry.kind === 'command' ? this.machine?.apply(entry.data, entry.index) : undefined;
+    this.recentResults.set(entry.index, { term: entry.term, result });
+    if (this.recentResults.size > RECENT_RESULTS) {
+      const oldest = this.recentResults.keys().next().value;
+      if (oldest !== undefined) this.recentResults.delete(oldest);
+    }
     const waiting = this.waiting.get(entry.index);
     if (waiting === undefined) return;
     this.waiting.delete(entry.index);

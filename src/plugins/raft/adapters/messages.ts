@@ -1,8 +1,40 @@
 // Raft messages on the wire: one message per frame body (the transport adds the length prefix).
 // Layout: u8 type, u32 from, u32 to, f64 term, then the type's fields in declaration order.
+// Besides the core's messages, members forward proposals from a follower to the leader.
 
-import type { Message, MessageType } from '../core/types.js';
+import type { Message, MessageType, NodeId } from '../core/types.js';
 import { DecodeError, Reader, Writer } from './codec.js';
+
+/** A follower hands a proposal to the leader (`term` is unused: 0). */
+export interface ForwardMessage {
+  readonly type: 'forward';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: number;
+  readonly id: number;
+  readonly command: Uint8Array;
+}
+
+/**
+ * The leader's answer: the index and term its entry got (the follower resolves once it has
+ * applied that entry itself), or why it was refused (`error`, with the leader it knows of).
+ */
+export interface ForwardReplyMessage {
+  readonly type: 'forwardReply';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: number;
+  readonly id: number;
+  readonly index: number;
+  readonly entryTerm: number;
+  readonly error: string;
+  readonly leader: NodeId;
+}
+
+export type WireMessage = Message | ForwardMessage | ForwardReplyMessage;
+
+const FORWARD = 20;
+const FORWARD_REPLY = 21;
 
 const CODES: Record<MessageType, number> = {
   preVote: 1,
@@ -17,7 +49,14 @@ const CODES: Record<MessageType, number> = {
 };
 const TYPES = new Map(Object.entries(CODES).map(([type, code]) => [code, type as MessageType]));
 
-export function encodeMessage(message: Message): Buffer {
+export function encodeMessage(message: WireMessage): Buffer {
+  if (message.type === 'forward') {
+    return new Writer().u8(FORWARD).u32(message.from).u32(message.to).f64(0).f64(message.id).bytes(message.command).finish();
+  }
+  if (message.type === 'forwardReply') {
+    const writer = new Writer().u8(FORWARD_REPLY).u32(message.from).u32(message.to).f64(0).f64(message.id);
+    return writer.f64(message.index).f64(message.entryTerm).u32(message.leader).bytes(Buffer.from(message.error, 'utf8')).finish();
+  }
   const writer = new Writer().u8(CODES[message.type]).u32(message.from).u32(message.to).f64(message.term);
   switch (message.type) {
     case 'preVote':
@@ -58,9 +97,10 @@ export function encodeMessage(message: Message): Buffer {
 }
 
 /** Decodes one frame body; throws DecodeError on anything malformed (the sender is then cut off). */
-export function decodeMessage(body: Buffer): Message {
+export function decodeMessage(body: Buffer): WireMessage {
   const reader = new Reader(body);
   const code = reader.u8();
+  if (code === FORWARD || code === FORWARD_REPLY) return decodeForward(code, reader, body.length);
   const type = TYPES.get(code);
   if (type === undefined) throw new DecodeError(`unknown message type ${code}`);
   const from = reader.u32();
@@ -116,5 +156,24 @@ export function decodeMessage(body: Buffer): Message {
       break;
   }
   if (!reader.done) throw new DecodeError(`${body.length} bytes hold more than one ${type} message`);
+  return message;
+}
+
+function decodeForward(code: number, reader: Reader, length: number): WireMessage {
+  const from = reader.u32();
+  const to = reader.u32();
+  const term = reader.f64();
+  const id = reader.f64();
+  let message: WireMessage;
+  if (code === FORWARD) {
+    message = { type: 'forward', from, to, term, id, command: reader.bytes() };
+  } else {
+    const index = reader.f64();
+    const entryTerm = reader.f64();
+    const leader = reader.u32();
+    const error = Buffer.from(reader.bytes()).toString('utf8');
+    message = { type: 'forwardReply', from, to, term, id, index, entryTerm, leader, error };
+  }
+  if (!reader.done) throw new DecodeError(`${length} bytes hold more than one ${message.type} message`);
   return message;
 }

@@ -5,8 +5,8 @@
 // does not fit its bounded queue is dropped (oldest first) and counted.
 
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import type { Message, NodeId } from '../core/types.js';
-import { decodeMessage, encodeMessage } from './messages.js';
+import type { NodeId } from '../core/types.js';
+import { decodeMessage, encodeMessage, type WireMessage } from './messages.js';
 
 export interface PeerAddress {
   readonly host: string;
@@ -18,7 +18,7 @@ export interface TransportOptions {
   readonly host: string;
   /** 0 picks a free port (see `port` after listen). */
   readonly port: number;
-  readonly onMessage: (message: Message) => void;
+  readonly onMessage: (message: WireMessage) => void;
   /** Largest frame accepted (snapshots travel in one frame). */
   readonly maxFrameBytes?: number;
   /** Bytes queued per peer before the oldest queued messages are dropped. */
@@ -111,7 +111,7 @@ export class TcpTransport {
   }
 
   /** Queues a message for its addressee; unknown addressees and overflow count as dropped. */
-  send(message: Message): void {
+  send(message: WireMessage): void {
     const peer = this.peers.get(message.to);
     if (this.closed || peer === undefined) {
       this.stats.dropped += 1;
@@ -214,7 +214,7 @@ export class TcpTransport {
         if (pending.length - at - FRAME_HEADER < length) break;
         const body = pending.subarray(at + FRAME_HEADER, at + FRAME_HEADER + length);
         at += FRAME_HEADER + length;
-        let message: Message;
+        let message: WireMessage;
         try {
           message = decodeMessage(body);
         } catch (error) {

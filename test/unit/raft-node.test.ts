@@ -131,3 +131,55 @@ test('a one-member group elects itself at once and survives a restart', async (t
     }
   });
 });
+
+test('a running group grows by one member (learner, then voter), and a stopping leader hands over', async (t) => {
+  await withTempDir(async (dir) => {
+    const [port1 = 0, port2 = 0] = await freePorts(2);
+    const one = new Journal();
+    const two = new Journal();
+    const first = await RaftNode.start(
+      {
+        id: 1,
+        dir: join(dir, 'n1'),
+        host: '127.0.0.1',
+        port: port1,
+        members: new Map([[1, { host: '127.0.0.1', port: port1 }]]),
+        timing: TIMING,
+      },
+      one,
+    );
+    const second = await RaftNode.start(
+      {
+        id: 2,
+        dir: join(dir, 'n2'),
+        host: '127.0.0.1',
+        port: port2,
+        members: new Map([[1, { host: '127.0.0.1', port: port1 }]]),
+        joining: true,
+        timing: TIMING,
+      },
+      two,
+    );
+    try {
+      await first.propose(Buffer.from('before'));
+      // A joining node waits to be added: it never elects itself.
+      t.is(second.status().role, 'follower');
+      t.deepEqual(second.status().membership, { voters: [], learners: [] });
+      await first.changeMembership({ voters: [1], learners: [2] }, { id: 2, at: { host: '127.0.0.1', port: port2 } });
+      await until('the learner to catch up', () => (two.items.length === 1 ? true : undefined));
+      await first.changeMembership({ voters: [1, 2], learners: [] });
+      t.is(await first.propose(Buffer.from('two voters')), 2);
+      await until('both to apply it', () => (two.items.length === 2 ? true : undefined));
+      t.deepEqual(second.status().membership, { voters: [1, 2], learners: [] });
+      // One server at a time.
+      await t.throwsAsync(first.changeMembership({ voters: [1, 2, 3, 4], learners: [] }), { message: /exactly one server/ });
+      // The leader stops gracefully: it hands over, so node 2 leads without an election timeout.
+      await first.stop();
+      t.is(second.status().role, 'leader');
+      t.deepEqual(two.items, ['before', 'two voters']);
+    } finally {
+      await first.stop();
+      await second.stop({ handOver: false });
+    }
+  });
+});

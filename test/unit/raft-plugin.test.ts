@@ -94,6 +94,15 @@ test('three kernels form a group from one cluster config and agree on every comm
       t.is(await follower.propose(Buffer.from('from-a-follower')), 21);
       await until('every member to apply it', () => (journals.every((journal) => journal.items.length === 21) ? true : undefined));
       for (const journal of journals) t.is(journal.items[20], 'from-a-follower');
+      // Membership through the contract: remove a follower, then add it back as a learner.
+      const removed = follower.status().id;
+      await leader.remove(removed);
+      t.deepEqual([...leader.status().voters], [1, 2, 3].filter((id) => id !== removed));
+      const address = { host: '127.0.0.1', port: ports[removed - 1] ?? 0 };
+      await leader.addLearner(removed, address);
+      t.deepEqual([...leader.status().learners], [removed]);
+      await leader.promote(removed);
+      t.deepEqual([...leader.status().voters], [1, 2, 3]);
     } finally {
       for (const kernel of kernels) await kernel.stop();
     }

@@ -43,6 +43,12 @@ export interface Consensus {
   readBarrier(): Promise<void>;
   status(): ConsensusStatus;
   metrics(): RaftMetrics;
+  /** Adds a node as a learner (it receives the log, does not vote); leader only; resolves once committed. */
+  addLearner(id: NodeId, raftAddress: { readonly host: string; readonly port: number }): Promise<void>;
+  /** Makes a learner a voter; leader only. Promote once the learner has caught up. */
+  promote(id: NodeId): Promise<void>;
+  /** Removes a voter or a learner; leader only. */
+  remove(id: NodeId): Promise<void>;
 }
 
 export const CONSENSUS = token<Consensus>(CAPABILITIES.consensus);
@@ -135,6 +141,24 @@ export class RaftConsensus implements Consensus {
 
   readBarrier(): Promise<void> {
     return this.started().readBarrier();
+  }
+
+  addLearner(id: NodeId, raftAddress: { readonly host: string; readonly port: number }): Promise<void> {
+    const { voters, learners } = this.started().status().membership;
+    return this.started().changeMembership({ voters, learners: [...learners, id] }, { id, at: raftAddress });
+  }
+
+  promote(id: NodeId): Promise<void> {
+    const { voters, learners } = this.started().status().membership;
+    return this.started().changeMembership({ voters: [...voters, id], learners: learners.filter((learner) => learner !== id) });
+  }
+
+  remove(id: NodeId): Promise<void> {
+    const { voters, learners } = this.started().status().membership;
+    return this.started().changeMembership({
+      voters: voters.filter((voter) => voter !== id),
+      learners: learners.filter((learner) => learner !== id),
+    });
   }
 
   status(): ConsensusStatus {

@@ -40,6 +40,11 @@ export interface RaftNodeOptions {
   readonly port: number;
   /** Every voter of a new group with its Raft address (this node included); ignored after the first start. */
   readonly members: ReadonlyMap<NodeId, PeerAddress>;
+  /**
+   * This node joins a running group instead of starting one: it starts with no membership, never
+   * campaigns on its own, and waits for the group's leader to add it (see changeMembership).
+   */
+  readonly joining?: boolean;
   readonly timing?: RaftTiming;
   /** Take a snapshot after this many applied entries since the last one. */
   readonly snapshotEvery?: number;
@@ -98,7 +103,8 @@ export class RaftNode {
     this.store = store;
     const stored = store.state();
     const voters = [...options.members.keys()].sort((a, b) => a - b);
-    const initialMembership: Membership = { voters: voters.length === 0 ? [options.id] : voters, learners: [] };
+    const initialMembership: Membership =
+      options.joining === true ? { voters: [], learners: [] } : { voters: voters.length === 0 ? [options.id] : voters, learners: [] };
     const ticks = (ms: number): number => Math.max(1, Math.round(ms / this.timing.tickMs));
     this.raft = new Raft(
       {
@@ -253,6 +259,25 @@ export class RaftNode {
     this.enqueue(() => this.raft.transferLeadership(to));
   }
 
+  /**
+   * Changes the group's membership by one server (add a learner, promote one, remove a member);
+   * resolves once the change is committed and applied here. Leader only. `address` is where a new
+   * member's Raft listener is.
+   */
+  changeMembership(next: Membership, address?: { readonly id: NodeId; readonly at: PeerAddress }): Promise<void> {
+    if (address !== undefined) this.setPeer(address.id, address.at);
+    return new Promise((resolve, reject) => {
+      this.enqueue(() => {
+        try {
+          const index = this.raft.proposeMembership(next);
+          this.waiting.set(index, { term: this.raft.status().term, resolve: () => resolve(), reject });
+        } catch (error) {
+          reject(error as Error);
+        }
+      });
+    });
+  }
+
   status(): Status {
     return this.raft.status();
   }
@@ -262,8 +287,13 @@ export class RaftNode {
     this.transport?.setPeer(id, address);
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops this member. A leader first hands leadership over (unless `handOver` is false, which
+   * stops it as abruptly as a crash would, for tests and benchmarks).
+   */
+  async stop(options: { readonly handOver?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
+    if (options.handOver !== false) await this.handOver();
     this.stopped = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     // Let a drive in progress finish its save before the files close.
@@ -280,6 +310,28 @@ export class RaftNode {
     this.forwarded.clear();
     await this.transport?.close();
     this.store.close();
+  }
+
+  /**
+   * A leader that stops hands leadership to the most up-to-date other voter first, so the group
+   * does not wait an election timeout; it gives up after one minimum election timeout.
+   */
+  private async handOver(): Promise<void> {
+    const status = this.raft.status();
+    if (status.role !== 'leader' || this.failure !== undefined) return;
+    let best: NodeId = NONE;
+    let bestMatch = -1;
+    for (const [id, progress] of status.progress ?? []) {
+      if (status.membership.voters.includes(id) && progress.match > bestMatch) {
+        best = id;
+        bestMatch = progress.match;
+      }
+    }
+    if (best === NONE) return;
+    this.transferLeadership(best);
+    const deadline = Date.now() + this.timing.electionMinMs;
+    while (Date.now() < deadline && this.raft.status().role === 'leader')
+      await new Promise((resolve) => setTimeout(resolve, this.timing.tickMs));
   }
 
   // --- the host loop ---------------------------------------------------------------------------

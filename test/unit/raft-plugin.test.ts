@@ -97,7 +97,10 @@ test('three kernels form a group from one cluster config and agree on every comm
       // Membership through the contract: remove a follower, then add it back as a learner.
       const removed = follower.status().id;
       await leader.remove(removed);
-      t.deepEqual([...leader.status().voters], [1, 2, 3].filter((id) => id !== removed));
+      t.deepEqual(
+        [...leader.status().voters],
+        [1, 2, 3].filter((id) => id !== removed),
+      );
       const address = { host: '127.0.0.1', port: ports[removed - 1] ?? 0 };
       await leader.addLearner(removed, address);
       t.deepEqual([...leader.status().learners], [removed]);

@@ -8,11 +8,11 @@
 //   npm run bench -- raft --smoke     # a few seconds
 
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NodeId } from '../src/plugins/raft/core/types.js';
 import { DEFAULT_TIMING, RaftNode, type RaftTiming, type StateMachine } from '../src/plugins/raft/node.js';
+import { freePorts } from '../test/helpers/net.js';
 
 export interface RaftBenchOptions {
   readonly smoke: boolean;
@@ -30,18 +30,6 @@ class Counter implements StateMachine {
   restore(data: Uint8Array): void {
     this.count = Number(Buffer.from(data).toString());
   }
-}
-
-async function freePorts(count: number): Promise<number[]> {
-  const ports: number[] = [];
-  for (let index = 0; index < count; index++) {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const address = server.address();
-    ports.push(typeof address === 'object' && address !== null ? address.port : 0);
-    await new Promise((resolve) => server.close(resolve));
-  }
-  return ports;
 }
 
 interface Group {

@@ -3,28 +3,16 @@
 // within 3 s; the old leader, restarted from its files, rejoins as a follower of the new one.
 
 import { writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import test from 'ava';
 import { withTempDir } from '../helpers/kernel.js';
+import { freePorts, until } from '../helpers/net.js';
 import { type Running, startWalrus } from '../helpers/process.js';
 
 interface RoleLine {
   readonly role: string;
   readonly term: number;
   readonly leader: number | null;
-}
-
-async function freePorts(count: number): Promise<number[]> {
-  const ports: number[] = [];
-  for (let index = 0; index < count; index++) {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const address = server.address();
-    ports.push(typeof address === 'object' && address !== null ? address.port : 0);
-    await new Promise((resolve) => server.close(resolve));
-  }
-  return ports;
 }
 
 /** Every "raft role changed" line a process has logged so far, in order. */
@@ -38,16 +26,6 @@ function roles(node: Running): RoleLine[] {
 
 function current(node: Running): RoleLine | undefined {
   return roles(node).at(-1);
-}
-
-async function until<T>(what: string, probe: () => T | undefined, ms: number): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 test.serial('kill -9 of the leader: a new leader within 3 s, and the old one rejoins as its follower', async (t) => {

@@ -2,58 +2,14 @@
 // is elected, proposals are applied everywhere in one order, a stopped leader is replaced, and a
 // restarted member catches up from its own files plus the new leader.
 
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import test from 'ava';
 import type { NodeId } from '../../src/plugins/raft/core/types.js';
-import { RaftNode, type StateMachine } from '../../src/plugins/raft/node.js';
+import { RaftNode } from '../../src/plugins/raft/node.js';
 import { withTempDir } from '../helpers/kernel.js';
+import { freePorts, Journal, until } from '../helpers/net.js';
 
 const TIMING = { tickMs: 10, electionMinMs: 150, electionMaxMs: 300, heartbeatMs: 30 };
-
-/** A state machine that appends each command's text to a list, and returns the list's length. */
-class Journal implements StateMachine {
-  items: string[] = [];
-  apply(command: Uint8Array): unknown {
-    this.items.push(Buffer.from(command).toString());
-    return this.items.length;
-  }
-  snapshot(): Uint8Array {
-    return Buffer.from(JSON.stringify(this.items));
-  }
-  restore(data: Uint8Array): void {
-    this.items = JSON.parse(Buffer.from(data).toString()) as string[];
-  }
-}
-
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolve) => {
-          const server = createServer();
-          server.listen(0, '127.0.0.1', () => resolve(server));
-        }),
-    ),
-  );
-  const ports = servers.map((server) => {
-    const address = server.address();
-    return typeof address === 'object' && address !== null ? address.port : 0;
-  });
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  return ports;
-}
-
-async function until<T>(what: string, probe: () => T | undefined, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 test('three members elect a leader, replicate, fail over, and a restarted member catches up', async (t) => {
   await withTempDir(async (dir) => {

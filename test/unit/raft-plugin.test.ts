@@ -3,49 +3,13 @@
 // start still receives every command; bad timing settings are refused before anything starts.
 
 import { writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import test from 'ava';
 import { Kernel } from '../../src/kernel/kernel.js';
 import { walrusCatalog } from '../../src/plugins/catalog.js';
-import { CONSENSUS, type Consensus, type StateMachine } from '../../src/plugins/raft/consensus.js';
+import { CONSENSUS, type Consensus } from '../../src/plugins/raft/consensus.js';
 import { silent, withTempDir } from '../helpers/kernel.js';
-
-class Journal implements StateMachine {
-  items: string[] = [];
-  apply(command: Uint8Array): unknown {
-    this.items.push(Buffer.from(command).toString());
-    return this.items.length;
-  }
-  snapshot(): Uint8Array {
-    return Buffer.from(JSON.stringify(this.items));
-  }
-  restore(data: Uint8Array): void {
-    this.items = JSON.parse(Buffer.from(data).toString()) as string[];
-  }
-}
-
-async function freePorts(count: number): Promise<number[]> {
-  const ports: number[] = [];
-  for (let index = 0; index < count; index++) {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const address = server.address();
-    ports.push(typeof address === 'object' && address !== null ? address.port : 0);
-    await new Promise((resolve) => server.close(resolve));
-  }
-  return ports;
-}
-
-async function until<T>(what: string, probe: () => T | undefined, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+import { freePorts, Journal, until } from '../helpers/net.js';
 
 const FAST = 'raft:\n  tickMs: 10\n  electionTimeoutMinMs: 150\n  electionTimeoutMaxMs: 300\n  heartbeatMs: 30\n';
 

@@ -432,3 +432,60 @@ test('pre-vote: a node cut off for a long time does not raise its term, and does
   assertAgree(t, cluster, ['before', 'after']);
   assertSafe(t, run);
 });
+
+test('snapshots, basic: every node compacts its log, and restarts rebuild the same state from snapshot and log', (t) => {
+  const run = checkedCluster({ nodes: 3, seed: 41 });
+  const { cluster } = run;
+  for (let index = 0; index < 30; index++) one(cluster, `s${index}`, 3);
+  for (const id of cluster.ids) t.true(cluster.compact(id), `node ${id} compacts`);
+  for (let index = 30; index < 40; index++) one(cluster, `s${index}`, 3);
+  for (const id of cluster.ids) {
+    t.true((cluster.persisted(id).snapshot?.index ?? 0) > 0, `node ${id} holds a snapshot`);
+    t.true((cluster.status(id)?.firstIndex ?? 0) > 1, `node ${id} dropped the log before it`);
+  }
+  for (const id of cluster.ids) cluster.crash(id);
+  for (const id of cluster.ids) cluster.restart(id);
+  electLeader(cluster);
+  one(cluster, 'after', 3);
+  assertAgree(t, cluster, [...Array.from({ length: 40 }, (_, index) => `s${index}`), 'after']);
+  assertSafe(t, run);
+});
+
+test('snapshots, install on a lagging follower: a follower behind the leader’s compacted log gets the snapshot and catches up', (t) => {
+  const run = checkedCluster({ nodes: 3, seed: 42 });
+  const { cluster } = run;
+  one(cluster, 'a', 3);
+  const leader = electLeader(cluster);
+  const lagging = others(cluster, leader)[0] as NodeId;
+  cluster.isolate(lagging);
+  for (let index = 0; index < 30; index++) one(cluster, `b${index}`, 2);
+  // The two that are up compact past everything the lagging one has.
+  for (const id of others(cluster, lagging)) t.true(cluster.compact(id));
+  cluster.counters.reset();
+  cluster.reconnect(lagging);
+  one(cluster, 'c', 3);
+  t.true(cluster.counters.sent('installSnapshot', lagging) >= 1, 'the leader sent it the snapshot');
+  assertAgree(t, cluster, ['a', ...Array.from({ length: 30 }, (_, index) => `b${index}`), 'c']);
+  assertSafe(t, run);
+});
+
+test('snapshots, crash during install: a follower that crashes right after receiving a snapshot recovers from what it persisted', (t) => {
+  const run = checkedCluster({ nodes: 3, seed: 43 });
+  const { cluster } = run;
+  one(cluster, 'a', 3);
+  const leader = electLeader(cluster);
+  const lagging = others(cluster, leader)[0] as NodeId;
+  cluster.isolate(lagging);
+  for (let index = 0; index < 20; index++) one(cluster, `b${index}`, 2);
+  for (const id of others(cluster, lagging)) cluster.compact(id);
+  cluster.reconnect(lagging);
+  // Crash the lagging follower as soon as it has a snapshot on disk, before it does anything else.
+  const installed = cluster.runUntil(() => (cluster.persisted(lagging).snapshot?.index ?? 0) > 0, ELECTION_BOUND);
+  t.true(installed, 'the snapshot reached the follower');
+  cluster.crash(lagging);
+  cluster.tick(TIMING.electionTicksMax);
+  cluster.restart(lagging);
+  one(cluster, 'c', 3);
+  assertAgree(t, cluster, ['a', ...Array.from({ length: 20 }, (_, index) => `b${index}`), 'c']);
+  assertSafe(t, run);
+});

@@ -739,28 +739,16 @@ export class Raft {
         this.sendAppend(peer, true);
         continue;
       }
-      // A heartbeat at the known match point: it always fits, and carries the commit index.
-      this.send({
-        type: 'append',
-        from: this.id,
-        to: peer,
-        term: this.term,
-        prevIndex: progress.match,
-        prevTerm: this.log.termAt(progress.match) ?? 0,
-        entries: [],
-        commit: Math.min(this.commit, progress.match),
-        readId,
-      });
+      this.sendHeartbeat(peer, progress, readId);
     }
     if (readId > 0 && this.pendingReads.length > 0) {
       // Probes above carry no read id: acknowledge reads through any append reply of this round.
-      for (const peer of this.progress.keys()) if (this.progress.get(peer)?.state !== 'replicate') this.sendReadProbe(peer, readId);
+      for (const [peer, progress] of this.progress) if (progress.state !== 'replicate') this.sendHeartbeat(peer, progress, readId);
     }
   }
 
-  private sendReadProbe(peer: NodeId, readId: number): void {
-    const progress = this.progress.get(peer);
-    if (progress === undefined) return;
+  /** A heartbeat at the known match point: it always fits, and carries the commit index (and a read round). */
+  private sendHeartbeat(peer: NodeId, progress: Progress, readId: number): void {
     this.send({
       type: 'append',
       from: this.id,

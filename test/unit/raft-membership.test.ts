@@ -452,18 +452,27 @@ test('a node outside its own uncommitted membership still campaigns, since the g
 });
 
 /**
- * A node whose uncommitted membership entry is truncated, with no snapshot, keeps that entry's
- * membership instead of going back to the initial one. Made leader, it changes the group from
- * the wrong base: two servers away from the real membership, and the quorums no longer meet.
+ * Three voters; the leader, cut off from the other two, proposes a group without one of them
+ * (`dropped`). That entry stays uncommitted on the cut-off leader's log alone.
  */
-test('a truncated membership entry does not outlive its truncation (no later change can split the group)', (t) => {
-  const run = group(3, members([1, 2, 3]), 22);
+function cutOffLeaderDroppingOne(seed: number) {
+  const run = group(3, members([1, 2, 3]), seed);
   const { cluster } = run;
   const first = electLeader(cluster);
   one(cluster, 'start', 3);
   const [kept, dropped] = others(cluster, first) as [NodeId, NodeId];
   cluster.isolate(first);
   cluster.proposeMembership(members([first, kept]));
+  return { run, cluster, first, kept, dropped };
+}
+
+/**
+ * A node whose uncommitted membership entry is truncated, with no snapshot, keeps that entry's
+ * membership instead of going back to the initial one. Made leader, it changes the group from
+ * the wrong base: two servers away from the real membership, and the quorums no longer meet.
+ */
+test('a truncated membership entry does not outlive its truncation (no later change can split the group)', (t) => {
+  const { run, cluster, first, kept, dropped } = cutOffLeaderDroppingOne(22);
   electLeader(cluster, [kept, dropped]);
   one(cluster, 'while cut off', 2);
   cluster.reconnect(first);
@@ -488,13 +497,7 @@ test('a truncated membership entry does not outlive its truncation (no later cha
  * compaction point (and has no earlier snapshot) records that entry's membership in the snapshot.
  */
 test('a snapshot records the membership in effect at its index, not a later uncommitted one', (t) => {
-  const run = group(3, members([1, 2, 3]), 23);
-  const { cluster } = run;
-  const first = electLeader(cluster);
-  one(cluster, 'start', 3);
-  const [kept, dropped] = others(cluster, first) as [NodeId, NodeId];
-  cluster.isolate(first);
-  cluster.proposeMembership(members([first, kept]));
+  const { run, cluster, first, kept, dropped } = cutOffLeaderDroppingOne(23);
   cluster.compact(first);
   const recorded = canonical(cluster.persisted(first).snapshot?.membership);
   electLeader(cluster, [kept, dropped]);

@@ -1,12 +1,18 @@
-# The Node-API addon holding the engine's CRC-32 (scripts/build-native.mjs builds it; the engine
-# falls back to zlib.crc32 when it is absent). Plain C, no libraries: the PCLMULQDQ code is
-# enabled per function with target attributes and picked at run time, so one binary runs on any
-# x86-64 (and the table-driven fallback compiles anywhere).
+# The Node-API addon of Walrus (scripts/build-native.mjs builds it at install; everything that
+# uses it falls back when it is absent): the engine's CRC-32, and the system calls of the mmap
+# and io_uring storage backends. Plain C, no libraries: io_uring is driven with its raw system
+# calls, and the PCLMULQDQ code is enabled per function with target attributes and picked at
+# run time, so one binary runs on any x86-64 (and the table-driven fallback compiles anywhere).
 {
   "targets": [
     {
       "target_name": "walrus_native",
-      "sources": ["../src/engine/native/crc32.c"],
+      "sources": [
+        "addon.c",
+        "../src/engine/native/crc32.c",
+        "../src/plugins/storage-mmap/native/mmap.c",
+        "../src/plugins/storage-uring/native/uring.c"
+      ],
       "cflags": ["-O2", "-std=gnu11", "-fvisibility=hidden"],
       "configurations": {
         # node's common.gypi adds -O3 to Release builds; -O2 is what this code is tuned for.

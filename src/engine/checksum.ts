@@ -5,10 +5,8 @@
 // 0.3–0.5 ns per byte here), which dominates small appends and reads. `WALRUS_DISABLE_NATIVE=1`
 // forces the zlib path (tests use it to check both give the same bytes).
 
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { deflateSync, inflateSync, crc32 as zlibCrc32 } from 'node:zlib';
-import { envValue, LAUNCHER_ENV, processEnvironment } from '../kernel/env.js';
+import { loadAddon } from './native-addon.js';
 
 /** Record layout facts the bulk functions rely on (format.ts owns them; repeated here to avoid a cycle). */
 const HEADER_BYTES = 32;
@@ -87,21 +85,8 @@ function zlibChecksums(reason: string | undefined): Checksums {
 }
 
 function loadNative(): NativeChecksums | string {
-  if (envValue(processEnvironment(), LAUNCHER_ENV.disableNative) !== undefined) return `${LAUNCHER_ENV.disableNative} is set`;
-  const require = createRequire(import.meta.url);
-  // build/src/engine/checksum.js → the package root is three levels up.
-  const path = new URL('../../../native/build/Release/walrus_native.node', import.meta.url).pathname;
-  try {
-    return require(path) as NativeChecksums;
-  } catch (error) {
-    let reason = (error as Error).message.split('\n')[0] ?? 'unknown';
-    try {
-      reason = readFileSync(new URL('../../../native/build/unavailable.txt', import.meta.url), 'utf8').trim();
-    } catch {
-      // No note from the build: the load error says enough.
-    }
-    return `the native addon did not load: ${reason}`;
-  }
+  const loaded = loadAddon();
+  return 'unavailable' in loaded ? loaded.unavailable : (loaded.addon as unknown as NativeChecksums);
 }
 
 function pick(): Checksums {

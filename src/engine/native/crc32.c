@@ -389,7 +389,8 @@ static napi_value js_verify_records(napi_env env, napi_callback_info info) {
   return result;
 }
 
-NAPI_MODULE_INIT() {
+// Adds the CRC functions to the addon's exports (native/addon.c calls it once per environment).
+napi_value walrus_crc32_init(napi_env env, napi_value exports) {
   int fast = 0;
 #ifdef WALRUS_X86
   const char *portable = getenv("WALRUS_NATIVE_PORTABLE");

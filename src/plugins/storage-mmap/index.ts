@@ -1,15 +1,30 @@
-// storage-mmap: memory-mapped storage backend (native addon).
-// Placeholder until its implementation lands; `storage.backend` selection already knows it.
+// storage-mmap: the memory-mapped storage backend (the mmap part of Walrus's native addon). Its
+// probe fails, with the reason, when the addon did not build or load; `auto` then moves on.
 
+import type { Plugin } from '../../kernel/plugin.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
-import { notImplementedYet } from '../not-yet.js';
+import { STORAGE_BACKEND } from '../storage-fd/index.js';
+import { MmapBackend } from './backend.js';
+import { loadMmap } from './native.js';
 
-export const storageMmapPlugin = notImplementedYet(
-  {
+export const storageMmapPlugin: Plugin = {
+  manifest: {
     name: 'storage-mmap',
     description: 'memory-mapped storage backend (native addon)',
     provides: [CAPABILITIES.storageBackend],
     requires: [],
   },
-  'issue 4: the mmap and io_uring backends',
-);
+  probe: () => {
+    const loaded = loadMmap();
+    return 'unavailable' in loaded
+      ? { ok: false, reason: loaded.unavailable }
+      : { ok: true, reason: 'shared file mappings through the native addon; msync for durability' };
+  },
+  register(scope) {
+    scope.provide(STORAGE_BACKEND, () => {
+      const loaded = loadMmap();
+      if ('unavailable' in loaded) throw new Error(`storage-mmap cannot run here: ${loaded.unavailable}`);
+      return new MmapBackend(loaded.native);
+    });
+  },
+};

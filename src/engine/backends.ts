@@ -1,9 +1,13 @@
 // Backend selection for the embedded engine (Walrus.open), by the same rule as the node's
-// storage selector: `auto` takes uring, else mmap, else fd — the first that can run here. A
-// named backend that cannot run is an error that says why.
+// storage selector: `auto` takes uring (unless WALRUS_DISABLE_IO_URING is set), else mmap, else
+// fd — the first that can run here. A named backend that cannot run is an error that says why.
 
+import { ENV_TABLE, envValue, processEnvironment } from '../kernel/env.js';
 import { InputError, StorageError } from '../kernel/errors.js';
 import { FdBackend } from '../plugins/storage-fd/backend.js';
+import { MmapBackend } from '../plugins/storage-mmap/backend.js';
+import { loadMmap } from '../plugins/storage-mmap/native.js';
+import { createUringBackend } from '../plugins/storage-uring/backend.js';
 import type { StorageBackend } from './storage.js';
 
 export interface BackendCandidate {
@@ -12,12 +16,26 @@ export interface BackendCandidate {
   readonly load: () => Promise<StorageBackend | { readonly unavailable: string }>;
 }
 
-/** In order of preference under `auto`. mmap and uring join with their own issue. */
+/** In order of preference under `auto`. */
 export const BACKENDS: readonly BackendCandidate[] = [
-  { name: 'uring', load: async () => ({ unavailable: 'not implemented yet (issue 4)' }) },
-  { name: 'mmap', load: async () => ({ unavailable: 'not implemented yet (issue 4)' }) },
+  { name: 'uring', load: async () => createUringBackend() },
+  {
+    name: 'mmap',
+    load: async () => {
+      const loaded = loadMmap();
+      return 'unavailable' in loaded ? loaded : new MmapBackend(loaded.native);
+    },
+  },
   { name: 'fd', load: async () => new FdBackend() },
 ];
+
+const DISABLE_IO_URING = ENV_TABLE.find((variable) => variable.path === 'storage.disableIoUring')?.name ?? 'WALRUS_DISABLE_IO_URING';
+
+/** True when the environment asks `auto` to pass over io_uring (any value but empty, 0 or false). */
+function ioUringDisabled(): boolean {
+  const value = envValue(processEnvironment(), DISABLE_IO_URING);
+  return value !== undefined && !['0', 'false', 'no', 'off'].includes(value.toLowerCase());
+}
 
 export async function resolveBackend(name: string): Promise<StorageBackend> {
   if (name !== 'auto' && !BACKENDS.some((candidate) => candidate.name === name)) {
@@ -26,6 +44,10 @@ export async function resolveBackend(name: string): Promise<StorageBackend> {
   const reasons: string[] = [];
   for (const candidate of BACKENDS) {
     if (name !== 'auto' && candidate.name !== name) continue;
+    if (name === 'auto' && candidate.name === 'uring' && ioUringDisabled()) {
+      reasons.push(`uring: ${DISABLE_IO_URING} is set`);
+      continue;
+    }
     const loaded = await candidate.load();
     if (!('unavailable' in loaded)) return loaded;
     if (name !== 'auto') throw new StorageError('IO', `storage backend ${name} cannot run here: ${loaded.unavailable}`);

@@ -186,7 +186,7 @@ export class Kernel {
     const log = options.logger ?? pino({ name: 'walrus', level: (inspection.resolved.value as KernelConfig).log.level });
     const kernel = new Kernel(inspection.resolved, inspection.plan, log);
     kernel.register();
-    kernel.logPlan();
+    kernel.logPlan(options.catalog.selectors.map((selector) => selector.capability));
     return kernel;
   }
 
@@ -263,11 +263,18 @@ export class Kernel {
     }
   }
 
-  private logPlan(): void {
+  /** Logs what loads and why; for each capability a selector decided (the storage backend), the choice and its reason. */
+  private logPlan(selected: readonly string[]): void {
     const by = (state: string) => this.plan.statuses.filter((status) => status.state === state);
+    const choices: Record<string, string> = {};
+    for (const capability of selected) {
+      const chosen = this.plan.statuses.find((status) => status.state === 'loaded' && status.provides.includes(capability));
+      choices[capability] = chosen === undefined ? 'none' : `${chosen.name} (${chosen.reason})`;
+    }
     this.log.info(
       {
         loaded: this.plan.order.map((plugin) => plugin.manifest.name),
+        selected: choices,
         available: by('available').map((status) => `${status.name} (${status.reason})`),
         unavailable: by('unavailable').map((status) => `${status.name} (${status.reason})`),
         config: this.resolved.file ?? 'embedded default',

@@ -19,9 +19,19 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       const node = startWalrus(['start'], { cwd: dir, env: { WALRUS_RAFT_PORT: '0' } });
       const selected = JSON.parse(await node.waitForLine(/"msg":"plugins selected"/)) as Record<string, unknown>;
       t.is(selected.config, 'embedded default');
-      t.deepEqual(selected.loaded, ['storage-fd', 'raft']);
+      // One storage backend (whichever auto found best here), named with the reason it was chosen.
+      const loaded = selected.loaded as string[];
+      t.is(loaded.length, 2);
+      t.regex(loaded[0] ?? '', /^storage-(uring|mmap|fd)$/);
+      t.is(loaded[1], 'raft');
+      const choices = selected.selected as Record<string, string>;
+      t.true(choices['storage-backend']?.startsWith(`${loaded[0]} (auto picked ${loaded[0]}`), choices['storage-backend']);
       t.true((selected.available as string[]).includes('cli (front end: runs as the walrus command, not inside a node)'));
-      t.is((selected.unavailable as string[]).length, 5);
+      const notYet = (selected.unavailable as string[]).filter((entry) => !entry.startsWith('storage-'));
+      t.deepEqual(
+        notYet.map((entry) => entry.split(' ')[0]),
+        ['lease-fencing', 'rollover-monitor', 'protocol-tcp'],
+      );
       // A group of one: this node leads as soon as Raft starts, with its files under the data folder.
       const raft = JSON.parse(await node.waitForLine(/"msg":"raft member 1 started"/)) as Record<string, unknown>;
       t.is(raft.role, 'leader');
@@ -55,10 +65,41 @@ test.serial('walrus start --config with an unknown key exits 2 and names the key
 
 test.serial('walrus start with a forced backend that cannot run exits 2 with the reason', async (t) => {
   await withTempDir(async (dir) => {
-    const finished = await runWalrusCommand(['start', '--storage', 'mmap'], { cwd: dir });
+    // WALRUS_DISABLE_NATIVE makes the addon unloadable, as a failed build would.
+    const finished = await runWalrusCommand(['start', '--storage', 'mmap'], { cwd: dir, env: { WALRUS_DISABLE_NATIVE: '1' } });
     t.is(finished.stdout, '');
     t.is(finished.code, 2);
-    t.regex(finished.stderr, /PLUGIN_UNAVAILABLE: storage.backend is "mmap" but storage-mmap cannot run here: not implemented yet/);
+    t.regex(
+      finished.stderr,
+      /PLUGIN_UNAVAILABLE: storage.backend is "mmap" but storage-mmap cannot run here: WALRUS_DISABLE_NATIVE is set/,
+    );
+  });
+});
+
+test.serial('without the native addon, auto falls back to fd and walrus plugins says why', async (t) => {
+  await withTempDir(async (dir) => {
+    const finished = await runWalrusCommand(['plugins'], { cwd: dir, env: { WALRUS_DISABLE_NATIVE: '1' } });
+    t.is(finished.code, 0, finished.stderr);
+    const line = (name: string) => finished.stdout.split('\n').find((candidate) => candidate.startsWith(`${name} `)) ?? '';
+    t.regex(
+      line('storage-fd'),
+      /^storage-fd\s+loaded\s+built-in\s+auto picked storage-fd \(skipped storage-uring: WALRUS_DISABLE_NATIVE is set; storage-mmap: WALRUS_DISABLE_NATIVE is set\)$/,
+    );
+    t.regex(line('storage-mmap'), /^storage-mmap\s+unavailable\s+built-in\s+WALRUS_DISABLE_NATIVE is set$/);
+    t.regex(line('storage-uring'), /^storage-uring\s+unavailable\s+built-in\s+WALRUS_DISABLE_NATIVE is set$/);
+  });
+});
+
+test.serial('WALRUS_DISABLE_IO_URING makes auto pass over uring', async (t) => {
+  await withTempDir(async (dir) => {
+    const finished = await runWalrusCommand(['plugins', '--json'], { cwd: dir, env: { WALRUS_DISABLE_IO_URING: '1' } });
+    t.is(finished.code, 0, finished.stderr);
+    const plugins = (JSON.parse(finished.stdout) as { plugins: { name: string; state: string; reason: string }[] }).plugins;
+    const uring = plugins.find((plugin) => plugin.name === 'storage-uring');
+    const loaded = plugins.find((plugin) => plugin.state === 'loaded' && plugin.name.startsWith('storage-'));
+    t.not(loaded?.name, 'storage-uring');
+    t.regex(loaded?.reason ?? '', /storage-uring: disabled by storage.disableIoUring/);
+    t.not(uring?.state, 'loaded');
   });
 });
 

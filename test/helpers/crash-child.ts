@@ -1,13 +1,13 @@
 // A child process for crash tests: it appends (or consumes) as fast as it can and prints one
 // line per acknowledgement, so the parent knows exactly what was acknowledged when it sends
-// SIGKILL. Usage: node crash-child.js <dir> <mode: append|consume> <fsync: each|none|every>
+// SIGKILL. Usage: node crash-child.js <dir> <append|consume> <each|none|every> [backend (default auto)]
 // stdout lines: `ack <index>` (append: entry index acknowledged; consume: seq consumed).
 
 import { writeSync } from 'node:fs';
-import { Walrus } from '../../src/engine/walrus.js';
+import { type BackendName, Walrus } from '../../src/engine/walrus.js';
 import { payloadOf } from './crash-payload.js';
 
-const [dir, mode, fsyncName] = process.argv.slice(2);
+const [dir, mode, fsyncName, backendName = 'auto'] = process.argv.slice(2);
 if (dir === undefined || mode === undefined || fsyncName === undefined)
   throw new Error('usage: crash-child <dir> <append|consume> <each|none|every>');
 const fsync = fsyncName === 'every' ? { everyMs: 20 } : (fsyncName as 'each' | 'none');
@@ -57,6 +57,6 @@ async function consume(wal: Walrus): Promise<void> {
   }
 }
 
-const wal = await Walrus.open({ dataDir: dir, fsync, consistency: 'strict' });
+const wal = await Walrus.open({ dataDir: dir, fsync, consistency: 'strict', backend: backendName as BackendName });
 say('ready\n');
 await (mode === 'append' ? append(wal) : consume(wal));

@@ -5,7 +5,11 @@
 // The workloads are fixed-count runs (as in the reference), so they are timed with
 // performance.now() rather than benchmark.js, whose adaptive cycles suit micro cases only.
 //
-//   npm run bench:engine [-- --smoke] [-- --backend fd|mmap|uring]
+// Every engine case runs once per backend (fd, mmap, uring: all that can run here, or the ones
+// --backend names), in the same repetition as its baseline, so the table compares backends
+// side by side under the same machine conditions.
+//
+//   npm run bench:engine [-- --smoke] [-- --backend fd,mmap,uring]
 
 import { randomBytes } from 'node:crypto';
 import { closeSync, fdatasyncSync, fstatSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, writeSync } from 'node:fs';
@@ -21,8 +25,11 @@ export type EngineBackend = 'fd' | 'mmap' | 'uring';
 export interface EngineBenchOptions {
   /** Tiny sizes that finish in a few seconds (CI); the targets are then only indicative. */
   readonly smoke: boolean;
-  readonly backend: EngineBackend;
+  /** Backends to compare; empty: every backend that can run here. */
+  readonly backends: readonly EngineBackend[];
 }
+
+const ALL_BACKENDS: readonly EngineBackend[] = ['fd', 'mmap', 'uring'];
 
 interface Sizes {
   readonly w1Appends: number;
@@ -99,16 +106,24 @@ interface Case {
 
 interface Target {
   readonly text: string;
-  /** Figure compared with the threshold. */
-  readonly kind: 'ratio' | 'rate' | 'time';
+  /** Figure compared with the threshold; `fd`: ops/s against the fd backend's on the same row. */
+  readonly kind: 'ratio' | 'rate' | 'time' | 'fd';
   readonly threshold: number;
 }
 
 interface RowSpec {
   readonly workload: string;
+  /** An engine case, run on every backend (its case names end in ` [backend]`). */
   readonly engine: string;
   readonly baseline: string;
+  /** The baseline is an engine case too, taken on the same backend. */
+  readonly baselinePerBackend?: boolean;
+  /** `engine` names a raw case (no backend): one figure for the row. */
+  readonly shared?: boolean;
+  /** A target every backend is held to. */
   readonly target?: Target;
+  /** Targets for one backend only. */
+  readonly only?: Partial<Record<EngineBackend, Target>>;
 }
 
 interface Group {
@@ -119,15 +134,30 @@ interface Group {
   prepare?(dir: string): Promise<void>;
 }
 
+interface Verdict {
+  readonly backend: string;
+  readonly target: Target;
+  readonly met: boolean;
+  readonly figure: string;
+}
+
+interface Cell {
+  readonly backend: string;
+  readonly engine: Sample;
+  readonly ratio: number;
+}
+
 interface Row {
   readonly workload: string;
-  readonly engine: Sample;
   readonly baselineName: string;
-  readonly baseline: Sample;
-  readonly ratio: number;
-  readonly target: Target | undefined;
-  readonly met: boolean | undefined;
+  /** Undefined when the baseline is per backend. */
+  readonly baseline: Sample | undefined;
+  readonly cells: readonly Cell[];
+  readonly targets: readonly string[];
+  readonly verdicts: readonly Verdict[];
 }
+
+const backendCase = (name: string, backend: string): string => `${name} [${backend}]`;
 
 function opsPerSecond(sample: Sample): number {
   return (sample.ops * 1000) / sample.ms;
@@ -173,19 +203,67 @@ async function measureGroup(root: string, group: Group, repetitions: number, log
   return new Map([...samples].map(([name, list]) => [name, median(list)]));
 }
 
-function toRow(spec: RowSpec, medians: Map<string, Sample>): Row {
-  const engine = medians.get(spec.engine);
-  const baseline = medians.get(spec.baseline);
-  if (engine === undefined || baseline === undefined) throw new Error(`invariant: row ${spec.workload} names an unknown case`);
-  const ratio =
-    spec.target?.kind === 'time'
-      ? megabytesPerSecond(engine) / megabytesPerSecond(baseline)
-      : opsPerSecond(engine) / opsPerSecond(baseline);
-  let met: boolean | undefined;
-  if (spec.target?.kind === 'ratio') met = ratio >= spec.target.threshold;
-  if (spec.target?.kind === 'rate') met = opsPerSecond(engine) >= spec.target.threshold;
-  if (spec.target?.kind === 'time') met = engine.ms < spec.target.threshold;
-  return { workload: spec.workload, engine, baselineName: spec.baseline, baseline, ratio, target: spec.target, met };
+function toRow(spec: RowSpec, medians: Map<string, Sample>, backends: readonly EngineBackend[]): Row {
+  const sample = (name: string): Sample => {
+    const found = medians.get(name);
+    if (found === undefined) throw new Error(`invariant: row ${spec.workload} names an unknown case ${name}`);
+    return found;
+  };
+  const compare = (engine: Sample, baseline: Sample, kind: Target['kind'] | undefined): number =>
+    kind === 'time' ? megabytesPerSecond(engine) / megabytesPerSecond(baseline) : opsPerSecond(engine) / opsPerSecond(baseline);
+  const kind = spec.target?.kind;
+  const cells: Cell[] = spec.shared
+    ? [{ backend: 'raw', engine: sample(spec.engine), ratio: compare(sample(spec.engine), sample(spec.baseline), kind) }]
+    : backends.map((backend) => {
+        const engine = sample(backendCase(spec.engine, backend));
+        const baseline = sample(spec.baselinePerBackend ? backendCase(spec.baseline, backend) : spec.baseline);
+        return { backend, engine, ratio: compare(engine, baseline, kind) };
+      });
+  const fd = cells.find((cell) => cell.backend === 'fd');
+  const judge = (cell: Cell, target: Target): Verdict | undefined => {
+    switch (target.kind) {
+      case 'ratio':
+        return { backend: cell.backend, target, met: cell.ratio >= target.threshold, figure: `${cell.ratio.toFixed(2)}×` };
+      case 'rate':
+        return {
+          backend: cell.backend,
+          target,
+          met: opsPerSecond(cell.engine) >= target.threshold,
+          figure: `${formatRate(opsPerSecond(cell.engine))}/s`,
+        };
+      case 'time':
+        return { backend: cell.backend, target, met: cell.engine.ms < target.threshold, figure: `${(cell.engine.ms / 1000).toFixed(2)} s` };
+      case 'fd': {
+        if (fd === undefined) return undefined; // fd not in this run: nothing to compare with
+        const versus = opsPerSecond(cell.engine) / opsPerSecond(fd.engine);
+        return { backend: cell.backend, target, met: versus >= target.threshold, figure: `${versus.toFixed(2)}× fd` };
+      }
+    }
+  };
+  const verdicts: Verdict[] = [];
+  const targets: string[] = [];
+  if (spec.target !== undefined) {
+    targets.push(spec.shared ? spec.target.text : `each ${spec.target.text}`);
+    for (const cell of cells) {
+      const verdict = judge(cell, spec.target);
+      if (verdict !== undefined) verdicts.push(verdict);
+    }
+  }
+  for (const [backend, target] of Object.entries(spec.only ?? {}) as [EngineBackend, Target][]) {
+    const cell = cells.find((candidate) => candidate.backend === backend);
+    if (cell === undefined) continue;
+    targets.push(`${backend} ${target.text}`);
+    const verdict = judge(cell, target);
+    if (verdict !== undefined) verdicts.push(verdict);
+  }
+  return {
+    workload: spec.workload,
+    baselineName: spec.baselinePerBackend ? `${spec.baseline} (same backend)` : spec.baseline,
+    baseline: spec.baselinePerBackend ? undefined : sample(spec.baseline),
+    cells,
+    targets,
+    verdicts,
+  };
 }
 
 // --- raw Node baselines ----------------------------------------------------------------------
@@ -502,10 +580,13 @@ function engineReopen(name: string, settings: EngineSettings, source: () => stri
 
 // --- the workloads ---------------------------------------------------------------------------
 
-function groups(sizes: Sizes, backend: EngineBackend): Group[] {
-  const none: EngineSettings = { backend, fsync: 'none' };
-  const each: EngineSettings = { backend, fsync: 'each' };
-  const reads: EngineSettings = { backend, fsync: 'none', consistency: W4_CONSISTENCY };
+function groups(sizes: Sizes, backends: readonly EngineBackend[]): Group[] {
+  const none = (backend: EngineBackend): EngineSettings => ({ backend, fsync: 'none' });
+  const each = (backend: EngineBackend): EngineSettings => ({ backend, fsync: 'each' });
+  const reads = (backend: EngineBackend): EngineSettings => ({ backend, fsync: 'none', consistency: W4_CONSISTENCY });
+  /** One case per backend, named `name [backend]`. */
+  const onEach = (name: string, make: (caseName: string, backend: EngineBackend) => Case): Case[] =>
+    backends.map((backend) => make(backendCase(name, backend), backend));
   const w3Entries = sizes.w3Batches * W3_BATCH_ENTRIES;
   const w6Entries = sizes.w6AppendsPerProducer * W6_PRODUCERS;
   const reopenEntries = Math.floor(sizes.reopenPayloadBytes / ENTRY_BYTES);
@@ -520,61 +601,84 @@ function groups(sizes: Sizes, backend: EngineBackend): Group[] {
   const w5Raw = `raw writeSync+fdatasync 256 B × ${count(sizes.w5Appends)}`;
   const w6Raw = `raw writeSync 256 B × ${count(w6Entries)}`;
   const scanRaw = `raw readSync 4 MiB + crc32, ${mib(reopenRecordBytes)}`;
+  const w1Sequential = 'W1 engine, await each';
+  const w1Pipelined = `W1 engine, ${W1_IN_FLIGHT} in flight`;
+  const w2Sequential = 'W2 engine, await each';
+  const w2Pipelined = `W2 engine, ${W1_IN_FLIGHT} in flight`;
   const w5Sequential = 'W5 engine, await each';
+  const w5Pipelined = `W5 engine, ${W5_IN_FLIGHT} in flight`;
   return [
     {
       title: `W1: ${count(sizes.w1Appends)} appends of 256 B, one topic, fsync none`,
       cases: [
         rawWrites(w1Raw, sizes.w1Appends, ENTRY_BYTES, false),
         rawAwaitedWrites(w1Floor, sizes.w1Appends, ENTRY_BYTES),
-        engineAppends('W1 engine, await each', none, sizes.w1Appends, ENTRY_BYTES, 1),
-        engineAppends(`W1 engine, ${W1_IN_FLIGHT} in flight`, none, sizes.w1Appends, ENTRY_BYTES, W1_IN_FLIGHT),
+        ...onEach(w1Sequential, (name, backend) => engineAppends(name, none(backend), sizes.w1Appends, ENTRY_BYTES, 1)),
+        ...onEach(w1Pipelined, (name, backend) => engineAppends(name, none(backend), sizes.w1Appends, ENTRY_BYTES, W1_IN_FLIGHT)),
       ],
       rows: [
-        { workload: 'W1 sequential (await each append)', engine: 'W1 engine, await each', baseline: w1Raw, target: ratio(0.5) },
-        { workload: 'W1 floor: writeSync + await, no engine', engine: w1Floor, baseline: w1Raw },
         {
-          workload: `W1 pipelined (${W1_IN_FLIGHT} in flight)`,
-          engine: `W1 engine, ${W1_IN_FLIGHT} in flight`,
+          workload: 'W1 sequential (await each append)',
+          engine: w1Sequential,
           baseline: w1Raw,
-          target: ratio(2),
+          target: ratio(0.5),
+          only: { mmap: ratio(1.5) },
         },
+        { workload: 'W1 floor: writeSync + await, no engine', engine: w1Floor, baseline: w1Raw, shared: true },
+        { workload: `W1 pipelined (${W1_IN_FLIGHT} in flight)`, engine: w1Pipelined, baseline: w1Raw, target: ratio(2) },
       ],
     },
     {
       title: `W2: ${count(sizes.w2Appends)} appends of 4 KiB, fsync none`,
       cases: [
         rawWrites(w2Raw, sizes.w2Appends, W2_ENTRY_BYTES, false),
-        engineAppends('W2 engine, await each', none, sizes.w2Appends, W2_ENTRY_BYTES, 1),
-        engineAppends(`W2 engine, ${W1_IN_FLIGHT} in flight`, none, sizes.w2Appends, W2_ENTRY_BYTES, W1_IN_FLIGHT),
+        ...onEach(w2Sequential, (name, backend) => engineAppends(name, none(backend), sizes.w2Appends, W2_ENTRY_BYTES, 1)),
+        ...onEach(w2Pipelined, (name, backend) => engineAppends(name, none(backend), sizes.w2Appends, W2_ENTRY_BYTES, W1_IN_FLIGHT)),
       ],
       rows: [
-        { workload: 'W2 4 KiB sequential (await each)', engine: 'W2 engine, await each', baseline: w2Raw },
-        { workload: `W2 4 KiB pipelined (${W1_IN_FLIGHT} in flight)`, engine: `W2 engine, ${W1_IN_FLIGHT} in flight`, baseline: w2Raw },
+        { workload: 'W2 4 KiB sequential (await each)', engine: w2Sequential, baseline: w2Raw },
+        { workload: `W2 4 KiB pipelined (${W1_IN_FLIGHT} in flight)`, engine: w2Pipelined, baseline: w2Raw },
       ],
     },
     {
       title: `W3: ${count(sizes.w3Batches)} batches of ${W3_BATCH_ENTRIES} × 256 B (await each batch), fsync none`,
       cases: [
         rawWrites(w3Raw, w3Entries, ENTRY_BYTES, false),
-        engineBatches('W3 engine appendBatch', none, sizes.w3Batches, W3_BATCH_ENTRIES, ENTRY_BYTES),
+        ...onEach('W3 engine appendBatch', (name, backend) =>
+          engineBatches(name, none(backend), sizes.w3Batches, W3_BATCH_ENTRIES, ENTRY_BYTES),
+        ),
       ],
-      rows: [{ workload: 'W3 batches of 100 × 256 B (entries/s)', engine: 'W3 engine appendBatch', baseline: w3Raw, target: ratio(4) }],
+      rows: [
+        {
+          workload: 'W3 batches of 100 × 256 B (entries/s)',
+          engine: 'W3 engine appendBatch',
+          baseline: w3Raw,
+          target: ratio(4),
+          only: { uring: versusFd(1) },
+        },
+      ],
     },
     {
       title: `W4: read back ${count(sizes.w4Reads)} × 256 B, consistency { atLeastOnce: 5000 }`,
       cases: [
         rawReads(w4Raw, sizes.w4Reads, ENTRY_BYTES),
-        engineReads('W4 engine readNext', reads, sizes.w4Reads, ENTRY_BYTES, 'readNext'),
-        engineReads('W4 engine readBatch', reads, sizes.w4Reads, ENTRY_BYTES, 'readBatch'),
+        ...onEach('W4 engine readNext', (name, backend) => engineReads(name, reads(backend), sizes.w4Reads, ENTRY_BYTES, 'readNext')),
+        ...onEach('W4 engine readBatch', (name, backend) => engineReads(name, reads(backend), sizes.w4Reads, ENTRY_BYTES, 'readBatch')),
       ],
       rows: [
-        { workload: 'W4 readNext (await each)', engine: 'W4 engine readNext', baseline: w4Raw, target: rate(1_000_000) },
+        {
+          workload: 'W4 readNext (await each)',
+          engine: 'W4 engine readNext',
+          baseline: w4Raw,
+          target: rate(1_000_000),
+          only: { mmap: versusFd(1), uring: versusFd(1) },
+        },
         {
           workload: `W4 readBatch (≤ ${FILL_BATCH_ENTRIES} entries per call)`,
           engine: 'W4 engine readBatch',
           baseline: w4Raw,
           target: rate(1_000_000),
+          only: { mmap: versusFd(1), uring: versusFd(1) },
         },
       ],
     },
@@ -582,15 +686,16 @@ function groups(sizes: Sizes, backend: EngineBackend): Group[] {
       title: `W5: ${count(sizes.w5Appends)} appends of 256 B, fsync each`,
       cases: [
         rawWrites(w5Raw, sizes.w5Appends, ENTRY_BYTES, true),
-        engineAppends(w5Sequential, each, sizes.w5Appends, ENTRY_BYTES, 1),
-        engineAppends(`W5 engine, ${W5_IN_FLIGHT} in flight`, each, sizes.w5Appends, ENTRY_BYTES, W5_IN_FLIGHT),
+        ...onEach(w5Sequential, (name, backend) => engineAppends(name, each(backend), sizes.w5Appends, ENTRY_BYTES, 1)),
+        ...onEach(w5Pipelined, (name, backend) => engineAppends(name, each(backend), sizes.w5Appends, ENTRY_BYTES, W5_IN_FLIGHT)),
       ],
       rows: [
         { workload: 'W5 fsync each, sequential', engine: w5Sequential, baseline: w5Raw, target: ratio(0.8) },
         {
           workload: `W5 fsync each, ${W5_IN_FLIGHT} in flight`,
-          engine: `W5 engine, ${W5_IN_FLIGHT} in flight`,
+          engine: w5Pipelined,
           baseline: w5Sequential,
+          baselinePerBackend: true,
           target: ratio(20),
         },
       ],
@@ -599,7 +704,9 @@ function groups(sizes: Sizes, backend: EngineBackend): Group[] {
       title: `W6: ${W6_PRODUCERS} async producers × ${count(sizes.w6AppendsPerProducer)} × 256 B, own topic each, one process, fsync none`,
       cases: [
         rawWrites(w6Raw, w6Entries, ENTRY_BYTES, false),
-        engineProducers('W6 engine, 2 producers', none, W6_PRODUCERS, sizes.w6AppendsPerProducer, ENTRY_BYTES),
+        ...onEach('W6 engine, 2 producers', (name, backend) =>
+          engineProducers(name, none(backend), W6_PRODUCERS, sizes.w6AppendsPerProducer, ENTRY_BYTES),
+        ),
       ],
       rows: [{ workload: 'W6 2 async producers, own topic each', engine: 'W6 engine, 2 producers', baseline: w6Raw }],
     },
@@ -607,13 +714,14 @@ function groups(sizes: Sizes, backend: EngineBackend): Group[] {
       title: `Reopen: Walrus.open after ${mib(sizes.reopenPayloadBytes)} of 256 B entries (${count(reopenEntries)} entries, page cache warm)`,
       async prepare(dir) {
         reopenDir = dir;
-        const wal = await openWal(dir, none);
+        // Written once through fd; every backend reads the same files (the format does not depend on it).
+        const wal = await openWal(dir, none('fd'));
         await fill(wal, 'bench', reopenEntries, ENTRY_BYTES);
         await wal.close();
       },
       cases: [
         rawScan(scanRaw, reopenSource, reopenEntries, reopenRecordBytes),
-        engineReopen('reopen engine', none, reopenSource, reopenEntries, reopenRecordBytes),
+        ...onEach('reopen engine', (name, backend) => engineReopen(name, none(backend), reopenSource, reopenEntries, reopenRecordBytes)),
       ],
       rows: [
         {
@@ -629,6 +737,10 @@ function groups(sizes: Sizes, backend: EngineBackend): Group[] {
 
 function ratio(threshold: number): Target {
   return { text: `≥ ${threshold} × baseline`, kind: 'ratio', threshold };
+}
+
+function versusFd(threshold: number): Target {
+  return { text: `≥ ${threshold} × fd`, kind: 'fd', threshold };
 }
 
 function rate(threshold: number): Target {
@@ -661,82 +773,95 @@ function formatRate(value: number): string {
   return Math.round(value).toLocaleString('en-US');
 }
 
-function verdict(row: Row): string {
-  if (row.target === undefined || row.met === undefined) return '—';
-  const word = row.met ? 'MET' : 'MISSED';
-  if (row.target.kind === 'ratio') return `${word} (${row.ratio.toFixed(2)}×)`;
-  if (row.target.kind === 'rate') return `${word} (${formatRate(opsPerSecond(row.engine))}/s)`;
-  return `${word} (${(row.engine.ms / 1000).toFixed(2)} s)`;
+function verdicts(row: Row): string {
+  if (row.verdicts.length === 0) return '—';
+  return row.verdicts
+    .map((verdict) => `${verdict.backend === 'raw' ? '' : `${verdict.backend} `}${verdict.met ? 'MET' : 'MISSED'} (${verdict.figure})`)
+    .join('; ');
 }
 
-function table(rows: readonly Row[]): string {
+function table(rows: readonly Row[], backends: readonly EngineBackend[]): string {
   const header = [
     'workload',
-    'engine ops/s',
-    'engine MB/s',
-    'engine s',
     'baseline (same run)',
     'baseline ops/s',
-    'baseline MB/s',
-    'ratio',
+    ...backends.flatMap((backend) => [`${backend} ops/s`, `${backend} ×`]),
     'target',
     'result',
   ];
-  const lines = rows.map((row) => [
-    row.workload,
-    formatRate(opsPerSecond(row.engine)),
-    megabytesPerSecond(row.engine).toFixed(1),
-    (row.engine.ms / 1000).toFixed(3),
-    row.baselineName,
-    formatRate(opsPerSecond(row.baseline)),
-    megabytesPerSecond(row.baseline).toFixed(1),
-    `${row.ratio.toFixed(2)}×`,
-    row.target?.text ?? '—',
-    verdict(row),
-  ]);
+  const lines = rows.map((row) => {
+    const columns = backends.flatMap((backend) => {
+      const cell = row.cells.find((candidate) => candidate.backend === backend || (candidate.backend === 'raw' && backend === backends[0]));
+      return cell === undefined ? ['—', '—'] : [formatRate(opsPerSecond(cell.engine)), `${cell.ratio.toFixed(2)}×`];
+    });
+    return [
+      row.workload,
+      row.baselineName,
+      row.baseline === undefined ? '—' : formatRate(opsPerSecond(row.baseline)),
+      ...columns,
+      row.targets.length === 0 ? '—' : row.targets.join('; '),
+      verdicts(row),
+    ];
+  });
   const all = [header, ...lines];
   const widths = header.map((_, column) => Math.max(...all.map((cells) => (cells[column] ?? '').length)));
   const render = (cells: string[]): string => `| ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join(' | ')} |`;
   return [render(header), `|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`, ...lines.map(render)].join('\n');
 }
 
+/** The backends to compare: the ones asked for, or every one that can run here; each says why when it cannot. */
+async function usableBackends(asked: readonly EngineBackend[], log: (line: string) => void): Promise<EngineBackend[] | undefined> {
+  const usable: EngineBackend[] = [];
+  for (const backend of asked.length === 0 ? ALL_BACKENDS : asked) {
+    try {
+      await resolveBackend(backend);
+      usable.push(backend);
+    } catch (error) {
+      if (asked.length > 0) {
+        console.error(`engine: ${(error as Error).message}`);
+        return undefined;
+      }
+      log(`  backend ${backend} left out: ${(error as Error).message}`);
+    }
+  }
+  return usable;
+}
+
 export async function runEngineBench(options: EngineBenchOptions): Promise<void> {
   const sizes = options.smoke ? SMOKE : FULL;
   const log = (line: string): void => console.log(line);
-  // A backend that cannot run here fails now, with its reason, before any data is written.
-  let backendName: string;
-  try {
-    backendName = (await resolveBackend(options.backend)).name;
-  } catch (error) {
-    console.error(`engine: ${(error as Error).message}`);
+  log(`engine (${options.smoke ? 'smoke sizes: the targets are only indicative' : 'full sizes'})`);
+  // A named backend that cannot run here fails now, with its reason, before any data is written.
+  const backends = await usableBackends(options.backends, log);
+  if (backends === undefined) {
     process.exitCode = 1;
     return;
   }
-  log(`engine (${options.smoke ? 'smoke sizes: the targets are only indicative' : 'full sizes'})`);
-  log(`  backend: ${backendName}`);
+  log(`  backends, side by side: ${backends.join(', ')}`);
   log(`  node ${process.version}, ${availableParallelism()} cores (${cpus()[0]?.model ?? 'unknown cpu'}), linux ${release()}`);
   log(`  temp dir: ${tmpdir()}; medians of ${sizes.repetitions} repetitions; MB = 10^6 bytes of payload`);
   log(`  load average at start: ${loadAverage()} (other processes on this machine skew every figure)`);
   const root = mkdtempSync(join(tmpdir(), 'walrus-bench-'));
   const rows: Row[] = [];
   try {
-    const warmUps = options.smoke ? [] : groups(SMOKE, options.backend);
-    for (const [index, group] of groups(sizes, options.backend).entries()) {
+    const warmUps = options.smoke ? [] : groups(SMOKE, backends);
+    for (const [index, group] of groups(sizes, backends).entries()) {
       log(`\n  ${group.title}`);
       // Untimed warm-up at smoke size, so the first repetition does not pay for the JIT.
       const warmUp = warmUps[index];
       if (warmUp !== undefined) await runGroup(root, warmUp, 1, () => undefined);
       const medians = await runGroup(root, group, sizes.repetitions, log);
-      for (const spec of group.rows) rows.push(toRow(spec, medians));
+      for (const spec of group.rows) rows.push(toRow(spec, medians, backends));
     }
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
   log(`\n  load average at end: ${loadAverage()}`);
-  log(`\n${table(rows)}`);
-  const missed = rows.filter((row) => row.met === false).length;
-  const met = rows.filter((row) => row.met === true).length;
-  log(`\n  targets: ${met} met, ${missed} missed${options.smoke ? ' (smoke sizes: indicative only)' : ''}`);
+  log(`\n${table(rows, backends)}`);
+  const all = rows.flatMap((row) => row.verdicts);
+  const missed = all.filter((verdict) => !verdict.met);
+  log(`\n  targets: ${all.length - missed.length} met, ${missed.length} missed${options.smoke ? ' (smoke sizes: indicative only)' : ''}`);
+  for (const verdict of missed) log(`    missed: ${verdict.backend} ${verdict.target.text} (${verdict.figure})`);
 }
 
 async function runGroup(root: string, group: Group, repetitions: number, log: (line: string) => void): Promise<Map<string, Sample>> {

@@ -1,9 +1,10 @@
 // Runs the benchmark suites and prints their figures, side by side within each suite.
-// Usage: npm run bench [-- SUITE... [--smoke] [--backend fd|mmap|uring]]   (no names: every suite)
-//        npm run bench:engine [-- --smoke] [-- --backend fd|mmap|uring]
+// Usage: npm run bench [-- SUITE... [--smoke] [--backend LIST]]   (no names: every suite)
+//        npm run bench:engine [-- --smoke] [-- --backend fd,mmap,uring]
 // `kernel` is a benchmark.js suite (ops/s ± error); `engine` runs the fixed-count workloads W1–W6
 // (bench/engine.bench.ts); `raft` measures commits per second and failover (bench/raft.bench.ts).
-// `--smoke` applies to `engine` and `raft`, `--backend` to `engine` only.
+// `--smoke` applies to `engine` and `raft`, `--backend` to `engine` only: a comma list of
+// backends to run side by side (default: every backend that can run here).
 
 import type Benchmark from 'benchmark';
 import { type EngineBackend, runEngineBench } from './engine.bench.js';
@@ -12,7 +13,8 @@ import { runRaftBench } from './raft.bench.js';
 
 interface Options {
   smoke: boolean;
-  backend: EngineBackend;
+  /** Empty: every backend that can run here. */
+  backends: EngineBackend[];
 }
 
 const SUITES: Record<string, (options: Options) => Promise<void>> = {
@@ -45,17 +47,19 @@ function fail(message: string): never {
 
 function parseArguments(args: readonly string[]): { names: string[]; options: Options } {
   const names: string[] = [];
-  const options: Options = { smoke: false, backend: 'fd' };
+  const options: Options = { smoke: false, backends: [] };
   for (let index = 0; index < args.length; index++) {
     const arg = args[index] ?? '';
     if (arg === '--smoke') {
       options.smoke = true;
     } else if (arg === '--backend' || arg.startsWith('--backend=')) {
       const value = arg === '--backend' ? args[++index] : arg.slice('--backend='.length);
-      if (!BACKENDS.includes(value as EngineBackend)) fail(`--backend must be one of ${BACKENDS.join('|')}, got ${value ?? 'nothing'}`);
-      options.backend = value as EngineBackend;
+      const list = (value ?? '').split(',').filter((name) => name !== '');
+      const wrong = list.filter((name) => !BACKENDS.includes(name as EngineBackend));
+      if (list.length === 0 || wrong.length > 0) fail(`--backend takes a comma list of ${BACKENDS.join(', ')}; got ${value ?? 'nothing'}`);
+      options.backends = [...new Set(list)] as EngineBackend[];
     } else if (arg.startsWith('-')) {
-      fail(`unknown option ${arg}; known: --smoke, --backend fd|mmap|uring`);
+      fail(`unknown option ${arg}; known: --smoke, --backend fd,mmap,uring`);
     } else {
       names.push(arg);
     }

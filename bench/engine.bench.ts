@@ -791,16 +791,19 @@ function table(rows: readonly Row[], backends: readonly EngineBackend[]): string
   ];
   const lines = rows.map((row) => {
     const columns = backends.flatMap((backend) => {
-      const cell = row.cells.find((candidate) => candidate.backend === backend || (candidate.backend === 'raw' && backend === backends[0]));
+      const cell = row.cells.find((candidate) => candidate.backend === backend);
       return cell === undefined ? ['—', '—'] : [formatRate(opsPerSecond(cell.engine)), `${cell.ratio.toFixed(2)}×`];
     });
+    // A row without the engine (the floor) has one figure, for every backend alike: it goes in the result column.
+    const raw = row.cells.find((candidate) => candidate.backend === 'raw');
+    const result = raw === undefined ? verdicts(row) : `${formatRate(opsPerSecond(raw.engine))}/s, ${raw.ratio.toFixed(2)}× baseline`;
     return [
       row.workload,
       row.baselineName,
       row.baseline === undefined ? '—' : formatRate(opsPerSecond(row.baseline)),
       ...columns,
       row.targets.length === 0 ? '—' : row.targets.join('; '),
-      verdicts(row),
+      result,
     ];
   });
   const all = [header, ...lines];

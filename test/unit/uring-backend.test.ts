@@ -91,7 +91,7 @@ if ('unavailable' in loaded) {
     });
   });
 
-  test('reads of 64 KiB and more go through the ring and equal what was written', async (t) => {
+  test('reads of RING_READ_MIN_BYTES (1 MiB) and more go through the ring and equal what was written', async (t) => {
     await withFile(native, (file) => {
       const data = randomBytes(4 * 1024 * 1024 + 123);
       file.write(data, 0);

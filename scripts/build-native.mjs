@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Builds the optional native addon (native/binding.gyp -> native/build/Release/walrus_native.node)
 // as the package's install script. It must never fail an install: without a compiler, Python or
-// Node's headers the engine simply keeps using zlib.crc32, so every failure ends here with one
-// line saying why, the reason in native/build/unavailable.txt, and exit code 0.
+// Node's headers the engine keeps using zlib.crc32 and the mmap and io_uring backends report the
+// reason (so `auto` picks fd), and every failure ends here with one line saying why, the reason
+// in native/build/unavailable.txt, and exit code 0.
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -15,7 +16,7 @@ const nativeDir = path.join(root, 'native');
 const buildDir = path.join(nativeDir, 'build');
 const addon = path.join(buildDir, 'Release', 'walrus_native.node');
 const unavailable = path.join(buildDir, 'unavailable.txt');
-const FALLBACK = 'the engine falls back to zlib.crc32';
+const FALLBACK = 'the engine falls back to zlib.crc32 and storage to the fd backend';
 
 function fail(reason, output) {
   if (output) {

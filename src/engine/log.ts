@@ -118,6 +118,11 @@ export class LogWriter {
   /** Written but not yet synced: their waiters, and the files to sync. */
   private awaitingSync: Waiter[] = [];
   private readonly dirtyFiles = new Set<StorageFile>();
+  /**
+   * Syncs already submitted with a write (StorageFile.writevAndSync) that cover everything written
+   * to their file so far; the next syncNow() takes them instead of calling sync().
+   */
+  private readonly linkedSyncs = new Map<StorageFile, Promise<void>>();
   private syncing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private failure: StorageError | undefined;
@@ -178,6 +183,8 @@ export class LogWriter {
   /** Drops a file that is being deleted from the files still to sync. */
   forget(file: StorageFile): void {
     this.dirtyFiles.delete(file);
+    // Its outcome no longer matters (the file is going away); it is already marked handled.
+    this.linkedSyncs.delete(file);
   }
 
   /** Settles once no sync is in flight (its outcome does not matter here). */
@@ -343,7 +350,7 @@ export class LogWriter {
     // Whatever was written before this sync started is durable once it completes.
     this.lastSyncStartAt = performance.now();
     const synced = this.options.onSyncStart?.();
-    this.syncing = Promise.all(files.map((file) => file.sync())).then(
+    this.syncing = Promise.all(files.map((file) => this.takeLinkedSync(file) ?? file.sync())).then(
       () => {
         this.syncing = undefined;
         for (const waiter of waiters) waiter.resolve();
@@ -357,6 +364,13 @@ export class LogWriter {
       },
     );
     return this.syncing;
+  }
+
+  /** The sync submitted with the file's last write, if it still covers everything written to it. */
+  private takeLinkedSync(file: StorageFile): Promise<void> | undefined {
+    const linked = this.linkedSyncs.get(file);
+    this.linkedSyncs.delete(file);
+    return linked;
   }
 
   /** Writes what is staged and makes everything written durable. */
@@ -407,8 +421,10 @@ export class LogWriter {
     if (this.stagedBytes > 0) {
       if (this.failure === undefined) {
         try {
-          if (single) this.current.file.write(this.arena, this.writeOffset, 0, this.arenaUsed);
-          else this.current.file.writev(this.chunks, this.writeOffset);
+          if (!this.writeLinked(single)) {
+            if (single) this.current.file.write(this.arena, this.writeOffset, 0, this.arenaUsed);
+            else this.current.file.writev(this.chunks, this.writeOffset);
+          }
         } catch (error) {
           this.poison(error);
         }
@@ -421,6 +437,29 @@ export class LogWriter {
     this.arenaUsed = 0;
     this.arenaSliceStart = 0;
     this.sealFrom = 0;
+  }
+
+  /**
+   * Under `fsync: 'each'`, with no sync in flight and a file that can link a sync to a write,
+   * writes what is staged together with its fdatasync and keeps that sync for the syncNow() that
+   * follows; returns false when the plain write should be used. A second write to the file before
+   * that syncNow() would not be covered by the linked sync, so it drops the link (syncNow() then
+   * calls sync() as usual).
+   */
+  private writeLinked(single: boolean): boolean {
+    const file = this.current.file;
+    if (this.options.sync.kind !== 'each' || this.syncing !== undefined || file.writevAndSync === undefined) return false;
+    const earlier = this.linkedSyncs.get(file);
+    if (earlier !== undefined) {
+      this.linkedSyncs.delete(file);
+      earlier.catch((error: unknown) => this.poison(error));
+      return false;
+    }
+    const buffers = single ? [this.arena.subarray(0, this.arenaUsed)] : this.chunks;
+    const synced = file.writevAndSync(buffers, this.writeOffset);
+    synced.catch(() => undefined); // observed by syncNow(); a dropped one is handled above
+    this.linkedSyncs.set(file, synced);
+    return true;
   }
 
   /** Computes the CRCs of the records copied into the arena since the last call. */

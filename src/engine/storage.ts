@@ -20,6 +20,12 @@ export interface StorageFile {
   truncate(bytes: number): void;
   /** Makes everything written so far durable (fdatasync or equivalent), without blocking the event loop. */
   sync(): Promise<void>;
+  /**
+   * Optional: writev() and then sync() handed to the kernel together (io_uring links the
+   * fdatasync to the write). The bytes are written when it returns (it throws like writev); the
+   * promise settles like sync(). The writer uses it under `fsync: 'each'` when no sync is in flight.
+   */
+  writevAndSync?(buffers: readonly Uint8Array[], position: number): Promise<void>;
   close(): Promise<void>;
 }
 

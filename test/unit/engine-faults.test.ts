@@ -117,3 +117,70 @@ test('fsync everyMs keeps syncing under a producer that never lets the event loo
     await wal.close();
   });
 });
+
+/** A backend whose files link a sync to a write (as io_uring does), counting both kinds of sync. */
+class LinkingBackend implements StorageBackend {
+  readonly name = 'linking';
+  linked = 0;
+  plainSyncs = 0;
+  failLinked = false;
+  private readonly inner = new FdBackend();
+
+  open(path: string, options: { readonly create: boolean }): StorageFile {
+    const file = this.inner.open(path, options);
+    const backend = this;
+    return {
+      path: file.path,
+      write: (buffer, position, offset, length) => file.write(buffer, position, offset, length),
+      writev: (buffers, position) => file.writev(buffers, position),
+      read: (buffer, offset, length, position) => file.read(buffer, offset, length, position),
+      size: () => file.size(),
+      truncate: (bytes) => file.truncate(bytes),
+      async sync() {
+        backend.plainSyncs += 1;
+        await file.sync();
+      },
+      async writevAndSync(buffers, position) {
+        file.writev(buffers, position);
+        backend.linked += 1;
+        if (backend.failLinked) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+        await file.sync();
+      },
+      close: () => file.close(),
+    };
+  }
+}
+
+test("fsync 'each' on a backend that links syncs to writes: an awaited append is one linked write, no separate sync", async (t) => {
+  await withTempDir(async (dir) => {
+    const storage = new LinkingBackend();
+    const wal = await Walrus.open({ dataDir: dir, fsync: 'each', storage, logger: silent() });
+    await wal.append('t', 'warm-up');
+    const linked = storage.linked;
+    const plain = storage.plainSyncs;
+    for (let index = 0; index < 20; index++) await wal.append('t', `m${index}`);
+    t.is(storage.linked - linked, 20);
+    t.is(storage.plainSyncs - plain, 0);
+    // Concurrent appends still share syncs (a write made while a sync is in flight is not linked).
+    await Promise.all(Array.from({ length: 64 }, (_, index) => wal.append('t', `c${index}`)));
+    t.is(wal.pendingCount('t'), 85);
+    await wal.close();
+    const again = await Walrus.open({ dataDir: dir, storage: new FdBackend(), logger: silent() });
+    t.is(again.pendingCount('t'), 85);
+    await again.close();
+  });
+});
+
+test('a failed linked sync is never acknowledged and poisons the instance', async (t) => {
+  await withTempDir(async (dir) => {
+    const storage = new LinkingBackend();
+    const wal = await Walrus.open({ dataDir: dir, fsync: 'each', storage, logger: silent() });
+    await wal.append('t', 'kept');
+    storage.failLinked = true;
+    const error = await t.throwsAsync<WalrusError>(wal.append('t', 'lost'));
+    t.is(error?.code, 'IO');
+    const later = await t.throwsAsync<WalrusError>(wal.append('t', 'after'));
+    t.is(later?.code, 'IO');
+    await wal.close().catch(() => undefined);
+  });
+});

@@ -62,6 +62,9 @@ class MmapFile implements StorageFile {
   private reservedTo = 0;
   private readonly syncing = new Set<Promise<void>>();
   private lastView: Uint8Array | undefined;
+  private lastSource: Uint8Array | undefined;
+  private lastOffset = -1;
+  private lastLength = -1;
 
   constructor(native: MmapNative, path: string, create: boolean) {
     this.native = native;
@@ -211,10 +214,13 @@ class MmapFile implements StorageFile {
    */
   private source(buffer: Uint8Array, offset: number, length: number): Uint8Array {
     if (offset === 0 && length === buffer.length) return buffer;
-    const last = this.lastView;
-    if (last !== undefined && last.buffer === buffer.buffer && last.byteOffset === buffer.byteOffset + offset && last.length === length)
-      return last;
+    // Compared by the source object, not its .buffer (a getter call): the engine passes the same
+    // staging buffer every time.
+    if (buffer === this.lastSource && offset === this.lastOffset && length === this.lastLength) return this.lastView as Uint8Array;
     const view = buffer.subarray(offset, offset + length);
+    this.lastSource = buffer;
+    this.lastOffset = offset;
+    this.lastLength = length;
     this.lastView = view;
     return view;
   }

@@ -18,6 +18,7 @@ export {
   BusyError,
   ConfigError,
   ERROR_CODES,
+  FencedError,
   InputError,
   isWalrusError,
   PluginError,

@@ -453,6 +453,16 @@ export class Walrus {
     return entries;
   }
 
+  /**
+   * Entries of the topic that can be read: the sequence number the next append will get (entries
+   * reclaimed after consumption still count). 0 for a topic never written.
+   */
+  entryCount(topic: string): number {
+    this.checkOpen();
+    checkTopicName(topic);
+    return this.topicsByName.get(topic)?.visibleSeq ?? 0;
+  }
+
   /** Entries appended (and acknowledged) but not yet consumed by the topic's cursor. */
   pendingCount(topic: string): number {
     this.checkOpen();

@@ -6,7 +6,7 @@
 // and storage (the disk or the data on it). Later parts of the system add their kinds
 // (protocol, not-leader, fenced) to this same table.
 
-export type ErrorKind = 'config' | 'plugin' | 'timeout' | 'state' | 'input' | 'busy' | 'storage';
+export type ErrorKind = 'config' | 'plugin' | 'timeout' | 'state' | 'input' | 'busy' | 'storage' | 'fenced';
 
 export interface ErrorCodeInfo {
   readonly kind: ErrorKind;
@@ -140,6 +140,17 @@ export const ERROR_CODES = {
     summary:
       'The operating system refused a read, write or sync; the cause is attached. After a failed write or sync the instance refuses further appends until reopened.',
   },
+  SEGMENT_FULL: {
+    kind: 'busy',
+    retriable: true,
+    summary: 'The open segment reached the rollover threshold and takes no more appends until its rollover applies; retry shortly.',
+  },
+  NOT_LEADER_FOR_PARTITION: {
+    kind: 'fenced',
+    retriable: true,
+    summary:
+      'This node holds no current lease for the segment (it is not its leader, or a rollover moved the lease); the message names the segment key `t_<topic>_s_<n>`.',
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -187,6 +198,8 @@ export class InputError extends WalrusError {}
 export class BusyError extends WalrusError {}
 /** The disk or the data on it: I/O failures, corruption, unknown formats. */
 export class StorageError extends WalrusError {}
+/** This node may not write there now (no current lease for the segment): go to its leader, or retry. */
+export class FencedError extends WalrusError {}
 
 const CLASS_BY_KIND: Record<ErrorKind, new (code: ErrorCode, message: string, options?: WalrusErrorOptions) => WalrusError> = {
   config: ConfigError,
@@ -196,6 +209,7 @@ const CLASS_BY_KIND: Record<ErrorKind, new (code: ErrorCode, message: string, op
   input: InputError,
   busy: BusyError,
   storage: StorageError,
+  fenced: FencedError,
 };
 
 /** Builds the error of the class that the code's kind names. */

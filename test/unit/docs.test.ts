@@ -82,6 +82,7 @@ test('docs/errors.md lists every error code with its class and retriable flag', 
     input: 'InputError',
     busy: 'BusyError',
     storage: 'StorageError',
+    fenced: 'FencedError',
   } as const;
   const documented = new Map(rows.slice(1).map((row) => [code(row[0]), row]));
   t.deepEqual([...documented.keys()].sort(), Object.keys(ERROR_CODES).sort());

@@ -7,6 +7,7 @@ import {
   ConfigError,
   ERROR_CODES,
   type ErrorCode,
+  FencedError,
   InputError,
   PluginError,
   StateError,
@@ -76,6 +77,7 @@ test('every error code builds the class its kind names and carries its retriable
     input: InputError,
     busy: BusyError,
     storage: StorageError,
+    fenced: FencedError,
   } as const;
   for (const [code, info] of Object.entries(ERROR_CODES)) {
     const cause = new Error('root cause');

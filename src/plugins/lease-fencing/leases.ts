@@ -1,0 +1,110 @@
+// Write leases for segments, derived from the local metadata replica (docs: the lease-fencing
+// plugin). A node may append to a segment key `t_<topic>_s_<n>` only while the metadata it has
+// applied names it the leader of that topic's open segment n. The table is rebuilt on every
+// metadata apply (through the source's change listener) and every `syncMs` as a safety net, and
+// each lease remembers the metadata epoch that granted it. A write without a current lease fails
+// with NOT_LEADER_FOR_PARTITION, whose message is the protocol's `NotLeaderForPartition: <key>`.
+// A lease can also be given up locally before the metadata moves it (a full segment being
+// rolled over), so that nothing is appended past the count the rollover will seal.
+
+import { walrusError } from '../../kernel/errors.js';
+
+/** What leases are derived from: the metadata state machine, or a test double. */
+export interface LeaseSource {
+  /** The open segments whose leader is `nodeId`, per the metadata applied here. */
+  ownedOpenSegments(nodeId: number): readonly { readonly topic: string; readonly segment: number }[];
+  /** Increases with every metadata change. */
+  readonly epoch: number;
+  /** Calls `listener` after every metadata apply; returns the function that unsubscribes. */
+  onChange(listener: () => void): () => void;
+}
+
+export interface Lease {
+  readonly key: string;
+  /** The metadata epoch at which this node's lease on `key` was (last) confirmed. */
+  readonly epoch: number;
+}
+
+export interface LeaseTableOptions {
+  readonly nodeId: number;
+  readonly source: LeaseSource;
+  /** How often the table is rebuilt even without a metadata change (the original: 100 ms). */
+  readonly syncMs?: number;
+  /**
+   * Whether this node may write at all right now (in a cluster: it has heard from a Raft quorum
+   * recently, so a partitioned old leader stops accepting writes). Absent: always.
+   */
+  readonly confirmed?: () => boolean;
+}
+
+export const LEASE_SYNC_MS_DEFAULT = 100;
+
+/** The storage key of a topic's segment, as the engine names its topic. */
+export function segmentKey(topic: string, segment: number): string {
+  return `t_${topic}_s_${segment}`;
+}
+
+export class LeaseTable {
+  private readonly options: LeaseTableOptions;
+  private leases = new Map<string, Lease>();
+  /** Keys given up locally (sealing) until the metadata stops naming them. */
+  private readonly surrendered = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(options: LeaseTableOptions) {
+    this.options = options;
+    this.sync();
+  }
+
+  /** Starts following the source: on every change, and every syncMs. */
+  start(): void {
+    if (this.timer !== undefined) return;
+    this.unsubscribe = this.options.source.onChange(() => this.sync());
+    this.timer = setInterval(() => this.sync(), this.options.syncMs ?? LEASE_SYNC_MS_DEFAULT);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+  }
+
+  /** Rebuilds the table from the source now. */
+  sync(): void {
+    const epoch = this.options.source.epoch;
+    const next = new Map<string, Lease>();
+    for (const { topic, segment } of this.options.source.ownedOpenSegments(this.options.nodeId)) {
+      const key = segmentKey(topic, segment);
+      next.set(key, { key, epoch: this.leases.get(key)?.epoch ?? epoch });
+    }
+    // A surrendered key stays surrendered while the metadata still grants it.
+    for (const key of this.surrendered) if (!next.has(key)) this.surrendered.delete(key);
+    this.leases = next;
+  }
+
+  /** The lease on `key`, or throws NOT_LEADER_FOR_PARTITION. */
+  check(key: string): Lease {
+    const lease = this.leases.get(key);
+    if (lease === undefined || this.surrendered.has(key) || !(this.options.confirmed?.() ?? true)) {
+      throw walrusError('NOT_LEADER_FOR_PARTITION', `NotLeaderForPartition: ${key}`, { details: { key } });
+    }
+    return lease;
+  }
+
+  holds(key: string): boolean {
+    return this.leases.has(key) && !this.surrendered.has(key) && (this.options.confirmed?.() ?? true);
+  }
+
+  /** Gives up the lease on `key` now, before the metadata moves it (the segment is being sealed). */
+  surrender(key: string): void {
+    if (this.leases.has(key)) this.surrendered.add(key);
+  }
+
+  /** Keys this node may write now. */
+  keys(): string[] {
+    return [...this.leases.keys()].filter((key) => this.holds(key));
+  }
+}

@@ -1,0 +1,159 @@
+// Lease fencing and the segment store: a node writes a segment only under a current lease, one
+// append at a time per segment across the lease check and the write; a full segment takes no
+// more appends (nothing lands past the count a rollover will seal); counts survive a restart.
+
+import test from 'ava';
+import { Walrus } from '../../src/engine/walrus.js';
+import { FencedError, type WalrusError } from '../../src/kernel/errors.js';
+import { SegmentStore } from '../../src/node/segment-store.js';
+import { type LeaseSource, LeaseTable, segmentKey } from '../../src/plugins/lease-fencing/leases.js';
+import { silent, withTempDir } from '../helpers/kernel.js';
+
+/** Metadata as lease fencing sees it: topic → (open segment, leader). */
+class FakeMetadata implements LeaseSource {
+  epoch = 1;
+  readonly topics = new Map<string, { segment: number; leader: number }>();
+  private readonly listeners = new Set<() => void>();
+
+  set(topic: string, segment: number, leader: number): void {
+    this.topics.set(topic, { segment, leader });
+    this.epoch += 1;
+    for (const listener of this.listeners) listener();
+  }
+
+  ownedOpenSegments(nodeId: number) {
+    return [...this.topics].filter(([, open]) => open.leader === nodeId).map(([topic, open]) => ({ topic, segment: open.segment }));
+  }
+
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
+
+test('a lease exists exactly for the open segments this node leads, and follows every metadata change', (t) => {
+  const metadata = new FakeMetadata();
+  metadata.set('a', 1, 1);
+  metadata.set('b', 1, 2);
+  const leases = new LeaseTable({ nodeId: 1, source: metadata });
+  leases.start();
+  try {
+    t.is(segmentKey('a', 1), 't_a_s_1');
+    t.deepEqual(leases.keys(), ['t_a_s_1']);
+    const granted = leases.check('t_a_s_1');
+    t.is(granted.epoch, 3);
+    const other = t.throws(() => leases.check('t_b_s_1'));
+    t.true(other instanceof FencedError);
+    t.is((other as WalrusError).code, 'NOT_LEADER_FOR_PARTITION');
+    t.is(other?.message, 'NotLeaderForPartition: t_b_s_1');
+    t.true((other as WalrusError).retriable);
+    // A rollover moves a's open segment to node 2 and b's to node 1: the table follows at once.
+    metadata.set('a', 2, 2);
+    metadata.set('b', 2, 1);
+    t.deepEqual(leases.keys(), ['t_b_s_2']);
+    t.throws(() => leases.check('t_a_s_1'), { message: 'NotLeaderForPartition: t_a_s_1' });
+    t.throws(() => leases.check('t_a_s_2'), { message: 'NotLeaderForPartition: t_a_s_2' });
+    t.is(leases.check('t_b_s_2').epoch, 5);
+  } finally {
+    leases.stop();
+  }
+});
+
+test('a surrendered lease stays given up until the metadata moves on; no quorum confirmation, no writes', (t) => {
+  const metadata = new FakeMetadata();
+  metadata.set('a', 1, 1);
+  let confirmed = true;
+  const leases = new LeaseTable({ nodeId: 1, source: metadata, confirmed: () => confirmed });
+  leases.start();
+  try {
+    leases.surrender('t_a_s_1');
+    t.throws(() => leases.check('t_a_s_1'), { message: 'NotLeaderForPartition: t_a_s_1' });
+    leases.sync();
+    t.false(leases.holds('t_a_s_1'), 'a periodic sync does not hand it back');
+    metadata.set('a', 2, 1); // the rollover applied; this node leads the new segment
+    t.true(leases.holds('t_a_s_2'));
+    confirmed = false;
+    t.throws(() => leases.check('t_a_s_2'), { message: 'NotLeaderForPartition: t_a_s_2' });
+  } finally {
+    leases.stop();
+  }
+});
+
+async function storeOn(dir: string, metadata: FakeMetadata, maxEntries: number, full: string[] = []) {
+  const wal = await Walrus.open({ dataDir: dir, logger: silent(), fsync: 'none' });
+  const leases = new LeaseTable({ nodeId: 1, source: metadata });
+  leases.start();
+  const store = new SegmentStore({
+    wal,
+    leases,
+    maxEntries,
+    onFull: (topic, segment, count) => full.push(`${topic}/${segment}/${count}`),
+  });
+  return { wal, leases, store };
+}
+
+test('appends return their offsets in the segment; reads by offset do not consume; no lease, nothing written', async (t) => {
+  await withTempDir(async (dir) => {
+    const metadata = new FakeMetadata();
+    metadata.set('a', 1, 1);
+    metadata.set('b', 1, 2);
+    const { wal, leases, store } = await storeOn(dir, metadata, 100);
+    try {
+      t.deepEqual(await Promise.all(['x', 'y', 'z'].map((payload) => store.append('a', 1, payload))), [0, 1, 2]);
+      t.is(store.count('a', 1), 3);
+      t.is((await store.read('a', 1, 1))?.toString(), 'y');
+      t.is((await store.read('a', 1, 1))?.toString(), 'y', 'a read by offset moves nothing');
+      t.is(await store.read('a', 1, 3), null);
+      t.is(await store.read('a', 7, 0), null);
+      const refused = await t.throwsAsync<WalrusError>(store.append('b', 1, 'not mine'));
+      t.is(refused?.code, 'NOT_LEADER_FOR_PARTITION');
+      t.is(store.count('b', 1), 0);
+    } finally {
+      leases.stop();
+      await wal.close();
+    }
+  });
+});
+
+test('a full segment takes no more appends, even from concurrent callers, and the count survives a restart', async (t) => {
+  await withTempDir(async (dir) => {
+    const metadata = new FakeMetadata();
+    metadata.set('a', 1, 1);
+    const full: string[] = [];
+    const first = await storeOn(dir, metadata, 5, full);
+    const outcomes = await Promise.allSettled(Array.from({ length: 12 }, (_, index) => first.store.append('a', 1, `m${index}`)));
+    const accepted = outcomes.filter((outcome) => outcome.status === 'fulfilled').map((outcome) => outcome.value);
+    const refused = outcomes.filter((outcome) => outcome.status === 'rejected').map((outcome) => (outcome.reason as WalrusError).code);
+    t.deepEqual(accepted, [0, 1, 2, 3, 4]);
+    t.true(
+      refused.every((code) => code === 'NOT_LEADER_FOR_PARTITION' || code === 'SEGMENT_FULL'),
+      refused.join(),
+    );
+    t.is(refused.length, 7);
+    t.is(first.store.count('a', 1), 5, 'nothing past the seal');
+    t.deepEqual(full, ['a/1/5']);
+    first.leases.stop();
+    await first.wal.close();
+
+    // After a restart the count comes from the engine, not from memory.
+    const again = await storeOn(dir, metadata, 5);
+    try {
+      t.is(again.store.count('a', 1), 5);
+      const error = await t.throwsAsync<WalrusError>(again.store.append('a', 1, 'late'));
+      t.is(error?.code, 'SEGMENT_FULL');
+      t.true(error?.retriable);
+      metadata.set('a', 2, 1); // the rollover applied
+      t.is(await again.store.append('a', 2, 'next'), 0);
+      t.deepEqual(await Promise.all([0, 1, 2, 3, 4].map(async (offset) => (await again.store.read('a', 1, offset))?.toString())), [
+        'm0',
+        'm1',
+        'm2',
+        'm3',
+        'm4',
+      ]);
+    } finally {
+      again.leases.stop();
+      await again.wal.close();
+    }
+  });
+});

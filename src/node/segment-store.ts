@@ -75,6 +75,21 @@ export class SegmentStore {
     return entry !== undefined && entry.seq === offset ? entry.data : null;
   }
 
+  /** Entries of the segment consumed by GET so far (its engine cursor, persisted with it). */
+  consumed(topic: string, segment: number): number {
+    const key = segmentKey(topic, segment);
+    return this.options.wal.entryCount(key) - this.options.wal.pendingCount(key);
+  }
+
+  /**
+   * Marks the entry at the segment's consumption position consumed and returns it (the engine
+   * persists the position, so a restart neither replays nor skips it); null when there is none.
+   */
+  async consume(topic: string, segment: number): Promise<Buffer | null> {
+    const entry = await this.options.wal.readNext(segmentKey(topic, segment));
+    return entry === null ? null : entry.data;
+  }
+
   private withLock<T>(key: string, work: () => Promise<T>): Promise<T> {
     const previous = this.locks.get(key) ?? Promise.resolve();
     const result = previous.then(work, work);

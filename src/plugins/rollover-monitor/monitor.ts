@@ -1,0 +1,110 @@
+// The rollover monitor: seals a full open segment and hands the topic's next segment to the next
+// live voter. Every `checkMs` (and at once when the segment store reports a segment full) it
+// looks at each open segment this node leads; one holding at least `threshold` entries gets a
+// RolloverTopic proposal with the exact count the store holds and the segment it expects to seal,
+// so a stale or repeated proposal is a no-op when applied (the original sealed a segment per
+// duplicate). At most one proposal per segment is in flight.
+
+/** What the monitor works with: the metadata replica, the segment store, consensus. */
+export interface RolloverTarget {
+  /** Open segments whose leader is this node, per the metadata applied here. */
+  ownedOpenSegments(): readonly { readonly topic: string; readonly segment: number }[];
+  /** Entries the segment holds on this node. */
+  count(topic: string, segment: number): number;
+  /** Voters that are up (by Raft's recent contact), this node included, in any order. */
+  liveVoters(): readonly number[];
+  /** Proposes the rollover through consensus; resolves once applied here. */
+  propose(rollover: Rollover): Promise<unknown>;
+}
+
+export interface Rollover {
+  readonly topic: string;
+  readonly expectedSegment: number;
+  readonly sealedCount: number;
+  readonly newLeader: number;
+}
+
+export interface MonitorLog {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
+
+export interface RolloverMonitorOptions {
+  readonly nodeId: number;
+  /** Entries after which an open segment is sealed (WALRUS_MAX_SEGMENT_ENTRIES). */
+  readonly threshold: number;
+  /** How often every owned segment is looked at (WALRUS_MONITOR_CHECK_MS). */
+  readonly checkMs: number;
+  readonly target: RolloverTarget;
+  readonly log: MonitorLog;
+}
+
+/** The voter after `self` in ascending id order (wrapping); `self` when it is the only one. */
+export function nextLeader(self: number, voters: readonly number[]): number {
+  const sorted = [...new Set(voters)].sort((a, b) => a - b);
+  if (sorted.length === 0) return self;
+  const after = sorted.find((id) => id > self);
+  return after ?? (sorted[0] as number);
+}
+
+export class RolloverMonitor {
+  private readonly options: RolloverMonitorOptions;
+  private timer: NodeJS.Timeout | undefined;
+  /** Segment keys with a proposal in flight. */
+  private readonly proposing = new Set<string>();
+  private ticking: Promise<void> | undefined;
+
+  constructor(options: RolloverMonitorOptions) {
+    this.options = options;
+  }
+
+  start(): void {
+    if (this.timer !== undefined) return;
+    this.timer = setInterval(() => void this.tick(), this.options.checkMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.ticking;
+  }
+
+  /** Looks at every owned open segment once; proposals run concurrently, one per segment. */
+  tick(): Promise<void> {
+    this.ticking ??= this.check().finally(() => {
+      this.ticking = undefined;
+    });
+    return this.ticking;
+  }
+
+  /** A segment was reported full: propose its rollover now rather than at the next tick. */
+  segmentFull(topic: string, segment: number): void {
+    void this.consider(topic, segment);
+  }
+
+  private async check(): Promise<void> {
+    const owned = this.options.target.ownedOpenSegments();
+    await Promise.all(owned.map(({ topic, segment }) => this.consider(topic, segment)));
+  }
+
+  private async consider(topic: string, segment: number): Promise<void> {
+    const key = `${topic}\u0000${segment}`;
+    if (this.proposing.has(key)) return;
+    const { target, threshold, nodeId, log } = this.options;
+    const count = target.count(topic, segment);
+    if (count < threshold) return;
+    if (!target.ownedOpenSegments().some((open) => open.topic === topic && open.segment === segment)) return;
+    const rollover: Rollover = { topic, expectedSegment: segment, sealedCount: count, newLeader: nextLeader(nodeId, target.liveVoters()) };
+    this.proposing.add(key);
+    try {
+      await target.propose(rollover);
+      log.info({ ...rollover }, 'segment rolled over');
+    } catch (error) {
+      // Retried at the next tick (the segment stays full and owned until a rollover applies).
+      log.warn({ ...rollover, error: (error as Error).message }, 'rollover proposal failed');
+    } finally {
+      this.proposing.delete(key);
+    }
+  }
+}

@@ -1,0 +1,91 @@
+// The rollover monitor proposes exactly one rollover per full segment, with the exact count and
+// the segment it expects to seal, hands the next segment to the next live voter, and retries a
+// failed proposal at the next tick.
+
+import test from 'ava';
+import { nextLeader, type Rollover, RolloverMonitor, type RolloverTarget } from '../../src/plugins/rollover-monitor/monitor.js';
+
+class Target implements RolloverTarget {
+  open = new Map<string, number>([
+    ['a', 1],
+    ['b', 3],
+  ]);
+  counts = new Map<string, number>();
+  voters = [1];
+  proposals: Rollover[] = [];
+  failNext = false;
+  release: (() => void) | undefined;
+
+  ownedOpenSegments() {
+    return [...this.open].map(([topic, segment]) => ({ topic, segment }));
+  }
+
+  count(topic: string, segment: number): number {
+    return this.counts.get(`${topic}/${segment}`) ?? 0;
+  }
+
+  liveVoters() {
+    return this.voters;
+  }
+
+  async propose(rollover: Rollover): Promise<void> {
+    this.proposals.push(rollover);
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error('no leader');
+    }
+    await new Promise<void>((resolve) => {
+      this.release = resolve;
+    });
+    this.open.set(rollover.topic, rollover.expectedSegment + 1);
+  }
+}
+
+const quiet = { info: () => undefined, warn: () => undefined };
+
+test('next leader: round-robin over the live voters in id order; alone, itself', (t) => {
+  t.is(nextLeader(1, [1]), 1);
+  t.is(nextLeader(1, []), 1);
+  t.is(nextLeader(2, [1, 2, 3]), 3);
+  t.is(nextLeader(3, [3, 1, 2]), 1);
+  t.is(nextLeader(2, [1, 3]), 3, 'a node that is not a live voter passes to the next id above it');
+});
+
+test('one proposal per full segment with its exact count, none for segments below the threshold', async (t) => {
+  const target = new Target();
+  target.counts.set('a/1', 12);
+  target.counts.set('b/3', 9);
+  target.voters = [1, 2, 3];
+  const monitor = new RolloverMonitor({ nodeId: 1, threshold: 10, checkMs: 10_000, target, log: quiet });
+  const first = monitor.tick();
+  // While the proposal is in flight: the store's report and another tick add no duplicate.
+  monitor.segmentFull('a', 1);
+  t.is(monitor.tick(), first, 'a tick in progress is shared');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.deepEqual(target.proposals, [{ topic: 'a', expectedSegment: 1, sealedCount: 12, newLeader: 2 }]);
+  target.release?.();
+  await first;
+  t.is(target.open.get('a'), 2);
+  await monitor.tick();
+  t.is(target.proposals.length, 1, 'the new segment is empty: nothing more to propose');
+});
+
+test('a failed proposal is retried at the next tick; the timer runs every checkMs', async (t) => {
+  const target = new Target();
+  target.counts.set('b/3', 10);
+  target.failNext = true;
+  const monitor = new RolloverMonitor({ nodeId: 1, threshold: 10, checkMs: 20, target, log: quiet });
+  monitor.start();
+  try {
+    const deadline = Date.now() + 5000;
+    while (target.proposals.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    t.deepEqual(
+      target.proposals.map((proposal) => proposal.expectedSegment),
+      [3, 3],
+    );
+    t.is(target.proposals[1]?.newLeader, 1, 'alone: the next segment stays here');
+    target.release?.();
+  } finally {
+    await monitor.stop();
+  }
+});

@@ -8,6 +8,7 @@
 // rolled over), so that nothing is appended past the count the rollover will seal.
 
 import { walrusError } from '../../kernel/errors.js';
+import { segmentKey } from '../../node/metadata.js';
 
 /** What leases are derived from: the metadata state machine, or a test double. */
 export interface LeaseSource {
@@ -39,10 +40,7 @@ export interface LeaseTableOptions {
 
 export const LEASE_SYNC_MS_DEFAULT = 100;
 
-/** The storage key of a topic's segment, as the engine names its topic. */
-export function segmentKey(topic: string, segment: number): string {
-  return `t_${topic}_s_${segment}`;
-}
+export { segmentKey } from '../../node/metadata.js';
 
 export class LeaseTable {
   private readonly options: LeaseTableOptions;

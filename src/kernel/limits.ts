@@ -59,6 +59,19 @@ export const limits = {
   fsyncEveryMsMax: 60 * 60 * 1000,
   /** Largest `atLeastOnce` persistence interval, in consumed entries. */
   atLeastOnceMax: 1_000_000,
+
+  // The client TCP protocol (frames are a u32 little-endian length, then a UTF-8 body).
+  /** Largest request body a node accepts, in bytes (inclusive, as the original's MAX_FRAME_LEN). */
+  frameBytesMax: 64 * 1024,
+  /** Requests one WalrusClient keeps unanswered on its connection; later ones wait in its queue. */
+  clientInFlightMax: 256,
+  /** Default time a WalrusClient request may take, from the call to its reply (connecting included). */
+  clientTimeoutMsDefault: 10_000,
+  /** Largest reply body a WalrusClient buffers: replies have no cap in the protocol, a client needs one. */
+  clientReplyBytesMax: 16 * 1024 * 1024,
+  /** Bounds of the WalrusClient's wait before reconnecting after failures (doubling from min to max). */
+  clientReconnectDelayMsMin: 50,
+  clientReconnectDelayMsMax: 2_000,
 } as const;
 
 function assertLimit(condition: boolean, what: string): void {

@@ -1,0 +1,10 @@
+// The Walrus client: a pipelined client for the node's TCP protocol.
+
+export {
+  ClientError,
+  type ClientErrorCode,
+  type FetchedEntry,
+  type TopicStateJson,
+  WalrusClient,
+  type WalrusClientOptions,
+} from './walrus-client.js';

@@ -1,0 +1,473 @@
+// A client for the Walrus client TCP protocol (cluster.md §1): one TCP connection to one node,
+// carrying many requests at once. The server answers a connection's requests strictly in order,
+// so replies are matched to requests first in, first out; at most `inFlightMax` requests are on
+// the wire at a time and the rest wait in a queue (they are never refused for being too many).
+//
+// Connecting is lazy: `new WalrusClient('host:port')` connects on the first request.
+// `WalrusClient.connect(options)` builds one and connects at once, so an unreachable node shows
+// up there rather than on the first request.
+//
+// Failures, all as ClientError with a code:
+// - SERVER_ERROR: the node replied `ERR <message>`; the connection stays usable.
+// - TIMEOUT: a request had no reply within `timeoutMs` of the call (connecting included). Replies
+//   still on their way would now be matched to the wrong requests, so the connection is dropped
+//   and every outstanding request (sent or queued) fails with TIMEOUT.
+// - CONNECTION: connecting failed or the connection closed; every outstanding request fails.
+//   Nothing is resent: whether an unanswered PUT was applied is unknown, so that is the caller's
+//   call. The next request connects again, after a doubling delay when the previous attempts
+//   failed (limits.clientReconnectDelayMs*). With `reconnect: false` the client stays down.
+// - PROTOCOL: the request cannot be expressed in the protocol (checked before anything is sent),
+//   or the reply makes no sense for the request.
+
+import { connect, type Socket } from 'node:net';
+import { limits } from '../kernel/limits.js';
+import { encodeFrame, FrameDecoder } from '../plugins/protocol-tcp/codec/frames.js';
+import { type FetchedEntry, parseFetchReply, parseReply, preview, type Reply } from '../plugins/protocol-tcp/codec/replies.js';
+
+export type ClientErrorCode = 'SERVER_ERROR' | 'TIMEOUT' | 'CONNECTION' | 'PROTOCOL';
+
+export class ClientError extends Error {
+  readonly code: ClientErrorCode;
+  /** For SERVER_ERROR: the server's message, without `ERR ` (also the error's message). */
+  readonly serverMessage: string | undefined;
+
+  constructor(code: ClientErrorCode, message: string, options: { serverMessage?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.serverMessage = options.serverMessage;
+  }
+
+  override get name(): string {
+    return 'ClientError';
+  }
+}
+
+/** STATE <topic>: the node's local view of the topic's metadata (cluster.md §1.6). */
+export interface TopicStateJson {
+  current_segment: number;
+  leader_node: number;
+  last_sealed_entry_offset: number;
+  /** Segment id (decimal string) → number of entries it was sealed with. */
+  sealed_segments: Record<string, number>;
+  /** Segment id (decimal string) → node that leads it; includes the open segment. */
+  segment_leaders: Record<string, number>;
+}
+
+export type { FetchedEntry };
+
+export interface WalrusClientOptions {
+  readonly host: string;
+  readonly port: number;
+  /** Time from a call to its reply, connecting included (default limits.clientTimeoutMsDefault). */
+  readonly timeoutMs?: number;
+  /** Connect again on the next request after the connection was lost (default true). */
+  readonly reconnect?: boolean;
+  /** Requests on the wire at once; more wait in a queue (default limits.clientInFlightMax). */
+  readonly inFlightMax?: number;
+}
+
+interface Pending {
+  readonly frame: Buffer;
+  readonly resolve: (reply: string) => void;
+  readonly reject: (error: ClientError) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** A first-in first-out queue with O(1) removal at the front. */
+class Fifo<T> {
+  private items: T[] = [];
+  private head = 0;
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  shift(): T | undefined {
+    if (this.head === this.items.length) return undefined;
+    const item = this.items[this.head] as T;
+    this.head += 1;
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+
+  /** Removes and returns everything, oldest first. */
+  drain(): T[] {
+    const all = this.items.slice(this.head);
+    this.items = [];
+    this.head = 0;
+    return all;
+  }
+}
+
+/** Characters the server trims from the end of a request (cluster.md §1.3.1). */
+const TRIMMED = /[ \t\r\n]$/;
+/** A UTF-16 surrogate without its partner: UTF-8 cannot carry it (it would arrive as U+FFFD). */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+export class WalrusClient {
+  readonly host: string;
+  readonly port: number;
+  readonly timeoutMs: number;
+  readonly reconnect: boolean;
+  readonly inFlightMax: number;
+
+  private socket: Socket | undefined;
+  private connected = false;
+  private decoder = new FrameDecoder({ maxFrameBytes: limits.clientReplyBytesMax });
+  /** Sent, awaiting their replies, in sending order. */
+  private readonly inFlight = new Fifo<Pending>();
+  /** Not sent yet: waiting for the connection or for room under inFlightMax. */
+  private readonly waiting = new Fifo<Pending>();
+  /** Callers of connect() waiting for the connection to open. */
+  private openWaiters: Array<{ resolve: () => void; reject: (error: ClientError) => void }> = [];
+  /** Connection failures since the last reply received; drives the reconnect delay. */
+  private failures = 0;
+  private nextAttemptAt = 0;
+  private delayTimer: NodeJS.Timeout | undefined;
+  /** A connection was lost and reconnect is off: every request fails. */
+  private down = false;
+  private closed = false;
+
+  /** A client for `host:port` (`[v6]:port` for IPv6) or options; connects on the first request. */
+  constructor(target: string | WalrusClientOptions) {
+    const options = typeof target === 'string' ? parseAddress(target) : target;
+    if (typeof options.host !== 'string' || options.host.length === 0) throw new TypeError('host must be a non-empty string');
+    if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65_535) {
+      throw new TypeError(`port must be an integer from 1 to 65535, got ${options.port}`);
+    }
+    const timeoutMs = options.timeoutMs ?? limits.clientTimeoutMsDefault;
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 2 ** 31 - 1) {
+      throw new TypeError(`timeoutMs must be a positive integer (milliseconds), got ${timeoutMs}`);
+    }
+    const inFlightMax = options.inFlightMax ?? limits.clientInFlightMax;
+    if (!Number.isInteger(inFlightMax) || inFlightMax < 1)
+      throw new TypeError(`inFlightMax must be a positive integer, got ${inFlightMax}`);
+    this.host = options.host;
+    this.port = options.port;
+    this.timeoutMs = timeoutMs;
+    this.reconnect = options.reconnect ?? true;
+    this.inFlightMax = inFlightMax;
+  }
+
+  /** Builds a client and waits until its connection is open (CONNECTION or TIMEOUT otherwise). */
+  static async connect(options: WalrusClientOptions): Promise<WalrusClient> {
+    const client = new WalrusClient(options);
+    await client.open();
+    return client;
+  }
+
+  /** Requests sent or queued and not answered yet. */
+  get pendingRequests(): number {
+    return this.inFlight.size + this.waiting.size;
+  }
+
+  /** `REGISTER <topic>`: creates the topic if it does not exist (idempotent). */
+  async register(topic: string): Promise<void> {
+    checkTopic(topic);
+    expectOk('REGISTER', await this.send(`REGISTER ${topic}`));
+  }
+
+  /**
+   * `PUT <topic> <payload>`: appends one entry. The payload is text: not empty, not ending with
+   * a space, tab, CR or LF (the server trims those), and the request must fit limits.frameBytesMax.
+   */
+  async put(topic: string, payload: string): Promise<void> {
+    checkTopic(topic);
+    if (typeof payload !== 'string') throw new ClientError('PROTOCOL', 'a PUT payload must be a string');
+    if (payload.length === 0) throw new ClientError('PROTOCOL', 'a PUT payload cannot be empty: the protocol has no way to send one');
+    if (TRIMMED.test(payload)) {
+      throw new ClientError(
+        'PROTOCOL',
+        'a PUT payload cannot end with a space, tab, CR or LF: the server trims trailing whitespace from every request, so it would store a different payload',
+      );
+    }
+    expectOk('PUT', await this.send(`PUT ${topic} ${payload}`));
+  }
+
+  /** `GET <topic>`: consumes the node's next entry of the topic; null when there is none. */
+  async get(topic: string): Promise<string | null> {
+    checkTopic(topic);
+    const reply = parseReply(await this.send(`GET ${topic}`));
+    if (reply.kind === 'value') return reply.value;
+    if (reply.kind === 'empty') return null;
+    throw unexpected('GET', reply);
+  }
+
+  /**
+   * `FETCH <topic> <segment> <offset>`: reads entry `offset` (0-based) of segment `segment`
+   * (1-based) without consuming it; null past the segment's end.
+   */
+  async fetch(topic: string, segment: number, offset: number): Promise<FetchedEntry | null> {
+    checkTopic(topic);
+    if (!Number.isSafeInteger(segment) || segment < 1) {
+      throw new ClientError('PROTOCOL', `a FETCH segment must be a positive integer, got ${segment}`);
+    }
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new ClientError('PROTOCOL', `a FETCH offset must be a non-negative integer, got ${offset}`);
+    }
+    const text = await this.send(`FETCH ${topic} ${segment} ${offset}`);
+    const reply = parseReply(text);
+    if (reply.kind === 'error') throw serverError(reply.message);
+    try {
+      return parseFetchReply(text);
+    } catch (error) {
+      throw new ClientError('PROTOCOL', (error as Error).message, { cause: error });
+    }
+  }
+
+  /** `STATE <topic>`: the node's view of the topic's segments. */
+  async state(topic: string): Promise<TopicStateJson> {
+    checkTopic(topic);
+    const value = jsonObject('STATE', parseReply(await this.send(`STATE ${topic}`)));
+    if (typeof value.current_segment !== 'number' || typeof value.leader_node !== 'number') {
+      throw new ClientError('PROTOCOL', 'the STATE reply lacks current_segment or leader_node');
+    }
+    return value as unknown as TopicStateJson;
+  }
+
+  /** `METRICS`: the node's Raft metrics (cluster.md §1.7). */
+  async metrics(): Promise<Record<string, unknown>> {
+    return jsonObject('METRICS', parseReply(await this.send('METRICS')));
+  }
+
+  /**
+   * Sends any request text and returns the reply text as it came, `ERR …` included. The text
+   * must be 1 to limits.frameBytesMax UTF-8 bytes and well-formed Unicode.
+   */
+  async raw(text: string): Promise<string> {
+    if (typeof text !== 'string') throw new ClientError('PROTOCOL', 'a request must be a string');
+    return this.send(text);
+  }
+
+  /**
+   * Closes the connection. Requests still outstanding fail with CONNECTION, later ones too.
+   * Resolves once the socket is closed.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const socket = this.socket;
+    this.failAll('CONNECTION', 'the client was closed');
+    if (socket !== undefined && !socket.closed) await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  }
+
+  // --- requests ------------------------------------------------------------------------------
+
+  private send(text: string): Promise<string> {
+    if (this.closed) return Promise.reject(new ClientError('CONNECTION', 'the client was closed'));
+    if (this.down) return Promise.reject(new ClientError('CONNECTION', `the connection to ${this.address} was lost and reconnect is off`));
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes === 0) return Promise.reject(new ClientError('PROTOCOL', 'a request cannot be empty: the server refuses frames of 0 bytes'));
+    if (bytes > limits.frameBytesMax) {
+      return Promise.reject(
+        new ClientError('PROTOCOL', `the request is ${bytes} bytes of UTF-8; the server accepts at most ${limits.frameBytesMax}`),
+      );
+    }
+    if (LONE_SURROGATE.test(text)) {
+      return Promise.reject(new ClientError('PROTOCOL', 'the request contains a lone UTF-16 surrogate, which UTF-8 cannot carry'));
+    }
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => this.failAll('TIMEOUT', `no reply from ${this.address} within ${this.timeoutMs} ms`), this.timeoutMs);
+      this.waiting.push({ frame: encodeFrame(text), resolve, reject, timer });
+      this.pump();
+    });
+  }
+
+  /** Moves waiting requests onto the wire while there is room; connects when needed. */
+  private pump(): void {
+    if (this.socket === undefined) {
+      if (this.waiting.size > 0 || this.openWaiters.length > 0) this.startConnect();
+      return;
+    }
+    if (!this.connected || this.inFlight.size >= this.inFlightMax || this.waiting.size === 0) return;
+    const socket = this.socket;
+    socket.cork();
+    while (this.inFlight.size < this.inFlightMax) {
+      const pending = this.waiting.shift();
+      if (pending === undefined) break;
+      this.inFlight.push(pending);
+      socket.write(pending.frame);
+    }
+    socket.uncork();
+  }
+
+  private open(): Promise<void> {
+    if (this.connected) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => this.failAll('TIMEOUT', `could not connect to ${this.address} within ${this.timeoutMs} ms`),
+        this.timeoutMs,
+      );
+      this.openWaiters.push({
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
+      this.pump();
+    });
+  }
+
+  // --- the connection ------------------------------------------------------------------------
+
+  private startConnect(): void {
+    if (this.socket !== undefined || this.delayTimer !== undefined || this.closed) return;
+    const wait = this.nextAttemptAt - Date.now();
+    if (wait > 0) {
+      this.delayTimer = setTimeout(() => {
+        this.delayTimer = undefined;
+        this.pump();
+      }, wait);
+      return;
+    }
+    const socket = connect({ host: this.host, port: this.port });
+    socket.setNoDelay(true);
+    this.socket = socket;
+    this.decoder = new FrameDecoder({ maxFrameBytes: limits.clientReplyBytesMax });
+    socket.on('connect', () => {
+      if (this.socket !== socket) return;
+      this.connected = true;
+      const waiters = this.openWaiters;
+      this.openWaiters = [];
+      for (const waiter of waiters) waiter.resolve();
+      this.pump();
+    });
+    socket.on('data', (chunk: Buffer) => {
+      if (this.socket === socket) this.receive(chunk);
+    });
+    socket.on('error', (error) => {
+      if (this.socket !== socket) return;
+      const what = this.connected ? `the connection to ${this.address} failed` : `could not connect to ${this.address}`;
+      this.failAll('CONNECTION', `${what}: ${error.message}`, error);
+    });
+    socket.on('close', () => {
+      if (this.socket === socket) this.failAll('CONNECTION', `the connection to ${this.address} was closed by the server`);
+    });
+  }
+
+  private receive(chunk: Buffer): void {
+    this.decoder.push(chunk);
+    for (;;) {
+      const frame = this.decoder.next();
+      if (frame === undefined) break;
+      if (frame.kind === 'invalid-length') {
+        this.failAll(
+          'PROTOCOL',
+          `the server sent a reply frame of ${frame.length} bytes (accepted: 1 to ${limits.clientReplyBytesMax}); the connection was dropped`,
+        );
+        return;
+      }
+      const pending = this.inFlight.shift();
+      if (pending === undefined) {
+        this.failAll('PROTOCOL', 'the server sent a reply to no request; the connection was dropped');
+        return;
+      }
+      clearTimeout(pending.timer);
+      this.failures = 0;
+      this.nextAttemptAt = 0;
+      // A reply that is not UTF-8 fails only its own request: framing is intact, the next reply is in step.
+      if (frame.kind === 'invalid-utf8') pending.reject(new ClientError('PROTOCOL', 'the reply is not valid UTF-8'));
+      else pending.resolve(frame.text);
+    }
+    this.pump();
+  }
+
+  /** Drops the connection and fails everything outstanding. */
+  private failAll(code: ClientErrorCode, message: string, cause?: unknown): void {
+    const socket = this.socket;
+    const wasConnected = this.connected;
+    this.socket = undefined;
+    this.connected = false;
+    if (this.delayTimer !== undefined) {
+      clearTimeout(this.delayTimer);
+      this.delayTimer = undefined;
+    }
+    if (socket !== undefined) {
+      socket.destroy();
+      if (!this.closed) {
+        this.failures += 1;
+        const delay = Math.min(limits.clientReconnectDelayMsMin * 2 ** (this.failures - 1), limits.clientReconnectDelayMsMax);
+        this.nextAttemptAt = Date.now() + delay;
+        if (wasConnected && !this.reconnect) this.down = true;
+      }
+    }
+    for (const pending of [...this.inFlight.drain(), ...this.waiting.drain()]) {
+      clearTimeout(pending.timer);
+      pending.reject(new ClientError(code, message, { cause }));
+    }
+    const waiters = this.openWaiters;
+    this.openWaiters = [];
+    for (const waiter of waiters) waiter.reject(new ClientError(code, message, { cause }));
+  }
+
+  private get address(): string {
+    return this.host.includes(':') ? `[${this.host}]:${this.port}` : `${this.host}:${this.port}`;
+  }
+}
+
+// --- helpers ---------------------------------------------------------------------------------
+
+/** `host:port` or `[ipv6]:port`. */
+function parseAddress(address: string): WalrusClientOptions {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(address);
+  if (match === null) throw new TypeError(`expected 'host:port' or '[ipv6]:port', got ${JSON.stringify(address)}`);
+  return { host: (match[1] ?? match[2]) as string, port: Number(match[3]) };
+}
+
+function checkTopic(topic: string): void {
+  if (typeof topic !== 'string' || topic.length === 0) throw new ClientError('PROTOCOL', 'a topic must be a non-empty string');
+  if (/[ \t\r\n]/.test(topic)) {
+    throw new ClientError(
+      'PROTOCOL',
+      `the topic ${JSON.stringify(topic)} contains a space, tab, CR or LF: spaces separate the request's parts and the server trims the others from the end of a request`,
+    );
+  }
+}
+
+function serverError(message: string): ClientError {
+  return new ClientError('SERVER_ERROR', message, { serverMessage: message });
+}
+
+function unexpected(op: string, reply: Reply): ClientError {
+  if (reply.kind === 'error') return serverError(reply.message);
+  let text: string;
+  if (reply.kind === 'raw') text = reply.text;
+  else if (reply.kind === 'value') text = `OK ${reply.value}`;
+  else if (reply.kind === 'json') text = JSON.stringify(reply.value);
+  else text = reply.kind === 'ok' ? 'OK' : 'EMPTY';
+  return new ClientError('PROTOCOL', `unexpected reply to ${op}: ${preview(text)}`);
+}
+
+function expectOk(op: string, text: string): void {
+  const reply = parseReply(text);
+  if (reply.kind !== 'ok') throw unexpected(op, reply);
+}
+
+/** The JSON object of a STATE or METRICS reply (an `OK ` prefix is tolerated, as walrus-cli does). */
+function jsonObject(op: string, reply: Reply): Record<string, unknown> {
+  let value: unknown;
+  if (reply.kind === 'json') value = reply.value;
+  else if (reply.kind === 'value' && reply.value.startsWith('{')) {
+    try {
+      value = JSON.parse(reply.value);
+    } catch {
+      throw unexpected(op, reply);
+    }
+  } else throw unexpected(op, reply);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw unexpected(op, reply);
+  return value as Record<string, unknown>;
+}

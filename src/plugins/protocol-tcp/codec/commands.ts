@@ -1,0 +1,119 @@
+// Parsing of one request body into a command, following the original's rules (cluster.md §1.3):
+//   1. trailing spaces, tabs, CRs and LFs are trimmed; leading whitespace is kept, so ` PUT a b`
+//      has the empty op and is an unknown command;
+//   2. the text is split on single ASCII spaces into at most three parts, op, arg1 and rest, where
+//      rest keeps every remaining byte verbatim (no quoting, no escaping) and consecutive spaces
+//      make empty parts;
+//   3. op is case-sensitive;
+//   4. tokens a command does not use are ignored (`GET t junk` is `GET t`, `METRICS x` is `METRICS`).
+// Deviation from the original: an empty topic (`REGISTER  a`, `PUT  t x`) counts as a missing
+// one and gets `<OP> requires a topic`. The original accepted '' as a topic name, which nothing
+// can use on purpose and which made `PUT  t x` write `t x` to topic ''.
+// FETCH is new (cluster.md §10.19): `FETCH <topic> <segment> <offset>`, a non-destructive read of
+// entry `offset` (0-based) of segment `segment` (1-based).
+//
+// Errors are returned as the message without the `ERR ` prefix; the server replies `err(error)`.
+
+export type Command =
+  | { readonly op: 'REGISTER'; readonly topic: string }
+  | { readonly op: 'PUT'; readonly topic: string; readonly payload: string }
+  | { readonly op: 'GET'; readonly topic: string }
+  | { readonly op: 'STATE'; readonly topic: string }
+  | { readonly op: 'METRICS' }
+  | { readonly op: 'FETCH'; readonly topic: string; readonly segment: number; readonly offset: number };
+
+export interface CommandError {
+  /** The reply message, without `ERR ` (e.g. `PUT requires a payload`). */
+  readonly error: string;
+}
+
+/** The exact messages parseCommand returns (the reply is `ERR ` + message). */
+export const COMMAND_ERRORS = {
+  unknownCommand: 'unknown command',
+  registerTopic: 'REGISTER requires a topic',
+  putTopic: 'PUT requires a topic',
+  putPayload: 'PUT requires a payload',
+  getTopic: 'GET requires a topic',
+  stateTopic: 'STATE requires a topic',
+  fetchTopic: 'FETCH requires a topic',
+  fetchPosition: 'FETCH requires a segment and an offset',
+  fetchSegment: 'FETCH segment must be a positive integer',
+  fetchOffset: 'FETCH offset must be a non-negative integer',
+} as const;
+
+/** True when parseCommand found no valid command. */
+export function isCommandError(parsed: Command | CommandError): parsed is CommandError {
+  return 'error' in parsed;
+}
+
+/** Parses one request body (already decoded as UTF-8). */
+export function parseCommand(text: string): Command | CommandError {
+  const parts = splitParts(trimTrailingWhitespace(text));
+  const [op, arg1, rest] = parts;
+  switch (op) {
+    case 'REGISTER':
+      return present(arg1) ? { op, topic: arg1 } : fail(COMMAND_ERRORS.registerTopic);
+    case 'PUT':
+      if (!present(arg1)) return fail(COMMAND_ERRORS.putTopic);
+      // rest can only be empty if the text ended with a space, which trimming rules out; checked anyway.
+      return present(rest) ? { op, topic: arg1, payload: rest } : fail(COMMAND_ERRORS.putPayload);
+    case 'GET':
+      return present(arg1) ? { op, topic: arg1 } : fail(COMMAND_ERRORS.getTopic);
+    case 'STATE':
+      return present(arg1) ? { op, topic: arg1 } : fail(COMMAND_ERRORS.stateTopic);
+    case 'METRICS':
+      return { op };
+    case 'FETCH':
+      return parseFetch(arg1, rest);
+    default:
+      return fail(COMMAND_ERRORS.unknownCommand);
+  }
+}
+
+function parseFetch(topic: string | undefined, rest: string | undefined): Command | CommandError {
+  if (!present(topic)) return fail(COMMAND_ERRORS.fetchTopic);
+  // Same splitting rule as the command itself: single spaces, empty tokens kept, extras ignored.
+  const tokens = rest === undefined ? [] : rest.split(' ');
+  const [segmentText, offsetText] = tokens;
+  if (segmentText === undefined || offsetText === undefined) return fail(COMMAND_ERRORS.fetchPosition);
+  const segment = parseDecimal(segmentText);
+  if (segment === undefined || segment < 1) return fail(COMMAND_ERRORS.fetchSegment);
+  const offset = parseDecimal(offsetText);
+  if (offset === undefined) return fail(COMMAND_ERRORS.fetchOffset);
+  return { op: 'FETCH', topic, segment, offset };
+}
+
+/** Decimal digits only (no sign, no exponent, no fraction), at most Number.MAX_SAFE_INTEGER. */
+export function parseDecimal(text: string): number | undefined {
+  if (!/^[0-9]+$/.test(text)) return undefined;
+  const value = Number(text);
+  return value <= Number.MAX_SAFE_INTEGER ? value : undefined;
+}
+
+/** Removes trailing spaces, tabs, CRs and LFs only (not other Unicode whitespace). */
+export function trimTrailingWhitespace(text: string): string {
+  let end = text.length;
+  while (end > 0) {
+    const code = text.charCodeAt(end - 1);
+    if (code !== 0x20 && code !== 0x09 && code !== 0x0d && code !== 0x0a) break;
+    end -= 1;
+  }
+  return end === text.length ? text : text.slice(0, end);
+}
+
+/** Splits on single spaces into at most three parts; the third keeps the rest verbatim. */
+function splitParts(text: string): string[] {
+  const first = text.indexOf(' ');
+  if (first < 0) return [text];
+  const second = text.indexOf(' ', first + 1);
+  if (second < 0) return [text.slice(0, first), text.slice(first + 1)];
+  return [text.slice(0, first), text.slice(first + 1, second), text.slice(second + 1)];
+}
+
+function present(value: string | undefined): value is string {
+  return value !== undefined && value.length > 0;
+}
+
+function fail(error: string): CommandError {
+  return { error };
+}

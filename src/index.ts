@@ -4,6 +4,14 @@
 
 import 'reflect-metadata';
 
+export {
+  ClientError,
+  type ClientErrorCode,
+  type FetchedEntry,
+  type TopicStateJson,
+  WalrusClient,
+  type WalrusClientOptions,
+} from './client/index.js';
 export { BACKENDS, resolveBackend } from './engine/backends.js';
 export type { RecoveryReport } from './engine/recovery.js';
 export type { StorageBackend, StorageFile } from './engine/storage.js';

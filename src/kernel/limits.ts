@@ -72,6 +72,16 @@ export const limits = {
   /** Bounds of the WalrusClient's wait before reconnecting after failures (doubling from min to max). */
   clientReconnectDelayMsMin: 50,
   clientReconnectDelayMsMax: 2_000,
+
+  // The client TCP protocol server (one listener per node).
+  /** Client connections served at once; one more is answered `ERR too many connections` and closed. */
+  serverConnectionsMax: 4096,
+  /** Requests of one connection being handled or awaiting their turn to be written; at this many the server stops reading it. */
+  serverInFlightPerConnection: 128,
+  /** Unparsed request bytes plus unwritten reply bytes of one connection above which the server stops reading it. */
+  serverBufferedBytesPerConnection: 4 * 1024 * 1024,
+  /** How long close() lets replies in progress finish, and a connection the server ended may linger, before sockets are destroyed. */
+  serverCloseGraceMs: 2_000,
 } as const;
 
 function assertLimit(condition: boolean, what: string): void {

@@ -1,0 +1,459 @@
+// The client TCP protocol server: accepts connections, decodes request frames, hands parsed
+// commands to a CommandHandler and writes the replies back (cluster.md §1.1–1.5).
+//
+// Differences from the original, on purpose:
+// - Pipelining: requests of one connection are handled concurrently (the original ran them one at
+//   a time), but replies are still written strictly in request order, each as one write of
+//   prefix + body.
+// - A frame length of 0 or above limits.frameBytesMax gets `ERR invalid frame length`, after the
+//   replies of earlier requests, and then the connection is closed: the stream cannot be
+//   resynchronised (§10.18).
+// - Every connection is bounded: at most serverInFlightPerConnection requests pending, and past
+//   serverBufferedBytesPerConnection bytes held (unparsed input plus replies not yet taken by the
+//   kernel) no new request is started and reading stops until replies drain. A client that never
+//   reads its replies thus ends up paused by TCP flow control, holding at most the byte budget +
+//   one read chunk + the replies of the requests already in flight. At most serverConnectionsMax
+//   connections are served at once.
+// - A client's EOF means it is gone: nothing more is written to it, requests not started are
+//   dropped and replies not written yet get written(false), so a GET whose client closed does
+//   not consume its entry (§10.5). TCP cannot tell a half-close from a close, and the original's
+//   clients never half-close; without this, every reply to a departed client would count as
+//   written.
+
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { limits } from '../../kernel/limits.js';
+import { type Command, isCommandError, parseCommand } from './codec/commands.js';
+import { encodeFrame, FrameDecoder } from './codec/frames.js';
+import { err } from './codec/replies.js';
+
+export interface HandledReply {
+  readonly text: string;
+  /**
+   * Called once after the reply was handed to the socket (true) or could not be (false: the
+   * connection died first). GET uses it to consume its entry only once the reply is written.
+   */
+  readonly written?: (ok: boolean) => void;
+}
+
+export interface CommandHandler {
+  handle(command: Command): Promise<HandledReply>;
+}
+
+export interface ServerLimits {
+  /** Connections served at once; one more gets `ERR too many connections` and is closed. */
+  readonly connectionsMax: number;
+  /** Requests of one connection whose reply is not written yet; reading pauses at this many. */
+  readonly inFlightPerConnection: number;
+  /** Unparsed input plus unwritten replies of one connection; reading pauses above it. */
+  readonly bufferedBytesPerConnection: number;
+}
+
+export interface ProtocolServerOptions {
+  readonly host: string;
+  /** 0 picks a free port (listen() returns the bound one). */
+  readonly port: number;
+  readonly handler: CommandHandler;
+  readonly log: Logger;
+  readonly limits?: Partial<ServerLimits>;
+}
+
+/** A snapshot for tests and metrics. */
+export interface ProtocolServerStats {
+  /** Connections being served (rejected ones excluded). */
+  readonly connections: number;
+  /** Served connections the server currently does not read from (backpressure). */
+  readonly pausedConnections: number;
+  /** Unparsed input plus unwritten reply bytes, summed over served connections. */
+  readonly bufferedBytes: number;
+}
+
+export const DEFAULT_SERVER_LIMITS: ServerLimits = {
+  connectionsMax: limits.serverConnectionsMax,
+  inFlightPerConnection: limits.serverInFlightPerConnection,
+  bufferedBytesPerConnection: limits.serverBufferedBytesPerConnection,
+};
+
+const TOO_MANY_CONNECTIONS = encodeFrame(err('too many connections'));
+const INVALID_UTF8 = err('invalid utf-8');
+const INVALID_LENGTH = err('invalid frame length');
+
+/** What a connection needs from its server. */
+interface ConnectionContext {
+  readonly handler: CommandHandler;
+  readonly limits: ServerLimits;
+  readonly log: Logger;
+  readonly closed: (connection: Connection) => void;
+}
+
+/** One request's place in its connection's reply order. */
+interface Slot {
+  /** The encoded reply, once known. */
+  frame: Buffer | undefined;
+  /** The handler's callback, already wrapped to run at most once and never throw. */
+  written: ((ok: boolean) => void) | undefined;
+}
+
+/** One served client connection. */
+class Connection {
+  private readonly decoder = new FrameDecoder({ maxFrameBytes: limits.frameBytesMax });
+  /** Requests whose reply is not written yet, oldest first: the head is always written first. */
+  private queue: Slot[] = [];
+  /** Bytes of the replies in `queue` that are ready but not written yet. */
+  private readyBytes = 0;
+  /** socket.write() returned false: nothing more is written until 'drain'. */
+  private writeBlocked = false;
+  /** The client sent EOF: it is treated as gone. */
+  private inputEnded = false;
+  /** No further requests are taken; the socket is ended once the queue is empty. */
+  private ending = false;
+  private endCalled = false;
+  private closed = false;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  /** Once the kernel took a write, the output budget may allow more work (even without 'drain'). */
+  private readonly afterWrite = (): void => this.pump();
+  paused = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly context: ConnectionContext,
+  ) {
+    socket.on('data', (chunk: Buffer) => {
+      // Input after the server stopped taking requests is read only to notice EOF, then dropped.
+      if (this.ending) return;
+      this.decoder.push(chunk);
+      this.pump();
+    });
+    socket.on('end', () => {
+      // Our side is ended explicitly (allowHalfOpen) so that no reply goes out after this point.
+      this.inputEnded = true;
+      this.ending = true;
+      this.finish();
+    });
+    socket.on('drain', () => {
+      this.writeBlocked = false;
+      this.pump();
+    });
+    socket.on('error', (error) => {
+      context.log.debug({ err: error, remote: remoteOf(socket) }, 'client connection error');
+    });
+    socket.on('close', () => this.onClose());
+  }
+
+  /** Unparsed input plus replies not yet taken by the kernel. */
+  get bufferedBytes(): number {
+    return this.decoder.bufferedBytes + this.outputBytes;
+  }
+
+  /** Stops taking requests; the socket ends once the replies of those in progress are written. */
+  shutdown(): void {
+    this.ending = true;
+    this.pump();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  /** Replies not yet taken by the kernel: ready in the queue, or in the socket's own buffer. */
+  private get outputBytes(): number {
+    return this.readyBytes + this.socket.writableLength;
+  }
+
+  /** Takes requests and writes replies until neither can progress, then adjusts reading. */
+  private pump(): void {
+    if (this.closed) return;
+    let progressed = true;
+    while (progressed) {
+      const dispatched = this.dispatch();
+      const flushed = this.flush();
+      progressed = dispatched || flushed;
+    }
+    if (this.closed) return;
+    if (this.ending && this.queue.length === 0) this.finish();
+    this.updateReading();
+  }
+
+  /** Starts handling the whole frames received, as far as the limits allow. */
+  private dispatch(): boolean {
+    const { inFlightPerConnection, bufferedBytesPerConnection } = this.context.limits;
+    let progressed = false;
+    // Replies held back by a slow reader count against the budget: no new work while over it.
+    while (!this.ending && this.queue.length < inFlightPerConnection && this.outputBytes <= bufferedBytesPerConnection) {
+      const frame = this.decoder.next();
+      if (frame === undefined) break;
+      progressed = true;
+      if (frame.kind === 'text') {
+        this.request(frame.text);
+      } else if (frame.kind === 'invalid-utf8') {
+        this.enqueueReady(INVALID_UTF8);
+      } else {
+        // The decoder is broken for good: answer after the earlier replies, then close.
+        this.enqueueReady(INVALID_LENGTH);
+        this.ending = true;
+      }
+    }
+    return progressed;
+  }
+
+  private request(text: string): void {
+    const command = parseCommand(text);
+    if (isCommandError(command)) {
+      this.enqueueReady(err(command.error));
+      return;
+    }
+    const slot: Slot = { frame: undefined, written: undefined };
+    this.queue.push(slot);
+    let reply: Promise<HandledReply>;
+    try {
+      reply = this.context.handler.handle(command);
+    } catch (error) {
+      reply = Promise.reject(error);
+    }
+    reply.then(
+      (handled) => this.settle(slot, handled),
+      (error: unknown) => this.settle(slot, { text: err(messageOf(error)) }),
+    );
+  }
+
+  private enqueueReady(text: string): void {
+    const frame = encodeFrame(text);
+    this.queue.push({ frame, written: undefined });
+    this.readyBytes += frame.length;
+  }
+
+  /** Records a handler's reply and writes whatever is now at the head of the queue. */
+  private settle(slot: Slot, handled: HandledReply): void {
+    // Defensive about the shape: a broken handler must cost one error reply, not the process.
+    const callback = handled?.written;
+    const written = typeof callback === 'function' ? guardWritten(callback, this.context.log) : undefined;
+    if (this.closed) {
+      // The connection died while the request was handled: its slot is already gone.
+      written?.(false);
+      return;
+    }
+    let frame: Buffer;
+    try {
+      frame = encodeFrame(handled?.text);
+      slot.written = written;
+    } catch (error) {
+      // Not a string, or beyond a u32 length: the client gets an error instead of the reply.
+      this.context.log.warn({ err: error }, 'client reply could not be encoded');
+      frame = encodeFrame(err(`reply could not be encoded: ${messageOf(error)}`));
+      written?.(false);
+    }
+    slot.frame = frame;
+    this.readyBytes += frame.length;
+    this.pump();
+  }
+
+  /** Writes the ready replies at the head of the queue, in order, one write each. */
+  private flush(): boolean {
+    let progressed = false;
+    while (!this.closed && !this.inputEnded && !this.writeBlocked && this.queue.length > 0) {
+      const head = this.queue[0] as Slot;
+      if (head.frame === undefined) break;
+      if (this.socket.destroyed || !this.socket.writable) break; // 'close' settles the rest
+      this.queue.shift();
+      this.readyBytes -= head.frame.length;
+      progressed = true;
+      // A write that does not fit the socket's buffer is still queued by it; we stop after it.
+      if (!this.socket.write(head.frame, this.afterWrite)) this.writeBlocked = true;
+      head.written?.(true);
+    }
+    return progressed;
+  }
+
+  /** Pauses reading while over a limit, resumes once back under. */
+  private updateReading(): void {
+    const { inFlightPerConnection, bufferedBytesPerConnection } = this.context.limits;
+    // Over the byte budget, reading pauses only if something will bring the count down later (a
+    // pending reply or unsent output); otherwise the decoder holds part of one frame and needs
+    // more bytes to finish it. After `ending`, input is read and dropped to notice EOF.
+    const overBytes = this.bufferedBytes > bufferedBytesPerConnection && (this.queue.length > 0 || this.outputBytes > 0);
+    const pause = !this.ending && (this.queue.length >= inFlightPerConnection || overBytes);
+    if (pause === this.paused) return;
+    this.paused = pause;
+    if (pause) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  /**
+   * Ends the socket (after what it already holds is sent). The client may keep its side open or
+   * stop reading, so it gets a bounded time to go away before the socket is destroyed.
+   */
+  private finish(): void {
+    if (this.endCalled) return;
+    this.endCalled = true;
+    this.socket.end();
+    this.lingerTimer = setTimeout(() => this.socket.destroy(), limits.serverCloseGraceMs);
+    this.lingerTimer.unref();
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+    const unwritten = this.queue;
+    this.queue = [];
+    this.readyBytes = 0;
+    this.paused = false;
+    // Replies still being handled learn it in settle(); ready ones learn it here.
+    for (const slot of unwritten) slot.written?.(false);
+    this.context.closed(this);
+  }
+}
+
+export class ProtocolServer {
+  private readonly options: ProtocolServerOptions;
+  private readonly limits: ServerLimits;
+  private readonly server: Server;
+  private readonly served = new Set<Connection>();
+  /** Sockets turned away (too many connections) until they are gone. */
+  private readonly rejected = new Set<Socket>();
+  private listening = false;
+  private closing: Promise<void> | undefined;
+  /** Resolved when the last served connection closes during close(). */
+  private allClosed: (() => void) | undefined;
+
+  constructor(options: ProtocolServerOptions) {
+    this.options = options;
+    this.limits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
+    for (const [name, value] of Object.entries(this.limits)) {
+      if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`server limit ${name} must be a positive integer, got ${value}`);
+    }
+    // Half-open sockets, so that Node does not end our side by itself on EOF: Connection does.
+    this.server = createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    this.server.on('error', (error) => {
+      // Bind errors reach listen()'s caller; later ones (e.g. EMFILE on accept) are only logged.
+      if (this.listening) options.log.warn({ err: error }, 'client protocol listener error');
+    });
+  }
+
+  /** Binds and starts accepting; rejects with the bind error (e.g. EADDRINUSE). */
+  async listen(): Promise<{ host: string; port: number }> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.port, this.options.host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.listening = true;
+    const address = this.server.address();
+    const bound =
+      typeof address === 'object' && address !== null
+        ? { host: address.address, port: address.port }
+        : { host: this.options.host, port: this.options.port };
+    this.options.log.info(bound, 'client protocol listening');
+    return bound;
+  }
+
+  /**
+   * Stops accepting, lets requests in progress write their reply (up to serverCloseGraceMs), then
+   * destroys whatever is left. Requests received but not started yet are dropped. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  get connections(): number {
+    return this.served.size;
+  }
+
+  /** A read-only snapshot of the connections' state (tests, metrics). */
+  stats(): ProtocolServerStats {
+    let pausedConnections = 0;
+    let bufferedBytes = 0;
+    for (const connection of this.served) {
+      if (connection.paused) pausedConnections += 1;
+      bufferedBytes += connection.bufferedBytes;
+    }
+    return { connections: this.served.size, pausedConnections, bufferedBytes };
+  }
+
+  private accept(socket: Socket): void {
+    socket.setNoDelay(true);
+    if (this.closing !== undefined) {
+      socket.destroy();
+      return;
+    }
+    if (this.served.size >= this.limits.connectionsMax) {
+      this.reject(socket);
+      return;
+    }
+    const connection = new Connection(socket, {
+      handler: this.options.handler,
+      limits: this.limits,
+      log: this.options.log,
+      closed: (closed) => {
+        this.served.delete(closed);
+        if (this.served.size === 0) this.allClosed?.();
+      },
+    });
+    this.served.add(connection);
+  }
+
+  /** Answers `ERR too many connections` and closes. */
+  private reject(socket: Socket): void {
+    this.options.log.debug({ remote: remoteOf(socket) }, 'client connection rejected: too many connections');
+    socket.on('error', () => undefined);
+    // A flood of rejected connections must not pile up either: past as many again, no reply.
+    if (this.rejected.size >= this.limits.connectionsMax) {
+      socket.destroy();
+      return;
+    }
+    this.rejected.add(socket);
+    const timer = setTimeout(() => socket.destroy(), limits.serverCloseGraceMs);
+    timer.unref();
+    socket.on('close', () => {
+      clearTimeout(timer);
+      this.rejected.delete(socket);
+    });
+    socket.end(TOO_MANY_CONNECTIONS);
+    socket.resume(); // drop whatever the client sends, so its EOF is seen and the socket closes
+  }
+
+  private async shutdown(): Promise<void> {
+    const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.rejected) socket.destroy();
+    if (this.served.size > 0) {
+      const drained = new Promise<void>((resolve) => {
+        this.allClosed = resolve;
+      });
+      for (const connection of this.served) connection.shutdown();
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, limits.serverCloseGraceMs);
+      });
+      await Promise.race([drained, grace]);
+      clearTimeout(timer);
+      for (const connection of this.served) connection.destroy();
+    }
+    await listenerClosed;
+    this.listening = false;
+  }
+}
+
+/** Wraps a handler's `written` callback: runs at most once and never throws into the server. */
+function guardWritten(callback: (ok: boolean) => void, log: Logger): (ok: boolean) => void {
+  let called = false;
+  return (ok) => {
+    if (called) return;
+    called = true;
+    try {
+      callback(ok);
+    } catch (error) {
+      log.warn({ err: error }, 'a reply written callback threw');
+    }
+  };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function remoteOf(socket: Socket): string {
+  return `${socket.remoteAddress}:${socket.remotePort}`;
+}

@@ -1,0 +1,466 @@
+// The client protocol server on loopback with a fake command handler: replies and error texts,
+// frames split anywhere, bad frames (invalid UTF-8 keeps the connection, bad lengths close it),
+// random garbage, pipelining with replies in request order, the `written` callback, many
+// connections at once, the connection limit, backpressure against a client that never reads,
+// and a graceful close().
+
+import { randomBytes } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+import test from 'ava';
+import { pino } from 'pino';
+import { limits } from '../../src/kernel/limits.js';
+import type { Command } from '../../src/plugins/protocol-tcp/codec/commands.js';
+import { encodeFrame, FrameDecoder } from '../../src/plugins/protocol-tcp/codec/frames.js';
+import { type CommandHandler, type HandledReply, ProtocolServer, type ServerLimits } from '../../src/plugins/protocol-tcp/server.js';
+
+const HOST = '127.0.0.1';
+/** Size of the fake STATE reply for topic `big`. */
+const BIG_REPLY_CHARS = 4096;
+
+/**
+ * REGISTER and PUT answer OK; GET answers `OK <n>` from a counter and records `written`; STATE
+ * `boom` rejects, `sync` throws synchronously, `big` answers 4 KiB, others answer JSON; any command
+ * on topic `hold` waits until the test releases it (FETCH by its offset, GET by 'get').
+ */
+class FakeHandler implements CommandHandler {
+  private counter = 0;
+  /** `written` calls of GET replies, as [reply text, ok]. */
+  readonly writes: Array<[string, boolean]> = [];
+  private readonly held = new Map<string, () => void>();
+
+  handle(command: Command): Promise<HandledReply> {
+    switch (command.op) {
+      case 'REGISTER':
+      case 'PUT':
+        return Promise.resolve({ text: 'OK' });
+      case 'GET':
+        return this.maybeHold(command.topic, 'get', () => {
+          this.counter += 1;
+          const text = `OK ${this.counter}`;
+          return { text, written: (ok) => this.writes.push([text, ok]) };
+        });
+      case 'STATE':
+        if (command.topic === 'boom') return Promise.reject(new Error('boom'));
+        if (command.topic === 'sync') throw new Error('thrown synchronously');
+        if (command.topic === 'big') return Promise.resolve({ text: 'x'.repeat(BIG_REPLY_CHARS) });
+        return Promise.resolve({ text: JSON.stringify({ topic: command.topic }) });
+      case 'METRICS':
+        return Promise.resolve({ text: '{"metrics":true}' });
+      case 'FETCH':
+        return this.maybeHold(command.topic, String(command.offset), () => ({ text: `OK ${command.offset + 1} p${command.offset}` }));
+    }
+  }
+
+  /** Keys of requests waiting to be released. */
+  heldKeys(): string[] {
+    return [...this.held.keys()];
+  }
+
+  release(key: string): void {
+    const resolve = this.held.get(key);
+    if (resolve === undefined) throw new Error(`nothing held under ${key}`);
+    this.held.delete(key);
+    resolve();
+  }
+
+  private maybeHold(topic: string, key: string, reply: () => HandledReply): Promise<HandledReply> {
+    if (topic !== 'hold') return Promise.resolve(reply());
+    return new Promise((resolve) => this.held.set(key, () => resolve(reply())));
+  }
+}
+
+/** A raw socket client that decodes reply frames and lets a test await them one by one. */
+class Client {
+  readonly replies: string[] = [];
+  private readonly decoder = new FrameDecoder();
+  private wake: (() => void) | undefined;
+  private ended = false;
+  readonly closed: Promise<void>;
+
+  private constructor(readonly socket: Socket) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.decoder.push(chunk);
+      for (let frame = this.decoder.next(); frame !== undefined; frame = this.decoder.next()) {
+        this.replies.push(frame.kind === 'text' ? frame.text : `<${frame.kind}>`);
+      }
+      this.wake?.();
+    });
+    socket.on('error', () => undefined);
+    this.closed = new Promise((resolve) =>
+      socket.on('close', () => {
+        this.ended = true;
+        this.wake?.();
+        resolve();
+      }),
+    );
+  }
+
+  static open(port: number): Promise<Client> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host: HOST, port });
+      socket.once('error', reject);
+      socket.once('connect', () => {
+        socket.off('error', reject);
+        resolve(new Client(socket));
+      });
+    });
+  }
+
+  send(...texts: string[]): void {
+    this.socket.write(Buffer.concat(texts.map((text) => encodeFrame(text))));
+  }
+
+  /** The next `count` replies (waiting up to timeoutMs); fails if the server closes first. */
+  async take(count = 1, timeoutMs = 5000): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.replies.length < count) {
+      if (this.ended) throw new Error(`connection closed after ${this.replies.length} of ${count} replies`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out with ${this.replies.length} of ${count} replies`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+    return this.replies.splice(0, count);
+  }
+
+  async request(text: string): Promise<string> {
+    this.send(text);
+    return (await this.take(1))[0] as string;
+  }
+
+  /** Waits for the server to close the connection (up to timeoutMs). */
+  async waitClosed(timeoutMs = 5000): Promise<void> {
+    await withTimeout(this.closed, timeoutMs, 'the server did not close the connection');
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+const silent = pino({ level: 'silent' });
+
+/** Runs `body` with a started server and closes everything it opened, even on failure. */
+async function withServer(
+  body: (context: { server: ProtocolServer; handler: FakeHandler; port: number; open: () => Promise<Client> }) => Promise<void>,
+  serverLimits: Partial<ServerLimits> = {},
+): Promise<void> {
+  const handler = new FakeHandler();
+  const server = new ProtocolServer({ host: HOST, port: 0, handler, log: silent, limits: serverLimits });
+  const clients: Client[] = [];
+  try {
+    const { port } = await server.listen();
+    const open = async (): Promise<Client> => {
+      const client = await Client.open(port);
+      clients.push(client);
+      return client;
+    };
+    await body({ server, handler, port, open });
+  } finally {
+    for (const client of clients) client.destroy();
+    await server.close();
+  }
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(what)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function header(length: number): Buffer {
+  const prefix = Buffer.alloc(4);
+  prefix.writeUInt32LE(length, 0);
+  return prefix;
+}
+
+// --- replies -----------------------------------------------------------------------------------
+
+test('every command gets its reply; unknown and malformed commands get ERR texts', async (t) => {
+  await withServer(async ({ open }) => {
+    const client = await open();
+    const expected: Array<[string, string]> = [
+      ['REGISTER logs', 'OK'],
+      ['PUT logs hello world', 'OK'],
+      ['GET logs', 'OK 1'],
+      ['GET logs', 'OK 2'],
+      ['STATE logs', '{"topic":"logs"}'],
+      ['METRICS', '{"metrics":true}'],
+      ['FETCH logs 1 0', 'OK 1 p0'],
+      ['put logs x', 'ERR unknown command'],
+      [' PUT logs x', 'ERR unknown command'],
+      ['', 'ERR unknown command'],
+      ['REGISTER', 'ERR REGISTER requires a topic'],
+      ['PUT logs', 'ERR PUT requires a payload'],
+      ['GET', 'ERR GET requires a topic'],
+      ['FETCH logs 0 1', 'ERR FETCH segment must be a positive integer'],
+      ['STATE boom', 'ERR boom'],
+      ['STATE sync', 'ERR thrown synchronously'],
+      ['GET logs', 'OK 3'],
+    ];
+    for (const [request, reply] of expected) {
+      // '' cannot be framed (length 0 is invalid): send a lone space, trimmed to the empty op.
+      t.is(await client.request(request === '' ? ' ' : request), reply, request);
+    }
+  });
+});
+
+test('a request split at every byte, or sent one byte at a time, is still answered', async (t) => {
+  await withServer(async ({ open }) => {
+    const client = await open();
+    const frame = encodeFrame('PUT topic some payload');
+    for (let at = 1; at < frame.length; at += 1) {
+      client.socket.write(frame.subarray(0, at));
+      await new Promise((resolve) => setImmediate(resolve));
+      client.socket.write(frame.subarray(at));
+      t.deepEqual(await client.take(1), ['OK'], `split at ${at}`);
+    }
+    const get = encodeFrame('GET topic');
+    for (const byte of get) {
+      client.socket.write(Buffer.from([byte]));
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    t.deepEqual(await client.take(1), ['OK 1']);
+  });
+});
+
+// --- bad frames ----------------------------------------------------------------------------------
+
+test('invalid UTF-8 gets ERR invalid utf-8 and the connection stays usable', async (t) => {
+  await withServer(async ({ open }) => {
+    const client = await open();
+    const body = Buffer.from([0x50, 0x55, 0x54, 0x20, 0xff, 0xfe, 0x20, 0x78]);
+    client.socket.write(Buffer.concat([header(body.length), body]));
+    t.deepEqual(await client.take(1), ['ERR invalid utf-8']);
+    t.is(await client.request('REGISTER t'), 'OK');
+  });
+});
+
+test('lengths 0 and 65,537 get ERR invalid frame length, after earlier replies, then the socket closes', async (t) => {
+  await withServer(async ({ open, handler }) => {
+    for (const [round, length] of [0, limits.frameBytesMax + 1].entries()) {
+      const client = await open();
+      // An earlier request still held by the handler: its reply must come first.
+      client.socket.write(Buffer.concat([encodeFrame('GET hold'), header(length), Buffer.alloc(16, 0x41)]));
+      await waitFor(() => handler.heldKeys().includes('get'), 'the held GET');
+      handler.release('get');
+      t.deepEqual(await client.take(2), [`OK ${round + 1}`, 'ERR invalid frame length'], `length ${length}`);
+      await client.waitClosed();
+      t.deepEqual(client.replies, []);
+    }
+  });
+});
+
+test('a body of exactly 65,536 bytes is accepted', async (t) => {
+  await withServer(async ({ open }) => {
+    const client = await open();
+    const prefix = 'PUT big ';
+    const request = prefix + 'p'.repeat(limits.frameBytesMax - prefix.length);
+    t.is(Buffer.byteLength(request), limits.frameBytesMax);
+    t.is(await client.request(request), 'OK');
+    t.is(await client.request('REGISTER next'), 'OK');
+  });
+});
+
+test('random garbage never crashes the server: it answers or closes, and new connections work', async (t) => {
+  await withServer(async ({ open }) => {
+    for (let round = 0; round < 60; round += 1) {
+      const client = await open();
+      // Half the rounds are pure noise, half are well-framed random bodies (mostly invalid UTF-8).
+      let bytes: Buffer;
+      if (round % 2 === 0) {
+        bytes = randomBytes(1 + (round % 37) * 7);
+      } else {
+        const body = randomBytes(1 + (round % 23));
+        bytes = Buffer.concat([header(body.length), body, randomBytes(round % 5)]);
+      }
+      client.socket.write(bytes);
+      // Whatever the server made of it, it must still be alive: either it closed this connection
+      // (bad length) or it keeps waiting for more bytes / answered. EOF then closes it quietly.
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      client.socket.end();
+      await client.waitClosed();
+      for (const reply of client.replies) t.regex(reply, /^(ERR |OK|\{)/);
+    }
+    const fresh = await open();
+    t.is(await fresh.request('REGISTER still-alive'), 'OK');
+  });
+});
+
+// --- pipelining and `written` -----------------------------------------------------------------------
+
+test('100 pipelined requests resolved in reverse order are answered in request order', async (t) => {
+  await withServer(async ({ open, handler }) => {
+    const client = await open();
+    const count = 100;
+    const chunks: Buffer[] = [];
+    client.socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    client.send(...Array.from({ length: count }, (_, offset) => `FETCH hold 1 ${offset}`));
+    await waitFor(() => handler.heldKeys().length === count, 'all requests held');
+    for (let offset = count - 1; offset >= 0; offset -= 1) {
+      handler.release(String(offset));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const replies = await client.take(count);
+    t.deepEqual(
+      replies,
+      Array.from({ length: count }, (_, offset) => `OK ${offset + 1} p${offset}`),
+    );
+    // Nothing but those frames is on the wire.
+    const raw = Buffer.concat(chunks);
+    t.is(
+      raw.length,
+      replies.reduce((sum, reply) => sum + 4 + Buffer.byteLength(reply), 0),
+    );
+  });
+});
+
+test('written(true) after a reply is delivered; written(false) exactly once when the client left first', async (t) => {
+  await withServer(async ({ server, open, handler }) => {
+    const client = await open();
+    t.is(await client.request('GET t'), 'OK 1');
+    await waitFor(() => handler.writes.length === 1, 'the written callback');
+    t.deepEqual(handler.writes, [['OK 1', true]]);
+
+    const leaving = await open();
+    leaving.send('GET hold');
+    await waitFor(() => handler.heldKeys().includes('get'), 'the held GET');
+    leaving.destroy();
+    await waitFor(() => server.connections === 1, 'the server to notice the disconnect');
+    handler.release('get');
+    await waitFor(() => handler.writes.length === 2, 'the written callback');
+
+    // Same when the reply is ready but stuck behind an earlier one still being handled.
+    const stuck = await open();
+    stuck.send('FETCH hold 1 0', 'GET t');
+    await waitFor(() => handler.heldKeys().includes('0') && handler.writes.length === 2, 'the held FETCH');
+    await new Promise((resolve) => setTimeout(resolve, 20)); // GET t has its reply by now
+    stuck.socket.end(); // EOF: the client is gone
+    await waitFor(() => server.connections === 1, 'the server to notice the EOF');
+    handler.release('0');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    t.deepEqual(handler.writes, [
+      ['OK 1', true],
+      ['OK 2', false],
+      ['OK 3', false],
+    ]);
+  });
+});
+
+// --- connections -------------------------------------------------------------------------------------
+
+test('1,000 concurrent connections are all answered', async (t) => {
+  await withServer(async ({ open }) => {
+    const started = Date.now();
+    const replies = await Promise.all(
+      Array.from({ length: 1000 }, async (_, index) => {
+        const client = await open();
+        const reply = await client.request(`PUT t message-${index}`);
+        client.destroy();
+        return reply;
+      }),
+    );
+    t.true(replies.every((reply) => reply === 'OK'));
+    t.true(Date.now() - started < 20_000);
+  });
+});
+
+test('beyond connectionsMax a connection gets ERR too many connections and is closed', async (t) => {
+  await withServer(
+    async ({ server, open }) => {
+      const first = await Promise.all([open(), open(), open()]);
+      for (const client of first) t.is(await client.request('REGISTER t'), 'OK');
+      const extra = await open();
+      t.deepEqual(await extra.take(1), ['ERR too many connections']);
+      await extra.waitClosed();
+      t.is(server.connections, 3);
+      // A slot that frees up can be used again.
+      first[0]?.destroy();
+      await waitFor(() => server.connections === 2, 'a connection to go');
+      const next = await open();
+      t.is(await next.request('REGISTER t'), 'OK');
+    },
+    { connectionsMax: 3 },
+  );
+});
+
+test('a client that never reads is paused with bounded buffers, and catches up once it reads', async (t) => {
+  const serverLimits = { inFlightPerConnection: 16, bufferedBytesPerConnection: 64 * 1024 };
+  await withServer(async ({ server, open }) => {
+    const client = await open();
+    client.socket.pause(); // never read: replies pile up in the kernel, then on the server
+    const count = 10_000; // 40 MiB of replies: more than loopback socket buffers hold
+    client.send(...Array.from({ length: count }, () => 'STATE big'));
+    await waitFor(() => server.stats().pausedConnections === 1, 'the connection to be paused', 10_000);
+    // Bounded: the budget, one read chunk (at most a frame), plus replies of requests in flight.
+    const bound =
+      serverLimits.bufferedBytesPerConnection + 4 + limits.frameBytesMax + serverLimits.inFlightPerConnection * (4 + BIG_REPLY_CHARS);
+    const samples: number[] = [];
+    for (let sample = 0; sample < 20; sample += 1) {
+      samples.push(server.stats().bufferedBytes);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    t.true(
+      samples.every((bytes) => bytes <= bound),
+      `buffered ${Math.max(...samples)} > ${bound}`,
+    );
+    t.is(server.stats().pausedConnections, 1);
+    // Reading again drains everything, in order and complete.
+    client.socket.resume();
+    const replies = await client.take(count, 30_000);
+    t.true(replies.every((reply) => reply.length === BIG_REPLY_CHARS));
+    t.is(await client.request('REGISTER after'), 'OK');
+  }, serverLimits);
+});
+
+test('tiny limits slow a pipelined connection down but never stall it', async (t) => {
+  await withServer(
+    async ({ open }) => {
+      const client = await open();
+      const requests = Array.from({ length: 60 }, (_, index) => (index % 3 === 0 ? 'STATE big' : `FETCH t 1 ${index}`));
+      client.send(...requests);
+      const replies = await client.take(requests.length);
+      t.deepEqual(
+        replies.map((reply, index) => (index % 3 === 0 ? reply.length : reply)),
+        requests.map((_, index) => (index % 3 === 0 ? BIG_REPLY_CHARS : `OK ${index + 1} p${index}`)),
+      );
+    },
+    { inFlightPerConnection: 1, bufferedBytesPerConnection: 1 },
+  );
+});
+
+test('close() lets a pending reply be written, then stops listening', async (t) => {
+  await withServer(async ({ server, port, open, handler }) => {
+    const client = await open();
+    client.send('GET hold');
+    await waitFor(() => handler.heldKeys().includes('get'), 'the held GET');
+    const closing = server.close();
+    setTimeout(() => handler.release('get'), 50);
+    t.deepEqual(await client.take(1), ['OK 1']);
+    await withTimeout(closing, 5000, 'close() did not finish');
+    await client.waitClosed();
+    t.deepEqual(handler.writes, [['OK 1', true]]);
+    await t.throwsAsync(() => Client.open(port));
+  });
+});

@@ -72,6 +72,12 @@ export const storageSchema = s.object(
       description: 'Storage backend: `auto` picks uring, else mmap, else fd, by what can run here; a named one must be able to run.',
     }),
     disableIoUring: s.bool({ default: false, description: 'Never pick the io_uring backend under `auto`.' }),
+    fsync: s.enum(['each', 'interval', 'none'] as const, {
+      default: 'interval',
+      description:
+        'When acknowledged entries are made durable against power loss: `each` (before the reply), `interval` (every `fsyncIntervalMs`), `none` (on close).',
+    }),
+    fsyncIntervalMs: s.int({ default: 200, min: 1, max: 60_000, description: 'Sync period under `fsync: interval`, in milliseconds.' }),
   },
   'Storage backend selection.',
 );

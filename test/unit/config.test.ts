@@ -36,7 +36,7 @@ test('with nothing given, every value is its default', async (t) => {
     raftPort: 6000,
     join: null,
   });
-  t.deepEqual(resolved.value.storage, { backend: 'auto', disableIoUring: false });
+  t.deepEqual(resolved.value.storage, { backend: 'auto', disableIoUring: false, fsync: 'interval', fsyncIntervalMs: 200 });
   t.deepEqual(resolved.value.rollover, { maxSegmentEntries: 1_000_000, monitorCheckMs: 10_000 });
   t.is(resolved.sources.size, 0);
 });

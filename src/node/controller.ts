@@ -1,0 +1,126 @@
+// The node controller: what each client command does on this node. It reads the local metadata
+// replica, proposes metadata changes through consensus (REGISTER), appends through the segment
+// store under the write lease (PUT), serves GET from the topic's shared position (consuming the
+// entry only once the reply is written) and FETCH by position, and answers STATE and METRICS.
+// Replies are the original's texts (reference: cluster.md §1.4–1.7).
+//
+// On one node every open segment is led here. Writes for a segment another node leads get
+// `ERR NotLeaderForPartition: t_<topic>_s_<n>` until forwarding between nodes exists.
+
+import type { Command } from '../plugins/protocol-tcp/codec/commands.js';
+import { EMPTY, err, fetched, OK, okPayload } from '../plugins/protocol-tcp/codec/replies.js';
+import type { Consensus } from '../plugins/raft/consensus.js';
+import { encodeCommand, type MetadataResult, type MetadataStateMachine, segmentKey, topicNameProblem } from './metadata.js';
+import type { TopicReader } from './reader.js';
+import type { SegmentStore } from './segment-store.js';
+
+/** A reply, and what to do once it has been written to the client (or could not be). */
+export interface ControllerReply {
+  readonly text: string;
+  readonly written?: (ok: boolean) => void;
+}
+
+export interface ControllerOptions {
+  readonly nodeId: number;
+  readonly metadata: MetadataStateMachine;
+  readonly consensus: Pick<Consensus, 'propose' | 'metrics'>;
+  readonly store: SegmentStore;
+  readonly reader: TopicReader;
+  /** How long a PUT waits for a full segment's rollover to apply before giving up with the retriable error. */
+  readonly rolloverWaitMs?: number;
+}
+
+/** A PUT that meets a full segment waits this long, at most, for the rollover to apply. */
+export const ROLLOVER_WAIT_MS_DEFAULT = 2000;
+const RETRY_PAUSE_MS = 2;
+
+const lossy = new TextDecoder('utf-8');
+
+export class NodeController {
+  private readonly options: ControllerOptions;
+
+  constructor(options: ControllerOptions) {
+    this.options = options;
+  }
+
+  async handle(command: Command): Promise<ControllerReply> {
+    switch (command.op) {
+      case 'REGISTER':
+        return { text: await this.register(command.topic) };
+      case 'PUT':
+        return { text: await this.put(command.topic, command.payload) };
+      case 'GET':
+        return this.get(command.topic);
+      case 'FETCH':
+        return { text: await this.fetch(command.topic, command.segment, command.offset) };
+      case 'STATE':
+        return { text: this.options.metadata.stateJson(command.topic) ?? unknownTopic(command.topic) };
+      case 'METRICS':
+        return { text: JSON.stringify(this.options.consensus.metrics(), null, 2) };
+    }
+  }
+
+  private async register(topic: string): Promise<string> {
+    const problem = topicNameProblem(topic);
+    if (problem !== undefined) return err(problem);
+    if (this.options.metadata.topic(topic) !== undefined) return OK;
+    const result = (await this.propose({ kind: 'CreateTopic', topic, initialLeader: this.placement(topic) })) as MetadataResult;
+    return result.ok ? OK : err(result.error);
+  }
+
+  private async put(topic: string, payload: string): Promise<string> {
+    const { metadata, store, nodeId } = this.options;
+    const deadline = Date.now() + (this.options.rolloverWaitMs ?? ROLLOVER_WAIT_MS_DEFAULT);
+    for (;;) {
+      const state = metadata.topic(topic);
+      if (state === undefined) return unknownTopic(topic);
+      if (state.leaderNode !== nodeId) return err(`NotLeaderForPartition: ${segmentKey(topic, state.currentSegment)}`);
+      try {
+        await store.append(topic, state.currentSegment, payload);
+        return OK;
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        // A full segment (or one whose lease was just given up for its rollover): wait for the
+        // rollover to apply, then append to the new segment. Nothing lands past the seal.
+        const rolling = code === 'SEGMENT_FULL' || code === 'NOT_LEADER_FOR_PARTITION';
+        if (!rolling || Date.now() >= deadline) return err((error as Error).message);
+        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
+      }
+    }
+  }
+
+  private async get(topic: string): Promise<ControllerReply> {
+    const next = await this.options.reader.next(topic);
+    if (next.kind === 'unknown-topic') return { text: unknownTopic(topic) };
+    if (next.kind === 'empty') return { text: EMPTY };
+    const { entry } = next;
+    return {
+      text: okPayload(lossy.decode(entry.payload)),
+      written: (ok) => {
+        if (ok) void entry.delivered();
+        else entry.abandoned();
+      },
+    };
+  }
+
+  private async fetch(topic: string, segment: number, offset: number): Promise<string> {
+    const state = this.options.metadata.topic(topic);
+    if (state === undefined) return unknownTopic(topic);
+    if (segment > state.currentSegment) return EMPTY;
+    const payload = await this.options.store.read(topic, segment, offset);
+    return payload === null ? EMPTY : fetched(offset + 1, lossy.decode(payload));
+  }
+
+  private async propose(command: Parameters<typeof encodeCommand>[0]): Promise<unknown> {
+    return this.options.consensus.propose(encodeCommand(command));
+  }
+
+  /** Where a new topic's first segment goes: on one node, here. */
+  private placement(_topic: string): number {
+    return this.options.nodeId;
+  }
+}
+
+function unknownTopic(topic: string): string {
+  return err(`unknown topic ${topic}`);
+}

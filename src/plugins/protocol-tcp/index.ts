@@ -38,9 +38,9 @@ export const protocolTcpPlugin: Plugin = {
       reader: plane.reader,
     });
     const server = new ProtocolServer({ host: node.clientHost, port: node.clientPort, handler: controller, log: scope.log });
-    const address = await server.listen();
+    // The server logs "client protocol listening" with the bound host and port (port 0: the one picked).
+    await server.listen();
     scope.resolve(CLIENT_PROTOCOL).server = server;
-    scope.log.info({ host: address.host, port: address.port }, 'client protocol listening');
   },
   async stop(scope) {
     const holder = scope.resolve(CLIENT_PROTOCOL);

@@ -10,7 +10,7 @@ import { WalrusClient } from '../../src/client/index.js';
 import { withTempDir } from '../helpers/kernel.js';
 import { type Running, startWalrus } from '../helpers/process.js';
 
-async function writeConfig(dir: string): Promise<string> {
+async function writeConfig(dir: string, extra: readonly string[] = []): Promise<string> {
   const config = join(dir, 'node.yaml');
   await writeFile(
     config,
@@ -24,6 +24,7 @@ async function writeConfig(dir: string): Promise<string> {
       'rollover:',
       '  maxSegmentEntries: 10',
       '  monitorCheckMs: 200',
+      ...extra,
       '',
     ].join('\n'),
   );
@@ -123,3 +124,29 @@ for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     });
   });
 }
+
+test.serial('bootstrap topics exist as soon as the node is ready, and a restart leaves them as they are', async (t) => {
+  await withTempDir(async (dir) => {
+    const config = await writeConfig(dir, ['bootstrap:', '  topics: [logs, events]']);
+    const first = await startNode(dir, config);
+    let state: unknown;
+    try {
+      // No REGISTER: the first request after `ready` can write.
+      await first.client.put('logs', 'first');
+      for (const payload of payloads.slice(0, 12)) await first.client.put('events', payload);
+      state = await first.client.state('events');
+      t.like(await first.client.state('logs'), { current_segment: 1, sealed_segments: {} });
+    } finally {
+      await first.client.close();
+      await stop(first.node, 'SIGTERM');
+    }
+    const second = await startNode(dir, config);
+    try {
+      t.deepEqual(await second.client.state('events'), state, 'not created again, not rolled over');
+      t.is(await second.client.get('logs'), 'first');
+    } finally {
+      await second.client.close();
+      await stop(second.node, 'SIGTERM');
+    }
+  });
+});

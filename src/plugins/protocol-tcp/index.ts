@@ -4,6 +4,7 @@
 // (src/node/controller.ts) does what each command means. docs/protocol.md has every command.
 
 import type { Plugin } from '../../kernel/plugin.js';
+import { s } from '../../kernel/schema.js';
 import { CAPABILITIES, token } from '../../kernel/tokens.js';
 import { NodeController } from '../../node/controller.js';
 import { LEASE_FENCING } from '../lease-fencing/index.js';
@@ -15,15 +16,33 @@ interface NodeSection {
   readonly clientPort: number;
 }
 
+export const bootstrapSchema = s.object(
+  {
+    topics: s.array(s.string({ default: '', minLength: 1, description: 'A topic name.' }), {
+      default: [],
+      description: 'Topics created at start when they do not exist yet (never rolled over or changed when they do).',
+    }),
+  },
+  'Topics every node start makes sure exist.',
+);
+
+export interface BootstrapConfig {
+  readonly topics: readonly string[];
+}
+
+/** How long a start waits between attempts to create the bootstrap topics (no Raft leader yet). */
+const BOOTSTRAP_RETRY_MS = 100;
+
 export const CLIENT_PROTOCOL = token<{ server: ProtocolServer | undefined }>(CAPABILITIES.clientProtocol);
 
-export const protocolTcpPlugin: Plugin = {
+export const protocolTcpPlugin: Plugin<BootstrapConfig> = {
   manifest: {
     name: 'protocol-tcp',
     description: 'length-prefixed client TCP protocol on node.clientHost:node.clientPort',
     provides: [CAPABILITIES.clientProtocol],
     requires: [CAPABILITIES.consensus, CAPABILITIES.storageBackend, CAPABILITIES.leaseFencing],
   },
+  config: { key: 'bootstrap', schema: bootstrapSchema },
   register(scope) {
     scope.provide(CLIENT_PROTOCOL, () => ({ server: undefined }));
   },
@@ -37,6 +56,19 @@ export const protocolTcpPlugin: Plugin = {
       store: plane.store,
       reader: plane.reader,
     });
+    // Bootstrap topics exist before the port opens: a client that sees the node ready can use them.
+    const bootstrap = scope.config.bootstrap as BootstrapConfig;
+    for (const topic of bootstrap.topics) {
+      for (;;) {
+        const reply = await controller.handle({ op: 'REGISTER', topic }).catch((error: Error) => ({ text: `ERR ${error.message}` }));
+        if (reply.text === 'OK') break;
+        // Invalid names are refused for good; anything else (no Raft leader yet) is retried until the start timeout.
+        if (reply.text.startsWith('ERR topic name')) throw new Error(`bootstrap.topics: ${JSON.stringify(topic)}: ${reply.text.slice(4)}`);
+        scope.log.debug({ topic, reply: reply.text }, 'bootstrap topic not created yet; retrying');
+        await new Promise((resolve) => setTimeout(resolve, BOOTSTRAP_RETRY_MS));
+      }
+    }
+    if (bootstrap.topics.length > 0) scope.log.info({ topics: bootstrap.topics }, 'bootstrap topics present');
     const server = new ProtocolServer({ host: node.clientHost, port: node.clientPort, handler: controller, log: scope.log });
     // The server logs "client protocol listening" with the bound host and port (port 0: the one picked).
     await server.listen();

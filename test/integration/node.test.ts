@@ -3,8 +3,9 @@
 // segments of exactly 10, GETs return every entry once in order across them, FETCH reads any
 // segment by position, and a restart (SIGTERM or kill -9) keeps STATE and the GET position.
 
+import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import test from 'ava';
 import { WalrusClient } from '../../src/client/index.js';
 import { withTempDir } from '../helpers/kernel.js';
@@ -147,6 +148,58 @@ test.serial('bootstrap topics exist as soon as the node is ready, and a restart 
     } finally {
       await second.client.close();
       await stop(second.node, 'SIGTERM');
+    }
+  });
+});
+
+/** Runs bin/walrus-cli with `args` (and `input` on stdin); resolves with its exit code and output. */
+function walrusCli(args: readonly string[], input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [resolve('bin/walrus-cli'), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.on('close', (code) => {
+      clearTimeout(killer);
+      done({ code, stdout, stderr });
+    });
+    child.stdin.end(input);
+  });
+}
+
+test.serial('walrus-cli against a real node: one-shot commands, errors, and a scripted REPL', async (t) => {
+  await withTempDir(async (dir) => {
+    const { node, client } = await startNode(dir, await writeConfig(dir));
+    await client.close();
+    const port = (JSON.parse(await node.waitForLine(/"msg":"client protocol listening"/)) as { port: number }).port;
+    const addr = ['--addr', `127.0.0.1:${port}`];
+    try {
+      t.like(await walrusCli([...addr, 'register', 'cli']), { code: 0, stdout: 'OK\n' });
+      t.like(await walrusCli([...addr, 'put', 'cli', 'hello', 'world']), { code: 0, stdout: 'OK\n' });
+      t.like(await walrusCli([...addr, 'fetch', 'cli', '1', '0']), { code: 0, stdout: '1 hello world\n' });
+      t.like(await walrusCli([...addr, 'get', 'cli']), { code: 0, stdout: 'hello world\n' });
+      t.like(await walrusCli([...addr, 'get', 'cli']), { code: 0, stdout: 'EMPTY\n' });
+      const state = await walrusCli([...addr, 'state', 'cli']);
+      t.is(state.code, 0);
+      t.deepEqual(JSON.parse(state.stdout), {
+        current_segment: 1,
+        leader_node: 1,
+        last_sealed_entry_offset: 0,
+        sealed_segments: {},
+        segment_leaders: { 1: 1 },
+      });
+      t.like(await walrusCli([...addr, 'put', 'nothing', 'x']), { code: 1, stderr: 'walrus-cli: unknown topic nothing\n' });
+      const repl = await walrusCli(addr, 'PUT cli from the repl\nGET cli\nGET cli\nbogus\nquit\nGET cli\n');
+      t.is(repl.code, 0, repl.stderr);
+      t.deepEqual(repl.stdout.trim().split('\n'), ['OK', 'OK from the repl', 'EMPTY', 'ERR unknown command']);
+    } finally {
+      await stop(node, 'SIGTERM');
     }
   });
 });

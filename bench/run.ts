@@ -2,14 +2,16 @@
 // Usage: npm run bench [-- SUITE... [--smoke] [--backend LIST]]   (no names: every suite)
 //        npm run bench:engine [-- --smoke] [-- --backend fd,mmap,uring]
 // `kernel` is a benchmark.js suite (ops/s ± error); `engine` runs the fixed-count workloads W1–W6
-// (bench/engine.bench.ts); `raft` measures commits per second and failover (bench/raft.bench.ts).
-// `--smoke` applies to `engine` and `raft`, `--backend` to `engine` only: a comma list of
+// (bench/engine.bench.ts); `raft` measures commits per second and failover (bench/raft.bench.ts);
+// `server` runs a Walrus node against redis-server over loopback (bench/server.bench.ts).
+// `--smoke` applies to `engine`, `raft` and `server`, `--backend` to `engine` only: a comma list of
 // backends to run side by side (default: every backend that can run here).
 
 import type Benchmark from 'benchmark';
 import { type EngineBackend, runEngineBench } from './engine.bench.js';
 import { kernelSuite } from './kernel.bench.js';
 import { runRaftBench } from './raft.bench.js';
+import { runServerBench } from './server.bench.js';
 
 interface Options {
   smoke: boolean;
@@ -21,6 +23,7 @@ const SUITES: Record<string, (options: Options) => Promise<void>> = {
   kernel: () => runBenchmarkSuite('kernel', kernelSuite()),
   engine: (options) => runEngineBench(options),
   raft: (options) => runRaftBench(options),
+  server: (options) => runServerBench(options),
 };
 
 const BACKENDS: readonly EngineBackend[] = ['fd', 'mmap', 'uring'];

@@ -112,6 +112,19 @@ class Connection {
   private lingerTimer: NodeJS.Timeout | undefined;
   /** Once the kernel took a write, the output budget may allow more work (even without 'drain'). */
   private readonly afterWrite = (): void => this.pump();
+  /**
+   * Replies that became ready in the same turn of the event loop go out in one system call: while
+   * requests are pipelined, the socket is corked at the first reply and uncorked at the end of
+   * the turn (setImmediate). A reply's
+   * `written(true)` still comes as socket.write() accepts it (as without corking, the bytes are
+   * then the socket's to send); waiting for the uncork would hold GET's per-topic turn for a
+   * whole loop turn, one GET per turn.
+   */
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    if (!this.socket.destroyed) this.socket.uncork();
+  };
   paused = false;
 
   constructor(
@@ -257,6 +270,13 @@ class Connection {
       this.queue.shift();
       this.readyBytes -= head.frame.length;
       progressed = true;
+      // Cork only when more requests of this connection are pending (pipelining): a lone reply
+      // goes out at once, without waiting for the end of the loop turn.
+      if (!this.corked && this.queue.length > 0) {
+        this.corked = true;
+        this.socket.cork();
+        setImmediate(this.uncork);
+      }
       // A write that does not fit the socket's buffer is still queued by it; we stop after it.
       if (!this.socket.write(head.frame, this.afterWrite)) this.writeBlocked = true;
       head.written?.(true);

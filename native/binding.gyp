@@ -13,6 +13,7 @@
         "../src/plugins/storage-mmap/native/mmap.c",
         "../src/plugins/storage-uring/native/uring.c"
       ],
+      "include_dirs": ["."],
       "cflags": ["-O2", "-std=gnu11", "-fvisibility=hidden"],
       "configurations": {
         # node's common.gypi adds -O3 to Release builds; -O2 is what this code is tuned for.

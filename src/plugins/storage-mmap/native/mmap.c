@@ -18,6 +18,8 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 
+#include "walrus_common.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -34,84 +36,6 @@ typedef struct {
   bool unmapped;
 } mapping_t;
 
-#define CHECK(env, call)                                                                                                 \
-  do {                                                                                                                   \
-    if ((call) != napi_ok) return rethrow(env);                                                                          \
-  } while (0)
-
-static napi_value rethrow(napi_env env) {
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) {
-    const napi_extended_error_info *info = NULL;
-    napi_get_last_error_info(env, &info);
-    napi_throw_error(env, "ERR_NAPI", info && info->error_message ? info->error_message : "Node-API call failed");
-  }
-  return NULL;
-}
-
-static const char *errno_name(int error) {
-  switch (error) {
-    case EACCES: return "EACCES";
-    case EAGAIN: return "EAGAIN";
-    case EBADF: return "EBADF";
-    case EFBIG: return "EFBIG";
-    case EINTR: return "EINTR";
-    case EINVAL: return "EINVAL";
-    case EIO: return "EIO";
-    case ENODEV: return "ENODEV";
-    case ENOMEM: return "ENOMEM";
-    case ENOSPC: return "ENOSPC";
-    case ENOSYS: return "ENOSYS";
-    case EOPNOTSUPP: return "EOPNOTSUPP";
-    case EPERM: return "EPERM";
-    case EROFS: return "EROFS";
-    default: return "EUNKNOWN";
-  }
-}
-
-static napi_value errno_error(napi_env env, const char *what, int error) {
-  char message[256];
-  snprintf(message, sizeof message, "%s: %s (%s)", what, strerror(error), errno_name(error));
-  napi_value code, text, result;
-  if (napi_create_string_utf8(env, errno_name(error), NAPI_AUTO_LENGTH, &code) != napi_ok) return NULL;
-  if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &text) != napi_ok) return NULL;
-  if (napi_create_error(env, code, text, &result) != napi_ok) return NULL;
-  napi_value errno_value;
-  if (napi_create_int32(env, -error, &errno_value) == napi_ok) napi_set_named_property(env, result, "errno", errno_value);
-  return result;
-}
-
-static napi_value throw_errno(napi_env env, const char *what, int error) {
-  napi_value value = errno_error(env, what, error);
-  if (value != NULL) napi_throw(env, value);
-  return NULL;
-}
-
-/** A non-negative integer argument below 2^53 (file offsets past 4 GiB included). */
-static bool get_size(napi_env env, napi_value value, const char *name, int64_t *out) {
-  double number;
-  if (napi_get_value_double(env, value, &number) != napi_ok || !(number >= 0 && number <= 9007199254740991.0) ||
-      number != (double)(int64_t)number) {
-    char message[128];
-    snprintf(message, sizeof message, "%s must be a non-negative integer", name);
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
-    return false;
-  }
-  *out = (int64_t)number;
-  return true;
-}
-
-static bool get_fd(napi_env env, napi_value value, int *out) {
-  int32_t fd;
-  if (napi_get_value_int32(env, value, &fd) != napi_ok || fd < 0) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "fd must be a file descriptor");
-    return false;
-  }
-  *out = fd;
-  return true;
-}
-
 static void finalize_mapping(napi_env env, void *data, void *hint) {
   (void)env;
   (void)data;
@@ -126,8 +50,8 @@ static napi_value js_map(napi_env env, napi_callback_info info) {
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int fd;
   int64_t offset, length;
-  if (argc < 3 || !get_fd(env, argv[0], &fd) || !get_size(env, argv[1], "offset", &offset) ||
-      !get_size(env, argv[2], "length", &length))
+  if (argc < 3 || !walrus_get_fd(env, argv[0], &fd) || !walrus_get_size(env, argv[1], "offset", &offset) ||
+      !walrus_get_size(env, argv[2], "length", &length))
     return NULL;
   long page = sysconf(_SC_PAGESIZE);
   if (length == 0 || offset % page != 0) {
@@ -135,21 +59,21 @@ static napi_value js_map(napi_env env, napi_callback_info info) {
     return NULL;
   }
   void *addr = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)offset);
-  if (addr == MAP_FAILED) return throw_errno(env, "mmap", errno);
+  if (addr == MAP_FAILED) return walrus_throw_errno(env, "mmap", errno);
   mapping_t *mapping = malloc(sizeof *mapping);
   if (mapping == NULL) {
     munmap(addr, (size_t)length);
-    return throw_errno(env, "mmap", ENOMEM);
+    return walrus_throw_errno(env, "mmap", ENOMEM);
   }
   *mapping = (mapping_t){addr, (size_t)length, false};
   napi_value buffer;
   if (napi_create_external_arraybuffer(env, addr, (size_t)length, finalize_mapping, mapping, &buffer) != napi_ok) {
     munmap(addr, (size_t)length);
     free(mapping);
-    return rethrow(env);
+    return walrus_rethrow(env);
   }
   // The wrap finds the mapping again in unmap(); it owns nothing (the ArrayBuffer's finalizer frees it).
-  if (napi_wrap(env, buffer, mapping, NULL, NULL, NULL) != napi_ok) return rethrow(env);
+  if (napi_wrap(env, buffer, mapping, NULL, NULL, NULL) != napi_ok) return walrus_rethrow(env);
   return buffer;
 }
 
@@ -166,7 +90,7 @@ static napi_value js_unmap(napi_env env, napi_callback_info info) {
   // Detach first: from here no view of the buffer can read or write the range.
   CHECK(env, napi_detach_arraybuffer(env, argv[0]));
   mapping->unmapped = true;
-  if (munmap(mapping->addr, mapping->length) != 0) return throw_errno(env, "munmap", errno);
+  if (munmap(mapping->addr, mapping->length) != 0) return walrus_throw_errno(env, "munmap", errno);
   return NULL;
 }
 
@@ -199,7 +123,7 @@ static void msync_complete(napi_env env, napi_status status, void *data) {
     napi_get_undefined(env, &undefined);
     napi_resolve_deferred(env, job->deferred, undefined);
   } else {
-    napi_value error = errno_error(env, "msync", job->error);
+    napi_value error = walrus_errno_error(env, "msync", job->error);
     if (error == NULL) napi_get_undefined(env, &error);
     napi_reject_deferred(env, job->deferred, error);
   }
@@ -218,7 +142,7 @@ static napi_value js_msync(napi_env env, napi_callback_info info) {
     return NULL;
   }
   int64_t offset, length;
-  if (!get_size(env, argv[1], "offset", &offset) || !get_size(env, argv[2], "length", &length)) return NULL;
+  if (!walrus_get_size(env, argv[1], "offset", &offset) || !walrus_get_size(env, argv[2], "length", &length)) return NULL;
   if ((uint64_t)offset > mapping->length || (uint64_t)length > mapping->length - (uint64_t)offset) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "msync range is outside the mapping");
     return NULL;
@@ -232,7 +156,7 @@ static napi_value js_msync(napi_env env, napi_callback_info info) {
   size_t start = (size_t)offset - (size_t)offset % page;
   size_t end = (size_t)(offset + length);
   msync_job_t *job = calloc(1, sizeof *job);
-  if (job == NULL) return throw_errno(env, "msync", ENOMEM);
+  if (job == NULL) return walrus_throw_errno(env, "msync", ENOMEM);
   job->mapping = mapping;
   job->offset = start;
   job->length = end - start;
@@ -243,7 +167,7 @@ static napi_value js_msync(napi_env env, napi_callback_info info) {
       napi_create_async_work(env, NULL, name, msync_execute, msync_complete, job, &job->work) != napi_ok ||
       napi_queue_async_work(env, job->work) != napi_ok) {
     free(job);  // a half-made job: the leaked reference keeps one ArrayBuffer alive, nothing worse
-    return rethrow(env);
+    return walrus_rethrow(env);
   }
   return promise;
 }
@@ -254,15 +178,15 @@ static napi_value js_fallocate(napi_env env, napi_callback_info info) {
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int fd;
   int64_t offset, length;
-  if (argc < 3 || !get_fd(env, argv[0], &fd) || !get_size(env, argv[1], "offset", &offset) ||
-      !get_size(env, argv[2], "length", &length))
+  if (argc < 3 || !walrus_get_fd(env, argv[0], &fd) || !walrus_get_size(env, argv[1], "offset", &offset) ||
+      !walrus_get_size(env, argv[2], "length", &length))
     return NULL;
   if (length == 0) return NULL;
   int result;
   do {
     result = fallocate(fd, 0, (off_t)offset, (off_t)length);
   } while (result != 0 && errno == EINTR);
-  if (result != 0) return throw_errno(env, "fallocate", errno);
+  if (result != 0) return walrus_throw_errno(env, "fallocate", errno);
   return NULL;
 }
 

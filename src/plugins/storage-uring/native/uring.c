@@ -34,6 +34,8 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 
+#include "walrus_common.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -92,57 +94,13 @@ typedef struct {
 
 static const napi_type_tag RING_TAG = {0x57616c7275735552ull, 0x696e67486e646c65ull};
 
-// ---- errors (same shape as the mmap part's) -------------------------------------------------
-
-#define CHECK(env, call)                                                                                                 \
-  do {                                                                                                                   \
-    if ((call) != napi_ok) return rethrow(env);                                                                          \
-  } while (0)
+// ---- errors and arguments (the shared helpers are in native/walrus_common.h) -----------------
 
 /** The arguments of a JS call (missing ones are undefined, which every check rejects). */
 #define ARGS(n)                                                                                                          \
   size_t argc = n;                                                                                                       \
   napi_value argv[n];                                                                                                    \
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL))
-
-static napi_value rethrow(napi_env env) {
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) {
-    const napi_extended_error_info *info = NULL;
-    napi_get_last_error_info(env, &info);
-    napi_throw_error(env, "ERR_NAPI", info && info->error_message ? info->error_message : "Node-API call failed");
-  }
-  return NULL;
-}
-
-#define NAME(e)                                                                                                          \
-  case e: return #e;
-static const char *errno_name(int error) {
-  switch (error) {
-    NAME(EACCES) NAME(EAGAIN) NAME(EBADF) NAME(EBUSY) NAME(ECANCELED) NAME(EFAULT) NAME(EFBIG) NAME(EINTR)
-    NAME(EINVAL) NAME(EIO) NAME(EISDIR) NAME(EMFILE) NAME(ENFILE) NAME(ENODEV) NAME(ENOMEM) NAME(ENOSPC)
-    NAME(ENOSYS) NAME(EOPNOTSUPP) NAME(EOVERFLOW) NAME(EPERM) NAME(EROFS) NAME(ESPIPE)
-    default: return "EUNKNOWN";
-  }
-}
-
-static napi_value errno_error(napi_env env, const char *what, int error) {
-  char message[256];
-  snprintf(message, sizeof message, "%s: %s (%s)", what, strerror(error), errno_name(error));
-  napi_value code, text, result, errno_value;
-  if (napi_create_string_utf8(env, errno_name(error), NAPI_AUTO_LENGTH, &code) != napi_ok) return NULL;
-  if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &text) != napi_ok) return NULL;
-  if (napi_create_error(env, code, text, &result) != napi_ok) return NULL;
-  if (napi_create_int32(env, -error, &errno_value) == napi_ok) napi_set_named_property(env, result, "errno", errno_value);
-  return result;
-}
-
-static napi_value throw_errno(napi_env env, const char *what, int error) {
-  napi_value value = errno_error(env, what, error);
-  if (value != NULL) napi_throw(env, value);
-  return NULL;
-}
 
 // ---- the rings ----------------------------------------------------------------------------------
 
@@ -408,7 +366,7 @@ static void deliver(ring_t *r) {
     napi_value callback, argument, global;
     if (!op->dropped && napi_get_reference_value(env, op->callback, &callback) == napi_ok && callback != NULL &&
         napi_get_global(env, &global) == napi_ok) {
-      if (op->res < 0) argument = errno_error(env, "fsync", -op->res);
+      if (op->res < 0) argument = walrus_errno_error(env, "fsync", -op->res);
       else napi_get_null(env, &argument);
       if (argument == NULL) napi_get_undefined(env, &argument);
       napi_async_context context = op->context;
@@ -471,34 +429,10 @@ static ring_t *unwrap_ring(napi_env env, napi_value value) {
 static ring_t *get_ring(napi_env env, napi_value value) {
   ring_t *r = unwrap_ring(env, value);
   if (r != NULL && r->torn_down) {
-    throw_errno(env, "io_uring ring is closed", EBADF);
+    walrus_throw_errno(env, "io_uring ring is closed", EBADF);
     return NULL;
   }
   return r;
-}
-
-static bool get_fd(napi_env env, napi_value value, int *out) {
-  int32_t fd;
-  if (napi_get_value_int32(env, value, &fd) != napi_ok || fd < 0) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "fd must be a file descriptor");
-    return false;
-  }
-  *out = fd;
-  return true;
-}
-
-/** A non-negative integer argument below 2^53 (file positions past 4 GiB included). */
-static bool get_size(napi_env env, napi_value value, const char *name, int64_t *out) {
-  double number;
-  if (napi_get_value_double(env, value, &number) != napi_ok || !(number >= 0 && number <= 9007199254740991.0) ||
-      number != (double)(int64_t)number) {
-    char message[128];
-    snprintf(message, sizeof message, "%s must be a non-negative integer", name);
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
-    return false;
-  }
-  *out = (int64_t)number;
-  return true;
 }
 
 static bool get_bytes(napi_env env, napi_value value, void **data, size_t *length) {
@@ -523,14 +457,14 @@ static bool get_iovecs(napi_env env, napi_value array, struct iovec *local, uint
     return false;
   }
   *iov = *count <= local_count ? local : malloc(*count * sizeof **iov);
-  if (*iov == NULL) return throw_errno(env, "writev", ENOMEM), false;
+  if (*iov == NULL) return walrus_throw_errno(env, "writev", ENOMEM), false;
   *total = 0;
   for (uint32_t i = 0; i < *count; i++) {
     napi_value element;
     if (napi_get_element(env, array, i, &element) != napi_ok ||
         !get_bytes(env, element, &(*iov)[i].iov_base, &(*iov)[i].iov_len)) {
       if (*iov != local) free(*iov);
-      return rethrow(env), false;
+      return walrus_rethrow(env), false;
     }
     *total += (*iov)[i].iov_len;
   }
@@ -548,7 +482,7 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
     return NULL;
   }
   ring_t *r = malloc(sizeof *r);
-  if (r == NULL) return throw_errno(env, "io_uring_setup", ENOMEM);
+  if (r == NULL) return walrus_throw_errno(env, "io_uring_setup", ENOMEM);
   *r = (ring_t){.env = env, .fd = -1, .event_fd = -1, .js_alive = true, .pinned = pin_library()};
   struct io_uring_params params;
   memset(&params, 0, sizeof params);
@@ -579,7 +513,7 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   if (napi_create_external(env, r, finalize_ring, NULL, &handle) != napi_ok) {
     teardown(r, false);
     free(r);
-    return rethrow(env);
+    return walrus_rethrow(env);
   }
   // From here the handle's finalizer owns r.
   CHECK(env, napi_type_tag_object(env, handle, &RING_TAG));
@@ -591,7 +525,7 @@ fail_errno:
 fail:
   teardown(r, false);
   free(r);
-  return throw_errno(env, what, err);
+  return walrus_throw_errno(env, what, err);
 }
 
 static napi_value js_read(napi_env env, napi_callback_info info) {
@@ -601,9 +535,9 @@ static napi_value js_read(napi_env env, napi_callback_info info) {
   void *data;
   size_t size;
   int64_t offset, length, position;
-  if (r == NULL || !get_fd(env, argv[1], &fd) || !get_bytes(env, argv[2], &data, &size) ||
-      !get_size(env, argv[3], "offset", &offset) || !get_size(env, argv[4], "length", &length) ||
-      !get_size(env, argv[5], "position", &position))
+  if (r == NULL || !walrus_get_fd(env, argv[1], &fd) || !get_bytes(env, argv[2], &data, &size) ||
+      !walrus_get_size(env, argv[3], "offset", &offset) || !walrus_get_size(env, argv[4], "length", &length) ||
+      !walrus_get_size(env, argv[5], "position", &position))
     return NULL;
   if ((uint64_t)offset > size || (uint64_t)length > size - (uint64_t)offset) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "offset + length is past the end of the buffer");
@@ -613,7 +547,7 @@ static napi_value js_read(napi_env env, napi_callback_info info) {
   if (length > 0) {
     unsigned index;
     struct io_uring_sqe *sqe = next_sqe(r, &index);
-    if (sqe == NULL) return throw_errno(env, "io_uring read", EAGAIN);
+    if (sqe == NULL) return walrus_throw_errno(env, "io_uring read", EAGAIN);
     sqe->opcode = IORING_OP_READ;
     sqe->fd = fd;
     sqe->addr = (uint64_t)(uintptr_t)((char *)data + offset);
@@ -622,7 +556,7 @@ static napi_value js_read(napi_env env, napi_callback_info info) {
     sqe->user_data = sync_tag(r);
     queue_sqe(r);
     res = wait_sync(r, index, NULL);
-    if (res < 0) return throw_errno(env, "io_uring read", -res);
+    if (res < 0) return walrus_throw_errno(env, "io_uring read", -res);
   }
   napi_value result;
   CHECK(env, napi_create_int32(env, res, &result));
@@ -679,11 +613,11 @@ static op_t *start_op(napi_env env, ring_t *r, napi_value callback) {
   }
   // At most one synchronous op is in flight besides the async ones: together they fit the CQ.
   if (r->pending + 1 >= r->cq_entries) {
-    throw_errno(env, "io_uring: too many fsyncs in flight", EAGAIN);
+    walrus_throw_errno(env, "io_uring: too many fsyncs in flight", EAGAIN);
     return NULL;
   }
   op_t *op = new_op(env, r, callback);
-  if (op == NULL) rethrow(env);
+  if (op == NULL) walrus_rethrow(env);
   return op;
 }
 
@@ -699,8 +633,8 @@ static napi_value write_and_sync(napi_env env, napi_value *argv, napi_value buff
   struct iovec local[64], *iov = local;
   uint32_t count = 0;
   uint64_t total = 0, written = 0;
-  if (r == NULL || !get_fd(env, argv[1], &fd) ||
-      (buffers != NULL && (!get_size(env, argv[3], "position", &position) ||
+  if (r == NULL || !walrus_get_fd(env, argv[1], &fd) ||
+      (buffers != NULL && (!walrus_get_size(env, argv[3], "position", &position) ||
                            !get_iovecs(env, buffers, local, 64, &iov, &count, &total))))
     return NULL;
   op_t *op = NULL;
@@ -723,7 +657,7 @@ static napi_value write_and_sync(napi_env env, napi_value *argv, napi_value buff
     // completes with ECANCELED) is reaped and dropped; one it never took is freed now.
     if (op != NULL && linked) op->dropped = true;
     else if (op != NULL) free_op(env, r, op);
-    return throw_errno(env, total > 0 ? "io_uring writev" : "io_uring fsync", -err);
+    return walrus_throw_errno(env, total > 0 ? "io_uring writev" : "io_uring fsync", -err);
   }
   if (op != NULL && !linked) {
     // A short write before the last WRITEV: the fdatasync was never submitted. The callback still
@@ -758,7 +692,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   ring_t *r = unwrap_ring(env, argv[0]);
   if (r == NULL || r->torn_down) return NULL;
   // Refuse rather than block the event loop on a disk flush: callbacks and their memory are still due.
-  if (r->pending > 0) return throw_errno(env, "io_uring close: fsync callbacks are still due", EBUSY);
+  if (r->pending > 0) return walrus_throw_errno(env, "io_uring close: fsync callbacks are still due", EBUSY);
   teardown(r, false);
   return NULL;
 }

@@ -3,14 +3,14 @@
 // offsets past 4 GiB, writes that cross a 64 MiB mapping window, shrinking and regrowing, and
 // what happens after close. What the engine builds on top is covered by the other files.
 
-import { closeSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { BACKENDS } from '../../src/engine/backends.js';
 import type { StorageBackend } from '../../src/engine/storage.js';
 import { forEachBackend } from '../helpers/backends.js';
 import { withTempDir } from '../helpers/kernel.js';
-import { MiB, pattern } from './support.js';
+import { MiB, pattern, readBytes } from './support.js';
 
 const GiB = 1024 * MiB;
 
@@ -19,18 +19,6 @@ async function backendNamed(name: string): Promise<StorageBackend> {
   const loaded = await candidate?.load();
   if (loaded === undefined || 'unavailable' in loaded) throw new Error(`backend ${name} does not load`);
   return loaded;
-}
-
-/** Bytes [position, position + length) of the file, read with a fresh descriptor (what another process would see). */
-function onDisk(path: string, position: number, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const buffer = Buffer.alloc(length);
-    const count = readSync(fd, buffer, 0, length, position);
-    return buffer.subarray(0, count);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 forEachBackend('storage file', (name) => {
@@ -54,7 +42,7 @@ forEachBackend('storage file', (name) => {
       t.is(file.read(tail, 0, 100, 20_000), 50, 'short read at the end of the file');
       t.true(tail.subarray(0, 50).equals(data.subarray(100, 150)));
       t.is(file.read(tail, 0, 100, 30_000), 0, 'nothing past the end');
-      t.true(onDisk(path, 10_000, 10_000).equals(Buffer.alloc(10_000)), 'the gap reads as zeros');
+      t.true(readBytes(path, 10_000, 10_000).equals(Buffer.alloc(10_000)), 'the gap reads as zeros');
       await file.sync();
       await file.close();
       t.true(readFileSync(path).subarray(0, 10_000).equals(data));
@@ -75,7 +63,7 @@ forEachBackend('storage file', (name) => {
       t.is(file.read(back, 0, total, start), total);
       t.true(back.equals(Buffer.concat(parts)));
       await file.sync();
-      t.true(onDisk(path, start, total).equals(Buffer.concat(parts)));
+      t.true(readBytes(path, start, total).equals(Buffer.concat(parts)));
       await file.close();
     }),
   );
@@ -94,7 +82,7 @@ forEachBackend('storage file', (name) => {
       t.true(back.equals(data));
       await file.sync();
       await file.close();
-      t.true(onDisk(path, position, data.length).equals(data));
+      t.true(readBytes(path, position, data.length).equals(data));
     }),
   );
 

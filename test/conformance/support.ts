@@ -115,15 +115,15 @@ export function entryOffsets(appends: readonly { readonly topic: string; readonl
   });
 }
 
+/** The file's bytes [offset, offset + length) read through a fresh fd (what another process sees); short at its end. */
 export function readBytes(path: string, offset: number, length: number): Buffer {
   const buffer = Buffer.alloc(length);
   const fd = fsOpen(path, 'r');
   try {
-    readSync(fd, buffer, 0, length, offset);
+    return buffer.subarray(0, readSync(fd, buffer, 0, length, offset));
   } finally {
     closeSync(fd);
   }
-  return buffer;
 }
 
 export function writeBytes(path: string, offset: number, bytes: Uint8Array): void {

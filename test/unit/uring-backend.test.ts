@@ -5,13 +5,14 @@
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import test, { type ExecutionContext } from 'ava';
 import type { StorageFile } from '../../src/engine/storage.js';
 import { RING_READ_MIN_BYTES, UringBackend } from '../../src/plugins/storage-uring/backend.js';
 import { loadUring, type UringNative } from '../../src/plugins/storage-uring/native.js';
+import { readBytes } from '../conformance/support.js';
 import { withTempDir } from '../helpers/kernel.js';
 
 const loaded = loadUring();
@@ -36,18 +37,6 @@ async function withFile(native: UringNative, body: (file: UringFile, path: strin
   });
 }
 
-/** The file's bytes [position, position + length) read through a plain fd. */
-function onDisk(path: string, position: number, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const buffer = Buffer.alloc(length);
-    const count = readSync(fd, buffer, 0, length, position);
-    return buffer.subarray(0, count);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** Byte equality without ava's structural diff, which takes seconds on megabyte buffers. */
 function sameBytes(t: ExecutionContext, actual: Uint8Array, expected: Uint8Array): void {
   const equal = Buffer.compare(actual, expected) === 0;
@@ -70,7 +59,7 @@ if ('unavailable' in loaded) {
       t.is(back.subarray(1003, 1008).toString(), 'hello');
       t.is(back[0], 0xee);
       t.is(file.size(), 1005);
-      sameBytes(t, onDisk(path, 0, 1005), Buffer.concat([data, Buffer.from('hello')]));
+      sameBytes(t, readBytes(path, 0, 1005), Buffer.concat([data, Buffer.from('hello')]));
     });
   });
 
@@ -84,7 +73,7 @@ if ('unavailable' in loaded) {
       file.writev(more, 7 + all.length);
       const expected = Buffer.concat([all, ...more]);
       t.is(file.size(), 7 + expected.length);
-      sameBytes(t, onDisk(path, 7, expected.length), expected);
+      sameBytes(t, readBytes(path, 7, expected.length), expected);
       const back = Buffer.alloc(expected.length);
       t.is(file.read(back, 0, back.length, 7), back.length);
       sameBytes(t, back, expected);
@@ -141,7 +130,7 @@ if ('unavailable' in loaded) {
       const small = Buffer.alloc(10);
       t.is(file.read(small, 0, 10, at + 5), 10);
       sameBytes(t, small, data.subarray(5, 15));
-      sameBytes(t, onDisk(path, at, 100), data.subarray(0, 100));
+      sameBytes(t, readBytes(path, at, 100), data.subarray(0, 100));
       file.truncate(10);
       t.is(file.size(), 10);
     });
@@ -156,7 +145,7 @@ if ('unavailable' in loaded) {
       t.log(`write path after the first write: ${after}`);
       file.write(Buffer.from('second'), 5);
       file.writev([Buffer.from('-'), Buffer.from('third')], 11);
-      t.is(onDisk(path, 0, 100).toString(), 'firstsecond-third');
+      t.is(readBytes(path, 0, 100).toString(), 'firstsecond-third');
       if (after === 'pwritev') t.is(file.writePath, 'pwritev', 'once switched, it stays');
     });
   });
@@ -177,10 +166,10 @@ if ('unavailable' in loaded) {
       const expected = Buffer.concat(buffers);
       const synced = file.writevAndSync(buffers, 100);
       // The write is done before the promise settles.
-      sameBytes(t, onDisk(path, 100, expected.length), expected);
+      sameBytes(t, readBytes(path, 100, expected.length), expected);
       await synced;
       await Promise.all([file.writevAndSync([Buffer.from('a')], 0), file.writevAndSync([], 0), file.sync()]);
-      t.is(onDisk(path, 0, 1).toString(), 'a');
+      t.is(readBytes(path, 0, 1).toString(), 'a');
     });
   });
 
@@ -308,7 +297,7 @@ if ('unavailable' in loaded) {
       t.is(child.stderr, '');
       t.is(child.stdout, 'synced');
       t.is(child.status, 0);
-      t.is(onDisk(join(dir, 'child'), 0, 10).toString(), 'child!');
+      t.is(readBytes(join(dir, 'child'), 0, 10).toString(), 'child!');
     });
   });
 
@@ -343,7 +332,7 @@ if ('unavailable' in loaded) {
       for (const close of [true, false, true, false]) {
         t.deepEqual(await run(close), { code: 0, message: { written: 6, error: null } });
       }
-      t.is(onDisk(join(dir, 'w'), 0, 10).toString(), 'worker');
+      t.is(readBytes(join(dir, 'w'), 0, 10).toString(), 'worker');
     });
   });
 }

@@ -6,6 +6,7 @@
 // or `abandoned()` leaves it for the next GET. Each topic has its own lock (the original held one
 // lock for every topic, across remote calls).
 
+import { KeyedLock } from './keyed-lock.js';
 import type { SegmentStore } from './segment-store.js';
 
 /** What the reader needs to know of a topic's segments (the metadata replica). */
@@ -39,8 +40,8 @@ export const PEEK_HOLD_MS_MAX = 30_000;
 export class TopicReader {
   private readonly store: SegmentReads;
   private readonly layout: TopicLayout;
-  /** Per topic: the tail of the queue of GETs (each waits for the one before to settle). */
-  private readonly locks = new Map<string, Promise<void>>();
+  /** Per topic: one GET at a time, from its peek until its reply is written or abandoned. */
+  private readonly locks = new KeyedLock();
   /** Per topic: the first segment that may still hold unconsumed entries (segments before it are done). */
   private readonly firstOpen = new Map<string, number>();
 
@@ -51,7 +52,7 @@ export class TopicReader {
 
   /** The next entry for `topic` (held until delivered() or abandoned()), EMPTY, or an unknown topic. */
   async next(topic: string): Promise<NextResult> {
-    const release = await this.acquire(topic);
+    const release = await this.locks.acquire(topic);
     let handedOut = false;
     try {
       const open = this.layout.openSegment(topic);
@@ -110,20 +111,5 @@ export class TopicReader {
         settle();
       },
     };
-  }
-
-  private async acquire(topic: string): Promise<() => void> {
-    const previous = this.locks.get(topic) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const tail = previous.then(() => mine);
-    this.locks.set(topic, tail);
-    void tail.then(() => {
-      if (this.locks.get(topic) === tail) this.locks.delete(topic);
-    });
-    await previous;
-    return release;
   }
 }

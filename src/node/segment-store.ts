@@ -10,6 +10,7 @@
 import type { Walrus } from '../engine/walrus.js';
 import { walrusError } from '../kernel/errors.js';
 import { type Lease, segmentKey } from '../plugins/lease-fencing/leases.js';
+import { KeyedLock } from './keyed-lock.js';
 
 /** The part of the lease table the store needs. */
 export interface LeaseCheck {
@@ -28,8 +29,8 @@ export interface SegmentStoreOptions {
 
 export class SegmentStore {
   private readonly options: SegmentStoreOptions;
-  /** The tail of each key's queue of appends: one at a time per key, across the lease check and the write. */
-  private readonly locks = new Map<string, Promise<unknown>>();
+  /** One append at a time per key, across the lease check and the write. */
+  private readonly locks = new KeyedLock();
 
   constructor(options: SegmentStoreOptions) {
     this.options = options;
@@ -42,7 +43,7 @@ export class SegmentStore {
    */
   append(topic: string, segment: number, payload: Uint8Array | string): Promise<number> {
     const key = segmentKey(topic, segment);
-    return this.withLock(key, async () => {
+    return this.locks.run(key, async () => {
       this.options.leases.check(key);
       const count = this.options.wal.entryCount(key);
       if (count >= this.options.maxEntries) {
@@ -88,16 +89,5 @@ export class SegmentStore {
   async consume(topic: string, segment: number): Promise<Buffer | null> {
     const entry = await this.options.wal.readNext(segmentKey(topic, segment));
     return entry === null ? null : entry.data;
-  }
-
-  private withLock<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(key) ?? Promise.resolve();
-    const result = previous.then(work, work);
-    const tail = result.catch(() => undefined);
-    this.locks.set(key, tail);
-    void tail.then(() => {
-      if (this.locks.get(key) === tail) this.locks.delete(key);
-    });
-    return result;
   }
 }

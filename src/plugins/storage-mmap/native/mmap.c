@@ -44,15 +44,41 @@ static void finalize_mapping(napi_env env, void *data, void *hint) {
   free(mapping);
 }
 
-static napi_value js_map(napi_env env, napi_callback_info info) {
+/** Arguments (fd, offset, length) of map() and fallocate(); false with an exception thrown when bad. */
+static bool get_fd_range(napi_env env, napi_callback_info info, int *fd, int64_t *offset, int64_t *length) {
   size_t argc = 3;
   napi_value argv[3];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    walrus_rethrow(env);
+    return false;
+  }
+  if (argc < 3) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "expected 3 arguments: fd, offset, length");
+    return false;
+  }
+  return walrus_get_fd(env, argv[0], fd) && walrus_get_size(env, argv[1], "offset", offset) &&
+         walrus_get_size(env, argv[2], "length", length);
+}
+
+/**
+ * The mapping behind the first argument, an ArrayBuffer made by map(), of a call that needs
+ * `needed` arguments; NULL with a TypeError thrown when they are missing or it is anything else.
+ */
+static mapping_t *get_mapping(napi_env env, size_t argc, size_t needed, napi_value value, const char *what) {
+  mapping_t *mapping = NULL;
+  if (argc < needed || napi_unwrap(env, value, (void **)&mapping) != napi_ok || mapping == NULL) {
+    char message[96];
+    snprintf(message, sizeof message, "%s needs an ArrayBuffer made by map()", what);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
+    return NULL;
+  }
+  return mapping;
+}
+
+static napi_value js_map(napi_env env, napi_callback_info info) {
   int fd;
   int64_t offset, length;
-  if (argc < 3 || !walrus_get_fd(env, argv[0], &fd) || !walrus_get_size(env, argv[1], "offset", &offset) ||
-      !walrus_get_size(env, argv[2], "length", &length))
-    return NULL;
+  if (!get_fd_range(env, info, &fd, &offset, &length)) return NULL;
   long page = sysconf(_SC_PAGESIZE);
   if (length == 0 || offset % page != 0) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "map needs a length above 0 and a page-aligned offset");
@@ -81,11 +107,8 @@ static napi_value js_unmap(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  mapping_t *mapping = NULL;
-  if (argc < 1 || napi_unwrap(env, argv[0], (void **)&mapping) != napi_ok || mapping == NULL) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "unmap needs an ArrayBuffer made by map()");
-    return NULL;
-  }
+  mapping_t *mapping = get_mapping(env, argc, 1, argv[0], "unmap");
+  if (mapping == NULL) return NULL;
   if (mapping->unmapped) return NULL;
   // Detach first: from here no view of the buffer can read or write the range.
   CHECK(env, napi_detach_arraybuffer(env, argv[0]));
@@ -136,11 +159,8 @@ static napi_value js_msync(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  mapping_t *mapping = NULL;
-  if (argc < 3 || napi_unwrap(env, argv[0], (void **)&mapping) != napi_ok || mapping == NULL) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "msync needs an ArrayBuffer made by map()");
-    return NULL;
-  }
+  mapping_t *mapping = get_mapping(env, argc, 3, argv[0], "msync");
+  if (mapping == NULL) return NULL;
   int64_t offset, length;
   if (!walrus_get_size(env, argv[1], "offset", &offset) || !walrus_get_size(env, argv[2], "length", &length)) return NULL;
   if ((uint64_t)offset > mapping->length || (uint64_t)length > mapping->length - (uint64_t)offset) {
@@ -173,14 +193,9 @@ static napi_value js_msync(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_fallocate(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int fd;
   int64_t offset, length;
-  if (argc < 3 || !walrus_get_fd(env, argv[0], &fd) || !walrus_get_size(env, argv[1], "offset", &offset) ||
-      !walrus_get_size(env, argv[2], "length", &length))
-    return NULL;
+  if (!get_fd_range(env, info, &fd, &offset, &length)) return NULL;
   if (length == 0) return NULL;
   int result;
   do {

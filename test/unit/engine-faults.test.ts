@@ -9,13 +9,24 @@ import type { WalrusError } from '../../src/kernel/errors.js';
 import { FdBackend } from '../../src/plugins/storage-fd/backend.js';
 import { silent, withTempDir } from '../helpers/kernel.js';
 
+/**
+ * fd underneath, counting writes and syncs and failing them on request. With `link`, its files
+ * also offer writevAndSync (a write and the sync that covers it handed over together, as io_uring
+ * does), counted in `linked` and failing with the syncs.
+ */
 class FaultyBackend implements StorageBackend {
   readonly name = 'faulty';
   syncs = 0;
   writes = 0;
+  linked = 0;
   failWrites = false;
   failSyncs = false;
   private readonly inner = new FdBackend();
+  private readonly link: boolean;
+
+  constructor(options: { readonly link?: boolean } = {}) {
+    this.link = options.link ?? false;
+  }
 
   open(path: string, options: { readonly create: boolean }): StorageFile {
     const file = this.inner.open(path, options);
@@ -40,6 +51,18 @@ class FaultyBackend implements StorageBackend {
         if (backend.failSyncs) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
         await file.sync();
       },
+      ...(backend.link
+        ? {
+            async writevAndSync(buffers: readonly Uint8Array[], position: number) {
+              backend.writes += 1;
+              if (backend.failWrites) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+              file.writev(buffers, position);
+              backend.linked += 1;
+              if (backend.failSyncs) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+              await file.sync();
+            },
+          }
+        : {}),
       close: () => file.close(),
     };
   }
@@ -118,49 +141,16 @@ test('fsync everyMs keeps syncing under a producer that never lets the event loo
   });
 });
 
-/** A backend whose files link a sync to a write (as io_uring does), counting both kinds of sync. */
-class LinkingBackend implements StorageBackend {
-  readonly name = 'linking';
-  linked = 0;
-  plainSyncs = 0;
-  failLinked = false;
-  private readonly inner = new FdBackend();
-
-  open(path: string, options: { readonly create: boolean }): StorageFile {
-    const file = this.inner.open(path, options);
-    const backend = this;
-    return {
-      path: file.path,
-      write: (buffer, position, offset, length) => file.write(buffer, position, offset, length),
-      writev: (buffers, position) => file.writev(buffers, position),
-      read: (buffer, offset, length, position) => file.read(buffer, offset, length, position),
-      size: () => file.size(),
-      truncate: (bytes) => file.truncate(bytes),
-      async sync() {
-        backend.plainSyncs += 1;
-        await file.sync();
-      },
-      async writevAndSync(buffers, position) {
-        file.writev(buffers, position);
-        backend.linked += 1;
-        if (backend.failLinked) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
-        await file.sync();
-      },
-      close: () => file.close(),
-    };
-  }
-}
-
 test("fsync 'each' on a backend that links syncs to writes: an awaited append is one linked write, no separate sync", async (t) => {
   await withTempDir(async (dir) => {
-    const storage = new LinkingBackend();
+    const storage = new FaultyBackend({ link: true });
     const wal = await Walrus.open({ dataDir: dir, fsync: 'each', storage, logger: silent() });
     await wal.append('t', 'warm-up');
     const linked = storage.linked;
-    const plain = storage.plainSyncs;
+    const plain = storage.syncs;
     for (let index = 0; index < 20; index++) await wal.append('t', `m${index}`);
     t.is(storage.linked - linked, 20);
-    t.is(storage.plainSyncs - plain, 0);
+    t.is(storage.syncs - plain, 0);
     // Concurrent appends still share syncs (a write made while a sync is in flight is not linked).
     await Promise.all(Array.from({ length: 64 }, (_, index) => wal.append('t', `c${index}`)));
     t.is(wal.pendingCount('t'), 85);
@@ -173,10 +163,10 @@ test("fsync 'each' on a backend that links syncs to writes: an awaited append is
 
 test('a failed linked sync is never acknowledged and poisons the instance', async (t) => {
   await withTempDir(async (dir) => {
-    const storage = new LinkingBackend();
+    const storage = new FaultyBackend({ link: true });
     const wal = await Walrus.open({ dataDir: dir, fsync: 'each', storage, logger: silent() });
     await wal.append('t', 'kept');
-    storage.failLinked = true;
+    storage.failSyncs = true;
     const error = await t.throwsAsync<WalrusError>(wal.append('t', 'lost'));
     t.is(error?.code, 'IO');
     const later = await t.throwsAsync<WalrusError>(wal.append('t', 'after'));

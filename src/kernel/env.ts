@@ -30,6 +30,8 @@ export const LAUNCHER_ENV = {
   config: 'WALRUS_CONFIG',
   /** Any value: do not load the native addon (CRCs then use zlib.crc32; same bytes, slower). */
   disableNative: 'WALRUS_DISABLE_NATIVE',
+  /** walrus-cli: the node's client address when `--addr` is not given. */
+  cliAddress: 'WALRUS_ADDR',
 } as const;
 
 export type Environment = Readonly<Record<string, string | undefined>>;

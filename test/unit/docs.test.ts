@@ -55,6 +55,7 @@ test('docs/config.md lists every environment variable with its key', (t) => {
   const expected = new Map<string | undefined, string>(ENV_TABLE.map((variable) => [variable.name, `\`${variable.path}\``]));
   expected.set(LAUNCHER_ENV.config, '(config file path)');
   expected.set(LAUNCHER_ENV.disableNative, '(whole process)');
+  expected.set(LAUNCHER_ENV.cliAddress, '(walrus-cli)');
   t.deepEqual(documented, expected);
 });
 

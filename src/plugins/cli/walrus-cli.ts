@@ -9,7 +9,7 @@
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ClientError, WalrusClient } from '../../client/walrus-client.js';
-import { type Environment, envValue, processEnvironment } from '../../kernel/env.js';
+import { type Environment, envValue, LAUNCHER_ENV, processEnvironment } from '../../kernel/env.js';
 import { limits } from '../../kernel/limits.js';
 import { VERSION } from '../../version.js';
 import { parseDecimal } from '../protocol-tcp/codec/commands.js';
@@ -29,8 +29,7 @@ export interface CliIo {
 }
 
 export const DEFAULT_ADDR = '127.0.0.1:8080';
-// Read here only; meant to join LAUNCHER_ENV in kernel/env.ts, the table of such variables.
-const ADDR_VARIABLE = 'WALRUS_ADDR';
+const ADDR_VARIABLE = LAUNCHER_ENV.cliAddress;
 
 const PROMPT = 'walrus> ';
 const QUIT_WORDS: ReadonlySet<string> = new Set(['exit', 'quit', 'q']);

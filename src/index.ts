@@ -4,14 +4,8 @@
 
 import 'reflect-metadata';
 
-export {
-  ClientError,
-  type ClientErrorCode,
-  type FetchedEntry,
-  type TopicStateJson,
-  WalrusClient,
-  type WalrusClientOptions,
-} from './client/index.js';
+// The TCP client: WalrusClient, ClientError and their types (src/client/index.ts lists them).
+export * from './client/index.js';
 export { BACKENDS, resolveBackend } from './engine/backends.js';
 export type { RecoveryReport } from './engine/recovery.js';
 export type { StorageBackend, StorageFile } from './engine/storage.js';

@@ -4,6 +4,7 @@
 
 import { ENV_TABLE, envValue, processEnvironment } from '../kernel/env.js';
 import { InputError, StorageError } from '../kernel/errors.js';
+import { s } from '../kernel/schema.js';
 import { FdBackend } from '../plugins/storage-fd/backend.js';
 import { MmapBackend } from '../plugins/storage-mmap/backend.js';
 import { loadMmap } from '../plugins/storage-mmap/native.js';
@@ -31,10 +32,15 @@ export const BACKENDS: readonly BackendCandidate[] = [
 
 const DISABLE_IO_URING = ENV_TABLE.find((variable) => variable.path === 'storage.disableIoUring')?.name ?? 'WALRUS_DISABLE_IO_URING';
 
-/** True when the environment asks `auto` to pass over io_uring (any value but empty, 0 or false). */
+/** How the node's config reads the variable (1/true/yes/on, 0/false/no/off). */
+const DISABLE_IO_URING_TEXT = s.bool({ default: false, description: 'storage.disableIoUring as text' });
+
+/** True when the environment asks `auto` to pass over io_uring; text the config would refuse counts as set. */
 function ioUringDisabled(): boolean {
   const value = envValue(processEnvironment(), DISABLE_IO_URING);
-  return value !== undefined && !['0', 'false', 'no', 'off'].includes(value.toLowerCase());
+  if (value === undefined) return false;
+  const parsed = DISABLE_IO_URING_TEXT.parseText(value);
+  return parsed.ok ? parsed.value === true : true;
 }
 
 export async function resolveBackend(name: string): Promise<StorageBackend> {

@@ -4,15 +4,14 @@
 // bin/walrus-cli launcher in a child process.
 
 import { spawn } from 'node:child_process';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { Readable } from 'node:stream';
 import test, { type ExecutionContext } from 'ava';
-import { limits } from '../../src/kernel/limits.js';
 import { type CliIo, formatReply, main, parseTarget, requestOf } from '../../src/plugins/cli/walrus-cli.js';
 import { isCommandError, parseCommand } from '../../src/plugins/protocol-tcp/codec/commands.js';
-import { encodeFrame, FrameDecoder } from '../../src/plugins/protocol-tcp/codec/frames.js';
 import { EMPTY, err, fetched, OK, okPayload } from '../../src/plugins/protocol-tcp/codec/replies.js';
+import { startServer } from '../helpers/fake-node.js';
 
 const STATE_JSON =
   '{"current_segment":2,"leader_node":1,"last_sealed_entry_offset":0,"sealed_segments":{"1":0},"segment_leaders":{"1":1,"2":1}}';
@@ -52,40 +51,10 @@ function answer(text: string, gets: Set<string>): string | undefined {
 }
 
 async function startNode(t: ExecutionContext): Promise<FakeNode> {
-  const sockets = new Set<Socket>();
-  const requests: string[] = [];
   const gets = new Set<string>();
-  const server: Server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-    const decoder = new FrameDecoder({ maxFrameBytes: limits.frameBytesMax });
-    socket.on('data', (chunk: Buffer) => {
-      decoder.push(chunk);
-      for (let frame = decoder.next(); frame !== undefined; frame = decoder.next()) {
-        if (frame.kind !== 'text') {
-          socket.destroy();
-          return;
-        }
-        requests.push(frame.text);
-        const reply = answer(frame.text, gets);
-        if (reply !== undefined) socket.write(encodeFrame(reply));
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no TCP address');
-  const node: FakeNode = {
-    addr: `127.0.0.1:${address.port}`,
-    requests,
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-  t.teardown(() => node.close());
-  return node;
+  const server = await startServer((request) => answer(request, gets) ?? 'silent');
+  t.teardown(() => server.close());
+  return { addr: `127.0.0.1:${server.port}`, requests: server.requests, close: () => server.close() };
 }
 
 /** An address where nothing listens: a port that was just bound and released. */

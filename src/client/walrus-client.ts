@@ -70,7 +70,8 @@ interface Pending {
   readonly frame: Buffer;
   readonly resolve: (reply: string) => void;
   readonly reject: (error: ClientError) => void;
-  readonly timer: NodeJS.Timeout;
+  /** performance.now() by which the reply must have come. */
+  readonly deadline: number;
 }
 
 /** A first-in first-out queue with O(1) removal at the front. */
@@ -84,6 +85,11 @@ class Fifo<T> {
 
   push(item: T): void {
     this.items.push(item);
+  }
+
+  /** The oldest item, left in place. */
+  peek(): T | undefined {
+    return this.head === this.items.length ? undefined : this.items[this.head];
   }
 
   shift(): T | undefined {
@@ -134,6 +140,15 @@ export class WalrusClient {
   private failures = 0;
   private nextAttemptAt = 0;
   private delayTimer: NodeJS.Timeout | undefined;
+  /**
+   * One timer for every request's timeout (a timer per request cost a measurable share of a
+   * sequential request). Requests share timeoutMs and are answered in order, so the oldest
+   * outstanding one always has the earliest deadline: the timer is armed for it and, on firing,
+   * either times everything out or re-arms for the new oldest. It is unref'd while nothing is
+   * outstanding, so an idle client never keeps the process alive.
+   */
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private deadlineArmedFor = Number.POSITIVE_INFINITY;
   /** A connection was lost and reconnect is off: every request fails. */
   private down = false;
   private closed = false;
@@ -273,14 +288,45 @@ export class WalrusClient {
         new ClientError('PROTOCOL', `the request is ${bytes} bytes of UTF-8; the server accepts at most ${limits.frameBytesMax}`),
       );
     }
-    if (LONE_SURROGATE.test(text)) {
+    // Pure ASCII (as many bytes as UTF-16 units) cannot hold a surrogate: the scan is skipped.
+    if (bytes !== text.length && LONE_SURROGATE.test(text)) {
       return Promise.reject(new ClientError('PROTOCOL', 'the request contains a lone UTF-16 surrogate, which UTF-8 cannot carry'));
     }
     return new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => this.failAll('TIMEOUT', `no reply from ${this.address} within ${this.timeoutMs} ms`), this.timeoutMs);
-      this.waiting.push({ frame: encodeFrame(text), resolve, reject, timer });
+      const deadline = performance.now() + this.timeoutMs;
+      this.waiting.push({ frame: encodeFrame(text, bytes), resolve, reject, deadline });
+      this.armDeadline(deadline);
       this.pump();
     });
+  }
+
+  /** Makes sure the deadline timer fires by `deadline` (a request was just queued). */
+  private armDeadline(deadline: number): void {
+    const timer = this.deadlineTimer;
+    if (timer !== undefined && this.deadlineArmedFor <= deadline) {
+      timer.ref();
+      return;
+    }
+    if (timer !== undefined) clearTimeout(timer);
+    this.deadlineArmedFor = deadline;
+    this.deadlineTimer = setTimeout(this.onDeadline, Math.max(1, Math.ceil(deadline - performance.now())));
+  }
+
+  private readonly onDeadline = (): void => {
+    this.deadlineTimer = undefined;
+    this.deadlineArmedFor = Number.POSITIVE_INFINITY;
+    const oldest = this.inFlight.peek() ?? this.waiting.peek();
+    if (oldest === undefined) return;
+    if (oldest.deadline <= performance.now()) {
+      this.failAll('TIMEOUT', `no reply from ${this.address} within ${this.timeoutMs} ms`);
+      return;
+    }
+    this.armDeadline(oldest.deadline);
+  };
+
+  /** Nothing outstanding: the deadline timer must not keep the process alive. */
+  private idleDeadline(): void {
+    if (this.inFlight.size === 0 && this.waiting.size === 0) this.deadlineTimer?.unref();
   }
 
   /** Moves waiting requests onto the wire while there is room; connects when needed. */
@@ -291,14 +337,16 @@ export class WalrusClient {
     }
     if (!this.connected || this.inFlight.size >= this.inFlightMax || this.waiting.size === 0) return;
     const socket = this.socket;
-    socket.cork();
+    // Several frames go out in one system call; a lone one is written as is (corking costs more).
+    const cork = this.waiting.size > 1 && this.inFlight.size + 1 < this.inFlightMax;
+    if (cork) socket.cork();
     while (this.inFlight.size < this.inFlightMax) {
       const pending = this.waiting.shift();
       if (pending === undefined) break;
       this.inFlight.push(pending);
       socket.write(pending.frame);
     }
-    socket.uncork();
+    if (cork) socket.uncork();
   }
 
   private open(): Promise<void> {
@@ -376,7 +424,6 @@ export class WalrusClient {
         this.failAll('PROTOCOL', 'the server sent a reply to no request; the connection was dropped');
         return;
       }
-      clearTimeout(pending.timer);
       this.failures = 0;
       this.nextAttemptAt = 0;
       // A reply that is not UTF-8 fails only its own request: framing is intact, the next reply is in step.
@@ -384,6 +431,7 @@ export class WalrusClient {
       else pending.resolve(frame.text);
     }
     this.pump();
+    this.idleDeadline();
   }
 
   /** Drops the connection and fails everything outstanding. */
@@ -405,10 +453,12 @@ export class WalrusClient {
         if (wasConnected && !this.reconnect) this.down = true;
       }
     }
-    for (const pending of [...this.inFlight.drain(), ...this.waiting.drain()]) {
-      clearTimeout(pending.timer);
-      pending.reject(new ClientError(code, message, { cause }));
+    if (this.deadlineTimer !== undefined) {
+      clearTimeout(this.deadlineTimer);
+      this.deadlineTimer = undefined;
+      this.deadlineArmedFor = Number.POSITIVE_INFINITY;
     }
+    for (const pending of [...this.inFlight.drain(), ...this.waiting.drain()]) pending.reject(new ClientError(code, message, { cause }));
     const waiters = this.openWaiters;
     this.openWaiters = [];
     for (const waiter of waiters) waiter.reject(new ClientError(code, message, { cause }));

@@ -22,7 +22,20 @@ import {
 } from './format.js';
 import type { StorageBackend, StorageFile } from './storage.js';
 
-const SETTLED = Promise.resolve();
+/**
+ * The promise acknowledge() returns when the records were acknowledged before it returned (see
+ * acknowledged()).
+ */
+export const ACKNOWLEDGED: Promise<void> = Promise.resolve();
+const SETTLED = ACKNOWLEDGED;
+
+/**
+ * True when `promise` is the one an acknowledgement returns for records acknowledged before the
+ * call returned: the caller may go on synchronously instead of awaiting it.
+ */
+export function acknowledged(promise: Promise<unknown>): boolean {
+  return promise === SETTLED;
+}
 const U32 = 2 ** 32;
 
 export type SyncMode = { readonly kind: 'each' } | { readonly kind: 'none' } | { readonly kind: 'every'; readonly ms: number };

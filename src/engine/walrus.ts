@@ -13,7 +13,7 @@ import { limits } from '../kernel/limits.js';
 import { resolveBackend } from './backends.js';
 import { checksums } from './checksum.js';
 import { dataFileName, FILE_HEADER_BYTES, RECORD_CRC_FROM, RECORD_HEADER_BYTES, RecordKind, recordMatches } from './format.js';
-import { LogWriter, type OpenFile, type SyncMode, syncDirectory } from './log.js';
+import { ACKNOWLEDGED, acknowledged, LogWriter, type OpenFile, type SyncMode, syncDirectory } from './log.js';
 import { type Recovery, type RecoveryReport, recover, recoverSync } from './recovery.js';
 import type { StorageBackend, StorageFile } from './storage.js';
 import { TopicState } from './topic.js';
@@ -321,6 +321,12 @@ export class Walrus {
 
   // --- appends -------------------------------------------------------------------------------
 
+  /**
+   * Appends one entry; the promise settles once it is acknowledged under the fsync schedule.
+   * When it was acknowledged before append returned (written at once, no sync to wait for), the
+   * promise is one for which `Walrus.acknowledged(promise)` is true, so a caller on a hot path can
+   * go on without awaiting it.
+   */
   append(topic: string, data: Uint8Array | string): Promise<void> {
     try {
       this.checkOpen();
@@ -413,6 +419,58 @@ export class Walrus {
         throw error;
       }
       return persisted === undefined ? Promise.resolve(entry) : persisted.then(() => entry);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * True when `promise`, returned by append(), consumeAt() or readNext()'s persistence, was
+   * acknowledged before the call that made it returned (awaiting it would change nothing).
+   */
+  static acknowledged(promise: Promise<unknown>): boolean {
+    return acknowledged(promise);
+  }
+
+  /**
+   * The entry `seq` of `topic`, read synchronously without moving the cursor; null when the topic
+   * has no such entry yet, or it was reclaimed after being consumed.
+   */
+  readAt(topic: string, seq: number): Buffer | null {
+    this.checkOpen();
+    const state = this.topicsByName.get(topic);
+    if (state === undefined) {
+      checkTopicName(topic);
+      return null;
+    }
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new InputError('INVALID_ARGUMENT', `seq must be an integer ≥ 0, got ${seq}`);
+    return seq >= state.lowSeq && seq < state.visibleSeq ? this.readEntry(state, seq) : null;
+  }
+
+  /**
+   * Consumes entry `seq`, which must be the one at the topic's cursor, without reading it (a
+   * caller that has already read it with readAt()). Persists the cursor as readNext() does; the
+   * promise settles when that is acknowledged.
+   */
+  consumeAt(topic: string, seq: number): Promise<void> {
+    try {
+      this.checkOpen();
+      const state = this.topicsByName.get(topic);
+      if (state === undefined || state.cursor !== seq || seq >= state.visibleSeq) {
+        throw new InputError(
+          'INVALID_ARGUMENT',
+          `topic ${topic}: entry ${seq} is not the next one to consume (the cursor is at ${state?.cursor ?? 0})`,
+        );
+      }
+      state.cursor = seq + 1;
+      let persisted: Promise<void> | undefined;
+      try {
+        persisted = this.consumed(state, 1, seq + 1);
+      } catch (error) {
+        state.cursor = seq;
+        throw error;
+      }
+      return persisted ?? ACKNOWLEDGED;
     } catch (error) {
       return Promise.reject(error);
     }

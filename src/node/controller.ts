@@ -11,7 +11,7 @@ import type { Command } from '../plugins/protocol-tcp/codec/commands.js';
 import { EMPTY, err, fetched, OK, okPayload } from '../plugins/protocol-tcp/codec/replies.js';
 import type { Consensus } from '../plugins/raft/consensus.js';
 import { encodeCommand, type MetadataResult, type MetadataStateMachine, segmentKey, topicNameProblem } from './metadata.js';
-import type { TopicReader } from './reader.js';
+import type { NextResult, TopicReader } from './reader.js';
 import type { SegmentStore } from './segment-store.js';
 
 /** A reply, and what to do once it has been written to the client (or could not be). */
@@ -43,16 +43,22 @@ export class NodeController {
     this.options = options;
   }
 
-  async handle(command: Command): Promise<ControllerReply> {
+  /**
+   * What `command` does. PUT and GET answer synchronously when nothing has to be waited for (the
+   * key is free and the engine acknowledged at once); everything else answers with a promise.
+   */
+  handle(command: Command): ControllerReply | Promise<ControllerReply> {
     switch (command.op) {
       case 'REGISTER':
-        return { text: await this.register(command.topic) };
-      case 'PUT':
-        return { text: await this.put(command.topic, command.payload) };
+        return this.register(command.topic).then(textReply);
+      case 'PUT': {
+        const reply = this.put(command.topic, command.payload);
+        return typeof reply === 'string' ? { text: reply } : reply.then(textReply);
+      }
       case 'GET':
         return this.get(command.topic);
       case 'FETCH':
-        return { text: await this.fetch(command.topic, command.segment, command.offset) };
+        return this.fetch(command.topic, command.segment, command.offset).then(textReply);
       case 'STATE':
         return { text: this.options.metadata.stateJson(command.topic) ?? unknownTopic(command.topic) };
       case 'METRICS':
@@ -68,39 +74,51 @@ export class NodeController {
     return result.ok ? OK : err(result.error);
   }
 
-  private async put(topic: string, payload: string): Promise<string> {
-    const { metadata, store, nodeId } = this.options;
+  /** One attempt at once; a full segment (or a lease just given up for its rollover) goes to putWaiting. */
+  private put(topic: string, payload: string): string | Promise<string> {
     const deadline = Date.now() + (this.options.rolloverWaitMs ?? ROLLOVER_WAIT_MS_DEFAULT);
+    const state = this.options.metadata.topic(topic);
+    if (state === undefined) return unknownTopic(topic);
+    if (state.leaderNode !== this.options.nodeId) return err(`NotLeaderForPartition: ${segmentKey(topic, state.currentSegment)}`);
+    try {
+      const offset = this.options.store.appendNow(topic, state.currentSegment, payload);
+      if (typeof offset === 'number') return OK;
+      return offset.then(
+        () => OK,
+        (error: unknown) => this.putWaiting(topic, payload, deadline, error),
+      );
+    } catch (error) {
+      return this.putWaiting(topic, payload, deadline, error);
+    }
+  }
+
+  /**
+   * After `failure`: a full segment being rolled over is waited for (until `deadline`), then the
+   * append goes to the new segment. Nothing lands past the seal. Any other failure is the reply.
+   */
+  private async putWaiting(topic: string, payload: string, deadline: number, failure: unknown): Promise<string> {
+    const { metadata, store, nodeId } = this.options;
+    let error = failure;
     for (;;) {
+      const code = (error as { code?: string }).code;
+      const rolling = code === 'SEGMENT_FULL' || code === 'NOT_LEADER_FOR_PARTITION';
+      if (!rolling || Date.now() >= deadline) return err((error as Error).message);
+      await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
       const state = metadata.topic(topic);
       if (state === undefined) return unknownTopic(topic);
       if (state.leaderNode !== nodeId) return err(`NotLeaderForPartition: ${segmentKey(topic, state.currentSegment)}`);
       try {
         await store.append(topic, state.currentSegment, payload);
         return OK;
-      } catch (error) {
-        const code = (error as { code?: string }).code;
-        // A full segment (or one whose lease was just given up for its rollover): wait for the
-        // rollover to apply, then append to the new segment. Nothing lands past the seal.
-        const rolling = code === 'SEGMENT_FULL' || code === 'NOT_LEADER_FOR_PARTITION';
-        if (!rolling || Date.now() >= deadline) return err((error as Error).message);
-        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
+      } catch (next) {
+        error = next;
       }
     }
   }
 
-  private async get(topic: string): Promise<ControllerReply> {
-    const next = await this.options.reader.next(topic);
-    if (next.kind === 'unknown-topic') return { text: unknownTopic(topic) };
-    if (next.kind === 'empty') return { text: EMPTY };
-    const { entry } = next;
-    return {
-      text: okPayload(lossy.decode(entry.payload)),
-      written: (ok) => {
-        if (ok) void entry.delivered();
-        else entry.abandoned();
-      },
-    };
+  private get(topic: string): ControllerReply | Promise<ControllerReply> {
+    const next = this.options.reader.nextNow(topic);
+    return next instanceof Promise ? next.then((found) => getReply(topic, found)) : getReply(topic, next);
   }
 
   private async fetch(topic: string, segment: number, offset: number): Promise<string> {
@@ -119,6 +137,25 @@ export class NodeController {
   private placement(_topic: string): number {
     return this.options.nodeId;
   }
+}
+
+function textReply(text: string): ControllerReply {
+  return { text };
+}
+
+/** The GET reply for what the reader found: the entry is consumed once the reply is written. */
+function getReply(topic: string, next: NextResult): ControllerReply {
+  if (next.kind === 'unknown-topic') return { text: unknownTopic(topic) };
+  if (next.kind === 'empty') return { text: EMPTY };
+  const { entry } = next;
+  return {
+    text: okPayload(lossy.decode(entry.payload)),
+    written: (ok) => {
+      // A failed cursor write fails the engine, and with it the next request that needs it.
+      if (ok) entry.delivered().catch(() => undefined);
+      else entry.abandoned();
+    },
+  };
 }
 
 function unknownTopic(topic: string): string {

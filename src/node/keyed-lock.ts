@@ -1,25 +1,31 @@
 // One holder at a time per key, in arrival order: the segment store holds a segment key across
 // its lease check and append, GET's reader holds a topic from peeking an entry until its reply
-// is written. Keys with no holder and no waiter take no memory.
+// is written. Keys with no holder and no waiter take no memory. A free key is taken synchronously
+// (tryAcquire), so the common uncontended case costs no promise at all.
 
 export class KeyedLock {
-  /** Per key: the promise that settles when the last queued holder releases. */
-  private readonly tails = new Map<string, Promise<void>>();
+  /** Held keys, each with the callers waiting for it (null: none yet), oldest first. */
+  private readonly held = new Map<string, Array<(release: () => void) => void> | null>();
+
+  /** Takes `key` now if nobody holds it; returns the function that passes it on, else undefined. */
+  tryAcquire(key: string): (() => void) | undefined {
+    if (this.held.has(key)) return undefined;
+    this.held.set(key, null);
+    return this.releaser(key);
+  }
 
   /** Waits for `key`'s turn; call the returned function (once) to pass it on. */
-  async acquire(key: string): Promise<() => void> {
-    const previous = this.tails.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => {
-      release = resolve;
+  acquire(key: string): Promise<() => void> {
+    const release = this.tryAcquire(key);
+    if (release !== undefined) return Promise.resolve(release);
+    return new Promise((resolve) => {
+      let waiters = this.held.get(key);
+      if (waiters === null || waiters === undefined) {
+        waiters = [];
+        this.held.set(key, waiters);
+      }
+      waiters.push(resolve);
     });
-    const tail = previous.then(() => mine);
-    this.tails.set(key, tail);
-    void tail.then(() => {
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    });
-    await previous;
-    return release;
   }
 
   /** Runs `work` holding `key`, released however it ends. */
@@ -30,5 +36,22 @@ export class KeyedLock {
     } finally {
       release();
     }
+  }
+
+  /** Whether someone holds `key` (tests, diagnostics). */
+  isHeld(key: string): boolean {
+    return this.held.has(key);
+  }
+
+  private releaser(key: string): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const waiters = this.held.get(key);
+      const next = waiters?.shift();
+      if (next === undefined) this.held.delete(key);
+      else next(this.releaser(key));
+    };
   }
 }

@@ -6,6 +6,7 @@
 // or `abandoned()` leaves it for the next GET. Each topic has its own lock (the original held one
 // lock for every topic, across remote calls).
 
+import { Walrus } from '../engine/walrus.js';
 import { KeyedLock } from './keyed-lock.js';
 import type { SegmentStore } from './segment-store.js';
 
@@ -32,27 +33,62 @@ export type NextResult =
   | { readonly kind: 'unknown-topic' };
 
 /** The segment store's read side, as the reader uses it. */
-export type SegmentReads = Pick<SegmentStore, 'count' | 'read' | 'consumed' | 'consume'>;
+export type SegmentReads = Pick<SegmentStore, 'read' | 'consumed' | 'consumeAt'>;
 
 /** How long a peeked entry holds its topic before it is abandoned (a reply that never gets written). */
 export const PEEK_HOLD_MS_MAX = 30_000;
 
+export interface TopicReaderOptions {
+  /** How long a peeked entry may hold its topic (default PEEK_HOLD_MS_MAX). */
+  readonly holdMsMax?: number;
+}
+
+/** A peeked entry not delivered or abandoned yet. */
+interface Hold {
+  readonly since: number;
+  readonly abandon: () => void;
+}
+
 export class TopicReader {
   private readonly store: SegmentReads;
   private readonly layout: TopicLayout;
+  private readonly holdMsMax: number;
   /** Per topic: one GET at a time, from its peek until its reply is written or abandoned. */
   private readonly locks = new KeyedLock();
   /** Per topic: the first segment that may still hold unconsumed entries (segments before it are done). */
   private readonly firstOpen = new Map<string, number>();
+  /**
+   * Holds outstanding, swept by one timer (a timer per GET cost a measurable share of it). The
+   * sweep runs every quarter of holdMsMax while any hold exists, so a hold lasts at most 1.25 ×
+   * holdMsMax.
+   */
+  private readonly holds = new Set<Hold>();
+  private sweeper: NodeJS.Timeout | undefined;
 
-  constructor(store: SegmentReads, layout: TopicLayout) {
+  constructor(store: SegmentReads, layout: TopicLayout, options: TopicReaderOptions = {}) {
     this.store = store;
     this.layout = layout;
+    this.holdMsMax = options.holdMsMax ?? PEEK_HOLD_MS_MAX;
   }
 
   /** The next entry for `topic` (held until delivered() or abandoned()), EMPTY, or an unknown topic. */
-  async next(topic: string): Promise<NextResult> {
-    const release = await this.locks.acquire(topic);
+  next(topic: string): Promise<NextResult> {
+    try {
+      return Promise.resolve(this.nextNow(topic));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** next() for the request path: synchronous when no other GET holds the topic. */
+  nextNow(topic: string): NextResult | Promise<NextResult> {
+    const release = this.locks.tryAcquire(topic);
+    if (release !== undefined) return this.peek(topic, release);
+    return this.locks.acquire(topic).then((acquired) => this.peek(topic, acquired));
+  }
+
+  /** Finds the next entry with the topic held; passes the hold to the entry, or releases it. */
+  private peek(topic: string, release: () => void): NextResult {
     let handedOut = false;
     try {
       const open = this.layout.openSegment(topic);
@@ -67,7 +103,7 @@ export class TopicReader {
           this.firstOpen.set(topic, segment);
           continue;
         }
-        const payload = await this.store.read(topic, segment, consumed);
+        const payload = this.store.read(topic, segment, consumed);
         if (payload === null) {
           if (segment < open) {
             // Sealed, but this node holds fewer entries than the seal says: nothing more to read here.
@@ -78,38 +114,55 @@ export class TopicReader {
           return { kind: 'empty' };
         }
         handedOut = true;
-        return { kind: 'entry', entry: this.hold(topic, segment, payload, release) };
+        return { kind: 'entry', entry: this.hold(topic, segment, consumed, payload, release) };
       }
     } finally {
       if (!handedOut) release();
     }
   }
 
-  private hold(topic: string, segment: number, payload: Buffer, release: () => void): Peeked {
+  private hold(topic: string, segment: number, offset: number, payload: Buffer, release: () => void): Peeked {
     let settled = false;
-    const timer = setTimeout(() => settle(), PEEK_HOLD_MS_MAX);
-    timer.unref();
-    const settle = (): boolean => {
-      if (settled) return false;
+    const hold: Hold = { since: performance.now(), abandon: () => settle() };
+    const settle = (): void => {
+      if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      this.holds.delete(hold);
       release();
-      return true;
     };
+    this.holds.add(hold);
+    this.sweeper ??= setInterval(this.sweep, Math.max(1, Math.floor(this.holdMsMax / 4))).unref();
     return {
       payload,
       segment,
-      delivered: async () => {
-        if (settled) return;
+      delivered: () => {
+        if (settled) return ACKNOWLEDGED_NOTHING;
+        let consumed: Promise<void>;
         try {
-          await this.store.consume(topic, segment);
-        } finally {
+          consumed = this.store.consumeAt(topic, segment, offset);
+        } catch (error) {
           settle();
+          return Promise.reject(error);
         }
+        if (Walrus.acknowledged(consumed)) {
+          settle();
+          return consumed;
+        }
+        return consumed.finally(settle);
       },
-      abandoned: () => {
-        settle();
-      },
+      abandoned: settle,
     };
   }
+
+  /** Abandons holds older than holdMsMax; stops sweeping when none is left. */
+  private readonly sweep = (): void => {
+    const now = performance.now();
+    for (const hold of this.holds) if (now - hold.since >= this.holdMsMax) hold.abandon();
+    if (this.holds.size === 0 && this.sweeper !== undefined) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  };
 }
+
+const ACKNOWLEDGED_NOTHING: Promise<void> = Promise.resolve();

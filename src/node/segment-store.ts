@@ -7,7 +7,7 @@
 // lease is given up locally until the rollover that seals it has applied, so no acknowledged
 // entry can land beyond the sealed count.
 
-import type { Walrus } from '../engine/walrus.js';
+import { Walrus } from '../engine/walrus.js';
 import { walrusError } from '../kernel/errors.js';
 import { type Lease, segmentKey } from '../plugins/lease-fencing/leases.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -42,25 +42,60 @@ export class SegmentStore {
    * has acknowledged it.
    */
   append(topic: string, segment: number, payload: Uint8Array | string): Promise<number> {
+    try {
+      const offset = this.appendNow(topic, segment, payload);
+      return typeof offset === 'number' ? Promise.resolve(offset) : offset;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * append() for the request path: when the key is free and the engine acknowledges the entry at
+   * once (fsync `interval` or `none`), the offset is returned synchronously, with no promise made;
+   * otherwise a promise of it. Refusals found before any waiting (no lease, segment full) throw.
+   */
+  appendNow(topic: string, segment: number, payload: Uint8Array | string): number | Promise<number> {
     const key = segmentKey(topic, segment);
-    return this.locks.run(key, async () => {
-      this.options.leases.check(key);
-      const count = this.options.wal.entryCount(key);
-      if (count >= this.options.maxEntries) {
-        this.options.leases.surrender(key);
-        this.options.onFull?.(topic, segment, count);
-        throw walrusError('SEGMENT_FULL', `segment ${key} is full (${count} entries) and is being rolled over; retry`, {
-          details: { key, count },
-        });
-      }
-      await this.options.wal.append(key, payload);
-      if (count + 1 >= this.options.maxEntries) {
-        // The entry that filled it: no further append may pass the check above.
-        this.options.leases.surrender(key);
-        this.options.onFull?.(topic, segment, count + 1);
-      }
-      return count;
-    });
+    const release = this.locks.tryAcquire(key);
+    if (release === undefined) return this.locks.run(key, async () => this.appendHolding(key, topic, segment, payload));
+    let offset: number | Promise<number>;
+    try {
+      offset = this.appendHolding(key, topic, segment, payload);
+    } catch (error) {
+      release();
+      throw error;
+    }
+    if (typeof offset === 'number') {
+      release();
+      return offset;
+    }
+    return offset.finally(release);
+  }
+
+  /** The lease check and the append, with `key` held by the caller. */
+  private appendHolding(key: string, topic: string, segment: number, payload: Uint8Array | string): number | Promise<number> {
+    this.options.leases.check(key);
+    const count = this.options.wal.entryCount(key);
+    if (count >= this.options.maxEntries) {
+      this.options.leases.surrender(key);
+      this.options.onFull?.(topic, segment, count);
+      throw walrusError('SEGMENT_FULL', `segment ${key} is full (${count} entries) and is being rolled over; retry`, {
+        details: { key, count },
+      });
+    }
+    const written = this.options.wal.append(key, payload);
+    if (Walrus.acknowledged(written)) return this.appended(key, topic, segment, count);
+    return written.then(() => this.appended(key, topic, segment, count));
+  }
+
+  /** After the append of entry `count`: the entry that filled the segment ends its appends. */
+  private appended(key: string, topic: string, segment: number, count: number): number {
+    if (count + 1 >= this.options.maxEntries) {
+      this.options.leases.surrender(key);
+      this.options.onFull?.(topic, segment, count + 1);
+    }
+    return count;
   }
 
   /** Entries the segment holds on this node (0 for a segment it never wrote). */
@@ -69,11 +104,8 @@ export class SegmentStore {
   }
 
   /** The entry at 0-based `offset` of the segment, or null past its end. Does not move any cursor. */
-  async read(topic: string, segment: number, offset: number): Promise<Buffer | null> {
-    const key = segmentKey(topic, segment);
-    if (offset >= this.options.wal.entryCount(key)) return null;
-    const [entry] = await this.options.wal.readBatch(key, { startSeq: offset, maxBytes: 1 });
-    return entry !== undefined && entry.seq === offset ? entry.data : null;
+  read(topic: string, segment: number, offset: number): Buffer | null {
+    return this.options.wal.readAt(segmentKey(topic, segment), offset);
   }
 
   /** Entries of the segment consumed by GET so far (its engine cursor, persisted with it). */
@@ -83,11 +115,11 @@ export class SegmentStore {
   }
 
   /**
-   * Marks the entry at the segment's consumption position consumed and returns it (the engine
-   * persists the position, so a restart neither replays nor skips it); null when there is none.
+   * Marks entry `offset` of the segment, which must be at its consumption position, consumed (the
+   * engine persists the position, so a restart neither replays nor skips it). The promise is one
+   * for which Walrus.acknowledged() is true when that was done at once.
    */
-  async consume(topic: string, segment: number): Promise<Buffer | null> {
-    const entry = await this.options.wal.readNext(segmentKey(topic, segment));
-    return entry === null ? null : entry.data;
+  consumeAt(topic: string, segment: number, offset: number): Promise<void> {
+    return this.options.wal.consumeAt(segmentKey(topic, segment), offset);
   }
 }

@@ -60,7 +60,9 @@ export const protocolTcpPlugin: Plugin<BootstrapConfig> = {
     const bootstrap = scope.config.bootstrap as BootstrapConfig;
     for (const topic of bootstrap.topics) {
       for (;;) {
-        const reply = await controller.handle({ op: 'REGISTER', topic }).catch((error: Error) => ({ text: `ERR ${error.message}` }));
+        const reply = await Promise.resolve(controller.handle({ op: 'REGISTER', topic })).catch((error: Error) => ({
+          text: `ERR ${error.message}`,
+        }));
         if (reply.text === 'OK') break;
         // Invalid names are refused for good; anything else (no Raft leader yet) is retried until the start timeout.
         if (reply.text.startsWith('ERR topic name')) throw new Error(`bootstrap.topics: ${JSON.stringify(topic)}: ${reply.text.slice(4)}`);

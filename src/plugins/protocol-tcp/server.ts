@@ -25,7 +25,7 @@ import type { Logger } from 'pino';
 import { limits } from '../../kernel/limits.js';
 import { type Command, isCommandError, parseCommand } from './codec/commands.js';
 import { encodeFrame, FrameDecoder } from './codec/frames.js';
-import { err } from './codec/replies.js';
+import { EMPTY, err, OK } from './codec/replies.js';
 
 export interface HandledReply {
   readonly text: string;
@@ -37,7 +37,8 @@ export interface HandledReply {
 }
 
 export interface CommandHandler {
-  handle(command: Command): Promise<HandledReply>;
+  /** The reply, or a promise of it: a reply known at once is written without waiting a microtask. */
+  handle(command: Command): HandledReply | Promise<HandledReply>;
 }
 
 export interface ServerLimits {
@@ -75,6 +76,9 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
 };
 
 const TOO_MANY_CONNECTIONS = encodeFrame(err('too many connections'));
+/** The most common replies, encoded once (a frame handed to socket.write is never changed). */
+const OK_FRAME = encodeFrame(OK);
+const EMPTY_FRAME = encodeFrame(EMPTY);
 const INVALID_UTF8 = err('invalid utf-8');
 const INVALID_LENGTH = err('invalid frame length');
 
@@ -125,6 +129,8 @@ class Connection {
     this.corked = false;
     if (!this.socket.destroyed) this.socket.uncork();
   };
+  /** pump() is running: a reply settled meanwhile is written by its loop, not by a nested pump. */
+  private pumping = false;
   paused = false;
 
   constructor(
@@ -175,12 +181,17 @@ class Connection {
 
   /** Takes requests and writes replies until neither can progress, then adjusts reading. */
   private pump(): void {
-    if (this.closed) return;
-    let progressed = true;
-    while (progressed) {
-      const dispatched = this.dispatch();
-      const flushed = this.flush();
-      progressed = dispatched || flushed;
+    if (this.closed || this.pumping) return;
+    this.pumping = true;
+    try {
+      let progressed = true;
+      while (progressed) {
+        const dispatched = this.dispatch();
+        const flushed = this.flush();
+        progressed = dispatched || flushed;
+      }
+    } finally {
+      this.pumping = false;
     }
     if (this.closed) return;
     if (this.ending && this.queue.length === 0) this.finish();
@@ -217,16 +228,20 @@ class Connection {
     }
     const slot: Slot = { frame: undefined, written: undefined };
     this.queue.push(slot);
-    let reply: Promise<HandledReply>;
+    let reply: HandledReply | Promise<HandledReply>;
     try {
       reply = this.context.handler.handle(command);
     } catch (error) {
-      reply = Promise.reject(error);
+      reply = { text: err(messageOf(error)) };
     }
-    reply.then(
-      (handled) => this.settle(slot, handled),
-      (error: unknown) => this.settle(slot, { text: err(messageOf(error)) }),
-    );
+    if (reply instanceof Promise) {
+      reply.then(
+        (handled) => this.settle(slot, handled),
+        (error: unknown) => this.settle(slot, { text: err(messageOf(error)) }),
+      );
+    } else {
+      this.settle(slot, reply);
+    }
   }
 
   private enqueueReady(text: string): void {
@@ -247,7 +262,8 @@ class Connection {
     }
     let frame: Buffer;
     try {
-      frame = encodeFrame(handled?.text);
+      const text = handled?.text;
+      frame = text === OK ? OK_FRAME : text === EMPTY ? EMPTY_FRAME : encodeFrame(text);
       slot.written = written;
     } catch (error) {
       // Not a string, or beyond a u32 length: the client gets an error instead of the reply.

@@ -13,9 +13,11 @@ export const FRAME_HEADER_BYTES = 4;
 
 const U32_MAX = 0xffff_ffff;
 
-/** One frame's body as text: prefix and body in one buffer, so a caller can send it with one write. */
-export function encodeFrame(text: string): Buffer {
-  const bodyBytes = Buffer.byteLength(text, 'utf8');
+/**
+ * One frame's body as text: prefix and body in one buffer, so a caller can send it with one write.
+ * `bodyBytes`, when the caller has measured it already, must be Buffer.byteLength(text, 'utf8').
+ */
+export function encodeFrame(text: string, bodyBytes = Buffer.byteLength(text, 'utf8')): Buffer {
   if (bodyBytes > U32_MAX) throw new RangeError(`a frame body of ${bodyBytes} bytes does not fit a u32 length`);
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bodyBytes);
   frame.writeUInt32LE(bodyBytes, 0);

@@ -8,6 +8,9 @@
 //   no RDB snapshots and no automatic AOF rewrite (Walrus never compacts either, and a rewrite is
 //   a background fork that would land in whichever row happens to be running).
 // When redis-server is not installed the Redis columns stay empty and the run says so.
+// A third server, the floor (node-floor-server.ts), is a bare node:net server that answers the
+// same framing with fixed replies and does no work: driven the same way, it shows what the
+// Node.js runtime alone costs per request, which no Node.js server can go below.
 //
 // Workloads, each a PUT row and then a GET row that reads exactly what the PUT row wrote, on a
 // fresh topic (Walrus) or stream (Redis):
@@ -61,6 +64,8 @@ const STOP_GRACE_MS = 5_000;
 const START_TIMEOUT_MS = 20_000;
 /** The launcher, found from this module (build/bench/) rather than the working directory. */
 const WALRUS_BIN = fileURLToPath(new URL('../../bin/walrus', import.meta.url));
+/** The name of the third server: the least any Node.js server does per request. */
+const FLOOR = 'floor';
 
 interface Workload {
   readonly name: string;
@@ -293,6 +298,35 @@ async function startWalrus(root: string): Promise<Server> {
         return clients.map((client) => walrusConnection(client));
       },
       complaints: () => child.matching(/"level":[4-6]\d/, 5, /"msg":"ready"/),
+      stop: () => child.stop(),
+    };
+  } catch (error) {
+    await child.stop();
+    throw error;
+  }
+}
+
+/** The floor: a bare node:net server answering the same protocol with no work (node-floor-server.ts). */
+async function startNodeFloor(root: string, payload: string): Promise<Server> {
+  const script = fileURLToPath(new URL('./node-floor-server.js', import.meta.url));
+  const child = startChild(process.execPath, [script, payload], root);
+  try {
+    const port = (JSON.parse(await child.line(/^\{"port":\d+\}$/, START_TIMEOUT_MS)) as { port: number }).port;
+    return {
+      name: FLOOR,
+      pid: child.process.pid,
+      description: `bare node:net server (pid ${child.process.pid}): same framing, no storage, no parsing; the cost of the runtime alone`,
+      async connect(count) {
+        const clients = await Promise.all(
+          Array.from({ length: count }, () => WalrusClient.connect({ host: '127.0.0.1', port, inFlightMax: PIPELINE_DEPTH })),
+        );
+        return clients.map((client) => ({
+          ...walrusConnection(client),
+          // It keeps nothing, so there is nothing left to check after a GET row.
+          finish: async () => undefined,
+        }));
+      },
+      complaints: () => [],
       stop: () => child.stop(),
     };
   } catch (error) {
@@ -556,10 +590,22 @@ interface Row {
   readonly workload: string;
   readonly walrus: Sample;
   readonly redis: Sample | undefined;
+  readonly floor: Sample | undefined;
 }
 
 function table(rows: readonly Row[]): string {
-  const header = ['workload', 'Walrus ops/s', 'p50 ms', 'p99 ms', 'Redis ops/s', 'p50 ms', 'p99 ms', 'Walrus/Redis', 'result'];
+  const header = [
+    'workload',
+    'Walrus ops/s',
+    'p50 ms',
+    'p99 ms',
+    'Redis ops/s',
+    'p50 ms',
+    'p99 ms',
+    'Walrus/Redis',
+    'result',
+    'floor ops/s',
+  ];
   const lines = rows.map((row) => {
     const ratio = row.redis === undefined ? undefined : row.walrus.opsPerSecond / row.redis.opsPerSecond;
     return [
@@ -572,6 +618,7 @@ function table(rows: readonly Row[]): string {
       row.redis === undefined ? '—' : formatMs(row.redis.p99),
       ratio === undefined ? '—' : `${ratio.toFixed(2)}×`,
       ratio === undefined ? '—' : ratio >= 1 ? 'MET' : 'MISSED',
+      row.floor === undefined ? '—' : formatRate(row.floor.opsPerSecond),
     ];
   });
   const all = [header, ...lines];
@@ -593,6 +640,7 @@ function cpuTable(rows: readonly Row[]): string {
     'redis-server CPU µs',
     'ioredis CPU µs',
     'redis reads / writes',
+    'floor server CPU µs',
   ];
   const calls = (sample: Sample): string => `${sample.serverReads.toFixed(2)} / ${sample.serverWrites.toFixed(2)}`;
   const lines = rows.map((row) => [
@@ -603,6 +651,7 @@ function cpuTable(rows: readonly Row[]): string {
     row.redis === undefined ? '—' : formatCpu(row.redis.serverCpuUs).trim(),
     row.redis === undefined ? '—' : formatCpu(row.redis.clientCpuUs).trim(),
     row.redis === undefined ? '—' : calls(row.redis),
+    row.floor === undefined ? '—' : formatCpu(row.floor.serverCpuUs).trim(),
   ]);
   const all = [header, ...lines];
   const widths = header.map((_, column) => Math.max(...all.map((cells) => (cells[column] ?? '').length)));
@@ -660,6 +709,7 @@ export async function runServerBench(options: ServerBenchOptions): Promise<void>
   try {
     servers.push(await startWalrus(root));
     if (redisExecutable !== undefined) servers.push(await startRedis(root, redisExecutable));
+    servers.push(await startNodeFloor(root, payload));
     for (const server of servers) {
       log(`  ${server.name}: ${server.description}`);
       connections.set(server, await server.connect(CONNECTIONS));
@@ -703,7 +753,7 @@ export async function runServerBench(options: ServerBenchOptions): Promise<void>
       };
       const walrus = of('Walrus');
       if (walrus === undefined) throw new Error('invariant: no Walrus samples');
-      rows.push({ workload: `${kind} ${workload.name}`, walrus, redis: of('Redis') });
+      rows.push({ workload: `${kind} ${workload.name}`, walrus, redis: of('Redis'), floor: of(FLOOR) });
     }
   }
   log(`\n  load average at end: ${loadAverage()}`);

@@ -21,7 +21,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { limits } from '../kernel/limits.js';
-import { encodeFrame, FrameDecoder } from '../plugins/protocol-tcp/codec/frames.js';
+import { encodeSizedFrame, FrameDecoder } from '../plugins/protocol-tcp/codec/frames.js';
 import { type FetchedEntry, parseFetchReply, parseReply, preview, type Reply } from '../plugins/protocol-tcp/codec/replies.js';
 
 export type ClientErrorCode = 'SERVER_ERROR' | 'TIMEOUT' | 'CONNECTION' | 'PROTOCOL';
@@ -115,8 +115,11 @@ class Fifo<T> {
   }
 }
 
-/** Characters the server trims from the end of a request (cluster.md §1.3.1). */
-const TRIMMED = /[ \t\r\n]$/;
+/** Whether `text` ends with a character the server trims from a request (cluster.md §1.3.1). */
+function endsTrimmed(text: string): boolean {
+  const last = text.charCodeAt(text.length - 1);
+  return last === 0x20 || last === 0x09 || last === 0x0d || last === 0x0a;
+}
 /** A UTF-16 surrogate without its partner: UTF-8 cannot carry it (it would arrive as U+FFFD). */
 const LONE_SURROGATE = /\p{Cs}/u;
 
@@ -200,7 +203,7 @@ export class WalrusClient {
     checkTopic(topic);
     if (typeof payload !== 'string') throw new ClientError('PROTOCOL', 'a PUT payload must be a string');
     if (payload.length === 0) throw new ClientError('PROTOCOL', 'a PUT payload cannot be empty: the protocol has no way to send one');
-    if (TRIMMED.test(payload)) {
+    if (endsTrimmed(payload)) {
       throw new ClientError(
         'PROTOCOL',
         'a PUT payload cannot end with a space, tab, CR or LF: the server trims trailing whitespace from every request, so it would store a different payload',
@@ -294,7 +297,7 @@ export class WalrusClient {
     }
     return new Promise<string>((resolve, reject) => {
       const deadline = performance.now() + this.timeoutMs;
-      this.waiting.push({ frame: encodeFrame(text, bytes), resolve, reject, deadline });
+      this.waiting.push({ frame: encodeSizedFrame(text, bytes), resolve, reject, deadline });
       this.armDeadline(deadline);
       this.pump();
     });

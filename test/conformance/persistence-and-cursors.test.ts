@@ -6,7 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
-import { sanitizeKey } from '../../src/engine/walrus.js';
+import { sanitizeKey, Walrus } from '../../src/engine/walrus.js';
 import { forEachBackend, withWal } from '../helpers/backends.js';
 import { dataFiles, drain, label, MiB, pattern, range, sameBytes, seqs, texts, UNLIMITED } from './support.js';
 
@@ -128,6 +128,46 @@ forEachBackend('persistence-and-cursors', (backend) => {
       const second = await open();
       t.is(second.pendingCount('t'), 3);
       t.deepEqual(texts(await drain(second, 't')), ['a', 'b', 'c']);
+    }),
+  );
+
+  test(title('readAt reads by position and moves nothing; consumeAt moves the cursor and persists it like readNext'), (t) =>
+    withWal(backend, async ({ open }) => {
+      const first = await open({ consistency: 'strict', fsync: 'none' });
+      await first.appendBatch('t', ['a', 'b', 'c']);
+      t.is(first.readAt('t', 1)?.toString(), 'b');
+      t.is(first.readAt('t', 3), null, 'past the end');
+      t.is(first.readAt('never', 0), null, 'a topic never written');
+      t.throws(() => first.readAt('t', -1), { code: 'INVALID_ARGUMENT' });
+      t.is(first.pendingCount('t'), 3, 'readAt consumes nothing');
+      await first.consumeAt('t', 0);
+      await t.throwsAsync(first.consumeAt('t', 2), { code: 'INVALID_ARGUMENT' }, 'only the entry at the cursor');
+      await t.throwsAsync(first.consumeAt('t', 0), { code: 'INVALID_ARGUMENT' }, 'not twice');
+      await first.consumeAt('t', 1);
+      t.is(first.pendingCount('t'), 1);
+      t.is((await first.readNext('t'))?.data.toString(), 'c', 'readNext goes on after consumeAt');
+      await t.throwsAsync(first.consumeAt('t', 3), { code: 'INVALID_ARGUMENT' }, 'nothing past the end');
+      // Reopen without close (a crash: what was written is in the OS): the position survives.
+      const second = await open({ consistency: 'strict' });
+      t.is(second.pendingCount('t'), 0);
+      t.is(second.readAt('t', 0)?.toString(), 'a', 'consumed entries still read by position until reclaimed');
+    }),
+  );
+
+  test(title('Walrus.acknowledged: true for an append written at once, false when it waits for a sync'), (t) =>
+    withWal(backend, async ({ open }) => {
+      const lazy = await open({ fsync: 'none' });
+      const first = lazy.append('t', 'x');
+      t.true(Walrus.acknowledged(first), 'fsync none, nothing else pending: written before append returned');
+      const second = lazy.append('t', 'y');
+      t.false(Walrus.acknowledged(second), 'a second append in the same tick is written at the end of it');
+      await Promise.all([first, second]);
+      await lazy.close();
+      const durable = await open({ fsync: 'each' });
+      const synced = durable.append('t', 'z');
+      t.false(Walrus.acknowledged(synced), 'fsync each waits for its sync');
+      await synced;
+      t.deepEqual(texts(await drain(durable, 't')), ['x', 'y', 'z']);
     }),
   );
 

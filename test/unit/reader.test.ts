@@ -51,7 +51,7 @@ class Layout implements LeaseSource, TopicLayout {
   }
 }
 
-async function node(dir: string, layout: Layout, maxEntries: number) {
+async function node(dir: string, layout: Layout, maxEntries: number, holdMsMax?: number) {
   const wal = await Walrus.open({ dataDir: dir, logger: silent(), consistency: 'strict', fsync: 'none' });
   const leases = new LeaseTable({ nodeId: 1, source: layout });
   leases.start();
@@ -62,7 +62,7 @@ async function node(dir: string, layout: Layout, maxEntries: number) {
     maxEntries,
     onFull: (topic, _segment, count) => queueMicrotask(() => layout.rollover(topic, count)),
   });
-  const reader = new TopicReader(store, layout);
+  const reader = new TopicReader(store, layout, holdMsMax === undefined ? {} : { holdMsMax });
   return {
     store,
     reader,
@@ -150,6 +150,31 @@ test('a restart neither replays nor skips: the position is persisted per segment
       t.deepEqual(rest, [...Array.from({ length: 12 }, (_, index) => `m${index + 13}`), null]);
     } finally {
       await again.close();
+    }
+  });
+});
+
+test('a peeked entry whose reply is never written lets go of its topic after holdMsMax, and is delivered again', async (t) => {
+  await withTempDir(async (dir) => {
+    const layout = new Layout();
+    layout.create('h');
+    const n = await node(dir, layout, 1000, 80);
+    try {
+      await n.put('h', 'only');
+      const stuck = await n.reader.next('h');
+      t.is(stuck.kind, 'entry', 'held by a reply that is never written');
+      const started = performance.now();
+      // The reader's sweep timer does not keep a process alive (a held entry belongs to a live
+      // connection, which does); here a plain timer stands in for that connection.
+      const alive = setInterval(() => undefined, 1000);
+      const again = await n.get('h').finally(() => clearInterval(alive));
+      t.is(again, 'only', 'the next GET waits for the hold to lapse, then gets the same entry');
+      const waited = performance.now() - started;
+      t.true(waited >= 60 && waited < 2000, `waited ${waited.toFixed(0)} ms for a hold of 80 ms`);
+      if (stuck.kind === 'entry') await stuck.entry.delivered();
+      t.is(await n.get('h'), null, 'a lapsed hold delivers nothing: the entry was consumed once');
+    } finally {
+      await n.close();
     }
   });
 });

@@ -13,11 +13,13 @@ export const FRAME_HEADER_BYTES = 4;
 
 const U32_MAX = 0xffff_ffff;
 
-/**
- * One frame's body as text: prefix and body in one buffer, so a caller can send it with one write.
- * `bodyBytes`, when the caller has measured it already, must be Buffer.byteLength(text, 'utf8').
- */
-export function encodeFrame(text: string, bodyBytes = Buffer.byteLength(text, 'utf8')): Buffer {
+/** One frame's body as text: prefix and body in one buffer, so a caller can send it with one write. */
+export function encodeFrame(text: string): Buffer {
+  return encodeSizedFrame(text, Buffer.byteLength(text, 'utf8'));
+}
+
+/** encodeFrame() for a caller that has measured the body already: `bodyBytes` is its UTF-8 length. */
+export function encodeSizedFrame(text: string, bodyBytes: number): Buffer {
   if (bodyBytes > U32_MAX) throw new RangeError(`a frame body of ${bodyBytes} bytes does not fit a u32 length`);
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bodyBytes);
   frame.writeUInt32LE(bodyBytes, 0);

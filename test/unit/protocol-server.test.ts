@@ -18,7 +18,7 @@ const HOST = '127.0.0.1';
 const BIG_REPLY_CHARS = 4096;
 
 /**
- * REGISTER and PUT answer OK; GET answers `OK <n>` from a counter and records `written`; STATE
+ * REGISTER and PUT answer OK (PUT on topic `now` synchronously, with its payload); GET answers `OK <n>` from a counter and records `written`; STATE
  * `boom` rejects, `sync` throws synchronously, `big` answers 4 KiB, others answer JSON; any command
  * on topic `hold` waits until the test releases it (FETCH by its offset, GET by 'get').
  */
@@ -28,11 +28,13 @@ class FakeHandler implements CommandHandler {
   readonly writes: Array<[string, boolean]> = [];
   private readonly held = new Map<string, () => void>();
 
-  handle(command: Command): Promise<HandledReply> {
+  handle(command: Command): HandledReply | Promise<HandledReply> {
     switch (command.op) {
       case 'REGISTER':
-      case 'PUT':
         return Promise.resolve({ text: 'OK' });
+      case 'PUT':
+        // Topic `now` answers synchronously, as the node does when nothing has to be waited for.
+        return command.topic === 'now' ? { text: `OK ${command.payload}` } : Promise.resolve({ text: 'OK' });
       case 'GET':
         return this.maybeHold(command.topic, 'get', () => {
           this.counter += 1;
@@ -333,6 +335,21 @@ test('100 pipelined requests resolved in reverse order are answered in request o
       raw.length,
       replies.reduce((sum, reply) => sum + 4 + Buffer.byteLength(reply), 0),
     );
+  });
+});
+
+test('replies given synchronously and replies given later go out in request order', async (t) => {
+  await withServer(async ({ open, handler }) => {
+    const client = await open();
+    client.send('FETCH hold 1 0', 'PUT now a', 'PUT now b', 'FETCH hold 1 1', 'PUT now c');
+    await waitFor(() => handler.heldKeys().length === 2, 'both FETCHes held');
+    handler.release('1');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    t.deepEqual(client.replies, [], 'nothing may overtake the first, held request');
+    handler.release('0');
+    t.deepEqual(await client.take(5), ['OK 1 p0', 'OK a', 'OK b', 'OK 2 p1', 'OK c']);
+    client.send('PUT now alone');
+    t.deepEqual(await client.take(1), ['OK alone'], 'a lone synchronous reply goes out at once');
   });
 });
 

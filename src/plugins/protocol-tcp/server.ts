@@ -234,7 +234,7 @@ class Connection {
     } catch (error) {
       reply = { text: err(messageOf(error)) };
     }
-    if (reply instanceof Promise) {
+    if (isThenable(reply)) {
       reply.then(
         (handled) => this.settle(slot, handled),
         (error: unknown) => this.settle(slot, { text: err(messageOf(error)) }),
@@ -484,6 +484,11 @@ function guardWritten(callback: (ok: boolean) => void, log: Logger): (ok: boolea
       log.warn({ err: error }, 'a reply written callback threw');
     }
   };
+}
+
+/** A promise, or any object with a then method (a handler may use another promise library). */
+function isThenable(value: unknown): value is PromiseLike<HandledReply> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
 
 function messageOf(error: unknown): string {

@@ -6,7 +6,6 @@
 // or `abandoned()` leaves it for the next GET. Each topic has its own lock (the original held one
 // lock for every topic, across remote calls).
 
-import { Walrus } from '../engine/walrus.js';
 import { KeyedLock } from './keyed-lock.js';
 import type { SegmentStore } from './segment-store.js';
 
@@ -144,11 +143,10 @@ export class TopicReader {
           settle();
           return Promise.reject(error);
         }
-        if (Walrus.acknowledged(consumed)) {
-          settle();
-          return consumed;
-        }
-        return consumed.finally(settle);
+        // The cursor moved as consumeAt returned: the next GET of the topic may go on while the
+        // record that persists the move is written (GETs then share one write, or one sync).
+        settle();
+        return consumed;
       },
       abandoned: settle,
     };

@@ -51,8 +51,8 @@ class Layout implements LeaseSource, TopicLayout {
   }
 }
 
-async function node(dir: string, layout: Layout, maxEntries: number, holdMsMax?: number) {
-  const wal = await Walrus.open({ dataDir: dir, logger: silent(), consistency: 'strict', fsync: 'none' });
+async function node(dir: string, layout: Layout, maxEntries: number, holdMsMax?: number, fsync: 'none' | 'each' = 'none') {
+  const wal = await Walrus.open({ dataDir: dir, logger: silent(), consistency: 'strict', fsync });
   const leases = new LeaseTable({ nodeId: 1, source: layout });
   leases.start();
   // A single node's rollover: as soon as a segment is full, seal it with its count.
@@ -173,6 +173,32 @@ test('a peeked entry whose reply is never written lets go of its topic after hol
       t.true(waited >= 60 && waited < 2000, `waited ${waited.toFixed(0)} ms for a hold of 80 ms`);
       if (stuck.kind === 'entry') await stuck.entry.delivered();
       t.is(await n.get('h'), null, 'a lapsed hold delivers nothing: the entry was consumed once');
+    } finally {
+      await n.close();
+    }
+  });
+});
+
+test('the next GET goes on once the position has moved, without waiting for the record that persists it', async (t) => {
+  await withTempDir(async (dir) => {
+    const layout = new Layout();
+    layout.create('f');
+    // fsync each: a consumption record is acknowledged only after its sync.
+    const n = await node(dir, layout, 1000, undefined, 'each');
+    try {
+      for (const word of ['a', 'b']) await n.put('f', word);
+      const first = await n.reader.next('f');
+      if (first.kind !== 'entry') return t.fail('expected an entry');
+      let persisted = false;
+      const delivered = first.entry.delivered().then(() => {
+        persisted = true;
+      });
+      const second = await n.reader.next('f');
+      t.false(persisted, "the second GET did not wait for the first one's sync");
+      t.is(second.kind === 'entry' ? second.entry.payload.toString() : second.kind, 'b');
+      if (second.kind === 'entry') await second.entry.delivered();
+      await delivered;
+      t.true(persisted);
     } finally {
       await n.close();
     }

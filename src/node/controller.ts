@@ -7,18 +7,23 @@
 // On one node every open segment is led here. Writes for a segment another node leads get
 // `ERR NotLeaderForPartition: t_<topic>_s_<n>` until forwarding between nodes exists.
 
+import { isUtf8 } from 'node:buffer';
 import type { Command } from '../plugins/protocol-tcp/codec/commands.js';
+import { FRAME_HEADER_BYTES } from '../plugins/protocol-tcp/codec/frames.js';
 import { EMPTY, err, fetched, OK, okPayload } from '../plugins/protocol-tcp/codec/replies.js';
 import type { Consensus } from '../plugins/raft/consensus.js';
 import { encodeCommand, type MetadataResult, type MetadataStateMachine, segmentKey, topicNameProblem } from './metadata.js';
 import type { NextResult, TopicReader } from './reader.js';
 import type { SegmentStore } from './segment-store.js';
 
-/** A reply, and what to do once it has been written to the client (or could not be). */
-export interface ControllerReply {
-  readonly text: string;
-  readonly written?: (ok: boolean) => void;
-}
+/**
+ * A reply, and what to do once it has been written to the client (or could not be). GET replies
+ * with an entry come as `frame`, encoded straight from the entry's bytes; every other reply as
+ * `text`.
+ */
+export type ControllerReply =
+  | { readonly text: string; readonly frame?: undefined; readonly written?: (ok: boolean) => void }
+  | { readonly frame: Buffer; readonly text?: undefined; readonly written?: (ok: boolean) => void };
 
 export interface ControllerOptions {
   readonly nodeId: number;
@@ -75,7 +80,7 @@ export class NodeController {
   }
 
   /** One attempt at once; a full segment (or a lease just given up for its rollover) goes to putWaiting. */
-  private put(topic: string, payload: string): string | Promise<string> {
+  private put(topic: string, payload: string | Uint8Array): string | Promise<string> {
     const deadline = Date.now() + (this.options.rolloverWaitMs ?? ROLLOVER_WAIT_MS_DEFAULT);
     const state = this.options.metadata.topic(topic);
     if (state === undefined) return unknownTopic(topic);
@@ -96,7 +101,7 @@ export class NodeController {
    * After `failure`: a full segment being rolled over is waited for (until `deadline`), then the
    * append goes to the new segment. Nothing lands past the seal. Any other failure is the reply.
    */
-  private async putWaiting(topic: string, payload: string, deadline: number, failure: unknown): Promise<string> {
+  private async putWaiting(topic: string, payload: string | Uint8Array, deadline: number, failure: unknown): Promise<string> {
     const { metadata, store, nodeId } = this.options;
     let error = failure;
     for (;;) {
@@ -148,15 +153,28 @@ function getReply(topic: string, next: NextResult): ControllerReply {
   if (next.kind === 'unknown-topic') return { text: unknownTopic(topic) };
   if (next.kind === 'empty') return { text: EMPTY };
   const { entry } = next;
-  return {
-    text: okPayload(lossy.decode(entry.payload)),
-    written: (ok) => {
-      // A failed cursor write fails the engine, and with it the next request that needs it.
-      if (ok) entry.delivered().catch(() => undefined);
-      else entry.abandoned();
-    },
+  const written = (ok: boolean): void => {
+    // A failed cursor write fails the engine, and with it the next request that needs it.
+    if (ok) entry.delivered().catch(() => undefined);
+    else entry.abandoned();
   };
+  // Payloads written through the protocol are UTF-8; anything else is sent with U+FFFD in place
+  // of the invalid bytes, as a text reply.
+  if (!isUtf8(entry.payload)) return { text: okPayload(lossy.decode(entry.payload)), written };
+  return { frame: okPayloadFrame(entry.payload), written };
 }
+
+/** The frame of `OK <payload>` for a payload that is valid UTF-8, built from its bytes. */
+function okPayloadFrame(payload: Uint8Array): Buffer {
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + OK_SPACE.length + payload.length);
+  frame.writeUInt32LE(OK_SPACE.length + payload.length, 0);
+  OK_SPACE.copy(frame, FRAME_HEADER_BYTES);
+  frame.set(payload, FRAME_HEADER_BYTES + OK_SPACE.length);
+  return frame;
+}
+
+/** `OK ` before a GET reply's payload. */
+const OK_SPACE = Buffer.from('OK ', 'latin1');
 
 function unknownTopic(topic: string): string {
   return err(`unknown topic ${topic}`);

@@ -2,9 +2,18 @@
 // byte, the length limits (65536 accepted, 0 and 65537 break the decoder), UTF-8 handling, the
 // command grammar of the original (cluster.md §1.3, §1.5) plus FETCH, and reply classification.
 
+import { isUtf8 } from 'node:buffer';
 import test from 'ava';
+import fc from 'fast-check';
 import { limits } from '../../src/kernel/limits.js';
-import { COMMAND_ERRORS, isCommandError, parseCommand } from '../../src/plugins/protocol-tcp/codec/commands.js';
+import {
+  COMMAND_ERRORS,
+  type Command,
+  type CommandError,
+  isCommandError,
+  parseCommand,
+  parseRequest,
+} from '../../src/plugins/protocol-tcp/codec/commands.js';
 import { type DecodedFrame, encodeFrame, FrameDecoder } from '../../src/plugins/protocol-tcp/codec/frames.js';
 import {
   EMPTY,
@@ -301,6 +310,67 @@ test('FETCH takes a topic, a positive segment and a non-negative offset', (t) =>
 });
 
 // --- replies ---------------------------------------------------------------------------------
+
+/** A parse result with a PUT payload as text, to compare the byte and text parsers. */
+function asText(parsed: Command | CommandError): Command | CommandError {
+  if (isCommandError(parsed) || parsed.op !== 'PUT' || typeof parsed.payload === 'string') return parsed;
+  return { ...parsed, payload: parsed.payload.toString('utf8') };
+}
+
+test('parseRequest (bytes) gives what parseCommand gives for the same text; a PUT payload is a view of the body', (t) => {
+  const cases = [
+    'PUT t x',
+    'PUT t  two  spaces ',
+    'PUT  t x',
+    'PUT t',
+    'PUT t   ',
+    'PUT ',
+    'PUT',
+    'PUT\tt x',
+    'PUT é ünïcødé 😀 payload\r\n',
+    'put t x',
+    ' PUT t x',
+    'GET t',
+    'FETCH t 1 0',
+    '\uFEFFPUT t x',
+  ];
+  for (const text of cases) t.deepEqual(asText(parseRequest(Buffer.from(text, 'utf8'))), parseCommand(text), JSON.stringify(text));
+  const body = Buffer.from('PUT topic payload bytes', 'utf8');
+  const parsed = parseRequest(body);
+  if (isCommandError(parsed) || parsed.op !== 'PUT' || typeof parsed.payload === 'string') return t.fail('expected a PUT with bytes');
+  t.is(parsed.payload.buffer, body.buffer, 'no copy of the payload');
+  // Random texts built from the characters that matter to the rules.
+  const piece = fc.constantFrom('PUT', 'GET', 'FETCH', ' ', '  ', '\t', '\r', '\n', 'a', 'é', '😀', '1', '0', 'x y');
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 12 }), (pieces) => {
+      const text = pieces.join('');
+      t.deepEqual(asText(parseRequest(Buffer.from(text, 'utf8'))), parseCommand(text));
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('nextBody hands out the bytes of each frame; buffer.isUtf8 agrees with the decoder on what is UTF-8', (t) => {
+  const bodies = [
+    Buffer.from('PUT t x'),
+    Buffer.from([0xc3, 0x28]),
+    Buffer.from([0xed, 0xa0, 0x80]),
+    Buffer.from('é😀'),
+    Buffer.from([0xf4, 0x90, 0x80, 0x80]),
+  ];
+  const stream = Buffer.concat(bodies.map((body) => Buffer.concat([Buffer.from(Uint32Array.of(body.length).buffer), body])));
+  const raw = new FrameDecoder({ maxFrameBytes: 100 });
+  const text = new FrameDecoder({ maxFrameBytes: 100 });
+  raw.push(stream);
+  text.push(stream);
+  for (const body of bodies) {
+    const frame = raw.nextBody();
+    if (frame?.kind !== 'body') return t.fail('expected a body');
+    t.deepEqual(frame.body, body);
+    t.is(isUtf8(frame.body), text.next()?.kind === 'text', `UTF-8 check of ${body.toString('hex')}`);
+  }
+  t.is(raw.nextBody(), undefined);
+});
 
 test('reply builders produce the texts of the original', (t) => {
   t.is(OK, 'OK');

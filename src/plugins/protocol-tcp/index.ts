@@ -63,10 +63,11 @@ export const protocolTcpPlugin: Plugin<BootstrapConfig> = {
         const reply = await Promise.resolve(controller.handle({ op: 'REGISTER', topic })).catch((error: Error) => ({
           text: `ERR ${error.message}`,
         }));
-        if (reply.text === 'OK') break;
+        const text = reply.text ?? '';
+        if (text === 'OK') break;
         // Invalid names are refused for good; anything else (no Raft leader yet) is retried until the start timeout.
-        if (reply.text.startsWith('ERR topic name')) throw new Error(`bootstrap.topics: ${JSON.stringify(topic)}: ${reply.text.slice(4)}`);
-        scope.log.debug({ topic, reply: reply.text }, 'bootstrap topic not created yet; retrying');
+        if (text.startsWith('ERR topic name')) throw new Error(`bootstrap.topics: ${JSON.stringify(topic)}: ${text.slice(4)}`);
+        scope.log.debug({ topic, reply: text }, 'bootstrap topic not created yet; retrying');
         await new Promise((resolve) => setTimeout(resolve, BOOTSTRAP_RETRY_MS));
       }
     }

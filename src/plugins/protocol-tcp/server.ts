@@ -20,15 +20,19 @@
 //   clients never half-close; without this, every reply to a departed client would count as
 //   written.
 
+import { isUtf8 } from 'node:buffer';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { limits } from '../../kernel/limits.js';
-import { type Command, isCommandError, parseCommand } from './codec/commands.js';
+import { type Command, isCommandError, parseRequest } from './codec/commands.js';
 import { encodeFrame, FrameDecoder } from './codec/frames.js';
 import { EMPTY, err, OK } from './codec/replies.js';
 
 export interface HandledReply {
-  readonly text: string;
+  /** The reply body. Exactly one of `text` and `frame` is given. */
+  readonly text?: string;
+  /** The reply already encoded as a frame (length prefix and UTF-8 body), written as it is. */
+  readonly frame?: Buffer;
   /**
    * Called once after the reply was handed to the socket (true) or could not be (false: the
    * connection died first). GET uses it to consume its entry only once the reply is written.
@@ -204,13 +208,12 @@ class Connection {
     let progressed = false;
     // Replies held back by a slow reader count against the budget: no new work while over it.
     while (!this.ending && this.queue.length < inFlightPerConnection && this.outputBytes <= bufferedBytesPerConnection) {
-      const frame = this.decoder.next();
+      const frame = this.decoder.nextBody();
       if (frame === undefined) break;
       progressed = true;
-      if (frame.kind === 'text') {
-        this.request(frame.text);
-      } else if (frame.kind === 'invalid-utf8') {
-        this.enqueueReady(INVALID_UTF8);
+      if (frame.kind === 'body') {
+        if (isUtf8(frame.body)) this.request(frame.body);
+        else this.enqueueReady(INVALID_UTF8);
       } else {
         // The decoder is broken for good: answer after the earlier replies, then close.
         this.enqueueReady(INVALID_LENGTH);
@@ -220,8 +223,8 @@ class Connection {
     return progressed;
   }
 
-  private request(text: string): void {
-    const command = parseCommand(text);
+  private request(body: Buffer): void {
+    const command = parseRequest(body);
     if (isCommandError(command)) {
       this.enqueueReady(err(command.error));
       return;
@@ -263,7 +266,8 @@ class Connection {
     let frame: Buffer;
     try {
       const text = handled?.text;
-      frame = text === OK ? OK_FRAME : text === EMPTY ? EMPTY_FRAME : encodeFrame(text);
+      if (handled?.frame instanceof Buffer && text === undefined) frame = handled.frame;
+      else frame = text === OK ? OK_FRAME : text === EMPTY ? EMPTY_FRAME : encodeFrame(text as string);
       slot.written = written;
     } catch (error) {
       // Not a string, or beyond a u32 length: the client gets an error instead of the reply.

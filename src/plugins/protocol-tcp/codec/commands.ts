@@ -16,7 +16,8 @@
 
 export type Command =
   | { readonly op: 'REGISTER'; readonly topic: string }
-  | { readonly op: 'PUT'; readonly topic: string; readonly payload: string }
+  /** The payload is text from parseCommand(), and the body's bytes from parseRequest(). */
+  | { readonly op: 'PUT'; readonly topic: string; readonly payload: string | Buffer }
   | { readonly op: 'GET'; readonly topic: string }
   | { readonly op: 'STATE'; readonly topic: string }
   | { readonly op: 'METRICS' }
@@ -68,6 +69,33 @@ export function parseCommand(text: string): Command | CommandError {
     default:
       return fail(COMMAND_ERRORS.unknownCommand);
   }
+}
+
+/**
+ * parseCommand() for a request body as received, already known to be valid UTF-8 (the server
+ * checks with buffer.isUtf8). The same rules give the same command; a PUT's payload is a view of
+ * the body's bytes instead of text, so it is neither decoded nor encoded again on its way to the
+ * log. Other requests are short and are decoded and parsed as text.
+ */
+export function parseRequest(body: Buffer): Command | CommandError {
+  let end = body.length;
+  while (end > 0 && isTrimmedByte(body[end - 1] as number)) end -= 1;
+  // 'PUT ' and at least one more byte once trimmed; anything else takes the text path.
+  if (end <= 4 || body[0] !== 0x50 || body[1] !== 0x55 || body[2] !== 0x54 || body[3] !== 0x20) {
+    return parseCommand(body.toString('utf8'));
+  }
+  // A space is one byte in UTF-8 and never part of another character, so splitting the bytes on
+  // it splits the text in the same places.
+  const second = body.indexOf(0x20, 4);
+  if (second === 4) return fail(COMMAND_ERRORS.putTopic);
+  if (second < 0 || second >= end) return fail(COMMAND_ERRORS.putPayload);
+  // The payload runs to the trimmed end and is not empty: its last byte is not a space.
+  return { op: 'PUT', topic: body.toString('utf8', 4, second), payload: body.subarray(second + 1, end) };
+}
+
+/** Space, tab, CR or LF: what trimTrailingWhitespace removes. */
+function isTrimmedByte(byte: number): boolean {
+  return byte === 0x20 || byte === 0x09 || byte === 0x0d || byte === 0x0a;
 }
 
 function parseFetch(topic: string | undefined, rest: string | undefined): Command | CommandError {

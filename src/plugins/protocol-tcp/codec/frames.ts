@@ -35,6 +35,10 @@ export type DecodedFrame =
   /** A length prefix of 0 or above the cap: the decoder is broken from here on. */
   | { readonly kind: 'invalid-length'; readonly length: number };
 
+export type RawFrame =
+  /** A whole frame's body, not checked for UTF-8. */
+  { readonly kind: 'body'; readonly body: Buffer } | { readonly kind: 'invalid-length'; readonly length: number };
+
 export interface FrameDecoderOptions {
   /** Largest body accepted, inclusive; undefined accepts any u32 length (for replies). */
   readonly maxFrameBytes?: number;
@@ -79,6 +83,21 @@ export class FrameDecoder {
 
   /** The next whole frame, or undefined when more bytes are needed (or forever once broken). */
   next(): DecodedFrame | undefined {
+    const frame = this.nextBody();
+    if (frame?.kind !== 'body') return frame;
+    try {
+      return { kind: 'text', text: this.utf8.decode(frame.body) };
+    } catch {
+      return { kind: 'invalid-utf8' };
+    }
+  }
+
+  /**
+   * next() without the decoding: the body's bytes as received (a view into them when they came in
+   * one chunk), for a caller that checks the UTF-8 itself (buffer.isUtf8) and reads the body as
+   * bytes. The bytes are not reused by the decoder.
+   */
+  nextBody(): RawFrame | undefined {
     if (this.isBroken || this.buffered < FRAME_HEADER_BYTES) return undefined;
     const length = this.peekLength();
     if (length === 0 || (this.maxFrameBytes !== undefined && length > this.maxFrameBytes)) {
@@ -90,12 +109,7 @@ export class FrameDecoder {
     }
     if (this.buffered < FRAME_HEADER_BYTES + length) return undefined;
     this.skip(FRAME_HEADER_BYTES);
-    const body = this.take(length);
-    try {
-      return { kind: 'text', text: this.utf8.decode(body) };
-    } catch {
-      return { kind: 'invalid-utf8' };
-    }
+    return { kind: 'body', body: this.take(length) };
   }
 
   /** The u32 LE prefix at the read position (at least 4 bytes are buffered). */

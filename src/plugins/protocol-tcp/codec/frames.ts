@@ -155,7 +155,9 @@ export class FrameDecoder {
       }
     }
     if (!consume) return;
-    if (index > 0) this.chunks.splice(0, index);
+    // shift() for the usual single chunk: splice() would also build an array of what it removed.
+    if (index === 1) this.chunks.shift();
+    else if (index > 1) this.chunks.splice(0, index);
     this.head = head;
     this.buffered -= count;
   }

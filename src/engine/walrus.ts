@@ -410,14 +410,7 @@ export class Walrus {
       const seq = state.cursor;
       const entry: Entry = { seq, data: this.readEntry(state, seq) };
       if (options.checkpoint === false) return Promise.resolve(entry);
-      state.cursor = seq + 1;
-      let persisted: Promise<void> | undefined;
-      try {
-        persisted = this.consumed(state, 1, seq + 1);
-      } catch (error) {
-        state.cursor = seq;
-        throw error;
-      }
+      const persisted = this.consumeOne(state, seq);
       return persisted === undefined ? Promise.resolve(entry) : persisted.then(() => entry);
     } catch (error) {
       return Promise.reject(error);
@@ -462,15 +455,7 @@ export class Walrus {
           `topic ${topic}: entry ${seq} is not the next one to consume (the cursor is at ${state?.cursor ?? 0})`,
         );
       }
-      state.cursor = seq + 1;
-      let persisted: Promise<void> | undefined;
-      try {
-        persisted = this.consumed(state, 1, seq + 1);
-      } catch (error) {
-        state.cursor = seq;
-        throw error;
-      }
-      return persisted ?? ACKNOWLEDGED;
+      return this.consumeOne(state, seq) ?? ACKNOWLEDGED;
     } catch (error) {
       return Promise.reject(error);
     }
@@ -690,6 +675,20 @@ export class Walrus {
       syncDirectory(this.dir);
       this.reclaimCount += 1;
       this.log.debug({ dir: this.dir, fileNo }, 'reclaimed a fully consumed data file');
+    }
+  }
+
+  /**
+   * Moves the cursor past entry `seq` (the one at the cursor) and persists it when the mode says
+   * so, returning that acknowledgement; if staging the record fails, the cursor stays put.
+   */
+  private consumeOne(state: TopicState, seq: number): Promise<void> | undefined {
+    state.cursor = seq + 1;
+    try {
+      return this.consumed(state, 1, seq + 1);
+    } catch (error) {
+      state.cursor = seq;
+      throw error;
     }
   }
 

@@ -93,44 +93,50 @@ async function node(dir: string, layout: Layout, maxEntries: number, holdMsMax?:
   };
 }
 
-test('60 entries with a threshold of 10: six sealed segments, and 60 GETs return them in order, then EMPTY', async (t) => {
+type TestNode = Awaited<ReturnType<typeof node>>;
+
+/** A node in a fresh temp directory with `topic` created, closed however `body` ends. */
+async function withNode(
+  topic: string,
+  options: { maxEntries: number; holdMsMax?: number; fsync?: 'none' | 'each' },
+  body: (n: TestNode, layout: Layout) => Promise<void>,
+): Promise<void> {
   await withTempDir(async (dir) => {
     const layout = new Layout();
-    layout.create('logs');
-    const n = await node(dir, layout, 10);
+    layout.create(topic);
+    const n = await node(dir, layout, options.maxEntries, options.holdMsMax, options.fsync);
     try {
-      for (let index = 0; index < 60; index++) await n.put('logs', `m${index}`);
-      await new Promise((resolve) => setImmediate(resolve));
-      t.deepEqual(
-        [1, 2, 3, 4, 5, 6].map((segment) => layout.sealedCount('logs', segment)),
-        [10, 10, 10, 10, 10, 10],
-      );
-      const got: (string | null)[] = [];
-      for (let index = 0; index < 61; index++) got.push(await n.get('logs'));
-      t.deepEqual(got, [...Array.from({ length: 60 }, (_, index) => `m${index}`), null]);
-      t.deepEqual(await n.reader.next('nothing'), { kind: 'unknown-topic' });
+      await body(n, layout);
     } finally {
       await n.close();
     }
   });
+}
+
+test('60 entries with a threshold of 10: six sealed segments, and 60 GETs return them in order, then EMPTY', async (t) => {
+  await withNode('logs', { maxEntries: 10 }, async (n, layout) => {
+    for (let index = 0; index < 60; index++) await n.put('logs', `m${index}`);
+    await new Promise((resolve) => setImmediate(resolve));
+    t.deepEqual(
+      [1, 2, 3, 4, 5, 6].map((segment) => layout.sealedCount('logs', segment)),
+      [10, 10, 10, 10, 10, 10],
+    );
+    const got: (string | null)[] = [];
+    for (let index = 0; index < 61; index++) got.push(await n.get('logs'));
+    t.deepEqual(got, [...Array.from({ length: 60 }, (_, index) => `m${index}`), null]);
+    t.deepEqual(await n.reader.next('nothing'), { kind: 'unknown-topic' });
+  });
 });
 
 test('a GET whose reply was not written leaves the entry for the next; concurrent GETs take turns', async (t) => {
-  await withTempDir(async (dir) => {
-    const layout = new Layout();
-    layout.create('q');
-    const n = await node(dir, layout, 1000);
-    try {
-      for (const word of ['a', 'b', 'c', 'd', 'e']) await n.put('q', word);
-      const first = await n.reader.next('q');
-      t.is(first.kind, 'entry');
-      if (first.kind === 'entry') first.entry.abandoned();
-      t.is(await n.get('q'), 'a', 'the abandoned entry comes again');
-      const together = await Promise.all([n.get('q'), n.get('q'), n.get('q'), n.get('q'), n.get('q')]);
-      t.deepEqual(together, ['b', 'c', 'd', 'e', null]);
-    } finally {
-      await n.close();
-    }
+  await withNode('q', { maxEntries: 1000 }, async (n) => {
+    for (const word of ['a', 'b', 'c', 'd', 'e']) await n.put('q', word);
+    const first = await n.reader.next('q');
+    t.is(first.kind, 'entry');
+    if (first.kind === 'entry') first.entry.abandoned();
+    t.is(await n.get('q'), 'a', 'the abandoned entry comes again');
+    const together = await Promise.all([n.get('q'), n.get('q'), n.get('q'), n.get('q'), n.get('q')]);
+    t.deepEqual(together, ['b', 'c', 'd', 'e', null]);
   });
 });
 
@@ -155,52 +161,38 @@ test('a restart neither replays nor skips: the position is persisted per segment
 });
 
 test('a peeked entry whose reply is never written lets go of its topic after holdMsMax, and is delivered again', async (t) => {
-  await withTempDir(async (dir) => {
-    const layout = new Layout();
-    layout.create('h');
-    const n = await node(dir, layout, 1000, 80);
-    try {
-      await n.put('h', 'only');
-      const stuck = await n.reader.next('h');
-      t.is(stuck.kind, 'entry', 'held by a reply that is never written');
-      const started = performance.now();
-      // The reader's sweep timer does not keep a process alive (a held entry belongs to a live
-      // connection, which does); here a plain timer stands in for that connection.
-      const alive = setInterval(() => undefined, 1000);
-      const again = await n.get('h').finally(() => clearInterval(alive));
-      t.is(again, 'only', 'the next GET waits for the hold to lapse, then gets the same entry');
-      const waited = performance.now() - started;
-      t.true(waited >= 60 && waited < 2000, `waited ${waited.toFixed(0)} ms for a hold of 80 ms`);
-      if (stuck.kind === 'entry') await stuck.entry.delivered();
-      t.is(await n.get('h'), null, 'a lapsed hold delivers nothing: the entry was consumed once');
-    } finally {
-      await n.close();
-    }
+  await withNode('h', { maxEntries: 1000, holdMsMax: 80 }, async (n) => {
+    await n.put('h', 'only');
+    const stuck = await n.reader.next('h');
+    t.is(stuck.kind, 'entry', 'held by a reply that is never written');
+    const started = performance.now();
+    // The reader's sweep timer does not keep a process alive (a held entry belongs to a live
+    // connection, which does); here a plain timer stands in for that connection.
+    const alive = setInterval(() => undefined, 1000);
+    const again = await n.get('h').finally(() => clearInterval(alive));
+    t.is(again, 'only', 'the next GET waits for the hold to lapse, then gets the same entry');
+    const waited = performance.now() - started;
+    t.true(waited >= 60 && waited < 2000, `waited ${waited.toFixed(0)} ms for a hold of 80 ms`);
+    if (stuck.kind === 'entry') await stuck.entry.delivered();
+    t.is(await n.get('h'), null, 'a lapsed hold delivers nothing: the entry was consumed once');
   });
 });
 
 test('the next GET goes on once the position has moved, without waiting for the record that persists it', async (t) => {
-  await withTempDir(async (dir) => {
-    const layout = new Layout();
-    layout.create('f');
-    // fsync each: a consumption record is acknowledged only after its sync.
-    const n = await node(dir, layout, 1000, undefined, 'each');
-    try {
-      for (const word of ['a', 'b']) await n.put('f', word);
-      const first = await n.reader.next('f');
-      if (first.kind !== 'entry') return t.fail('expected an entry');
-      let persisted = false;
-      const delivered = first.entry.delivered().then(() => {
-        persisted = true;
-      });
-      const second = await n.reader.next('f');
-      t.false(persisted, "the second GET did not wait for the first one's sync");
-      t.is(second.kind === 'entry' ? second.entry.payload.toString() : second.kind, 'b');
-      if (second.kind === 'entry') await second.entry.delivered();
-      await delivered;
-      t.true(persisted);
-    } finally {
-      await n.close();
-    }
+  // fsync each: a consumption record is acknowledged only after its sync.
+  await withNode('f', { maxEntries: 1000, fsync: 'each' }, async (n) => {
+    for (const word of ['a', 'b']) await n.put('f', word);
+    const first = await n.reader.next('f');
+    if (first.kind !== 'entry') return t.fail('expected an entry');
+    let persisted = false;
+    const delivered = first.entry.delivered().then(() => {
+      persisted = true;
+    });
+    const second = await n.reader.next('f');
+    t.false(persisted, "the second GET did not wait for the first one's sync");
+    t.is(second.kind === 'entry' ? second.entry.payload.toString() : second.kind, 'b');
+    if (second.kind === 'entry') await second.entry.delivered();
+    await delivered;
+    t.true(persisted);
   });
 });

@@ -21,6 +21,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { limits } from '../kernel/limits.js';
+import { isTrimmedCode } from '../plugins/protocol-tcp/codec/commands.js';
 import { encodeSizedFrame, FrameDecoder } from '../plugins/protocol-tcp/codec/frames.js';
 import { type FetchedEntry, parseFetchReply, parseReply, preview, type Reply } from '../plugins/protocol-tcp/codec/replies.js';
 
@@ -115,11 +116,6 @@ class Fifo<T> {
   }
 }
 
-/** Whether `text` ends with a character the server trims from a request (cluster.md §1.3.1). */
-function endsTrimmed(text: string): boolean {
-  const last = text.charCodeAt(text.length - 1);
-  return last === 0x20 || last === 0x09 || last === 0x0d || last === 0x0a;
-}
 /** A UTF-16 surrogate without its partner: UTF-8 cannot carry it (it would arrive as U+FFFD). */
 const LONE_SURROGATE = /\p{Cs}/u;
 
@@ -203,7 +199,8 @@ export class WalrusClient {
     checkTopic(topic);
     if (typeof payload !== 'string') throw new ClientError('PROTOCOL', 'a PUT payload must be a string');
     if (payload.length === 0) throw new ClientError('PROTOCOL', 'a PUT payload cannot be empty: the protocol has no way to send one');
-    if (endsTrimmed(payload)) {
+    // The server trims these from the end of every request (cluster.md §1.3.1).
+    if (isTrimmedCode(payload.charCodeAt(payload.length - 1))) {
       throw new ClientError(
         'PROTOCOL',
         'a PUT payload cannot end with a space, tab, CR or LF: the server trims trailing whitespace from every request, so it would store a different payload',

@@ -79,7 +79,7 @@ export function parseCommand(text: string): Command | CommandError {
  */
 export function parseRequest(body: Buffer): Command | CommandError {
   let end = body.length;
-  while (end > 0 && isTrimmedByte(body[end - 1] as number)) end -= 1;
+  while (end > 0 && isTrimmedCode(body[end - 1] as number)) end -= 1;
   // 'PUT ' and at least one more byte once trimmed; anything else takes the text path.
   if (end <= 4 || body[0] !== 0x50 || body[1] !== 0x55 || body[2] !== 0x54 || body[3] !== 0x20) {
     return parseCommand(body.toString('utf8'));
@@ -93,9 +93,12 @@ export function parseRequest(body: Buffer): Command | CommandError {
   return { op: 'PUT', topic: body.toString('utf8', 4, second), payload: body.subarray(second + 1, end) };
 }
 
-/** Space, tab, CR or LF: what trimTrailingWhitespace removes. */
-function isTrimmedByte(byte: number): boolean {
-  return byte === 0x20 || byte === 0x09 || byte === 0x0d || byte === 0x0a;
+/**
+ * Space, tab, CR or LF (as a UTF-16 code unit or a UTF-8 byte: the same values): what the server
+ * trims from the end of a request.
+ */
+export function isTrimmedCode(code: number): boolean {
+  return code === 0x20 || code === 0x09 || code === 0x0d || code === 0x0a;
 }
 
 function parseFetch(topic: string | undefined, rest: string | undefined): Command | CommandError {
@@ -122,8 +125,7 @@ export function parseDecimal(text: string): number | undefined {
 export function trimTrailingWhitespace(text: string): string {
   let end = text.length;
   while (end > 0) {
-    const code = text.charCodeAt(end - 1);
-    if (code !== 0x20 && code !== 0x09 && code !== 0x0d && code !== 0x0a) break;
+    if (!isTrimmedCode(text.charCodeAt(end - 1))) break;
     end -= 1;
   }
   return end === text.length ? text : text.slice(0, end);

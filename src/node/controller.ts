@@ -81,44 +81,50 @@ export class NodeController {
 
   /** One attempt at once; a full segment (or a lease just given up for its rollover) goes to putWaiting. */
   private put(topic: string, payload: string | Uint8Array): string | Promise<string> {
-    const deadline = Date.now() + (this.options.rolloverWaitMs ?? ROLLOVER_WAIT_MS_DEFAULT);
-    const state = this.options.metadata.topic(topic);
-    if (state === undefined) return unknownTopic(topic);
-    if (state.leaderNode !== this.options.nodeId) return err(`NotLeaderForPartition: ${segmentKey(topic, state.currentSegment)}`);
+    const segment = this.openSegmentHere(topic);
+    if (typeof segment === 'string') return segment;
     try {
-      const offset = this.options.store.appendNow(topic, state.currentSegment, payload);
+      const offset = this.options.store.appendNow(topic, segment, payload);
       if (typeof offset === 'number') return OK;
       return offset.then(
         () => OK,
-        (error: unknown) => this.putWaiting(topic, payload, deadline, error),
+        (error: unknown) => this.putWaiting(topic, payload, error),
       );
     } catch (error) {
-      return this.putWaiting(topic, payload, deadline, error);
+      return this.putWaiting(topic, payload, error);
     }
   }
 
   /**
-   * After `failure`: a full segment being rolled over is waited for (until `deadline`), then the
-   * append goes to the new segment. Nothing lands past the seal. Any other failure is the reply.
+   * After `failure`: a full segment being rolled over is waited for (at most rolloverWaitMs from
+   * this first refusal), then the append goes to the new segment. Nothing lands past the seal.
+   * Any other failure is the reply.
    */
-  private async putWaiting(topic: string, payload: string | Uint8Array, deadline: number, failure: unknown): Promise<string> {
-    const { metadata, store, nodeId } = this.options;
+  private async putWaiting(topic: string, payload: string | Uint8Array, failure: unknown): Promise<string> {
+    const deadline = Date.now() + (this.options.rolloverWaitMs ?? ROLLOVER_WAIT_MS_DEFAULT);
     let error = failure;
     for (;;) {
       const code = (error as { code?: string }).code;
       const rolling = code === 'SEGMENT_FULL' || code === 'NOT_LEADER_FOR_PARTITION';
       if (!rolling || Date.now() >= deadline) return err((error as Error).message);
       await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
-      const state = metadata.topic(topic);
-      if (state === undefined) return unknownTopic(topic);
-      if (state.leaderNode !== nodeId) return err(`NotLeaderForPartition: ${segmentKey(topic, state.currentSegment)}`);
+      const segment = this.openSegmentHere(topic);
+      if (typeof segment === 'string') return segment;
       try {
-        await store.append(topic, state.currentSegment, payload);
+        await this.options.store.append(topic, segment, payload);
         return OK;
       } catch (next) {
         error = next;
       }
     }
+  }
+
+  /** The topic's open segment when this node leads it; otherwise the error reply. */
+  private openSegmentHere(topic: string): number | string {
+    const state = this.options.metadata.topic(topic);
+    if (state === undefined) return unknownTopic(topic);
+    if (state.leaderNode !== this.options.nodeId) return err(`NotLeaderForPartition: ${segmentKey(topic, state.currentSegment)}`);
+    return state.currentSegment;
   }
 
   private get(topic: string): ControllerReply | Promise<ControllerReply> {

@@ -136,17 +136,13 @@ export class TopicReader {
       segment,
       delivered: () => {
         if (settled) return ACKNOWLEDGED_NOTHING;
-        let consumed: Promise<void>;
-        try {
-          consumed = this.store.consumeAt(topic, segment, offset);
-        } catch (error) {
-          settle();
-          return Promise.reject(error);
-        }
         // The cursor moved as consumeAt returned: the next GET of the topic may go on while the
         // record that persists the move is written (GETs then share one write, or one sync).
-        settle();
-        return consumed;
+        try {
+          return this.store.consumeAt(topic, segment, offset);
+        } finally {
+          settle();
+        }
       },
       abandoned: settle,
     };

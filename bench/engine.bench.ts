@@ -17,7 +17,7 @@ import { availableParallelism, cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { pino } from 'pino';
-import { resolveBackend } from '../src/engine/backends.js';
+import { resolveBackend } from '../src/engine/storage/select.js';
 import { Walrus } from '../src/engine/walrus.js';
 
 export type EngineBackend = 'fd' | 'mmap' | 'uring';

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { resolveBackend } from '../src/engine/backends.js';
+import { resolveBackend } from '../src/engine/storage/select.js';
 import { Walrus } from '../src/engine/walrus.js';
 
 const APPENDS = 100_000;

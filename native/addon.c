@@ -1,7 +1,7 @@
 // The one Node-API addon of Walrus: each part adds its functions to the exports. The CRC-32
 // functions sit at the top level (src/engine/native/crc32.c); the mmap backend's are under
-// `mmap` (src/plugins/storage-mmap/native/mmap.c) and the io_uring backend's under `uring`
-// (src/plugins/storage-uring/native/uring.c). NAPI_MODULE_INIT makes the addon context-aware,
+// `mmap` (src/engine/storage/native/mmap.c) and the io_uring backend's under `uring`
+// (src/engine/storage/native/uring.c). NAPI_MODULE_INIT makes the addon context-aware,
 // so it loads in worker threads too; no part keeps state shared between environments.
 
 #define NAPI_VERSION 8

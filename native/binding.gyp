@@ -10,8 +10,8 @@
       "sources": [
         "addon.c",
         "../src/engine/native/crc32.c",
-        "../src/plugins/storage-mmap/native/mmap.c",
-        "../src/plugins/storage-uring/native/uring.c"
+        "../src/engine/storage/native/mmap.c",
+        "../src/engine/storage/native/uring.c"
       ],
       "include_dirs": ["."],
       "cflags": ["-O2", "-std=gnu11", "-fvisibility=hidden"],

@@ -6,9 +6,9 @@ import 'reflect-metadata';
 
 // The TCP client: WalrusClient, ClientError and their types (src/client/index.ts lists them).
 export * from './client/index.js';
-export { BACKENDS, resolveBackend } from './engine/backends.js';
+export type { StorageBackend, StorageFile } from './contracts/storage.js';
 export type { RecoveryReport } from './engine/recovery.js';
-export type { StorageBackend, StorageFile } from './engine/storage.js';
+export { BACKENDS, resolveBackend } from './engine/storage/select.js';
 export type { BackendName, Consistency, Entry, FsyncSchedule, ReadBatchOptions, WalrusOptions } from './engine/walrus.js';
 export { sanitizeKey, Walrus } from './engine/walrus.js';
 export type { Candidate, Catalog, Selection, Selector } from './kernel/catalog.js';

@@ -21,9 +21,9 @@
 
 import { connect, type Socket } from 'node:net';
 import { limits } from '../kernel/limits.js';
-import { isTrimmedCode } from '../plugins/protocol-tcp/codec/commands.js';
-import { encodeSizedFrame, FrameDecoder } from '../plugins/protocol-tcp/codec/frames.js';
-import { type FetchedEntry, parseFetchReply, parseReply, preview, type Reply } from '../plugins/protocol-tcp/codec/replies.js';
+import { isTrimmedCode } from '../protocol/commands.js';
+import { encodeSizedFrame, FrameDecoder } from '../protocol/frames.js';
+import { type FetchedEntry, parseFetchReply, parseReply, preview, type Reply } from '../protocol/replies.js';
 
 export type ClientErrorCode = 'SERVER_ERROR' | 'TIMEOUT' | 'CONNECTION' | 'PROTOCOL';
 

@@ -6,6 +6,7 @@
 
 import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
+import type { StorageBackend, StorageFile } from '../contracts/storage.js';
 import { StorageError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
 import { checksums } from './checksum.js';
@@ -20,7 +21,6 @@ import {
   sealSplitRecord,
   writeRecordFields,
 } from './format.js';
-import type { StorageBackend, StorageFile } from './storage.js';
 
 /**
  * The promise acknowledge() returns when the records were acknowledged before it returned (see

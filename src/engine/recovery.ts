@@ -6,6 +6,7 @@
 import { readdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import type { StorageBackend, StorageFile } from '../contracts/storage.js';
 import { StorageError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
 import { checksums } from './checksum.js';
@@ -23,7 +24,6 @@ import {
   readRecordHeader,
 } from './format.js';
 import { syncDirectory } from './log.js';
-import type { StorageBackend, StorageFile } from './storage.js';
 import { TopicState } from './topic.js';
 import type { VerifyRequest, VerifyResult } from './verify-worker.js';
 

@@ -7,15 +7,15 @@
 import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Logger, pino } from 'pino';
+import type { StorageBackend, StorageFile } from '../contracts/storage.js';
 import { envValue, processEnvironment } from '../kernel/env.js';
 import { BusyError, InputError, StateError, StorageError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
-import { resolveBackend } from './backends.js';
 import { checksums } from './checksum.js';
 import { dataFileName, FILE_HEADER_BYTES, RECORD_CRC_FROM, RECORD_HEADER_BYTES, RecordKind, recordMatches } from './format.js';
 import { ACKNOWLEDGED, acknowledged, LogWriter, type OpenFile, type SyncMode, syncDirectory } from './log.js';
 import { type Recovery, type RecoveryReport, recover, recoverSync } from './recovery.js';
-import type { StorageBackend, StorageFile } from './storage.js';
+import { resolveBackend } from './storage/select.js';
 import { TopicState } from './topic.js';
 
 export type Consistency = 'strict' | { readonly atLeastOnce: number };

@@ -8,10 +8,10 @@
 // `ERR NotLeaderForPartition: t_<topic>_s_<n>` until forwarding between nodes exists.
 
 import { isUtf8 } from 'node:buffer';
-import type { Command } from '../plugins/protocol-tcp/codec/commands.js';
-import { FRAME_HEADER_BYTES } from '../plugins/protocol-tcp/codec/frames.js';
-import { EMPTY, err, fetched, OK, okPayload } from '../plugins/protocol-tcp/codec/replies.js';
 import type { Consensus } from '../plugins/raft/consensus.js';
+import type { Command } from '../protocol/commands.js';
+import { FRAME_HEADER_BYTES } from '../protocol/frames.js';
+import { EMPTY, err, fetched, OK, okPayload } from '../protocol/replies.js';
 import { encodeCommand, type MetadataResult, type MetadataStateMachine, segmentKey, topicNameProblem } from './metadata.js';
 import type { NextResult, TopicReader } from './reader.js';
 import type { SegmentStore } from './segment-store.js';

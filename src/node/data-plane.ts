@@ -4,10 +4,10 @@
 
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { StorageBackend } from '../engine/storage.js';
+import type { StorageBackend } from '../contracts/storage.js';
 import { Walrus } from '../engine/walrus.js';
-import { LeaseTable } from '../plugins/lease-fencing/leases.js';
 import type { Consensus } from '../plugins/raft/consensus.js';
+import { LeaseTable } from './leases.js';
 import { MetadataStateMachine } from './metadata.js';
 import { TopicReader } from './reader.js';
 import { SegmentStore } from './segment-store.js';

@@ -9,8 +9,8 @@
 
 import { Walrus } from '../engine/walrus.js';
 import { walrusError } from '../kernel/errors.js';
-import { type Lease, segmentKey } from '../plugins/lease-fencing/leases.js';
 import { KeyedLock } from './keyed-lock.js';
+import { type Lease, segmentKey } from './leases.js';
 
 /** The part of the lease table the store needs. */
 export interface LeaseCheck {

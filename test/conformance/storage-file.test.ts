@@ -1,4 +1,4 @@
-// Conformance, the StorageFile contract itself (src/engine/storage.ts), below the engine: every
+// Conformance, the StorageFile contract itself (src/contracts/storage.ts), below the engine: every
 // backend must give the same answers as plain pread/pwrite on the same operations, including
 // offsets past 4 GiB, writes that cross a 64 MiB mapping window, shrinking and regrowing, and
 // what happens after close. What the engine builds on top is covered by the other files.
@@ -6,8 +6,8 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
-import { BACKENDS } from '../../src/engine/backends.js';
-import type { StorageBackend } from '../../src/engine/storage.js';
+import type { StorageBackend } from '../../src/contracts/storage.js';
+import { BACKENDS } from '../../src/engine/storage/select.js';
 import { forEachBackend } from '../helpers/backends.js';
 import { withTempDir } from '../helpers/kernel.js';
 import { MiB, pattern, readBytes } from './support.js';

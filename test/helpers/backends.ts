@@ -5,7 +5,7 @@
 // a run never passes without saying what it left out.
 
 import test from 'ava';
-import { BACKENDS } from '../../src/engine/backends.js';
+import { BACKENDS } from '../../src/engine/storage/select.js';
 import { type BackendName, Walrus, type WalrusOptions } from '../../src/engine/walrus.js';
 import { silent, withTempDir } from './kernel.js';
 

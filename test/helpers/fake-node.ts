@@ -4,7 +4,7 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { limits } from '../../src/kernel/limits.js';
-import { encodeFrame, FrameDecoder } from '../../src/plugins/protocol-tcp/codec/frames.js';
+import { encodeFrame, FrameDecoder } from '../../src/protocol/frames.js';
 
 /** What the fake node does with one request: a reply text, 'silent' (stops answering on this connection) or 'close'. */
 export type Script = (request: string) => string | 'silent' | 'close' | Promise<string | 'silent' | 'close'>;

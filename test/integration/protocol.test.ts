@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import test from 'ava';
-import { encodeFrame, FrameDecoder } from '../../src/plugins/protocol-tcp/codec/frames.js';
+import { encodeFrame, FrameDecoder } from '../../src/protocol/frames.js';
 import { withTempDir } from '../helpers/kernel.js';
 import { type Running, startWalrus } from '../helpers/process.js';
 

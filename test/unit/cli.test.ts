@@ -1,8 +1,8 @@
 // The walrus command's pure parts: exit codes by error kind and the plugin table layout.
 
 import test from 'ava';
+import { exitCodeFor, formatStatuses } from '../../src/commands/walrus.js';
 import { ConfigError, PluginError, TimeoutError } from '../../src/kernel/errors.js';
-import { exitCodeFor, formatStatuses } from '../../src/plugins/cli/walrus.js';
 
 test('configuration problems exit 2, runtime failures exit 1', (t) => {
   t.is(exitCodeFor(new ConfigError('CONFIG_INVALID', 'x')), 2);

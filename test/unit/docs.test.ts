@@ -4,12 +4,12 @@
 
 import { readFileSync } from 'node:fs';
 import test from 'ava';
+import { FLAG_TABLE } from '../../src/commands/walrus.js';
 import { ENV_TABLE, LAUNCHER_ENV } from '../../src/kernel/env.js';
 import { ERROR_CODES } from '../../src/kernel/errors.js';
 import { Kernel } from '../../src/kernel/kernel.js';
 import { leaves } from '../../src/kernel/schema.js';
 import { walrusCatalog } from '../../src/plugins/catalog.js';
-import { FLAG_TABLE } from '../../src/plugins/cli/walrus.js';
 
 /** The rows of the one table under `## heading`, each as its cells (trimmed), header first. */
 function table(file: string, heading: string): string[][] {

@@ -3,10 +3,10 @@
 // poisons the instance (every later call rejects IO), and loses nothing acknowledged before it.
 
 import test from 'ava';
-import type { StorageBackend, StorageFile } from '../../src/engine/storage.js';
+import type { StorageBackend, StorageFile } from '../../src/contracts/storage.js';
+import { FdBackend } from '../../src/engine/storage/fd.js';
 import { Walrus } from '../../src/engine/walrus.js';
 import type { WalrusError } from '../../src/kernel/errors.js';
-import { FdBackend } from '../../src/plugins/storage-fd/backend.js';
 import { silent, withTempDir } from '../helpers/kernel.js';
 
 /**

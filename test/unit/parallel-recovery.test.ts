@@ -6,8 +6,8 @@ import { closeSync, openSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { type Recovery, recover, recoverSync } from '../../src/engine/recovery.js';
+import { FdBackend } from '../../src/engine/storage/fd.js';
 import { Walrus } from '../../src/engine/walrus.js';
-import { FdBackend } from '../../src/plugins/storage-fd/backend.js';
 import { silent, withTempDir } from '../helpers/kernel.js';
 
 function summary(recovery: Recovery) {

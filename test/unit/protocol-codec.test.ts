@@ -13,18 +13,9 @@ import {
   isCommandError,
   parseCommand,
   parseRequest,
-} from '../../src/plugins/protocol-tcp/codec/commands.js';
-import { type DecodedFrame, encodeFrame, FrameDecoder } from '../../src/plugins/protocol-tcp/codec/frames.js';
-import {
-  EMPTY,
-  err,
-  fetched,
-  OK,
-  okPayload,
-  parseFetchReply,
-  parseReply,
-  ReplyFormatError,
-} from '../../src/plugins/protocol-tcp/codec/replies.js';
+} from '../../src/protocol/commands.js';
+import { type DecodedFrame, encodeFrame, FrameDecoder } from '../../src/protocol/frames.js';
+import { EMPTY, err, fetched, OK, okPayload, parseFetchReply, parseReply, ReplyFormatError } from '../../src/protocol/replies.js';
 
 /** Pushes each chunk and collects every frame that becomes available. */
 function decodeAll(decoder: FrameDecoder, chunks: Buffer[]): DecodedFrame[] {

@@ -9,9 +9,9 @@ import { connect, type Socket } from 'node:net';
 import test from 'ava';
 import { pino } from 'pino';
 import { limits } from '../../src/kernel/limits.js';
-import type { Command } from '../../src/plugins/protocol-tcp/codec/commands.js';
-import { encodeFrame, FrameDecoder } from '../../src/plugins/protocol-tcp/codec/frames.js';
 import { type CommandHandler, type HandledReply, ProtocolServer, type ServerLimits } from '../../src/plugins/protocol-tcp/server.js';
+import type { Command } from '../../src/protocol/commands.js';
+import { encodeFrame, FrameDecoder } from '../../src/protocol/frames.js';
 
 const HOST = '127.0.0.1';
 /** Size of the fake STATE reply for topic `big`. */

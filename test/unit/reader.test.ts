@@ -4,9 +4,9 @@
 
 import test from 'ava';
 import { Walrus } from '../../src/engine/walrus.js';
+import { type LeaseSource, LeaseTable } from '../../src/node/leases.js';
 import { type NextResult, type TopicLayout, TopicReader } from '../../src/node/reader.js';
 import { SegmentStore } from '../../src/node/segment-store.js';
-import { type LeaseSource, LeaseTable } from '../../src/plugins/lease-fencing/leases.js';
 import { silent, withTempDir } from '../helpers/kernel.js';
 
 /** A one-node metadata replica: topic → open segment and sealed counts. */

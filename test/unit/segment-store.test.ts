@@ -5,8 +5,8 @@
 import test from 'ava';
 import { Walrus } from '../../src/engine/walrus.js';
 import { FencedError, type WalrusError } from '../../src/kernel/errors.js';
+import { type LeaseSource, LeaseTable, segmentKey } from '../../src/node/leases.js';
 import { SegmentStore } from '../../src/node/segment-store.js';
-import { type LeaseSource, LeaseTable, segmentKey } from '../../src/plugins/lease-fencing/leases.js';
 import { silent, withTempDir } from '../helpers/kernel.js';
 
 /** Metadata as lease fencing sees it: topic → (open segment, leader). */

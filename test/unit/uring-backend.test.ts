@@ -9,9 +9,9 @@ import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import test, { type ExecutionContext } from 'ava';
-import type { StorageFile } from '../../src/engine/storage.js';
-import { RING_READ_MIN_BYTES, UringBackend } from '../../src/plugins/storage-uring/backend.js';
-import { loadUring, type UringNative } from '../../src/plugins/storage-uring/native.js';
+import type { StorageFile } from '../../src/contracts/storage.js';
+import { RING_READ_MIN_BYTES, UringBackend } from '../../src/engine/storage/uring.js';
+import { loadUring, type UringNative } from '../../src/engine/storage/uring-native.js';
 import { readBytes } from '../conformance/support.js';
 import { withTempDir } from '../helpers/kernel.js';
 
@@ -282,7 +282,7 @@ if ('unavailable' in loaded) {
 
   test('an idle ring does not keep the process alive', async (t) => {
     await withTempDir(async (dir) => {
-      const backendUrl = new URL('../../src/plugins/storage-uring/backend.js', import.meta.url).href;
+      const backendUrl = new URL('../../src/engine/storage/uring.js', import.meta.url).href;
       const script = `
         import { createUringBackend } from ${JSON.stringify(backendUrl)};
         const backend = createUringBackend();
@@ -302,7 +302,7 @@ if ('unavailable' in loaded) {
   });
 
   test('rings work in worker threads, and a worker exits cleanly with or without closing its ring', async (t) => {
-    const nativeUrl = new URL('../../src/plugins/storage-uring/native.js', import.meta.url).href;
+    const nativeUrl = new URL('../../src/engine/storage/uring-native.js', import.meta.url).href;
     await withTempDir(async (dir) => {
       const run = (close: boolean) =>
         new Promise<{ code: number; message: unknown }>((resolve, reject) => {

@@ -8,9 +8,9 @@ import { createServer } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { Readable } from 'node:stream';
 import test, { type ExecutionContext } from 'ava';
-import { type CliIo, formatReply, main, parseTarget, requestOf } from '../../src/plugins/cli/walrus-cli.js';
-import { isCommandError, parseCommand } from '../../src/plugins/protocol-tcp/codec/commands.js';
-import { EMPTY, err, fetched, OK, okPayload } from '../../src/plugins/protocol-tcp/codec/replies.js';
+import { type CliIo, formatReply, main, parseTarget, requestOf } from '../../src/commands/walrus-cli.js';
+import { isCommandError, parseCommand } from '../../src/protocol/commands.js';
+import { EMPTY, err, fetched, OK, okPayload } from '../../src/protocol/replies.js';
 import { startServer } from '../helpers/fake-node.js';
 
 const STATE_JSON =

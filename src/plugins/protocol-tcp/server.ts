@@ -24,9 +24,9 @@ import { isUtf8 } from 'node:buffer';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { limits } from '../../kernel/limits.js';
-import { type Command, isCommandError, parseRequest } from './codec/commands.js';
-import { encodeFrame, FrameDecoder } from './codec/frames.js';
-import { EMPTY, err, OK } from './codec/replies.js';
+import { type Command, isCommandError, parseRequest } from '../../protocol/commands.js';
+import { encodeFrame, FrameDecoder } from '../../protocol/frames.js';
+import { EMPTY, err, OK } from '../../protocol/replies.js';
 
 export interface HandledReply {
   /** The reply body. Exactly one of `text` and `frame` is given. */

@@ -2,14 +2,14 @@
 // storage selector: `auto` takes uring (unless WALRUS_DISABLE_IO_URING is set), else mmap, else
 // fd — the first that can run here. A named backend that cannot run is an error that says why.
 
-import { ENV_TABLE, envValue, processEnvironment } from '../kernel/env.js';
-import { InputError, StorageError } from '../kernel/errors.js';
-import { s } from '../kernel/schema.js';
-import { FdBackend } from '../plugins/storage-fd/backend.js';
-import { MmapBackend } from '../plugins/storage-mmap/backend.js';
-import { loadMmap } from '../plugins/storage-mmap/native.js';
-import { createUringBackend } from '../plugins/storage-uring/backend.js';
-import type { StorageBackend } from './storage.js';
+import type { StorageBackend } from '../../contracts/storage.js';
+import { ENV_TABLE, envValue, processEnvironment } from '../../kernel/env.js';
+import { InputError, StorageError } from '../../kernel/errors.js';
+import { s } from '../../kernel/schema.js';
+import { FdBackend } from './fd.js';
+import { MmapBackend } from './mmap.js';
+import { loadMmap } from './mmap-native.js';
+import { createUringBackend } from './uring.js';
 
 export interface BackendCandidate {
   readonly name: 'fd' | 'mmap' | 'uring';

@@ -1,4 +1,4 @@
-// The system calls of the mmap storage backend (src/plugins/storage-mmap/backend.ts), as the
+// The system calls of the mmap storage backend (src/engine/storage/mmap.ts), as the
 // `mmap` object of the addon:
 //
 //   map(fd, offset, length)     -> ArrayBuffer over a MAP_SHARED read/write mapping of the file

@@ -1,7 +1,7 @@
-// The mmap part of Walrus's native addon (src/plugins/storage-mmap/native/mmap.c), narrowed from
+// The mmap part of Walrus's native addon (src/engine/storage/native/mmap.c), narrowed from
 // the one addon loader. `loadMmap()` says why it cannot be used when it cannot.
 
-import { loadAddon } from '../../engine/native-addon.js';
+import { loadAddon } from '../native-addon.js';
 
 export interface MmapNative {
   /** A MAP_SHARED read/write mapping of file bytes [offset, offset + length); offset page-aligned. */

@@ -16,8 +16,8 @@
 // other Walrus instances out; nothing can stop an outside program.
 
 import { closeSync, fdatasync, fstatSync, ftruncateSync, openSync, readSync, writeSync, writevSync } from 'node:fs';
-import type { StorageBackend, StorageFile } from '../../engine/storage.js';
-import type { MmapNative } from './native.js';
+import type { StorageBackend, StorageFile } from '../../contracts/storage.js';
+import type { MmapNative } from './mmap-native.js';
 
 /** Bytes each mapping covers (virtual address space, not memory: pages come and go with the page cache). */
 export const MMAP_WINDOW_BYTES = 64 * 1024 * 1024;

@@ -7,8 +7,8 @@
 // A lease can also be given up locally before the metadata moves it (a full segment being
 // rolled over), so that nothing is appended past the count the rollover will seal.
 
-import { walrusError } from '../../kernel/errors.js';
-import { segmentKey } from '../../node/metadata.js';
+import { walrusError } from '../kernel/errors.js';
+import { segmentKey } from './metadata.js';
 
 /** What leases are derived from: the metadata state machine, or a test double. */
 export interface LeaseSource {
@@ -40,7 +40,7 @@ export interface LeaseTableOptions {
 
 export const LEASE_SYNC_MS_DEFAULT = 100;
 
-export { segmentKey } from '../../node/metadata.js';
+export { segmentKey } from './metadata.js';
 
 export class LeaseTable {
   private readonly options: LeaseTableOptions;

@@ -1,4 +1,4 @@
-// The system calls of the io_uring storage backend (src/plugins/storage-uring/backend.ts), as the
+// The system calls of the io_uring storage backend (src/engine/storage/uring.ts), as the
 // `uring` object of the addon. No liburing: the ring is set up, mapped and driven with the raw
 // io_uring_setup / io_uring_enter / io_uring_register system calls.
 //

@@ -1,9 +1,9 @@
-// The io_uring part of Walrus's native addon (src/plugins/storage-uring/native/uring.c), narrowed
+// The io_uring part of Walrus's native addon (src/engine/storage/native/uring.c), narrowed
 // from the one addon loader. `loadUring()` says why it cannot be used when it cannot: no addon, an
 // addon built without <linux/io_uring.h>, or a kernel that refuses io_uring_setup (seccomp in
 // containers, sysctl kernel.io_uring_disabled), found by creating and closing one small ring.
 
-import { loadAddon } from '../../engine/native-addon.js';
+import { loadAddon } from '../native-addon.js';
 
 declare const ringBrand: unique symbol;
 

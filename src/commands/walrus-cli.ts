@@ -8,11 +8,11 @@
 
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { ClientError, WalrusClient } from '../../client/walrus-client.js';
-import { type Environment, envValue, LAUNCHER_ENV, processEnvironment } from '../../kernel/env.js';
-import { limits } from '../../kernel/limits.js';
-import { VERSION } from '../../version.js';
-import { parseDecimal } from '../protocol-tcp/codec/commands.js';
+import { ClientError, WalrusClient } from '../client/walrus-client.js';
+import { type Environment, envValue, LAUNCHER_ENV, processEnvironment } from '../kernel/env.js';
+import { limits } from '../kernel/limits.js';
+import { parseDecimal } from '../protocol/commands.js';
+import { VERSION } from '../version.js';
 
 export interface CliIo {
   /** Writes one line of output (the newline is added). */

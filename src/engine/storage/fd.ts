@@ -3,7 +3,7 @@
 // Always available; pure TypeScript.
 
 import { closeSync, fdatasync, fstatSync, ftruncateSync, openSync, readSync, writeSync, writevSync } from 'node:fs';
-import type { StorageBackend, StorageFile } from '../../engine/storage.js';
+import type { StorageBackend, StorageFile } from '../../contracts/storage.js';
 
 class FdFile implements StorageFile {
   readonly path: string;

@@ -4,16 +4,16 @@
 
 import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
-import { DEFAULT_SOURCE, sourceOf as sourceOfPath, type TextSetting } from '../../kernel/config.js';
-import { type Environment, envValue, LAUNCHER_ENV, processEnvironment } from '../../kernel/env.js';
-import { describeError, type ErrorCode, isWalrusError } from '../../kernel/errors.js';
-import { Kernel, type KernelOptions, LOG_LEVELS } from '../../kernel/kernel.js';
-import type { PluginStatus } from '../../kernel/plan.js';
-import { isPlainObject } from '../../kernel/schema.js';
-import { stopOnSignals } from '../../kernel/signals.js';
-import { VERSION } from '../../version.js';
-import { STORAGE_BACKENDS, walrusCatalog } from '../catalog.js';
-import { WALRUS_COMMANDS } from './index.js';
+import { DEFAULT_SOURCE, sourceOf as sourceOfPath, type TextSetting } from '../kernel/config.js';
+import { type Environment, envValue, LAUNCHER_ENV, processEnvironment } from '../kernel/env.js';
+import { describeError, type ErrorCode, isWalrusError } from '../kernel/errors.js';
+import { Kernel, type KernelOptions, LOG_LEVELS } from '../kernel/kernel.js';
+import type { PluginStatus } from '../kernel/plan.js';
+import { isPlainObject } from '../kernel/schema.js';
+import { stopOnSignals } from '../kernel/signals.js';
+import { STORAGE_BACKENDS, walrusCatalog } from '../plugins/catalog.js';
+import { WALRUS_COMMANDS } from '../plugins/cli/index.js';
+import { VERSION } from '../version.js';
 
 export interface Io {
   readonly out: (text: string) => void;

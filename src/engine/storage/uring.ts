@@ -5,8 +5,8 @@
 // completes them inline (see UringFile). Positions, loops and errors follow the fd backend.
 
 import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync, writevSync } from 'node:fs';
-import type { StorageBackend, StorageFile } from '../../engine/storage.js';
-import { decodeWrite, loadUring, type UringNative, type UringRing } from './native.js';
+import type { StorageBackend, StorageFile } from '../../contracts/storage.js';
+import { decodeWrite, loadUring, type UringNative, type UringRing } from './uring-native.js';
 
 /** Submission queue entries of each backend's ring (the completion queue gets twice as many). */
 export const RING_ENTRIES = 64;

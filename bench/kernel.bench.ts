@@ -17,7 +17,7 @@ import { walrusCatalog } from '../src/plugins/catalog.js';
 
 const YAML = `node:\n  id: 2\n  dataDir: /var/lib/walrus\ncluster:\n  nodes:\n${[1, 2, 3]
   .map((id) => `    - { id: ${id}, clientPort: 909${id}, raftPort: 600${id} }`)
-  .join('\n')}\nstorage:\n  backend: auto\nrollover:\n  maxSegmentEntries: 500000\n`;
+  .join('\n')}\nstorage:\n  backend: auto\nsegments:\n  maxEntries: 500000\n`;
 const ENV = { WALRUS_LOG_LEVEL: 'warn', WALRUS_MONITOR_CHECK_MS: '1000' };
 const FLAGS = [{ path: 'node.clientHost', text: '127.0.0.1', source: 'flag --client-host' }];
 const silent = pino({ level: 'silent' });

@@ -10,8 +10,9 @@
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { StateMachine } from '../src/contracts/consensus.js';
 import type { NodeId } from '../src/plugins/raft/core/types.js';
-import { DEFAULT_TIMING, RaftNode, type RaftTiming, type StateMachine } from '../src/plugins/raft/node.js';
+import { DEFAULT_TIMING, RaftNode, type RaftTiming } from '../src/plugins/raft/node.js';
 import { freePorts } from '../test/helpers/net.js';
 
 export interface RaftBenchOptions {

@@ -273,7 +273,7 @@ async function startWalrus(root: string): Promise<Server> {
     [
       `node: { dataDir: ${JSON.stringify(join(dir, 'data'))}, clientPort: 0, raftPort: 0 }`,
       'storage: { fsync: interval, fsyncIntervalMs: 1000 }',
-      'rollover: { maxSegmentEntries: 1000000000 }',
+      'segments: { maxEntries: 1000000000 }',
       '',
     ].join('\n'),
   );

@@ -18,7 +18,7 @@ export const ENV_TABLE: readonly EnvVariable[] = [
   { name: 'WALRUS_JOIN', path: 'node.join' },
   { name: 'WALRUS_STORAGE_BACKEND', path: 'storage.backend' },
   { name: 'WALRUS_DISABLE_IO_URING', path: 'storage.disableIoUring' },
-  { name: 'WALRUS_MAX_SEGMENT_ENTRIES', path: 'rollover.maxSegmentEntries' },
+  { name: 'WALRUS_MAX_SEGMENT_ENTRIES', path: 'segments.maxEntries' },
   { name: 'WALRUS_MONITOR_CHECK_MS', path: 'rollover.monitorCheckMs' },
   { name: 'WALRUS_LOG_LEVEL', path: 'log.level' },
   { name: 'WALRUS_PLUGINS', path: 'plugins' },

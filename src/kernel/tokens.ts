@@ -37,6 +37,7 @@ export const CAPABILITIES = {
   storageBackend: 'storage-backend',
   consensus: 'consensus',
   leaseFencing: 'lease-fencing',
+  dataPlane: 'data-plane',
   rolloverMonitor: 'rollover-monitor',
   clientProtocol: 'client-protocol',
   commands: 'commands',

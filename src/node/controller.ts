@@ -8,7 +8,7 @@
 // `ERR NotLeaderForPartition: t_<topic>_s_<n>` until forwarding between nodes exists.
 
 import { isUtf8 } from 'node:buffer';
-import type { Consensus } from '../plugins/raft/consensus.js';
+import type { Consensus } from '../contracts/consensus.js';
 import type { Command } from '../protocol/commands.js';
 import { FRAME_HEADER_BYTES } from '../protocol/frames.js';
 import { EMPTY, err, fetched, OK, okPayload } from '../protocol/replies.js';

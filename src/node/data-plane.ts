@@ -1,13 +1,16 @@
-// A node's data plane, built when the lease-fencing plugin starts: the metadata replica (the
-// state machine registered with consensus), the write leases derived from it, the engine that
-// holds this node's segments (`<dataDir>/node_<id>/data`), the segment store and GET's reader.
+// A node's data plane, built when the data-plane plugin starts: the metadata replica (the state
+// machine registered with consensus), the write fencing built over it, the engine that holds this
+// node's segments (`<dataDir>/node_<id>/data`), the segment store and GET's reader. DATA_PLANE is
+// the capability under which the plugin offers it; its token lives here, with the types it carries.
 
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import type { Consensus } from '../contracts/consensus.js';
+import type { WriteFencing, WriteFencingFactory } from '../contracts/fencing.js';
 import type { StorageBackend } from '../contracts/storage.js';
 import { Walrus } from '../engine/walrus.js';
-import type { Consensus } from '../plugins/raft/consensus.js';
-import { LeaseTable } from './leases.js';
+import { StateError } from '../kernel/errors.js';
+import { CAPABILITIES, token } from '../kernel/tokens.js';
 import { MetadataStateMachine } from './metadata.js';
 import { TopicReader } from './reader.js';
 import { SegmentStore } from './segment-store.js';
@@ -21,16 +24,18 @@ export interface DataPlaneOptions {
   readonly backend: StorageBackend;
   readonly fsync: NodeFsync;
   readonly fsyncIntervalMs: number;
-  /** Entries after which an open segment takes no more appends (rollover.maxSegmentEntries). */
+  /** Entries after which an open segment takes no more appends (segments.maxEntries). */
   readonly maxEntries: number;
   readonly consensus: Pick<Consensus, 'register'>;
+  /** Builds the write fencing over the metadata replica (the lease-fencing plugin's factory). */
+  readonly fencing: WriteFencingFactory;
   readonly log: Logger;
 }
 
 export interface DataPlane {
   readonly nodeId: number;
   readonly metadata: MetadataStateMachine;
-  readonly leases: LeaseTable;
+  readonly leases: WriteFencing;
   readonly wal: Walrus;
   readonly store: SegmentStore;
   readonly reader: TopicReader;
@@ -54,7 +59,7 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
   });
   // Registered after the engine is open: applies replayed by Raft so far were kept for it.
   options.consensus.register(metadata);
-  const leases = new LeaseTable({ nodeId: options.nodeId, source: metadata });
+  const leases = options.fencing.create({ nodeId: options.nodeId, source: metadata });
   leases.start();
   const fullListeners = new Set<(topic: string, segment: number, count: number) => void>();
   const store = new SegmentStore({
@@ -87,3 +92,15 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
     },
   };
 }
+
+/** The data plane, once the plugin has started (the capability resolves to this holder). */
+export class DataPlaneHolder {
+  plane: DataPlane | undefined;
+
+  get(): DataPlane {
+    if (this.plane === undefined) throw new StateError('KERNEL_STATE', 'the node data plane is not started yet');
+    return this.plane;
+  }
+}
+
+export const DATA_PLANE = token<DataPlaneHolder>(CAPABILITIES.dataPlane);

@@ -1,5 +1,5 @@
-// Write leases for segments, derived from the local metadata replica (docs: the lease-fencing
-// plugin). A node may append to a segment key `t_<topic>_s_<n>` only while the metadata it has
+// Write leases for segments (the WriteFencing of src/contracts/fencing.ts), derived from the
+// local metadata replica. A node may append to a segment key `t_<topic>_s_<n>` only while the metadata it has
 // applied names it the leader of that topic's open segment n. The table is rebuilt on every
 // metadata apply (through the source's change listener) and every `syncMs` as a safety net, and
 // each lease remembers the metadata epoch that granted it. A write without a current lease fails
@@ -7,24 +7,9 @@
 // A lease can also be given up locally before the metadata moves it (a full segment being
 // rolled over), so that nothing is appended past the count the rollover will seal.
 
+import type { Lease, LeaseSource, WriteFencing } from '../contracts/fencing.js';
 import { walrusError } from '../kernel/errors.js';
 import { segmentKey } from './metadata.js';
-
-/** What leases are derived from: the metadata state machine, or a test double. */
-export interface LeaseSource {
-  /** The open segments whose leader is `nodeId`, per the metadata applied here. */
-  ownedOpenSegments(nodeId: number): readonly { readonly topic: string; readonly segment: number }[];
-  /** Increases with every metadata change. */
-  readonly epoch: number;
-  /** Calls `listener` after every metadata apply; returns the function that unsubscribes. */
-  onChange(listener: () => void): () => void;
-}
-
-export interface Lease {
-  readonly key: string;
-  /** The metadata epoch at which this node's lease on `key` was (last) confirmed. */
-  readonly epoch: number;
-}
 
 export interface LeaseTableOptions {
   readonly nodeId: number;
@@ -32,17 +17,19 @@ export interface LeaseTableOptions {
   /** How often the table is rebuilt even without a metadata change (the original: 100 ms). */
   readonly syncMs?: number;
   /**
-   * Whether this node may write at all right now (in a cluster: it has heard from a Raft quorum
-   * recently, so a partitioned old leader stops accepting writes). Absent: always.
+   * Whether this node may write at all right now: the lease-fencing plugin passes "consensus had
+   * quorum contact within lease.ttlMs", so a partitioned old leader stops accepting writes before
+   * another node can be elected. Absent: always.
    */
   readonly confirmed?: () => boolean;
 }
 
 export const LEASE_SYNC_MS_DEFAULT = 100;
 
+export type { Lease, LeaseSource } from '../contracts/fencing.js';
 export { segmentKey } from './metadata.js';
 
-export class LeaseTable {
+export class LeaseTable implements WriteFencing {
   private readonly options: LeaseTableOptions;
   private leases = new Map<string, Lease>();
   /** Keys given up locally (sealing) until the metadata stops naming them. */
@@ -90,6 +77,10 @@ export class LeaseTable {
       throw walrusError('NOT_LEADER_FOR_PARTITION', `NotLeaderForPartition: ${key}`, { details: { key } });
     }
     return lease;
+  }
+
+  stillValid(lease: Lease): boolean {
+    return this.holds(lease.key) && this.leases.get(lease.key)?.epoch === lease.epoch;
   }
 
   holds(key: string): boolean {

@@ -7,9 +7,8 @@
 // Snapshots are canonical JSON (sorted topics and nodes): equal states give equal bytes (§10.9).
 // No timers, sockets or files: the caller owns all I/O.
 
+import type { NodeId, StateMachine } from '../contracts/consensus.js';
 import { limits } from '../kernel/limits.js';
-import type { StateMachine } from '../plugins/raft/consensus.js';
-import type { NodeId } from '../plugins/raft/core/types.js';
 
 /** Version of the command encoding; a command with another version is refused (error result). */
 export const COMMAND_VERSION = 1;

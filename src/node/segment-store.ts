@@ -7,16 +7,14 @@
 // lease is given up locally until the rollover that seals it has applied, so no acknowledged
 // entry can land beyond the sealed count.
 
+import type { Lease, WriteFencing } from '../contracts/fencing.js';
 import { Walrus } from '../engine/walrus.js';
 import { walrusError } from '../kernel/errors.js';
 import { KeyedLock } from './keyed-lock.js';
-import { type Lease, segmentKey } from './leases.js';
+import { segmentKey } from './leases.js';
 
-/** The part of the lease table the store needs. */
-export interface LeaseCheck {
-  check(key: string): Lease;
-  surrender(key: string): void;
-}
+/** The part of the write fencing the store needs. */
+export type LeaseCheck = Pick<WriteFencing, 'check' | 'stillValid' | 'surrender'>;
 
 export interface SegmentStoreOptions {
   readonly wal: Walrus;
@@ -75,7 +73,7 @@ export class SegmentStore {
 
   /** The lease check and the append, with `key` held by the caller. */
   private appendHolding(key: string, topic: string, segment: number, payload: Uint8Array | string): number | Promise<number> {
-    this.options.leases.check(key);
+    const lease = this.options.leases.check(key);
     const count = this.options.wal.entryCount(key);
     if (count >= this.options.maxEntries) {
       this.options.leases.surrender(key);
@@ -85,12 +83,20 @@ export class SegmentStore {
       });
     }
     const written = this.options.wal.append(key, payload);
-    if (Walrus.acknowledged(written)) return this.appended(key, topic, segment, count);
-    return written.then(() => this.appended(key, topic, segment, count));
+    if (Walrus.acknowledged(written)) return this.appended(lease, topic, segment, count);
+    return written.then(() => this.appended(lease, topic, segment, count));
   }
 
-  /** After the append of entry `count`: the entry that filled the segment ends its appends. */
-  private appended(key: string, topic: string, segment: number, count: number): number {
+  /**
+   * After the append of entry `count`: the lease must still be the one the append started under
+   * (same epoch, quorum heard from recently), else the entry is not acknowledged — the segment may
+   * have moved to another leader meanwhile. The entry that filled the segment ends its appends.
+   */
+  private appended(lease: Lease, topic: string, segment: number, count: number): number {
+    const key = lease.key;
+    if (!this.options.leases.stillValid(lease)) {
+      throw walrusError('NOT_LEADER_FOR_PARTITION', `NotLeaderForPartition: ${key}`, { details: { key, epoch: lease.epoch } });
+    }
     if (count + 1 >= this.options.maxEntries) {
       this.options.leases.surrender(key);
       this.options.onFull?.(topic, segment, count + 1);

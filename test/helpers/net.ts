@@ -1,7 +1,7 @@
 // Small helpers for tests (and benchmarks) that run real servers on loopback.
 
 import { createServer } from 'node:net';
-import type { StateMachine } from '../../src/plugins/raft/node.js';
+import type { StateMachine } from '../../src/contracts/consensus.js';
 
 /** `count` ports that were free a moment ago on 127.0.0.1 (bound to port 0, then closed). */
 export async function freePorts(count: number): Promise<number[]> {

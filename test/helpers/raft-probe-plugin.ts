@@ -6,8 +6,8 @@
 //   "probe proposal failed" { command, error } when one did not (no leader at the moment).
 // Commands are `<pid>-<n>`, so every process's are distinct.
 
+import { CONSENSUS } from '../../src/contracts/tokens.js';
 import type { Plugin } from '../../src/kernel/plugin.js';
-import { CONSENSUS } from '../../src/plugins/raft/consensus.js';
 
 const PROPOSE_EVERY_MS = 100;
 let timer: NodeJS.Timeout | undefined;

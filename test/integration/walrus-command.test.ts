@@ -10,7 +10,17 @@ import { withTempDir } from '../helpers/kernel.js';
 import { runWalrusCommand, startWalrus } from '../helpers/process.js';
 
 const VERSION = (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version;
-const BUILTINS = ['storage-fd', 'storage-mmap', 'storage-uring', 'raft', 'lease-fencing', 'rollover-monitor', 'protocol-tcp', 'cli'];
+const BUILTINS = [
+  'storage-fd',
+  'storage-mmap',
+  'storage-uring',
+  'raft',
+  'lease-fencing',
+  'data-plane',
+  'rollover-monitor',
+  'protocol-tcp',
+  'cli',
+];
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   test.serial(`walrus start with no arguments stays up, logs its plugins and exits 0 on ${signal} within 2 s`, async (t) => {
@@ -22,7 +32,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       // One storage backend (whichever auto found best here), named with the reason it was chosen.
       const loaded = selected.loaded as string[];
       t.regex(loaded[0] ?? '', /^storage-(uring|mmap|fd)$/);
-      t.deepEqual(loaded.slice(1), ['raft', 'lease-fencing', 'rollover-monitor', 'protocol-tcp']);
+      t.deepEqual(loaded.slice(1), ['raft', 'lease-fencing', 'data-plane', 'rollover-monitor', 'protocol-tcp']);
       const choices = selected.selected as Record<string, string>;
       t.true(choices['storage-backend']?.startsWith(`${loaded[0]} (auto picked ${loaded[0]}`), choices['storage-backend']);
       t.true((selected.available as string[]).includes('cli (front end: runs as the walrus command, not inside a node)'));

@@ -37,7 +37,9 @@ test('with nothing given, every value is its default', async (t) => {
     join: null,
   });
   t.deepEqual(resolved.value.storage, { backend: 'auto', disableIoUring: false, fsync: 'interval', fsyncIntervalMs: 200 });
-  t.deepEqual(resolved.value.rollover, { maxSegmentEntries: 1_000_000, monitorCheckMs: 10_000 });
+  t.deepEqual(resolved.value.segments, { maxEntries: 1_000_000 });
+  t.deepEqual(resolved.value.lease, { ttlMs: 500 });
+  t.deepEqual(resolved.value.rollover, { monitorCheckMs: 10_000 });
   t.is(resolved.sources.size, 0);
 });
 
@@ -89,8 +91,8 @@ test('every problem is listed in one error, each with its path and source', asyn
     [
       'node.clientPort: expected an integer in 0..65535, got 70000 (from file test.yaml)',
       'node.dataDri: unknown key (did you mean "dataDir"?) (from file test.yaml)',
-      'rollover.maxSegmentEntries: expected an integer, got "many" (from env WALRUS_MAX_SEGMENT_ENTRIES)',
       'rollover.monitorCheckMs: expected an integer in 10..86400000, got 5 (from flag --x)',
+      'segments.maxEntries: expected an integer, got "many" (from env WALRUS_MAX_SEGMENT_ENTRIES)',
       'storage.disableIoUring: expected true or false, got "yes" (from file test.yaml)',
       'walrus: unknown key (from file test.yaml)',
     ].sort(),

@@ -489,3 +489,30 @@ test('snapshots, crash during install: a follower that crashes right after recei
   assertAgree(t, cluster, ['a', ...Array.from({ length: 20 }, (_, index) => `b${index}`), 'c']);
   assertSafe(t, run);
 });
+
+test('quorum contact: fresh on a connected leader and followers; grows on a cut-off leader until it steps down', (t) => {
+  const run = checkedCluster({ nodes: 3, seed: 7 });
+  const { cluster } = run;
+  const leader = electLeader(cluster);
+  cluster.tick(5 * TIMING.heartbeatTicks);
+  // Connected: every member heard from a quorum within about one heartbeat round trip.
+  for (const id of cluster.ids)
+    t.true((cluster.quorumContactTicks(id) ?? Number.POSITIVE_INFINITY) <= 2 * TIMING.heartbeatTicks, `node ${id}`);
+
+  cluster.isolate(leader);
+  cluster.tick(TIMING.electionTicksMin - 1);
+  // Still leader (check-quorum has not run out yet), but its contact is as old as the cut.
+  t.is(cluster.status(leader)?.role, 'leader');
+  t.true((cluster.quorumContactTicks(leader) ?? 0) >= TIMING.electionTicksMin - 1 - 2 * TIMING.heartbeatTicks);
+  cluster.tick(2 * TIMING.electionTicksMax);
+  t.not(cluster.status(leader)?.role, 'leader');
+  t.is(cluster.quorumContactTicks(leader), Number.POSITIVE_INFINITY);
+  assertSafe(t, run);
+});
+
+test('quorum contact: a group of one is its own quorum', (t) => {
+  const run = checkedCluster({ nodes: 1, seed: 3 });
+  const leader = electLeader(run.cluster);
+  run.cluster.tick(100);
+  t.is(run.cluster.quorumContactTicks(leader), 0);
+});

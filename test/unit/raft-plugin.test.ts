@@ -5,9 +5,10 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
+import type { Consensus } from '../../src/contracts/consensus.js';
+import { CONSENSUS } from '../../src/contracts/tokens.js';
 import { Kernel } from '../../src/kernel/kernel.js';
 import { walrusCatalog } from '../../src/plugins/catalog.js';
-import { CONSENSUS, type Consensus } from '../../src/plugins/raft/consensus.js';
 import { silent, withTempDir } from '../helpers/kernel.js';
 import { freePorts, Journal, until } from '../helpers/net.js';
 

@@ -157,3 +157,40 @@ test('a full segment takes no more appends, even from concurrent callers, and th
     }
   });
 });
+
+test('an append whose lease lapses or moves while it is written is not acknowledged', async (t) => {
+  await withTempDir(async (dir) => {
+    const metadata = new FakeMetadata();
+    metadata.set('a', 1, 1);
+    // fsync 'each': the append waits for its sync, so the lease can change while it is in flight.
+    const wal = await Walrus.open({ dataDir: dir, logger: silent(), fsync: 'each' });
+    let confirmed = true;
+    const leases = new LeaseTable({ nodeId: 1, source: metadata, confirmed: () => confirmed });
+    leases.start();
+    const store = new SegmentStore({ wal, leases, maxEntries: 100 });
+    try {
+      t.is(await store.append('a', 1, 'kept'), 0);
+
+      // Quorum contact lost during the write: refused with the segment key (retriable).
+      const lapsed = store.append('a', 1, 'lapsed');
+      confirmed = false;
+      const refused = await t.throwsAsync<WalrusError>(lapsed);
+      t.is(refused?.code, 'NOT_LEADER_FOR_PARTITION');
+      t.is(refused?.message, 'NotLeaderForPartition: t_a_s_1');
+      t.true(refused?.retriable);
+      confirmed = true;
+
+      // The lease moves to node 2 and back during the write: a new epoch, so the old grant is void.
+      const moved = store.append('a', 1, 'moved');
+      metadata.set('a', 1, 2);
+      metadata.set('a', 1, 1);
+      t.is((await t.throwsAsync<WalrusError>(moved))?.code, 'NOT_LEADER_FOR_PARTITION');
+
+      // Under the new lease, appends are acknowledged again.
+      t.is(await store.append('a', 1, 'again'), 3);
+    } finally {
+      leases.stop();
+      await wal.close();
+    }
+  });
+});

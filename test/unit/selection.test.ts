@@ -121,3 +121,15 @@ test('auto considers a custom backend after the built-in ones', async (t) => {
   t.deepEqual(loaded(preferred), ['storage-fd']);
   t.is(preferred.statuses().find((status) => status.name === 'storage-s3')?.state, 'available');
 });
+
+test('a node without rollover-monitor is refused: protocol-tcp requires it, so no PUT can fail at the threshold unexplained', async (t) => {
+  const error = await t.throwsAsync(
+    Kernel.create({
+      catalog: walrusCatalog,
+      env: { WALRUS_PLUGINS: 'storage-fd,raft,lease-fencing,data-plane,protocol-tcp' },
+      logger: silent(),
+    }),
+  );
+  t.is((error as PluginError).code, 'PLUGIN_MISSING_REQUIREMENT');
+  t.regex(error?.message ?? '', /protocol-tcp.*requires "rollover-monitor".*rollover-monitor is (available|not listed)/s);
+});

@@ -2,21 +2,16 @@
 // node's default plugin list; if listed, it binds the table of `walrus` subcommands under the
 // `commands` capability (the same table the command line is built from).
 
+import type { CommandInfo } from '../../contracts/services.js';
+import { COMMANDS } from '../../contracts/tokens.js';
 import type { Plugin } from '../../kernel/plugin.js';
-import { CAPABILITIES, token } from '../../kernel/tokens.js';
-
-export interface CommandInfo {
-  readonly name: string;
-  readonly summary: string;
-}
+import { CAPABILITIES } from '../../kernel/tokens.js';
 
 export const WALRUS_COMMANDS: readonly CommandInfo[] = [
   { name: 'start', summary: 'run a Walrus node (a single node on the embedded default without --config)' },
   { name: 'plugins', summary: 'list every known plugin with its status: loaded, available, or unavailable and why' },
   { name: 'config print', summary: 'show the effective configuration and where each value came from' },
 ];
-
-export const COMMANDS = token<readonly CommandInfo[]>(CAPABILITIES.commands);
 
 export const cliPlugin: Plugin = {
   manifest: {

@@ -1,63 +1,45 @@
-// lease-fencing: the node's data plane and its write fences. At start it opens the engine that
-// holds this node's segments (on the storage backend the selector chose), registers the
-// metadata state machine with consensus, and derives write leases from the metadata applied
-// here (every apply and every 100 ms); the segment store refuses a write without a current
-// lease (`NotLeaderForPartition: t_<topic>_s_<n>`) or past the rollover threshold.
+// lease-fencing: write fencing for the data plane. It provides the factory the data plane builds
+// its fencing with: leases derived from the metadata replica (src/node/leases.ts), each with the
+// epoch that granted it, valid only while consensus has had contact with a quorum within
+// `lease.ttlMs` — so a leader cut off from the others stops acknowledging writes before the rest
+// of the group can elect a new one (keep ttlMs below raft.electionTimeoutMinMs).
 
-import { StateError } from '../../kernel/errors.js';
+import type { WriteFencingFactory } from '../../contracts/fencing.js';
+import { CONSENSUS, WRITE_FENCING } from '../../contracts/tokens.js';
 import type { Plugin } from '../../kernel/plugin.js';
-import { CAPABILITIES, token } from '../../kernel/tokens.js';
-import { type DataPlane, type NodeFsync, openDataPlane } from '../../node/data-plane.js';
-import type { StorageConfig } from '../catalog.js';
-import { CONSENSUS } from '../raft/consensus.js';
-import { STORAGE_BACKEND } from '../storage-fd/index.js';
+import { type Infer, s } from '../../kernel/schema.js';
+import { CAPABILITIES } from '../../kernel/tokens.js';
+import { LeaseTable } from '../../node/leases.js';
 
-/** The data plane, once the plugin has started (the capability resolves to this holder). */
-export class DataPlaneHolder {
-  plane: DataPlane | undefined;
+export const leaseSchema = s.object(
+  {
+    ttlMs: s.int({
+      default: 500,
+      min: 1,
+      max: 60_000,
+      description:
+        'A write lease holds only while consensus heard from a quorum within this many milliseconds; keep it below raft.electionTimeoutMinMs.',
+    }),
+  },
+  'Write leases.',
+);
 
-  get(): DataPlane {
-    if (this.plane === undefined) throw new StateError('KERNEL_STATE', 'the node data plane is not started yet');
-    return this.plane;
-  }
-}
+export type LeaseConfig = Infer<typeof leaseSchema>;
 
-export const LEASE_FENCING = token<DataPlaneHolder>(CAPABILITIES.leaseFencing);
-
-interface NodeSection {
-  readonly id: number;
-  readonly dataDir: string;
-}
-
-export const leaseFencingPlugin: Plugin = {
+export const leaseFencingPlugin: Plugin<LeaseConfig> = {
   manifest: {
     name: 'lease-fencing',
-    description: 'segment write leases derived from metadata; fences writes without one',
+    description: 'segment write leases with epochs, valid while a quorum was heard from within lease.ttlMs',
     provides: [CAPABILITIES.leaseFencing],
-    requires: [CAPABILITIES.consensus, CAPABILITIES.storageBackend],
+    requires: [CAPABILITIES.consensus],
   },
-  register(scope) {
-    scope.provide(LEASE_FENCING, () => new DataPlaneHolder());
-  },
-  async start(scope) {
-    const node = scope.config.node as NodeSection;
-    const storage = scope.config.storage as StorageConfig;
-    const rollover = scope.config.rollover as { readonly maxSegmentEntries: number } | undefined;
-    const holder = scope.resolve(LEASE_FENCING);
-    holder.plane = await openDataPlane({
-      nodeId: node.id,
-      dataDir: node.dataDir,
-      backend: scope.resolve(STORAGE_BACKEND),
-      fsync: storage.fsync as NodeFsync,
-      fsyncIntervalMs: storage.fsyncIntervalMs,
-      maxEntries: rollover?.maxSegmentEntries ?? Number.MAX_SAFE_INTEGER,
-      consensus: scope.resolve(CONSENSUS),
-      log: scope.log,
+  config: { key: 'lease', schema: leaseSchema },
+  register(scope, config) {
+    scope.provide(WRITE_FENCING, (): WriteFencingFactory => {
+      const consensus = scope.resolve(CONSENSUS);
+      return {
+        create: ({ nodeId, source }) => new LeaseTable({ nodeId, source, confirmed: () => consensus.quorumContactAgeMs() <= config.ttlMs }),
+      };
     });
-  },
-  async stop(scope) {
-    const holder = scope.resolve(LEASE_FENCING);
-    await holder.plane?.close();
-    holder.plane = undefined;
   },
 };

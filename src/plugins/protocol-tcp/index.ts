@@ -3,12 +3,12 @@
 // requests in order, one write per reply, within named limits; the node controller
 // (src/node/controller.ts) does what each command means. docs/protocol.md has every command.
 
+import { CLIENT_PROTOCOL, CONSENSUS } from '../../contracts/tokens.js';
 import type { Plugin } from '../../kernel/plugin.js';
 import { s } from '../../kernel/schema.js';
-import { CAPABILITIES, token } from '../../kernel/tokens.js';
+import { CAPABILITIES } from '../../kernel/tokens.js';
 import { NodeController } from '../../node/controller.js';
-import { LEASE_FENCING } from '../lease-fencing/index.js';
-import { CONSENSUS } from '../raft/consensus.js';
+import { DATA_PLANE } from '../../node/data-plane.js';
 import { ProtocolServer } from './server.js';
 
 interface NodeSection {
@@ -33,22 +33,22 @@ export interface BootstrapConfig {
 /** How long a start waits between attempts to create the bootstrap topics (no Raft leader yet). */
 const BOOTSTRAP_RETRY_MS = 100;
 
-export const CLIENT_PROTOCOL = token<{ server: ProtocolServer | undefined }>(CAPABILITIES.clientProtocol);
-
 export const protocolTcpPlugin: Plugin<BootstrapConfig> = {
   manifest: {
     name: 'protocol-tcp',
     description: 'length-prefixed client TCP protocol on node.clientHost:node.clientPort',
     provides: [CAPABILITIES.clientProtocol],
-    requires: [CAPABILITIES.consensus, CAPABILITIES.storageBackend, CAPABILITIES.leaseFencing],
+    // rollover-monitor: without it a segment that fills is never rolled over and every PUT to its
+    // topic would fail from then on, so a node without one is refused at start instead.
+    requires: [CAPABILITIES.consensus, CAPABILITIES.dataPlane, CAPABILITIES.rolloverMonitor],
   },
   config: { key: 'bootstrap', schema: bootstrapSchema },
   register(scope) {
-    scope.provide(CLIENT_PROTOCOL, () => ({ server: undefined }));
+    scope.provide(CLIENT_PROTOCOL, () => ({ current: undefined }));
   },
   async start(scope) {
     const node = scope.config.node as NodeSection;
-    const plane = scope.resolve(LEASE_FENCING).get();
+    const plane = scope.resolve(DATA_PLANE).get();
     const controller = new NodeController({
       nodeId: plane.nodeId,
       metadata: plane.metadata,
@@ -74,12 +74,12 @@ export const protocolTcpPlugin: Plugin<BootstrapConfig> = {
     if (bootstrap.topics.length > 0) scope.log.info({ topics: bootstrap.topics }, 'bootstrap topics present');
     const server = new ProtocolServer({ host: node.clientHost, port: node.clientPort, handler: controller, log: scope.log });
     // The server logs "client protocol listening" with the bound host and port (port 0: the one picked).
-    await server.listen();
-    scope.resolve(CLIENT_PROTOCOL).server = server;
+    const bound = await server.listen();
+    scope.resolve(CLIENT_PROTOCOL).current = { bound, close: () => server.close() };
   },
   async stop(scope) {
     const holder = scope.resolve(CLIENT_PROTOCOL);
-    await holder.server?.close();
-    holder.server = undefined;
+    await holder.current?.close();
+    holder.current = undefined;
   },
 };

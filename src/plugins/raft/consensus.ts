@@ -1,57 +1,11 @@
-// The Consensus contract (docs/ARCHITECTURE.md) as the raft plugin offers it to a node: a state
-// machine registers to receive every committed command in order; propose() resolves once the
-// command is committed and applied here; status() and metrics() describe the member.
+// The raft plugin's side of the Consensus contract (src/contracts/consensus.ts): RaftConsensus
+// answers for a RaftNode once the plugin has started it, and MachineSlot keeps what was applied
+// before the node's state machine registered.
 
+import type { Consensus, ConsensusStatus, RaftMetrics, StateMachine } from '../../contracts/consensus.js';
 import { ConfigError } from '../../kernel/errors.js';
-import { CAPABILITIES, token } from '../../kernel/tokens.js';
-import type { NodeId, Role } from './core/types.js';
-import type { RaftNode, RaftTiming, StateMachine } from './node.js';
-
-export type { StateMachine } from './node.js';
-
-export interface ConsensusStatus {
-  readonly id: NodeId;
-  readonly role: Role;
-  readonly term: number;
-  /** 0 when no leader is known. */
-  readonly leader: NodeId;
-  readonly commitIndex: number;
-  readonly appliedIndex: number;
-  readonly voters: readonly NodeId[];
-  readonly learners: readonly NodeId[];
-}
-
-/** The fields the METRICS command reports (reference/cluster.md §1.7). */
-export interface RaftMetrics {
-  readonly id: NodeId;
-  readonly current_term: number;
-  readonly state: 'Leader' | 'Follower' | 'Candidate';
-  readonly current_leader: NodeId | null;
-  readonly last_log_index: number;
-  readonly last_applied: number;
-  readonly membership_config: { readonly voters: readonly NodeId[]; readonly learners: readonly NodeId[] };
-  /** On the leader: each other member's matched index. */
-  readonly replication: Readonly<Record<string, number>> | null;
-}
-
-export interface Consensus {
-  /** The state machine that receives commands; commands applied before it registered are replayed to it. */
-  register(machine: StateMachine): void;
-  /** Resolves with the state machine's result once the command is committed and applied here. */
-  propose(command: Uint8Array): Promise<unknown>;
-  /** Resolves once this member's state reflects every command committed before the call (leader only). */
-  readBarrier(): Promise<void>;
-  status(): ConsensusStatus;
-  metrics(): RaftMetrics;
-  /** Adds a node as a learner (it receives the log, does not vote); leader only; resolves once committed. */
-  addLearner(id: NodeId, raftAddress: { readonly host: string; readonly port: number }): Promise<void>;
-  /** Makes a learner a voter; leader only. Promote once the learner has caught up. */
-  promote(id: NodeId): Promise<void>;
-  /** Removes a voter or a learner; leader only. */
-  remove(id: NodeId): Promise<void>;
-}
-
-export const CONSENSUS = token<Consensus>(CAPABILITIES.consensus);
+import type { NodeId } from './core/types.js';
+import type { RaftNode, RaftTiming } from './node.js';
 
 export interface RaftSettings {
   readonly tickMs: number;
@@ -173,6 +127,10 @@ export class RaftConsensus implements Consensus {
       voters: status.membership.voters,
       learners: status.membership.learners,
     };
+  }
+
+  quorumContactAgeMs(): number {
+    return this.node?.quorumContactAgeMs() ?? Number.POSITIVE_INFINITY;
   }
 
   metrics(): RaftMetrics {

@@ -5,10 +5,11 @@
 // contract (./consensus.ts). Design and formats: docs/raft.md.
 
 import { join } from 'node:path';
+import { CONSENSUS } from '../../contracts/tokens.js';
 import type { Plugin } from '../../kernel/plugin.js';
 import { type Infer, s } from '../../kernel/schema.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
-import { CONSENSUS, RaftConsensus, timingOf } from './consensus.js';
+import { RaftConsensus, timingOf } from './consensus.js';
 import { RaftNode } from './node.js';
 
 export const raftSchema = s.object(

@@ -3,20 +3,12 @@
 // host loop's rule holds (persist, then send, then apply, then advance, with no other call to the
 // core in between): while a Ready is being made durable, ticks, messages and proposals wait.
 
+import type { StateMachine } from '../../contracts/consensus.js';
 import { RaftLogStore } from './adapters/log-store.js';
 import type { ForwardMessage, ForwardReplyMessage, WireMessage } from './adapters/messages.js';
 import { type PeerAddress, TcpTransport } from './adapters/transport.js';
 import { NotLeaderError, Raft } from './core/raft.js';
 import { type Entry, type Membership, NONE, type NodeId, type Ready, type Status } from './core/types.js';
-
-/** What the replicated log drives: apply is total (a bad command gives an error result, never a throw). */
-export interface StateMachine {
-  apply(command: Uint8Array, index: number): unknown;
-  snapshot(): Uint8Array;
-  restore(data: Uint8Array): void;
-  /** False while a snapshot cannot be taken (no snapshots are taken then). Absent means always. */
-  snapshotReady?(): boolean;
-}
 
 export interface RaftTiming {
   /** Length of one core tick. */
@@ -149,6 +141,11 @@ export class RaftNode {
   /** The port the transport listens on (useful with port 0). */
   get port(): number {
     return this.transport?.port ?? this.options.port;
+  }
+
+  /** Milliseconds since this member last had contact with a quorum (see Raft.quorumContactTicks). */
+  quorumContactAgeMs(): number {
+    return this.raft.quorumContactTicks() * this.timing.tickMs;
   }
 
   /**

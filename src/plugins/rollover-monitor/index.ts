@@ -1,24 +1,19 @@
 // rollover-monitor: seals full segments and opens the next one through consensus (see
 // monitor.ts). Every `rollover.monitorCheckMs`, and at once when the segment store reports a
-// segment full, each open segment this node leads with at least `rollover.maxSegmentEntries`
+// segment full, each open segment this node leads with at least `segments.maxEntries`
 // entries gets a RolloverTopic with its exact count and the segment it expects to seal.
 
+import type { SegmentsConfig } from '../../contracts/config.js';
+import { CONSENSUS, ROLLOVER_MONITOR } from '../../contracts/tokens.js';
 import type { Plugin } from '../../kernel/plugin.js';
 import { s } from '../../kernel/schema.js';
-import { CAPABILITIES, token } from '../../kernel/tokens.js';
+import { CAPABILITIES } from '../../kernel/tokens.js';
+import { DATA_PLANE } from '../../node/data-plane.js';
 import { encodeCommand, type MetadataResult } from '../../node/metadata.js';
-import { LEASE_FENCING } from '../lease-fencing/index.js';
-import { CONSENSUS } from '../raft/consensus.js';
 import { RolloverMonitor } from './monitor.js';
 
 export const rolloverSchema = s.object(
   {
-    maxSegmentEntries: s.int({
-      default: 1_000_000,
-      min: 1,
-      max: Number.MAX_SAFE_INTEGER,
-      description: 'Entries after which an open segment is sealed and a new one opened.',
-    }),
     monitorCheckMs: s.int({
       default: 10_000,
       min: 10,
@@ -30,30 +25,27 @@ export const rolloverSchema = s.object(
 );
 
 export interface RolloverConfig {
-  readonly maxSegmentEntries: number;
   readonly monitorCheckMs: number;
 }
-
-export const ROLLOVER_MONITOR = token<{ monitor: RolloverMonitor | undefined }>(CAPABILITIES.rolloverMonitor);
 
 export const rolloverMonitorPlugin: Plugin<RolloverConfig> = {
   manifest: {
     name: 'rollover-monitor',
     description: 'seals full segments and opens the next one through consensus',
     provides: [CAPABILITIES.rolloverMonitor],
-    requires: [CAPABILITIES.consensus, CAPABILITIES.leaseFencing],
+    requires: [CAPABILITIES.consensus, CAPABILITIES.dataPlane],
   },
   config: { key: 'rollover', schema: rolloverSchema },
   register(scope) {
-    scope.provide(ROLLOVER_MONITOR, () => ({ monitor: undefined }));
+    scope.provide(ROLLOVER_MONITOR, () => ({ current: undefined }));
   },
   start(scope) {
     const config = scope.config.rollover as RolloverConfig;
-    const plane = scope.resolve(LEASE_FENCING).get();
+    const plane = scope.resolve(DATA_PLANE).get();
     const consensus = scope.resolve(CONSENSUS);
     const monitor = new RolloverMonitor({
       nodeId: plane.nodeId,
-      threshold: config.maxSegmentEntries,
+      threshold: (scope.config.segments as SegmentsConfig).maxEntries,
       checkMs: config.monitorCheckMs,
       log: scope.log,
       target: {
@@ -69,11 +61,11 @@ export const rolloverMonitorPlugin: Plugin<RolloverConfig> = {
     });
     plane.onSegmentFull((topic, segment) => monitor.segmentFull(topic, segment));
     monitor.start();
-    scope.resolve(ROLLOVER_MONITOR).monitor = monitor;
+    scope.resolve(ROLLOVER_MONITOR).current = monitor;
   },
   async stop(scope) {
     const holder = scope.resolve(ROLLOVER_MONITOR);
-    await holder.monitor?.stop();
-    holder.monitor = undefined;
+    await holder.current?.stop();
+    holder.current = undefined;
   },
 };

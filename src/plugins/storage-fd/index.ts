@@ -1,12 +1,10 @@
 // storage-fd: positional read/write storage backend in pure TypeScript (node:fs), always
 // available. It binds a FdBackend under the `storage-backend` capability.
 
-import type { StorageBackend } from '../../contracts/storage.js';
+import { STORAGE_BACKEND } from '../../contracts/tokens.js';
 import { FdBackend } from '../../engine/storage/fd.js';
 import type { Plugin } from '../../kernel/plugin.js';
-import { CAPABILITIES, token } from '../../kernel/tokens.js';
-
-export const STORAGE_BACKEND = token<StorageBackend>(CAPABILITIES.storageBackend);
+import { CAPABILITIES } from '../../kernel/tokens.js';
 
 export const storageFdPlugin: Plugin = {
   manifest: {

@@ -1,11 +1,11 @@
 // storage-mmap: the memory-mapped storage backend (the mmap part of Walrus's native addon). Its
 // probe fails, with the reason, when the addon did not build or load; `auto` then moves on.
 
+import { STORAGE_BACKEND } from '../../contracts/tokens.js';
 import { MmapBackend } from '../../engine/storage/mmap.js';
 import { loadMmap } from '../../engine/storage/mmap-native.js';
 import type { Plugin } from '../../kernel/plugin.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
-import { STORAGE_BACKEND } from '../storage-fd/index.js';
 
 export const storageMmapPlugin: Plugin = {
   manifest: {

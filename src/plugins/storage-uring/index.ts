@@ -3,11 +3,11 @@
 // load or the kernel refuses io_uring_setup (old kernel, seccomp, kernel.io_uring_disabled);
 // `auto` then moves on to mmap. WALRUS_DISABLE_IO_URING keeps `auto` from picking it.
 
+import { STORAGE_BACKEND } from '../../contracts/tokens.js';
 import { UringBackend } from '../../engine/storage/uring.js';
 import { loadUring } from '../../engine/storage/uring-native.js';
 import type { Plugin } from '../../kernel/plugin.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
-import { STORAGE_BACKEND } from '../storage-fd/index.js';
 
 export const storageUringPlugin: Plugin = {
   manifest: {

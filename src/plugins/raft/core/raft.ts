@@ -56,6 +56,8 @@ interface Progress {
   inflight: number;
   /** Heard from since the last quorum check. */
   recentActive: boolean;
+  /** The tick at which it last answered (for quorumContactTicks). */
+  heardAtTick: number;
   /** Whether `match` advanced since the last heartbeat (a stuck pipeline falls back to probing). */
   advanced: boolean;
   /** snapshot: ticks since it was sent (it is resent as a probe if no answer comes). */
@@ -95,6 +97,10 @@ export class Raft {
   private receivedSnapshot: Snapshot | undefined;
 
   private electionElapsed = 0;
+  /** Ticks since start: the clock of quorumContactTicks. */
+  private ticks = 0;
+  /** Follower: the tick at which the leader was last heard from. */
+  private leaderHeardAtTick = Number.NEGATIVE_INFINITY;
   private heartbeatElapsed = 0;
   private electionTimeout = 0;
   private votes = new Map<NodeId, boolean>();
@@ -132,6 +138,7 @@ export class Raft {
   // --- inputs ----------------------------------------------------------------------------------
 
   tick(): void {
+    this.ticks += 1;
     if (this.role === 'leader') this.tickLeader();
     else this.tickFollower();
   }
@@ -291,6 +298,22 @@ export class Raft {
     if (this.role === 'leader' && !this.isVoter(this.id) && this.membershipIndex <= this.applied) this.becomeFollower(this.term, NONE);
   }
 
+  /**
+   * Ticks since this member last had contact with a quorum (what a write lease rests on): a leader
+   * counts from the latest tick by which a majority of voters, itself included, had answered it; a
+   * follower from its leader's last message. Infinity without a leader.
+   */
+  quorumContactTicks(): number {
+    if (this.role === 'leader') {
+      const heard = this.voters()
+        .map((voter) => (voter === this.id ? this.ticks : (this.progress.get(voter)?.heardAtTick ?? Number.NEGATIVE_INFINITY)))
+        .sort((a, b) => b - a);
+      return this.ticks - (heard[quorum(heard.length) - 1] ?? Number.NEGATIVE_INFINITY);
+    }
+    if (this.role === 'follower' && this.leader !== NONE) return this.ticks - this.leaderHeardAtTick;
+    return Number.POSITIVE_INFINITY;
+  }
+
   status(): Status {
     return {
       id: this.id,
@@ -435,12 +458,14 @@ export class Raft {
       recentActive: true,
       advanced: false,
       snapshotTicks: 0,
+      heardAtTick: Number.NEGATIVE_INFINITY,
     };
   }
 
   private followLeader(leader: NodeId): void {
     if (this.role !== 'follower' || this.leader !== leader) this.becomeFollower(this.term, leader);
     this.electionElapsed = 0;
+    this.leaderHeardAtTick = this.ticks;
   }
 
   // --- terms -----------------------------------------------------------------------------------
@@ -630,6 +655,7 @@ export class Raft {
     const progress = this.progress.get(message.from);
     if (progress === undefined) return;
     progress.recentActive = true;
+    progress.heardAtTick = this.ticks;
     if (message.readId > 0) this.ackReads(message.from, message.readId);
     if (message.success) {
       if (progress.state === 'replicate' && progress.inflight > 0) progress.inflight -= 1;
@@ -671,6 +697,7 @@ export class Raft {
     const progress = this.progress.get(from);
     if (progress === undefined) return;
     progress.recentActive = true;
+    progress.heardAtTick = this.ticks;
     if (index > progress.match) progress.match = index;
     progress.next = progress.match + 1;
     progress.state = 'probe';

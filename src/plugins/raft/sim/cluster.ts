@@ -421,6 +421,11 @@ export class Cluster implements ClusterView {
     return { id, up: node.raft !== undefined, status: node.raft?.status(), persisted: node.storage, applied: node.applied };
   }
 
+  /** Ticks since node `id` last had quorum contact (Raft.quorumContactTicks); undefined while it is down. */
+  quorumContactTicks(id: NodeId): number | undefined {
+    return this.get(id).raft?.quorumContactTicks();
+  }
+
   status(id: NodeId): Status | undefined {
     return this.get(id).raft?.status();
   }

@@ -1,0 +1,98 @@
+// The configuration sections that belong to no single plugin: `node` (this node's id, data
+// directory and addresses), `cluster` (static membership), `storage` (backend choice and fsync
+// schedule) and `segments` (the data plane's segment size, which the write path and the rollover
+// monitor both follow). The catalog adds them to the kernel's schema; any plugin may read them.
+
+import { type Infer, s } from '../kernel/schema.js';
+
+const HOST_PORT = /^[^\s:]+:\d{1,5}$/;
+export const STORAGE_BACKENDS = ['auto', 'fd', 'mmap', 'uring'] as const;
+
+const host = (what: string) => s.string({ default: '127.0.0.1', minLength: 1, description: what });
+const port = (fallback: number, what: string) => s.int({ default: fallback, min: 0, max: 65_535, description: what });
+const nodeId = (description: string) => s.int({ default: 1, min: 1, max: 2 ** 31 - 1, description });
+
+export const nodeSchema = s.object(
+  {
+    id: nodeId("This node's id. With `cluster.nodes`, it picks the entry that supplies the addresses below."),
+    dataDir: s.string({
+      default: './data',
+      minLength: 1,
+      description: "Root folder for this node's data (each node uses `<dataDir>/node_<id>/`).",
+    }),
+    clientHost: host('Address the client TCP listener binds.'),
+    clientPort: port(8080, 'Client TCP port (0 picks a free port).'),
+    raftHost: host('Address the Raft and node-to-node listener binds.'),
+    raftPort: port(6000, 'Raft and node-to-node port (0 picks a free port).'),
+    join: s.nullable(
+      s.string({ default: '', pattern: HOST_PORT, patternHint: 'host:port', description: 'Raft address of a cluster member.' }),
+      'Raft address (`host:port`) of an existing member to join; null starts or restarts on its own.',
+    ),
+  },
+  'This node.',
+);
+
+export const clusterNodeSchema = s.object(
+  {
+    id: nodeId('Node id of this entry.'),
+    clientHost: host('Client address of this node.'),
+    clientPort: port(8080, 'Client port of this node.'),
+    raftHost: host('Raft address of this node.'),
+    raftPort: port(6000, 'Raft port of this node.'),
+  },
+  'One cluster member.',
+  { required: ['id', 'clientPort', 'raftPort'] },
+);
+
+export const clusterSchema = s.object(
+  {
+    nodes: s.array(clusterNodeSchema, {
+      default: [],
+      description: "Members of a static cluster; `node.id` picks this node's entry, whose addresses fill `node.*`.",
+    }),
+  },
+  'Cluster membership.',
+);
+
+export const storageSchema = s.object(
+  {
+    backend: s.enum(STORAGE_BACKENDS, {
+      default: 'auto',
+      description: 'Storage backend: `auto` picks uring, else mmap, else fd, by what can run here; a named one must be able to run.',
+    }),
+    disableIoUring: s.bool({ default: false, description: 'Never pick the io_uring backend under `auto`.' }),
+    fsync: s.enum(['each', 'interval', 'none'] as const, {
+      default: 'interval',
+      description:
+        'When acknowledged entries are made durable against power loss: `each` (before the reply), `interval` (every `fsyncIntervalMs`), `none` (on close).',
+    }),
+    fsyncIntervalMs: s.int({ default: 200, min: 1, max: 60_000, description: 'Sync period under `fsync: interval`, in milliseconds.' }),
+  },
+  'Storage backend selection.',
+);
+
+export type StorageConfig = Infer<typeof storageSchema>;
+
+export const segmentsSchema = s.object(
+  {
+    maxEntries: s.int({
+      default: 1_000_000,
+      min: 1,
+      max: Number.MAX_SAFE_INTEGER,
+      description: 'Entries after which an open segment takes no more appends and is rolled over (sealed, and the next one opened).',
+    }),
+  },
+  "The data plane's segments.",
+);
+
+export type SegmentsConfig = Infer<typeof segmentsSchema>;
+
+export interface NodeConfig {
+  readonly id: number;
+  readonly dataDir: string;
+  readonly clientHost: string;
+  readonly clientPort: number;
+  readonly raftHost: string;
+  readonly raftPort: number;
+  readonly join: string | null;
+}

@@ -1,0 +1,48 @@
+// data-plane: opens the node's data plane (src/node/data-plane.ts) at start — the engine that
+// holds this node's segments on the storage backend the selector chose, the metadata replica
+// registered with consensus, the segment store and GET's reader — with the write fencing that
+// lease-fencing provides. It follows `storage.*` and `segments.maxEntries` (shared sections).
+
+import type { SegmentsConfig, StorageConfig } from '../../contracts/config.js';
+import { CONSENSUS, STORAGE_BACKEND, WRITE_FENCING } from '../../contracts/tokens.js';
+import type { Plugin } from '../../kernel/plugin.js';
+import { CAPABILITIES } from '../../kernel/tokens.js';
+import { DATA_PLANE, DataPlaneHolder, type NodeFsync, openDataPlane } from '../../node/data-plane.js';
+
+interface NodeSection {
+  readonly id: number;
+  readonly dataDir: string;
+}
+
+export const dataPlanePlugin: Plugin = {
+  manifest: {
+    name: 'data-plane',
+    description: "the node's segments, metadata replica, segment store and GET positions",
+    provides: [CAPABILITIES.dataPlane],
+    requires: [CAPABILITIES.consensus, CAPABILITIES.storageBackend, CAPABILITIES.leaseFencing],
+  },
+  register(scope) {
+    scope.provide(DATA_PLANE, () => new DataPlaneHolder());
+  },
+  async start(scope) {
+    const node = scope.config.node as NodeSection;
+    const storage = scope.config.storage as StorageConfig;
+    const segments = scope.config.segments as SegmentsConfig;
+    scope.resolve(DATA_PLANE).plane = await openDataPlane({
+      nodeId: node.id,
+      dataDir: node.dataDir,
+      backend: scope.resolve(STORAGE_BACKEND),
+      fsync: storage.fsync as NodeFsync,
+      fsyncIntervalMs: storage.fsyncIntervalMs,
+      maxEntries: segments.maxEntries,
+      consensus: scope.resolve(CONSENSUS),
+      fencing: scope.resolve(WRITE_FENCING),
+      log: scope.log,
+    });
+  },
+  async stop(scope) {
+    const holder = scope.resolve(DATA_PLANE);
+    await holder.plane?.close();
+    holder.plane = undefined;
+  },
+};

@@ -21,12 +21,15 @@ export const FORMAT_VERSION = 1;
 export const FILE_HEADER_BYTES = 64;
 /** "WALF" read as a little-endian u32. */
 export const FILE_MAGIC = 0x464c4157;
-const FILE_VERSION_AT = 4;
-const FILE_HEADER_BYTES_AT = 6;
-const FILE_NO_LOW_AT = 8;
-const FILE_NO_HIGH_AT = 12;
-/** The file header's CRC sits here and covers every byte before it. */
-const FILE_CRC_AT = 60;
+/** Where the file header's fields lie (read once per file, so an object is cheap enough). */
+const FileAt = {
+  version: 4,
+  headerBytes: 6,
+  fileNoLow: 8,
+  fileNoHigh: 12,
+  /** The file header's CRC sits here and covers every byte before it. */
+  crc: 60,
+} as const;
 
 // ---------------------------------------------------------------------------------------------
 // Record header (32 bytes), by byte offset:
@@ -236,11 +239,11 @@ export function recordMatches(view: DataView, at: number, kind: RecordKind, topi
 export function encodeFileHeader(fileNo: number): Buffer {
   const header = Buffer.alloc(FILE_HEADER_BYTES);
   header.writeUInt32LE(FILE_MAGIC, 0);
-  header.writeUInt16LE(FORMAT_VERSION, FILE_VERSION_AT);
-  header.writeUInt16LE(FILE_HEADER_BYTES, FILE_HEADER_BYTES_AT);
-  header.writeUInt32LE(fileNo % U32, FILE_NO_LOW_AT);
-  header.writeUInt32LE(Math.floor(fileNo / U32), FILE_NO_HIGH_AT);
-  header.writeUInt32LE(crc32(header.subarray(0, FILE_CRC_AT)), FILE_CRC_AT);
+  header.writeUInt16LE(FORMAT_VERSION, FileAt.version);
+  header.writeUInt16LE(FILE_HEADER_BYTES, FileAt.headerBytes);
+  header.writeUInt32LE(fileNo % U32, FileAt.fileNoLow);
+  header.writeUInt32LE(Math.floor(fileNo / U32), FileAt.fileNoHigh);
+  header.writeUInt32LE(crc32(header.subarray(0, FileAt.crc)), FileAt.crc);
   return header;
 }
 
@@ -254,13 +257,13 @@ export function readFileHeader(source: Buffer): FileHeaderCheck {
   if (source.length < FILE_HEADER_BYTES || source.subarray(0, FILE_HEADER_BYTES).every((byte) => byte === 0)) return { state: 'empty' };
   if (source.readUInt32LE(0) !== FILE_MAGIC) return { state: 'corrupt', reason: 'no file magic' };
   // The version comes before the checksum: a newer format may lay its header out differently.
-  const version = source.readUInt16LE(FILE_VERSION_AT);
+  const version = source.readUInt16LE(FileAt.version);
   if (version > FORMAT_VERSION) return { state: 'too-new', version };
-  if (crc32(source.subarray(0, FILE_CRC_AT)) !== source.readUInt32LE(FILE_CRC_AT))
+  if (crc32(source.subarray(0, FileAt.crc)) !== source.readUInt32LE(FileAt.crc))
     return { state: 'corrupt', reason: 'file header checksum mismatch' };
-  const headerBytes = source.readUInt16LE(FILE_HEADER_BYTES_AT);
+  const headerBytes = source.readUInt16LE(FileAt.headerBytes);
   if (headerBytes !== FILE_HEADER_BYTES) return { state: 'corrupt', reason: `file header says it is ${headerBytes} bytes` };
-  return { state: 'ok', fileNo: source.readUInt32LE(FILE_NO_LOW_AT) + source.readUInt32LE(FILE_NO_HIGH_AT) * U32 };
+  return { state: 'ok', fileNo: source.readUInt32LE(FileAt.fileNoLow) + source.readUInt32LE(FileAt.fileNoHigh) * U32 };
 }
 
 /** Data files are named by their number, zero-padded so that names sort in log order. */

@@ -49,28 +49,18 @@ test('readRecordHeader and recordMatches read back what writeRecordFields wrote,
   t.true(recordMatches(view, 0, RecordKind.entry, 9, seq, 1000));
   t.false(recordMatches(view, 0, RecordKind.entry, 9, seq + 1, 1000));
   t.false(recordMatches(view, 0, RecordKind.topic, 9, seq, 1000));
-  const reason = (mutate: (damaged: Buffer) => void): string | undefined => {
+  // [byte offset, bytes written there, the reason readRecordHeader gives]
+  const damage: [number, number[], string][] = [
+    [0, [0], 'no record magic'],
+    [8, [2], 'record format version 2'],
+    [9, [4], 'unknown record kind 4'],
+    [30, [0x40, 0x9c], 'bad batch position 40000/40000'], // batchIndex 40000 = batchSize
+  ];
+  for (const [offset, bytes, reason] of damage) {
     const damaged = Buffer.from(buffer);
-    mutate(damaged);
-    const checked = readRecordHeader(viewOf(damaged), 0);
-    return checked.ok ? undefined : checked.reason;
-  };
-  t.is(
-    reason((b) => b.writeUInt8(0, 0)),
-    'no record magic',
-  );
-  t.is(
-    reason((b) => b.writeUInt8(2, 8)),
-    'record format version 2',
-  );
-  t.is(
-    reason((b) => b.writeUInt8(4, 9)),
-    'unknown record kind 4',
-  );
-  t.is(
-    reason((b) => b.writeUInt16LE(40_000, 30)),
-    'bad batch position 40000/40000',
-  );
+    damaged.set(bytes, offset);
+    t.deepEqual(readRecordHeader(viewOf(damaged), 0), { ok: false, reason });
+  }
 });
 
 test('writeEntryRecords lays out a batch exactly as one writeRecordFields per entry followed by its payload', (t) => {

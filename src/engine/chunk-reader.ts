@@ -95,20 +95,24 @@ export class RecordFramer {
     const reader = this.reader;
     if (position + RECORD_HEADER_BYTES > this.size) return 'end';
     if (!reader.ensure(position, RECORD_HEADER_BYTES)) return 'unread';
+    const view = reader.view;
     this.source = reader.chunk;
-    this.view = reader.view;
+    this.view = view;
     this.at = position - reader.start;
-    if (!hasRecordMagic(this.view, this.at)) return 'no-magic';
-    const payloadBytes = recordPayloadBytes(this.view, this.at);
+    if (!hasRecordMagic(view, this.at)) return 'no-magic';
+    const payloadBytes = recordPayloadBytes(view, this.at);
     const total = RECORD_HEADER_BYTES + payloadBytes;
     if (payloadBytes > limits.entryBytesMax || position + total > this.size) return 'too-long';
     this.total = total;
-    if (total <= reader.chunk.length) {
-      if (!reader.ensure(position, total)) return 'too-long';
-      this.at = position - reader.start;
-      return 'framed';
-    }
-    const big = reader.bytes(position, total);
+    if (total > reader.chunk.length) return this.frameBig(position, total);
+    if (!reader.ensure(position, total)) return 'too-long';
+    this.at = position - reader.start;
+    return 'framed';
+  }
+
+  /** A record bigger than the chunk: read into a buffer of its own (rare; kept out of frame() so that stays small to inline). */
+  private frameBig(position: number, total: number): Framing {
+    const big = this.reader.bytes(position, total);
     if (big.length < total) return 'too-long';
     this.source = big;
     this.view = new DataView(big.buffer, big.byteOffset, big.length);

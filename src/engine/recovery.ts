@@ -147,28 +147,25 @@ class Scanner {
       this.fileTopics.set(fileNo, held);
     }
     const scan = new FileScan(file, fileNo, size, held);
-    while (this.step(scan));
+    const framer = scan.framer;
+    for (;;) {
+      const framing = framer.frame(scan.position);
+      if (framing !== 'framed') {
+        scan.stop = unframedReason(scan, framing);
+        break;
+      }
+      if (this.verifyCrc && !crcMatches(scan)) {
+        scan.stop = 'checksum mismatch';
+        break;
+      }
+      if (!this.takeEntry(scan)) {
+        scan.stop = this.applyRecord(scan);
+        if (scan.stop !== undefined) break;
+      }
+      scan.position += framer.total;
+    }
     scan.noteLastHeld();
     return this.end(scan, file.path);
-  }
-
-  /** Reads the record at the scan's position; false when the scan of the file ends there. */
-  private step(scan: FileScan): boolean {
-    const framing = scan.framer.frame(scan.position);
-    if (framing !== 'framed') {
-      scan.stop = unframedReason(scan, framing);
-      return false;
-    }
-    if (this.verifyCrc && !crcMatches(scan)) {
-      scan.stop = 'checksum mismatch';
-      return false;
-    }
-    if (!this.takeEntry(scan)) {
-      scan.stop = this.applyRecord(scan);
-      if (scan.stop !== undefined) return false;
-    }
-    scan.position += scan.framer.total;
-    return true;
   }
 
   /** The fast path: stores an entry that continues its topic (alone, or the next one of a batch); false if it does not. */

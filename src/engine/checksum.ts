@@ -3,15 +3,13 @@
 // scripts/build-native.mjs), one call seals or verifies every record of a buffer with carry-less
 // multiply folding; otherwise each record costs one `zlib.crc32` call (about 110 ns fixed plus
 // 0.3–0.5 ns per byte here), which dominates small appends and reads. `WALRUS_DISABLE_NATIVE=1`
-// forces the zlib path (tests use it to check both give the same bytes).
+// forces the zlib path (tests use it to check both give the same bytes). Which bytes of a record
+// the CRC covers and where it is stored is format.ts's to say; the addon's C code has its own copy,
+// which it exports as `recordLayout` for a unit test to compare.
 
 import { deflateSync, inflateSync, crc32 as zlibCrc32 } from 'node:zlib';
+import { hasRecordMagic, RECORD_CRC_AT, RECORD_CRC_FROM, RECORD_HEADER_BYTES, recordPayloadBytes, recordStoredCrc } from './format.js';
 import { loadAddon } from './native-addon.js';
-
-/** Record layout facts the bulk functions rely on (format.ts owns them; repeated here to avoid a cycle). */
-const HEADER_BYTES = 32;
-const CRC_FROM = 8;
-const MAGIC = 0x43455257;
 
 interface NativeChecksums {
   crc32(data: Uint8Array, initial?: number): number;
@@ -35,15 +33,8 @@ export interface Checksums {
   readonly unavailableReason: string | undefined;
 }
 
-function readU32(buffer: Uint8Array, at: number): number {
-  return ((buffer[at] ?? 0) | ((buffer[at + 1] ?? 0) << 8) | ((buffer[at + 2] ?? 0) << 16) | ((buffer[at + 3] ?? 0) << 24)) >>> 0;
-}
-
-function writeU32(buffer: Uint8Array, at: number, value: number): void {
-  buffer[at] = value & 0xff;
-  buffer[at + 1] = (value >>> 8) & 0xff;
-  buffer[at + 2] = (value >>> 16) & 0xff;
-  buffer[at + 3] = value >>> 24;
+function viewOf(buffer: Uint8Array): DataView {
+  return new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
 }
 
 /** The addon's argument checks, for the zlib path: a range inside the buffer. */
@@ -55,25 +46,29 @@ function checkRange(buffer: Uint8Array, start: number, end: number): void {
 function zlibChecksums(reason: string | undefined): Checksums {
   // zlib picks its faster CRC code only once a stream has been initialised (about 1.4× here).
   inflateSync(deflateSync(Buffer.alloc(1)));
-  const view = (buffer: Uint8Array, from: number, to: number) => new Uint8Array(buffer.buffer, buffer.byteOffset + from, to - from);
+  const covered = (buffer: Uint8Array, at: number, next: number) =>
+    zlibCrc32(new Uint8Array(buffer.buffer, buffer.byteOffset + at + RECORD_CRC_FROM, next - at - RECORD_CRC_FROM));
   return {
     crc32: (data, initial = 0) => zlibCrc32(data, initial),
     sealRecords(buffer, start, end) {
       checkRange(buffer, start, end);
+      const view = viewOf(buffer);
       let at = start;
       while (at < end) {
-        const next = at + HEADER_BYTES + readU32(buffer, at + 16);
+        // A header cut short by `end` is not read (it may reach past the buffer): it runs past `end` whatever its length.
+        const next = at + RECORD_HEADER_BYTES + (end - at < RECORD_HEADER_BYTES ? 0 : recordPayloadBytes(view, at));
         if (next > end) throw new RangeError(`record at ${at} runs past ${end}`);
-        writeU32(buffer, at + 4, zlibCrc32(view(buffer, at + CRC_FROM, next)));
+        view.setUint32(at + RECORD_CRC_AT, covered(buffer, at, next), true);
         at = next;
       }
     },
     verifyRecords(buffer, start, end) {
       checkRange(buffer, start, end);
+      const view = viewOf(buffer);
       let at = start;
-      while (end - at >= HEADER_BYTES && readU32(buffer, at) === MAGIC) {
-        const next = at + HEADER_BYTES + readU32(buffer, at + 16);
-        if (next > end || readU32(buffer, at + 4) !== zlibCrc32(view(buffer, at + CRC_FROM, next))) break;
+      while (end - at >= RECORD_HEADER_BYTES && hasRecordMagic(view, at)) {
+        const next = at + RECORD_HEADER_BYTES + recordPayloadBytes(view, at);
+        if (next > end || recordStoredCrc(view, at) !== covered(buffer, at, next)) break;
         at = next;
       }
       return at;
@@ -105,6 +100,17 @@ function pick(): Checksums {
 
 /** The checksum code this process uses, chosen once at load. */
 export const checksums: Checksums = pick();
+
+/** True when the CRC stored in the record at `at` of `record` (`view` over the same bytes, `total` bytes long) matches its bytes. */
+export function recordCrcMatches(record: Uint8Array, view: DataView, at: number, total: number): boolean {
+  return recordStoredCrc(view, at) === checksums.crc32(record.subarray(at + RECORD_CRC_FROM, at + total));
+}
+
+/** Seals a record whose header is at `at` of `target` and whose payload lives elsewhere (written after it). */
+export function sealSplitRecord(target: Buffer, at: number, payload: Uint8Array): void {
+  const crc = checksums.crc32(payload, checksums.crc32(target.subarray(at + RECORD_CRC_FROM, at + RECORD_HEADER_BYTES)));
+  target.writeUInt32LE(crc, at + RECORD_CRC_AT);
+}
 
 /** The zlib implementation, whatever was picked (tests compare the two). */
 export function zlibOnly(): Checksums {

@@ -1,7 +1,9 @@
 // Sequential reading of a data file through one reusable chunk, for recovery and for the
 // checksum worker: fields are read in place from `chunk`, and a file is read in large pieces.
+// RecordFramer finds where each record's bytes are; what they mean is format.ts's business.
 
 import { limits } from '../kernel/limits.js';
+import { hasRecordMagic, RECORD_HEADER_BYTES, recordPayloadBytes } from './format.js';
 
 /** Anything that reads at a position: a StorageFile, or a small adapter over a raw fd. */
 export interface PositionalReader {
@@ -49,5 +51,72 @@ export class ChunkReader {
     this.ensure(position, length);
     const from = position - this.start;
     return this.chunk.subarray(from, Math.min(from + length, this.end - this.start));
+  }
+}
+
+/**
+ * How framing the record at a position came out: `framed` (its bytes are at `source`/`at`),
+ * `end` (fewer than a header's bytes left in the file), `unread` (the file read short of its
+ * size), `no-magic` (a header without the record magic, at `source`/`at`), `too-long` (the
+ * record is over the entry limit or runs past the end of the file).
+ */
+export type Framing = 'framed' | 'end' | 'unread' | 'no-magic' | 'too-long';
+
+/**
+ * Frames a data file's records one at a time, for the scanner and the checksum worker: the
+ * header is read in place from the chunk; a record bigger than the chunk gets a buffer of its own.
+ * One framer per file; its fields describe the record last framed (no object per record).
+ */
+export class RecordFramer {
+  readonly reader: ChunkReader;
+  private readonly size: number;
+  /** The framed record's bytes: the reader's chunk, or a buffer of its own. */
+  source: Buffer;
+  /** `source` as a DataView, for the field reads of format.ts. */
+  view: DataView;
+  /** Where the record starts in `source`. */
+  at = 0;
+  /** Header and payload bytes. */
+  total = 0;
+
+  constructor(file: PositionalReader, size: number) {
+    this.reader = new ChunkReader(file);
+    this.size = size;
+    this.source = this.reader.chunk;
+    this.view = this.reader.view;
+  }
+
+  /** True when the framed record lies in the chunk (so one bulk CRC call over the chunk covers it). */
+  get inChunk(): boolean {
+    return this.source === this.reader.chunk;
+  }
+
+  frame(position: number): Framing {
+    const reader = this.reader;
+    if (position + RECORD_HEADER_BYTES > this.size) return 'end';
+    if (!reader.ensure(position, RECORD_HEADER_BYTES)) return 'unread';
+    const view = reader.view;
+    this.source = reader.chunk;
+    this.view = view;
+    this.at = position - reader.start;
+    if (!hasRecordMagic(view, this.at)) return 'no-magic';
+    const payloadBytes = recordPayloadBytes(view, this.at);
+    const total = RECORD_HEADER_BYTES + payloadBytes;
+    if (payloadBytes > limits.entryBytesMax || position + total > this.size) return 'too-long';
+    this.total = total;
+    if (total > reader.chunk.length) return this.frameBig(position, total);
+    if (!reader.ensure(position, total)) return 'too-long';
+    this.at = position - reader.start;
+    return 'framed';
+  }
+
+  /** A record bigger than the chunk: read into a buffer of its own (rare; kept out of frame() so that stays small to inline). */
+  private frameBig(position: number, total: number): Framing {
+    const big = this.reader.bytes(position, total);
+    if (big.length < total) return 'too-long';
+    this.source = big;
+    this.view = new DataView(big.buffer, big.byteOffset, big.length);
+    this.at = 0;
+    return 'framed';
   }
 }

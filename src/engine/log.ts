@@ -9,16 +9,14 @@ import { join } from 'node:path';
 import type { StorageBackend, StorageFile } from '../contracts/storage.js';
 import { StorageError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
-import { checksums } from './checksum.js';
+import { checksums, sealSplitRecord } from './checksum.js';
 import {
   dataFileName,
   encodeFileHeader,
   FILE_HEADER_BYTES,
-  FORMAT_VERSION,
   RECORD_HEADER_BYTES,
-  RECORD_MAGIC,
   RecordKind,
-  sealSplitRecord,
+  writeEntryRecords,
   writeRecordFields,
 } from './format.js';
 
@@ -36,7 +34,6 @@ const SETTLED = ACKNOWLEDGED;
 export function acknowledged(promise: Promise<unknown>): boolean {
   return promise === SETTLED;
 }
-const U32 = 2 ** 32;
 
 export type SyncMode = { readonly kind: 'each' } | { readonly kind: 'none' } | { readonly kind: 'every'; readonly ms: number };
 
@@ -250,25 +247,7 @@ export class LogWriter {
         this.stage(RecordKind.entry, topicId, firstSeq + index, count, index, payloads[index] as Uint8Array);
       return;
     }
-    const view = this.arenaView;
-    const arena = this.arena;
-    let at = this.reserve(totalBytes);
-    // writeRecordFields, unrolled: the words that are the same for every entry are made once.
-    const versionKind = FORMAT_VERSION | (RecordKind.entry << 8);
-    for (let index = 0; index < count; index++) {
-      const payload = payloads[index] as Uint8Array;
-      const seq = firstSeq + index;
-      const low = seq >>> 0;
-      view.setUint32(at, RECORD_MAGIC, true);
-      view.setUint32(at + 8, versionKind, true);
-      view.setUint32(at + 12, topicId, true);
-      view.setUint32(at + 16, payload.length, true);
-      view.setUint32(at + 20, low, true);
-      view.setUint32(at + 24, (seq - low) / U32, true);
-      view.setUint32(at + 28, count | (index << 16), true);
-      arena.set(payload, at + RECORD_HEADER_BYTES);
-      at += RECORD_HEADER_BYTES + payload.length;
-    }
+    writeEntryRecords(this.arenaView, this.arena, this.reserve(totalBytes), topicId, firstSeq, payloads);
     this.stagedBytes += totalBytes;
     this.extendFor(this.writeOffset + this.stagedBytes);
   }

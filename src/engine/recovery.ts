@@ -9,19 +9,21 @@ import { Worker } from 'node:worker_threads';
 import type { StorageBackend, StorageFile } from '../contracts/storage.js';
 import { StorageError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
-import { checksums } from './checksum.js';
-import { ChunkReader } from './chunk-reader.js';
+import { checksums, recordCrcMatches } from './checksum.js';
+import { ChunkReader, type Framing, RecordFramer } from './chunk-reader.js';
 import {
   FILE_HEADER_BYTES,
-  FORMAT_VERSION,
+  isCurrentEntry,
   parseDataFileName,
-  RECORD_CRC_FROM,
   RECORD_HEADER_BYTES,
-  RECORD_MAGIC,
   type RecordHeader,
   RecordKind,
   readFileHeader,
   readRecordHeader,
+  recordBatchIndex,
+  recordBatchSize,
+  recordSeq,
+  recordTopicId,
 } from './format.js';
 import { syncDirectory } from './log.js';
 import { TopicState } from './topic.js';
@@ -69,6 +71,48 @@ interface OpenBatch {
   start: number;
 }
 
+/** Where the scan of one data file is: its position, the batch it is inside, why it stopped. */
+class FileScan {
+  readonly framer: RecordFramer;
+  readonly fileNo: number;
+  readonly size: number;
+  /** Start of the next record to read: once the scan ends, where the file's valid records end. */
+  position = FILE_HEADER_BYTES;
+  // The batch being read: its entries are stored in the topic's index as they come but only
+  // published once its last one is seen (an incomplete batch is unstored again at the end).
+  readonly batch: OpenBatch = { count: 0, topicId: 0, size: 0, start: FILE_HEADER_BYTES };
+  /** Why the scan stopped before the end of the data (a torn tail), once it has. */
+  stop: string | undefined;
+  /** The topic of the last entry taken, tried first for the next one. */
+  lastTopic: TopicState | undefined;
+  /** File offset up to which records passed a bulk CRC check. */
+  verifiedEnd = FILE_HEADER_BYTES;
+  /** The highest seq of each topic id this file holds; noted when the topic changes and at the end. */
+  private readonly held: Map<number, number>;
+  private heldTopicId = -1;
+  private heldSeq = 0;
+
+  constructor(file: StorageFile, fileNo: number, size: number, held: Map<number, number>) {
+    this.framer = new RecordFramer(file, size);
+    this.fileNo = fileNo;
+    this.size = size;
+    this.held = held;
+  }
+
+  /** Topic `topicId` holds entries up to `seq` in this file. */
+  noteHeld(topicId: number, seq: number): void {
+    if (this.heldTopicId !== topicId) {
+      this.noteLastHeld();
+      this.heldTopicId = topicId;
+    }
+    this.heldSeq = seq;
+  }
+
+  noteLastHeld(): void {
+    if (this.heldTopicId >= 0) this.held.set(this.heldTopicId, this.heldSeq);
+  }
+}
+
 class Scanner {
   /** False when a worker checks the CRCs in parallel (see verify-worker.ts). */
   private readonly verifyCrc: boolean;
@@ -92,144 +136,104 @@ class Scanner {
 
   /**
    * Scans one file's records from just after its header; returns where the valid records end.
-   * The loop reads fields in place from a 4 MiB chunk and runs one CRC per record: lone entries
-   * (nearly every record) take a fast path without header objects; the rest go through apply().
+   * Fields are read in place from a 4 MiB chunk with one CRC per record (or one per chunk with
+   * bulk checksums): lone entries (nearly every record) take a fast path without header
+   * objects; the rest go through apply().
    */
   scan(file: StorageFile, fileNo: number, size: number): number {
-    const reader = new ChunkReader(file);
-    const chunkBytes = reader.chunk.length;
     let held = this.fileTopics.get(fileNo);
     if (held === undefined) {
       held = new Map();
       this.fileTopics.set(fileNo, held);
     }
-    let position = FILE_HEADER_BYTES;
-    // The batch being read: its entries are stored in the topic's index as they come but only
-    // published once its last one is seen (an incomplete batch is unstored again below).
-    const batch: OpenBatch = { count: 0, topicId: 0, size: 0, start: position };
-    let stop: string | undefined;
-    let lastTopic: TopicState | undefined;
-    /** File offset up to which records passed a bulk CRC check. */
-    let verifiedEnd = position;
-    // The highest seq of the topic entries were last published for, noted in `held` on change.
-    let heldTopicId = -1;
-    let heldSeq = 0;
-    while (position + RECORD_HEADER_BYTES <= size) {
-      if (!reader.ensure(position, RECORD_HEADER_BYTES)) break;
-      let chunk = reader.chunk;
-      let view = reader.view;
-      let at = position - reader.start;
-      if (view.getUint32(at, true) !== RECORD_MAGIC) {
-        if (isZero(chunk, at, RECORD_HEADER_BYTES)) {
-          // Zeros end the data only if nothing follows them: a zeroed header before more records is damage.
-          if (!zerosFollow(reader, position, size)) stop = 'a zeroed record header with data after it';
-        } else stop = 'no record magic';
+    const scan = new FileScan(file, fileNo, size, held);
+    const framer = scan.framer;
+    for (;;) {
+      const framing = framer.frame(scan.position);
+      if (framing !== 'framed') {
+        scan.stop = unframedReason(scan, framing);
         break;
       }
-      const payloadBytes = view.getUint32(at + 16, true);
-      const total = RECORD_HEADER_BYTES + payloadBytes;
-      if (payloadBytes > limits.entryBytesMax || position + total > size) {
-        stop = 'record runs past the end of the file';
+      if (this.verifyCrc && !crcMatches(scan)) {
+        scan.stop = 'checksum mismatch';
         break;
       }
-      let record: Buffer;
-      if (total <= chunkBytes) {
-        if (!reader.ensure(position, total)) {
-          stop = 'record runs past the end of the file';
-          break;
-        }
-        chunk = reader.chunk;
-        view = reader.view;
-        at = position - reader.start;
-        record = chunk;
-      } else {
-        record = reader.bytes(position, total);
-        view = new DataView(record.buffer, record.byteOffset, record.length);
-        at = 0;
-        if (record.length < total) {
-          stop = 'record runs past the end of the file';
-          break;
-        }
+      if (!this.takeEntry(scan)) {
+        scan.stop = this.applyRecord(scan);
+        if (scan.stop !== undefined) break;
       }
-      if (this.verifyCrc) {
-        if (checksums.bulk && record === chunk) {
-          // One call checks every whole record left in the chunk; later records skip their own.
-          if (position + total > verifiedEnd) verifiedEnd = reader.start + checksums.verifyRecords(chunk, at, reader.filled);
-          if (position + total > verifiedEnd) {
-            stop = 'checksum mismatch';
-            break;
-          }
-        } else if (view.getUint32(at + 4, true) !== checksums.crc32(record.subarray(at + RECORD_CRC_FROM, at + total))) {
-          stop = 'checksum mismatch';
-          break;
-        }
-      }
-      // Fast path: an entry that continues its topic (alone, or the next one of a batch).
-      if (view.getUint8(at + 8) === FORMAT_VERSION && view.getUint8(at + 9) === RecordKind.entry) {
-        const topicId = view.getUint32(at + 12, true);
-        const seq = view.getUint32(at + 20, true) + view.getUint32(at + 24, true) * 2 ** 32;
-        const batchSize = view.getUint16(at + 28, true);
-        const batchIndex = view.getUint16(at + 30, true);
-        const topic = lastTopic !== undefined && lastTopic.id === topicId ? lastTopic : this.topics.get(topicId);
-        const fits =
-          topic !== undefined &&
-          seq === topic.nextSeq + batch.count &&
-          batchIndex === batch.count &&
-          batchIndex < batchSize &&
-          (batch.count === 0 || (batch.topicId === topicId && batch.size === batchSize));
-        if (fits) {
-          topic.store(seq, fileNo, position, payloadBytes);
-          if (batchIndex === 0) {
-            batch.start = position;
-            batch.topicId = topicId;
-            batch.size = batchSize;
-          }
-          batch.count += 1;
-          if (batchIndex === batchSize - 1) {
-            topic.publish();
-            topic.nextSeq = seq + 1;
-            this.report.entriesRecovered += batch.count;
-            batch.count = 0;
-            if (heldTopicId !== topicId) {
-              if (heldTopicId >= 0) held.set(heldTopicId, heldSeq);
-              heldTopicId = topicId;
-            }
-            heldSeq = seq;
-          }
-          lastTopic = topic;
-          position += total;
-          continue;
-        }
-      }
-      const checked = readRecordHeader(record, at);
-      if (!checked.ok) {
-        stop = checked.reason;
-        break;
-      }
-      // Everything the fast path did not take: declarations, cursors, and entries that do not fit.
-      const problem = this.apply(checked.header, record.subarray(at + RECORD_HEADER_BYTES, at + total), batch);
-      if (problem !== undefined) {
-        stop = problem;
-        break;
-      }
-      position += total;
+      scan.position += framer.total;
     }
-    if (heldTopicId >= 0) held.set(heldTopicId, heldSeq);
+    scan.noteLastHeld();
+    return this.end(scan, file.path);
+  }
+
+  /** The fast path: stores an entry that continues its topic (alone, or the next one of a batch); false if it does not. */
+  private takeEntry(scan: FileScan): boolean {
+    const { view, at } = scan.framer;
+    if (!isCurrentEntry(view, at)) return false;
+    const topicId = recordTopicId(view, at);
+    const seq = recordSeq(view, at);
+    const batchSize = recordBatchSize(view, at);
+    const batchIndex = recordBatchIndex(view, at);
+    const last = scan.lastTopic;
+    const topic = last !== undefined && last.id === topicId ? last : this.topics.get(topicId);
+    const batch = scan.batch;
+    const fits =
+      topic !== undefined &&
+      seq === topic.nextSeq + batch.count &&
+      batchIndex === batch.count &&
+      batchIndex < batchSize &&
+      (batch.count === 0 || (batch.topicId === topicId && batch.size === batchSize));
+    if (!fits) return false;
+    topic.store(seq, scan.fileNo, scan.position, scan.framer.total - RECORD_HEADER_BYTES);
+    if (batchIndex === 0) {
+      batch.start = scan.position;
+      batch.topicId = topicId;
+      batch.size = batchSize;
+    }
+    batch.count += 1;
+    if (batchIndex === batchSize - 1) this.publishBatch(scan, topic, seq);
+    scan.lastTopic = topic;
+    return true;
+  }
+
+  /** The last entry of the open batch (`seq`) has been stored: the batch becomes visible. */
+  private publishBatch(scan: FileScan, topic: TopicState, seq: number): void {
+    topic.publish();
+    topic.nextSeq = seq + 1;
+    this.report.entriesRecovered += scan.batch.count;
+    scan.batch.count = 0;
+    scan.noteHeld(topic.id, seq);
+  }
+
+  /** Everything the fast path did not take: declarations, cursors, and entries that do not fit. Returns why the scan stops, if it does. */
+  private applyRecord(scan: FileScan): string | undefined {
+    const { source, view, at, total } = scan.framer;
+    const checked = readRecordHeader(view, at);
+    if (!checked.ok) return checked.reason;
+    return this.apply(checked.header, source.subarray(at + RECORD_HEADER_BYTES, at + total), scan.batch);
+  }
+
+  /** Reports how the scan ended (torn tail, incomplete batch); returns where the file's valid records end. */
+  private end(scan: FileScan, path: string): number {
+    const { batch, size } = scan;
+    let position = scan.position;
     // Fewer than 32 bytes left: the end, unless they hold something (a header cut by the end of the file).
     if (
-      stop === undefined &&
+      scan.stop === undefined &&
       position < size &&
       position + RECORD_HEADER_BYTES > size &&
-      !isZero(reader.bytes(position, size - position), 0, size - position)
+      !isZero(scan.framer.reader.bytes(position, size - position), 0, size - position)
     ) {
-      stop = 'a record header cut short by the end of the file';
+      scan.stop = 'a record header cut short by the end of the file';
     }
     if (batch.count > 0) {
       this.report.incompleteBatches += 1;
       this.topics.get(batch.topicId)?.unstore();
       position = batch.start;
     }
-    if (stop !== undefined) this.report.tornTails.push({ file: file.path, offset: position, reason: stop });
+    if (scan.stop !== undefined) this.report.tornTails.push({ file: path, offset: position, reason: scan.stop });
     return position;
   }
 
@@ -288,6 +292,27 @@ class Scanner {
       topic.persistedCursor = cursor;
     }
   }
+}
+
+/** Why a record could not be framed, as a torn tail's reason; undefined when that is the end of the data. */
+function unframedReason(scan: FileScan, framing: Exclude<Framing, 'framed'>): string | undefined {
+  if (framing === 'end' || framing === 'unread') return undefined;
+  if (framing === 'too-long') return 'record runs past the end of the file';
+  const { source, at } = scan.framer;
+  if (!isZero(source, at, RECORD_HEADER_BYTES)) return 'no record magic';
+  // Zeros end the data only if nothing follows them: a zeroed header before more records is damage.
+  return zerosFollow(scan.framer.reader, scan.position, scan.size) ? undefined : 'a zeroed record header with data after it';
+}
+
+/** Checks the framed record's CRC; with bulk checksums one call checks every whole record left in the chunk. */
+function crcMatches(scan: FileScan): boolean {
+  const { framer } = scan;
+  if (!(checksums.bulk && framer.inChunk)) return recordCrcMatches(framer.source, framer.view, framer.at, framer.total);
+  const end = scan.position + framer.total;
+  // Later records of the chunk skip their own call.
+  if (end > scan.verifiedEnd)
+    scan.verifiedEnd = framer.reader.start + checksums.verifyRecords(framer.source, framer.at, framer.reader.filled);
+  return end <= scan.verifiedEnd;
 }
 
 /** How far past a zeroed header to look for data before calling the zeros the end. */

@@ -6,10 +6,9 @@
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { limits } from '../kernel/limits.js';
-import { checksums } from './checksum.js';
-import { ChunkReader } from './chunk-reader.js';
-import { FILE_HEADER_BYTES, RECORD_CRC_FROM, RECORD_HEADER_BYTES, RECORD_MAGIC } from './format.js';
+import { recordCrcMatches } from './checksum.js';
+import { RecordFramer } from './chunk-reader.js';
+import { FILE_HEADER_BYTES } from './format.js';
 
 export interface VerifyRequest {
   readonly paths: readonly string[];
@@ -24,31 +23,13 @@ export interface VerifyResult {
 export function firstBadCrc(path: string): number | null {
   const fd = openSync(path, 'r');
   try {
-    const size = fstatSync(fd).size;
-    const reader = new ChunkReader({ read: (buffer, offset, length, position) => readSync(fd, buffer, offset, length, position) });
-    const { chunk } = reader;
-    let position = FILE_HEADER_BYTES;
-    while (position + RECORD_HEADER_BYTES <= size) {
-      if (!reader.ensure(position, RECORD_HEADER_BYTES)) return null;
-      const at = position - reader.start;
-      if (chunk.readUInt32LE(at) !== RECORD_MAGIC) return null;
-      const total = RECORD_HEADER_BYTES + chunk.readUInt32LE(at + 16);
-      if (position + total > size || total - RECORD_HEADER_BYTES > limits.entryBytesMax) return null;
-      let crc: number;
-      let stored: number;
-      if (total <= chunk.length) {
-        if (!reader.ensure(position, total)) return null;
-        const from = position - reader.start;
-        stored = chunk.readUInt32LE(from + 4);
-        crc = checksums.crc32(chunk.subarray(from + RECORD_CRC_FROM, from + total));
-      } else {
-        const big = reader.bytes(position, total);
-        if (big.length < total) return null;
-        stored = big.readUInt32LE(4);
-        crc = checksums.crc32(big.subarray(RECORD_CRC_FROM));
-      }
-      if (crc !== stored) return position;
-      position += total;
+    const framer = new RecordFramer(
+      { read: (buffer, offset, length, position) => readSync(fd, buffer, offset, length, position) },
+      fstatSync(fd).size,
+    );
+    // Framed as the scan frames them: where framing stops, so does the scan, and nothing after counts.
+    for (let position = FILE_HEADER_BYTES; framer.frame(position) === 'framed'; position += framer.total) {
+      if (!recordCrcMatches(framer.source, framer.view, framer.at, framer.total)) return position;
     }
     return null;
   } finally {

@@ -11,8 +11,8 @@ import type { StorageBackend, StorageFile } from '../contracts/storage.js';
 import { envValue, processEnvironment } from '../kernel/env.js';
 import { BusyError, InputError, StateError, StorageError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
-import { checksums } from './checksum.js';
-import { dataFileName, FILE_HEADER_BYTES, RECORD_CRC_FROM, RECORD_HEADER_BYTES, RecordKind, recordMatches } from './format.js';
+import { checksums, recordCrcMatches } from './checksum.js';
+import { dataFileName, FILE_HEADER_BYTES, RECORD_HEADER_BYTES, RecordKind, recordMatches } from './format.js';
 import { ACKNOWLEDGED, acknowledged, LogWriter, type OpenFile, type SyncMode, syncDirectory } from './log.js';
 import { type Recovery, type RecoveryReport, recover, recoverSync } from './recovery.js';
 import { resolveBackend } from './storage/select.js';
@@ -747,10 +747,7 @@ export class Walrus {
       verified = offset + total <= verifiedEnd;
     }
     // The record must be the one the index points at (the CRC then covers its kind, version and batch fields).
-    if (
-      !recordMatches(view, at, RecordKind.entry, state.id, seq, length) ||
-      (!verified && source.readUInt32LE(at + 4) !== checksums.crc32(source.subarray(at + RECORD_CRC_FROM, at + total)))
-    ) {
+    if (!recordMatches(view, at, RecordKind.entry, state.id, seq, length) || (!verified && !recordCrcMatches(source, view, at, total))) {
       throw new StorageError(
         'CORRUPT_RECORD',
         `topic ${state.name} seq ${seq}: the record at ${file.path}:${offset} fails its checksum; its bytes are not returned`,

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import test from 'ava';
 import { checksums, zlibOnly } from '../../src/engine/checksum.js';
+import { RECORD_LAYOUT } from '../../src/engine/format.js';
+import { loadAddon } from '../../src/engine/native-addon.js';
 import { Walrus } from '../../src/engine/walrus.js';
 import type { WalrusError } from '../../src/kernel/errors.js';
 import { withTempDir } from '../helpers/kernel.js';
@@ -50,6 +52,17 @@ test('the native addon is in use when the install built it, else the engine says
   t.true(checksums.bulk);
   t.regex(checksums.implementation, /^native/);
 });
+
+// The C code that seals and verifies records has its own copy of the layout constants it needs:
+// it must say the same as format.ts, the module that owns the layout.
+const addon = loadAddon();
+if ('addon' in addon) {
+  test('the addon’s record layout constants are format.ts’s', (t) => {
+    t.deepEqual(addon.addon.recordLayout, RECORD_LAYOUT);
+  });
+} else {
+  test.skip(`the addon’s record layout constants are format.ts’s — skipped: ${addon.unavailable}`, () => undefined);
+}
 
 test('crc32 equals zlib.crc32 for every length to 2 KiB, any alignment, and when chained', (t) => {
   const data = randomBytes(4096 + 16);

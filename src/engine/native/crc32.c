@@ -26,6 +26,9 @@
 #endif
 
 #define CRC_POLY 0xEDB88320u
+// The record layout, as far as sealing and verifying need it. src/engine/format.ts owns the
+// layout; these copies are exported as `recordLayout` (below) and a unit test checks that they
+// equal format.ts's RECORD_LAYOUT, so the two cannot drift apart unnoticed.
 #define RECORD_MAGIC 0x43455257u /* "WREC" as a little-endian u32 */
 #define RECORD_HEADER_BYTES 32u
 #define RECORD_CRC_FROM 8u       /* the CRC covers header bytes [8, 32) and the payload */
@@ -389,6 +392,26 @@ static napi_value js_verify_records(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// The layout constants above as a frozen object { headerBytes, magic, crcAt, crcFrom, lengthAt }
+// (the names of format.ts's RECORD_LAYOUT). NULL with an exception pending on failure.
+static napi_value record_layout(napi_env env) {
+  static const struct {
+    const char *name;
+    uint32_t value;
+  } fields[] = {
+    {"headerBytes", RECORD_HEADER_BYTES}, {"magic", RECORD_MAGIC}, {"crcAt", RECORD_CRC_AT},
+    {"crcFrom", RECORD_CRC_FROM},         {"lengthAt", RECORD_LENGTH_AT},
+  };
+  napi_value layout, value;
+  NAPI_CALL(env, napi_create_object(env, &layout));
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+    NAPI_CALL(env, napi_create_uint32(env, fields[i].value, &value));
+    NAPI_CALL(env, napi_set_named_property(env, layout, fields[i].name, value));
+  }
+  NAPI_CALL(env, napi_object_freeze(env, layout));
+  return layout;
+}
+
 // Adds the CRC functions to the addon's exports (native/addon.c calls it once per environment).
 napi_value walrus_crc32_init(napi_env env, napi_value exports) {
   int fast = 0;
@@ -399,11 +422,14 @@ napi_value walrus_crc32_init(napi_env env, napi_value exports) {
   void *path = (void *)(uintptr_t)fast;
   napi_value has_pclmul;
   NAPI_CALL(env, napi_get_boolean(env, fast, &has_pclmul));
+  napi_value layout = record_layout(env);
+  if (layout == NULL) return NULL;
   napi_property_descriptor props[] = {
     {"crc32", NULL, js_crc32, NULL, NULL, NULL, napi_enumerable, path},
     {"sealRecords", NULL, js_seal_records, NULL, NULL, NULL, napi_enumerable, path},
     {"verifyRecords", NULL, js_verify_records, NULL, NULL, NULL, napi_enumerable, path},
     {"hasPclmul", NULL, NULL, NULL, NULL, has_pclmul, napi_enumerable, NULL},
+    {"recordLayout", NULL, NULL, NULL, NULL, layout, napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -1,8 +1,14 @@
 // Which storage backends the conformance suite runs against, and how a test opens a Walrus on
-// one of them. WALRUS_TEST_BACKENDS (a comma list, e.g. "fd,mmap") names the backends to run;
-// without it, every backend in BACKENDS whose load() succeeds here. A requested backend that
-// cannot load gets a skipped test whose title says why, and an unknown name a failing one, so
-// a run never passes without saying what it left out.
+// one of them. Every backend in BACKENDS whose load() succeeds here runs; WALRUS_TEST_BACKENDS (a
+// comma list, e.g. "fd,mmap") narrows that to the backends it names.
+//
+// A run never leaves a backend out without saying so (house rule 7): each file registers one
+// skipped test per backend that does not run, titled `[name] <file theme> — skipped: <reason>`:
+// - a backend that cannot load here (no native addon, WALRUS_DISABLE_NATIVE=1, io_uring refused
+//   by the kernel): `backend uring unavailable: <what its probe said>`;
+// - a backend left out on purpose by WALRUS_TEST_BACKENDS: `not selected by WALRUS_TEST_BACKENDS=fd`
+//   (a skip rather than nothing, so the skip count of a narrowed run shows what it did not cover).
+// A name in WALRUS_TEST_BACKENDS that is no backend at all gets a failing test instead.
 
 import test from 'ava';
 import { BACKENDS } from '../../src/engine/storage/select.js';
@@ -25,39 +31,62 @@ async function probeBackends(): Promise<Map<string, string | undefined>> {
   return found;
 }
 
-/** The backend names asked for: WALRUS_TEST_BACKENDS, else every backend that loads here. */
-function requestedBackends(): string[] {
+/** WALRUS_TEST_BACKENDS as a list of names, or undefined when it is not set (every backend is asked for). */
+function selectedNames(): string[] | undefined {
   const raw = process.env.WALRUS_TEST_BACKENDS?.trim();
-  if (raw === undefined || raw === '') return [...availability].filter(([, reason]) => reason === undefined).map(([name]) => name);
+  if (raw === undefined || raw === '') return undefined;
   return [...new Set(raw.split(',').map((name) => name.trim()))].filter((name) => name !== '');
 }
 
-/** The backends to run the suite against: the requested ones that load here. */
+/** The backends to run the suite against: the selected ones (all, without WALRUS_TEST_BACKENDS) that load here. */
 export function testBackends(): string[] {
-  return requestedBackends().filter((name) => availability.has(name) && availability.get(name) === undefined);
+  const selected = selectedNames();
+  return [...availability]
+    .filter(([name, reason]) => reason === undefined && (selected === undefined || selected.includes(name)))
+    .map(([name]) => name);
 }
 
-/** Requested backends that will not run, with the reason. */
-export function backendsNotRun(): { readonly name: string; readonly reason: string; readonly known: boolean }[] {
-  return requestedBackends()
-    .filter((name) => !availability.has(name) || availability.get(name) !== undefined)
-    .map((name) =>
-      availability.has(name)
-        ? { name, reason: `cannot load here: ${availability.get(name)}`, known: true }
-        : { name, reason: `is not a storage backend (known: ${[...availability.keys()].join(', ')})`, known: false },
-    );
+export interface BackendNotRun {
+  readonly name: string;
+  /** Why it does not run, as the skipped test's title says it. */
+  readonly reason: string;
+  /** False for a name in WALRUS_TEST_BACKENDS that is no backend: that is a mistake, not a skip. */
+  readonly known: boolean;
+}
+
+/** Every backend that will not run (known ones in BACKENDS order), and unknown names asked for, with the reason. */
+export function backendsNotRun(): BackendNotRun[] {
+  const selected = selectedNames();
+  const notRun: BackendNotRun[] = [];
+  for (const [name, unavailable] of availability) {
+    if (selected !== undefined && !selected.includes(name)) {
+      notRun.push({ name, reason: `not selected by WALRUS_TEST_BACKENDS=${selected.join(',')}`, known: true });
+    } else if (unavailable !== undefined) {
+      notRun.push({ name, reason: `backend ${name} unavailable: ${unavailable}`, known: true });
+    }
+  }
+  for (const name of selected ?? []) {
+    if (!availability.has(name)) {
+      notRun.push({ name, reason: `is not a storage backend (known: ${[...availability.keys()].join(', ')})`, known: false });
+    }
+  }
+  return notRun;
+}
+
+/** The title of the skipped test that stands for `backend` in the file `theme`. */
+export function skippedTitle(theme: string, backend: string, reason: string): string {
+  return `[${backend}] ${theme} — skipped: ${reason}`;
 }
 
 /**
- * Registers a skipped test for every requested backend that cannot load (its title gives the
- * reason) and a failing one for every unknown name; `theme` keeps the titles of different
- * files apart.
+ * Registers a skipped test for every backend that does not run (its title gives the reason) and
+ * a failing one for every unknown name in WALRUS_TEST_BACKENDS; `theme` keeps the titles of
+ * different files apart.
  */
 export function reportBackendsNotRun(theme: string): void {
   for (const { name, reason, known } of backendsNotRun()) {
-    const title = `[${name}] ${theme}: backend ${reason}`;
-    if (known) test.skip(title, (t) => t.pass());
-    else test(title, (t) => t.fail(`WALRUS_TEST_BACKENDS names ${name}, which ${reason}`));
+    if (known) test.skip(skippedTitle(theme, name, reason), (t) => t.pass());
+    else test(`[${name}] ${theme}: WALRUS_TEST_BACKENDS ${reason}`, (t) => t.fail(`WALRUS_TEST_BACKENDS names ${name}, which ${reason}`));
   }
 }
 

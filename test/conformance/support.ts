@@ -174,3 +174,97 @@ export function assertExactlyOnce(t: ExecutionContext, entries: readonly Entry[]
     'every entry is delivered',
   );
 }
+
+/**
+ * Book-keeping for cases where several writers contend for topics: the items of every call that
+ * was acknowledged, per writer in call order, and the error code of every call that was refused.
+ * The documented rule (docs/engine.md, appendBatch) is that only a pending batch makes another
+ * `append` or `appendBatch` on its topic fail, with `TOPIC_BUSY`, and that a refused call leaves
+ * no trace. `refusedWithoutBatch` counts refusals made while no batch call on the topic was
+ * pending, which that rule forbids. A batch counts as pending from its call until its writer has
+ * seen it settle, a little longer than the engine holds the topic, so that count never blames a
+ * legal refusal.
+ */
+export class Contenders {
+  private readonly calls = new Map<string, { readonly topic: string; readonly items: readonly string[]; readonly batch: boolean }[]>();
+  private readonly pendingBatches = new Map<string, number>();
+  /** Codes of the refused calls, in the order they were refused. */
+  readonly refusals: string[] = [];
+  refusedWithoutBatch = 0;
+
+  constructor(private readonly wal: Walrus) {}
+
+  /** `append(topic, item)` on behalf of `writer`; true when it was acknowledged. */
+  append(writer: string, topic: string, item: string): Promise<boolean> {
+    return this.call(writer, topic, [item], false);
+  }
+
+  /** `appendBatch(topic, items)` on behalf of `writer`; true when it was acknowledged. */
+  appendBatch(writer: string, topic: string, items: readonly string[]): Promise<boolean> {
+    return this.call(writer, topic, items, true);
+  }
+
+  private async call(writer: string, topic: string, items: readonly string[], batch: boolean): Promise<boolean> {
+    const batchPending = (this.pendingBatches.get(topic) ?? 0) > 0;
+    if (batch) this.pendingBatches.set(topic, (this.pendingBatches.get(topic) ?? 0) + 1);
+    try {
+      await (batch ? this.wal.appendBatch(topic, items) : this.wal.append(topic, items[0] ?? ''));
+      const list = this.calls.get(writer) ?? [];
+      list.push({ topic, items, batch });
+      this.calls.set(writer, list);
+      return true;
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? String(error);
+      this.refusals.push(code);
+      if (code === 'TOPIC_BUSY' && !batchPending) this.refusedWithoutBatch += 1;
+      return false;
+    } finally {
+      if (batch) this.pendingBatches.set(topic, (this.pendingBatches.get(topic) ?? 1) - 1);
+    }
+  }
+
+  /** How many calls were acknowledged: all of them, or only the appends or only the batches, on `topic` (all topics if omitted). */
+  acknowledgedCalls(kind: 'append' | 'batch' | 'any' = 'any', topic?: string): number {
+    let count = 0;
+    for (const list of this.calls.values())
+      for (const call of list)
+        if ((topic === undefined || call.topic === topic) && (kind === 'any' || call.batch === (kind === 'batch'))) count += 1;
+    return count;
+  }
+
+  /** Every item acknowledged on `topic`. */
+  acknowledgedItems(topic: string): string[] {
+    return [...this.calls.values()].flatMap((list) => list.filter((call) => call.topic === topic).flatMap((call) => call.items));
+  }
+
+  /**
+   * Asserts what the calls imply: every refusal is TOPIC_BUSY and came while a batch was
+   * pending; `log` (the topic's entries in sequence order) holds exactly the acknowledged items,
+   * each once; the items of each batch are adjacent and in order; and each writer's items come
+   * in the order it made its calls (every writer awaits each call before the next).
+   */
+  assertLog(t: ExecutionContext, topic: string, log: readonly string[]): void {
+    t.deepEqual(
+      this.refusals.filter((code) => code !== 'TOPIC_BUSY'),
+      [],
+      'a contended call is refused only with TOPIC_BUSY',
+    );
+    t.is(this.refusedWithoutBatch, 0, 'TOPIC_BUSY only while a batch is pending on the topic');
+    t.deepEqual([...log].sort(), this.acknowledgedItems(topic).sort(), `${topic} holds every acknowledged entry once and nothing else`);
+    const position = new Map(log.map((item, index) => [item, index]));
+    let splitBatches = 0;
+    let outOfOrder = 0;
+    for (const list of this.calls.values()) {
+      let last = -1;
+      for (const call of list) {
+        if (call.topic !== topic) continue;
+        const at = position.get(call.items[0] ?? '') ?? -1;
+        if (call.batch && log.slice(at, at + call.items.length).join('\n') !== call.items.join('\n')) splitBatches += 1;
+        if (at <= last) outOfOrder += 1;
+        last = at;
+      }
+    }
+    t.is(splitBatches, 0, 'the entries of each batch are adjacent and in order');
+    t.is(outOfOrder, 0, "each writer's entries are in the order of its calls");
+  }
+}

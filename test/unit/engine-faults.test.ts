@@ -2,6 +2,8 @@
 // one fdatasync among concurrent appends, and a failed write or sync is never acknowledged,
 // poisons the instance (every later call rejects IO), and loses nothing acknowledged before it.
 
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import test from 'ava';
 import type { StorageBackend, StorageFile } from '../../src/contracts/storage.js';
 import { FdBackend } from '../../src/engine/storage/fd.js';
@@ -96,7 +98,10 @@ test('a failed write is not acknowledged, poisons the instance, and loses nothin
     // The instance stays failed: what reached the disk is unknown until a reopen recovers it.
     t.is(((await t.throwsAsync(wal.append('t', 'after'))) as WalrusError).code, 'IO');
     t.is(((await t.throwsAsync(wal.readNext('t'))) as WalrusError).code, 'IO');
-    await wal.close().catch(() => undefined);
+    // close() on a failed instance reports the failure and still releases the directory.
+    await t.throwsAsync(wal.close(), { code: 'IO' });
+    t.false(existsSync(join(dir, 'walrus.lock')), 'close removed walrus.lock');
+    await t.notThrowsAsync(wal.close(), 'a second close resolves at once');
     const reopened = await Walrus.open({ dataDir: dir, fsync: 'none', logger: silent() });
     t.deepEqual(
       (await reopened.readBatch('t', { maxBytes: 1 << 20 })).map((entry) => entry.data.toString()),
@@ -119,7 +124,10 @@ test("under fsync 'each' a failed fdatasync rejects the appends waiting on it", 
     );
     t.is(((results[0] as PromiseRejectedResult).reason as WalrusError).code, 'IO');
     storage.failSyncs = false;
-    await wal.close().catch(() => undefined);
+    // close() on a failed instance reports the failure and still releases the directory.
+    await t.throwsAsync(wal.close(), { code: 'IO' });
+    t.false(existsSync(join(dir, 'walrus.lock')), 'close removed walrus.lock');
+    await t.notThrowsAsync(wal.close(), 'a second close resolves at once');
   });
 });
 
@@ -171,6 +179,9 @@ test('a failed linked sync is never acknowledged and poisons the instance', asyn
     t.is(error?.code, 'IO');
     const later = await t.throwsAsync<WalrusError>(wal.append('t', 'after'));
     t.is(later?.code, 'IO');
-    await wal.close().catch(() => undefined);
+    // close() on a failed instance reports the failure and still releases the directory.
+    await t.throwsAsync(wal.close(), { code: 'IO' });
+    t.false(existsSync(join(dir, 'walrus.lock')), 'close removed walrus.lock');
+    await t.notThrowsAsync(wal.close(), 'a second close resolves at once');
   });
 });

@@ -85,6 +85,7 @@ forEachBackend('batches', (backend) => {
       await wal.append('t', 'later');
       t.deepEqual(texts(await drain(wal, 't')), ['w0', 'w1', 'w2', 'later']);
       t.deepEqual(texts(await drain(wal, 'other')), ['o']);
+      t.deepEqual(texts(await drain(wal, 'other2')), ['p']);
     }),
   );
 

@@ -8,7 +8,8 @@
 // up there rather than on the first request.
 //
 // Failures, all as ClientError with a code:
-// - SERVER_ERROR: the node replied `ERR <message>`; the connection stays usable.
+// - SERVER_ERROR: the node replied `ERR <message>`; the connection stays usable. `serverCode` is
+//   the node's error code when the reply is one of the wire table's (src/protocol/wire-errors.ts).
 // - TIMEOUT: a request had no reply within `timeoutMs` of the call (connecting included). Replies
 //   still on their way would now be matched to the wrong requests, so the connection is dropped
 //   and every outstanding request (sent or queued) fails with TIMEOUT.
@@ -20,28 +21,16 @@
 //   or the reply makes no sense for the request.
 
 import { connect, type Socket } from 'node:net';
+import { ClientError, type ClientErrorCode } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
 import { isTrimmedCode } from '../protocol/commands.js';
 import { encodeSizedFrame, FrameDecoder } from '../protocol/frames.js';
 import { type FetchedEntry, parseFetchReply, parseReply, preview, type Reply } from '../protocol/replies.js';
+import { wireCode } from '../protocol/wire-errors.js';
 
-export type ClientErrorCode = 'SERVER_ERROR' | 'TIMEOUT' | 'CONNECTION' | 'PROTOCOL';
-
-export class ClientError extends Error {
-  readonly code: ClientErrorCode;
-  /** For SERVER_ERROR: the server's message, without `ERR ` (also the error's message). */
-  readonly serverMessage: string | undefined;
-
-  constructor(code: ClientErrorCode, message: string, options: { serverMessage?: string; cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
-    this.serverMessage = options.serverMessage;
-  }
-
-  override get name(): string {
-    return 'ClientError';
-  }
-}
+// ClientError is a WalrusError (kind `client`) defined in the kernel's error module, so that its
+// codes sit in the one error table; it is re-exported here, where callers have always found it.
+export { ClientError, type ClientErrorCode };
 
 /** STATE <topic>: the node's local view of the topic's metadata (cluster.md §1.6). */
 export interface TopicStateJson {
@@ -489,7 +478,8 @@ function checkTopic(topic: string): void {
 }
 
 function serverError(message: string): ClientError {
-  return new ClientError('SERVER_ERROR', message, { serverMessage: message });
+  // The wire table read backwards gives the node's code (undefined for the `ERR <reason>` form).
+  return new ClientError('SERVER_ERROR', message, { serverMessage: message, serverCode: wireCode(message) });
 }
 
 function unexpected(op: string, reply: Reply): ClientError {

@@ -3,10 +3,11 @@
 // test keeps them in step), and each code fixes its class and whether a retry can help.
 // Subclasses group errors by who must react: the operator (config), a plugin author (plugin),
 // the caller (input: fix the call; busy and timeout: retry later; state: a programming error),
-// and storage (the disk or the data on it). Later parts of the system add their kinds
-// (protocol, not-leader, fenced) to this same table.
+// storage (the disk or the data on it), fenced (no lease or leadership here), protocol (a request
+// or reply that breaks the client protocol) and client (what WalrusClient reports). What a code
+// looks like on the wire is in src/protocol/wire-errors.ts, keyed by the same codes.
 
-export type ErrorKind = 'config' | 'plugin' | 'timeout' | 'state' | 'input' | 'busy' | 'storage' | 'fenced';
+export type ErrorKind = 'config' | 'plugin' | 'timeout' | 'state' | 'input' | 'busy' | 'storage' | 'fenced' | 'protocol' | 'client';
 
 export interface ErrorCodeInfo {
   readonly kind: ErrorKind;
@@ -151,6 +152,103 @@ export const ERROR_CODES = {
     summary:
       'This node holds no current lease for the segment (it is not its leader, or a rollover moved the lease); the message names the segment key `t_<topic>_s_<n>`.',
   },
+  UNKNOWN_TOPIC: {
+    kind: 'input',
+    retriable: false,
+    summary: 'A node was asked about a topic that was never registered (`ERR unknown topic <topic>`).',
+  },
+  INVALID_TOPIC_NAME: {
+    kind: 'input',
+    retriable: false,
+    summary:
+      'A topic name given to a node (REGISTER, `bootstrap.topics`) breaks the cluster naming rules: empty, over 234 UTF-8 bytes, whitespace or control characters.',
+  },
+  METADATA_REJECTED: {
+    kind: 'input',
+    retriable: false,
+    summary: 'The metadata state machine refused a committed command (a REGISTER that conflicts, say); the message says why.',
+  },
+  CORRUPT_SNAPSHOT: {
+    kind: 'storage',
+    retriable: false,
+    summary: 'A metadata snapshot does not decode; the message says which field is wrong.',
+  },
+  RAFT_DECODE: {
+    kind: 'storage',
+    retriable: false,
+    summary: 'A Raft log record or peer message does not decode: damaged bytes on disk or on the wire.',
+  },
+  RAFT_NOT_LEADER: {
+    kind: 'fenced',
+    retriable: true,
+    summary: 'A Raft call only the leader can serve reached another node, or no leader is known (an election, a node stopping); retry.',
+  },
+  RAFT_BUSY: {
+    kind: 'busy',
+    retriable: true,
+    summary: 'A Raft request that is valid only later, such as a membership change while another is pending; retry once it settles.',
+  },
+  PROPOSAL_DROPPED: {
+    kind: 'busy',
+    retriable: true,
+    summary: 'A proposal was overwritten by a new leader before it committed; nothing of it applied, retry it.',
+  },
+  FRAME_LENGTH: {
+    kind: 'protocol',
+    retriable: false,
+    summary: 'A request frame length is 0 or above the frame limit; the server answers and closes the connection.',
+  },
+  INVALID_UTF8: {
+    kind: 'protocol',
+    retriable: false,
+    summary: 'A request body is not valid UTF-8.',
+  },
+  UNKNOWN_COMMAND: {
+    kind: 'protocol',
+    retriable: false,
+    summary: 'A request names no known command (commands are case-sensitive).',
+  },
+  BAD_REQUEST: {
+    kind: 'protocol',
+    retriable: false,
+    summary: 'A known command lacks an argument or has a malformed one; the message names it.',
+  },
+  TOO_MANY_CONNECTIONS: {
+    kind: 'busy',
+    retriable: true,
+    summary: 'The node serves `serverConnectionsMax` connections already; this one was answered and closed.',
+  },
+  REPLY_UNENCODABLE: {
+    kind: 'protocol',
+    retriable: false,
+    summary: 'The node could not encode a reply (a handler bug, or a reply beyond a u32 length); the client gets this error instead.',
+  },
+  REPLY_FORMAT: {
+    kind: 'protocol',
+    retriable: false,
+    summary: 'A reply does not have the shape its request calls for (parseFetchReply).',
+  },
+  SERVER_ERROR: {
+    kind: 'client',
+    retriable: false,
+    summary:
+      "The node answered `ERR <message>`; `serverMessage` has the message and `serverCode` the node's code when the reply is one the wire table knows.",
+  },
+  TIMEOUT: {
+    kind: 'client',
+    retriable: true,
+    summary: 'A WalrusClient request got no reply within its timeout.',
+  },
+  CONNECTION: {
+    kind: 'client',
+    retriable: true,
+    summary: 'WalrusClient could not connect, lost the connection, or was closed.',
+  },
+  PROTOCOL: {
+    kind: 'client',
+    retriable: false,
+    summary: 'WalrusClient refused a request it cannot send, or got a reply that makes no sense for the request.',
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -200,6 +298,30 @@ export class BusyError extends WalrusError {}
 export class StorageError extends WalrusError {}
 /** This node may not write there now (no current lease for the segment): go to its leader, or retry. */
 export class FencedError extends WalrusError {}
+/** A request or reply that breaks the client protocol. */
+export class ProtocolError extends WalrusError {}
+
+/** The codes WalrusClient reports. */
+export type ClientErrorCode = 'SERVER_ERROR' | 'TIMEOUT' | 'CONNECTION' | 'PROTOCOL';
+
+/** What WalrusClient rejects with (defined here so that its kind has a class; the client re-exports it). */
+export class ClientError extends WalrusError {
+  declare readonly code: ClientErrorCode;
+  /** For SERVER_ERROR: the server's message, without `ERR ` (also the error's message). */
+  readonly serverMessage: string | undefined;
+  /** For SERVER_ERROR: the node's error code, when its reply is one the wire table knows. */
+  readonly serverCode: ErrorCode | undefined;
+
+  constructor(
+    code: ClientErrorCode,
+    message: string,
+    options: WalrusErrorOptions & { serverMessage?: string; serverCode?: ErrorCode } = {},
+  ) {
+    super(code, message, options);
+    this.serverMessage = options.serverMessage;
+    this.serverCode = options.serverCode;
+  }
+}
 
 const CLASS_BY_KIND: Record<ErrorKind, new (code: ErrorCode, message: string, options?: WalrusErrorOptions) => WalrusError> = {
   config: ConfigError,
@@ -210,6 +332,8 @@ const CLASS_BY_KIND: Record<ErrorKind, new (code: ErrorCode, message: string, op
   busy: BusyError,
   storage: StorageError,
   fenced: FencedError,
+  protocol: ProtocolError,
+  client: ClientError as new (code: ErrorCode, message: string, options?: WalrusErrorOptions) => WalrusError,
 };
 
 /** Builds the error of the class that the code's kind names. */

@@ -2,7 +2,9 @@
 // replica, proposes metadata changes through consensus (REGISTER), appends through the segment
 // store under the write lease (PUT), serves GET from the topic's shared position (consuming the
 // entry only once the reply is written) and FETCH by position, and answers STATE and METRICS.
-// Replies are the original's texts (reference: cluster.md §1.4–1.7).
+// Successes are the original's texts (reference: cluster.md §1.4–1.7); failures are WalrusErrors
+// with codes, which the server turns into `ERR …` through the one wire table
+// (src/protocol/wire-errors.ts).
 //
 // On one node every open segment is led here. Writes for a segment another node leads get
 // `ERR NotLeaderForPartition: t_<topic>_s_<n>` until forwarding between nodes exists.
@@ -11,19 +13,21 @@ import { isUtf8 } from 'node:buffer';
 import type { Consensus } from '../contracts/consensus.js';
 import type { Command } from '../protocol/commands.js';
 import { FRAME_HEADER_BYTES } from '../protocol/frames.js';
-import { EMPTY, err, fetched, OK, okPayload } from '../protocol/replies.js';
+import { type ErrorCode, walrusError } from '../kernel/errors.js';
+import { EMPTY, fetched, OK, okPayload } from '../protocol/replies.js';
 import { encodeCommand, type MetadataResult, type MetadataStateMachine, segmentKey, topicNameProblem } from './metadata.js';
 import type { NextResult, TopicReader } from './reader.js';
 import type { SegmentStore } from './segment-store.js';
 
 /**
  * A reply, and what to do once it has been written to the client (or could not be). GET replies
- * with an entry come as `frame`, encoded straight from the entry's bytes; every other reply as
- * `text`.
+ * with an entry come as `frame`, encoded straight from the entry's bytes; failures as `error`
+ * (the server sends its wire text); every other reply as `text`.
  */
 export type ControllerReply =
-  | { readonly text: string; readonly frame?: undefined; readonly written?: (ok: boolean) => void }
-  | { readonly frame: Buffer; readonly text?: undefined; readonly written?: (ok: boolean) => void };
+  | { readonly text: string; readonly frame?: undefined; readonly error?: undefined; readonly written?: (ok: boolean) => void }
+  | { readonly frame: Buffer; readonly text?: undefined; readonly error?: undefined; readonly written?: (ok: boolean) => void }
+  | { readonly error: Error; readonly text?: undefined; readonly frame?: undefined; readonly written?: undefined };
 
 export interface ControllerOptions {
   readonly nodeId: number;
@@ -55,39 +59,39 @@ export class NodeController {
   handle(command: Command): ControllerReply | Promise<ControllerReply> {
     switch (command.op) {
       case 'REGISTER':
-        return this.register(command.topic).then(textReply);
-      case 'PUT': {
-        const reply = this.put(command.topic, command.payload);
-        return typeof reply === 'string' ? { text: reply } : reply.then(textReply);
-      }
+        return this.register(command.topic);
+      case 'PUT':
+        return this.put(command.topic, command.payload);
       case 'GET':
         return this.get(command.topic);
       case 'FETCH':
-        return this.fetch(command.topic, command.segment, command.offset).then(textReply);
-      case 'STATE':
-        return { text: this.options.metadata.stateJson(command.topic) ?? unknownTopic(command.topic) };
+        return this.fetch(command.topic, command.segment, command.offset);
+      case 'STATE': {
+        const json = this.options.metadata.stateJson(command.topic);
+        return json === undefined ? unknownTopic(command.topic) : { text: json };
+      }
       case 'METRICS':
         return { text: JSON.stringify(this.options.consensus.metrics(), null, 2) };
     }
   }
 
-  private async register(topic: string): Promise<string> {
+  private async register(topic: string): Promise<ControllerReply> {
     const problem = topicNameProblem(topic);
-    if (problem !== undefined) return err(problem);
-    if (this.options.metadata.topic(topic) !== undefined) return OK;
+    if (problem !== undefined) return failed('INVALID_TOPIC_NAME', problem, { topic });
+    if (this.options.metadata.topic(topic) !== undefined) return OK_REPLY;
     const result = (await this.propose({ kind: 'CreateTopic', topic, initialLeader: this.placement(topic) })) as MetadataResult;
-    return result.ok ? OK : err(result.error);
+    return result.ok ? OK_REPLY : failed('METADATA_REJECTED', result.error, { topic });
   }
 
   /** One attempt at once; a full segment (or a lease just given up for its rollover) goes to putWaiting. */
-  private put(topic: string, payload: string | Uint8Array): string | Promise<string> {
+  private put(topic: string, payload: string | Uint8Array): ControllerReply | Promise<ControllerReply> {
     const segment = this.openSegmentHere(topic);
-    if (typeof segment === 'string') return segment;
+    if (typeof segment !== 'number') return segment;
     try {
       const offset = this.options.store.appendNow(topic, segment, payload);
-      if (typeof offset === 'number') return OK;
+      if (typeof offset === 'number') return OK_REPLY;
       return offset.then(
-        () => OK,
+        () => OK_REPLY,
         (error: unknown) => this.putWaiting(topic, payload, error),
       );
     } catch (error) {
@@ -100,19 +104,19 @@ export class NodeController {
    * this first refusal), then the append goes to the new segment. Nothing lands past the seal.
    * Any other failure is the reply.
    */
-  private async putWaiting(topic: string, payload: string | Uint8Array, failure: unknown): Promise<string> {
+  private async putWaiting(topic: string, payload: string | Uint8Array, failure: unknown): Promise<ControllerReply> {
     const deadline = Date.now() + (this.options.rolloverWaitMs ?? ROLLOVER_WAIT_MS_DEFAULT);
     let error = failure;
     for (;;) {
       const code = (error as { code?: string }).code;
       const rolling = code === 'SEGMENT_FULL' || code === 'NOT_LEADER_FOR_PARTITION';
-      if (!rolling || Date.now() >= deadline) return err((error as Error).message);
+      if (!rolling || Date.now() >= deadline) return { error: error as Error };
       await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
       const segment = this.openSegmentHere(topic);
-      if (typeof segment === 'string') return segment;
+      if (typeof segment !== 'number') return segment;
       try {
         await this.options.store.append(topic, segment, payload);
-        return OK;
+        return OK_REPLY;
       } catch (next) {
         error = next;
       }
@@ -120,10 +124,13 @@ export class NodeController {
   }
 
   /** The topic's open segment when this node leads it; otherwise the error reply. */
-  private openSegmentHere(topic: string): number | string {
+  private openSegmentHere(topic: string): number | ControllerReply {
     const state = this.options.metadata.topic(topic);
     if (state === undefined) return unknownTopic(topic);
-    if (state.leaderNode !== this.options.nodeId) return err(`NotLeaderForPartition: ${segmentKey(topic, state.currentSegment)}`);
+    if (state.leaderNode !== this.options.nodeId) {
+      const key = segmentKey(topic, state.currentSegment);
+      return failed('NOT_LEADER_FOR_PARTITION', `NotLeaderForPartition: ${key}`, { key });
+    }
     return state.currentSegment;
   }
 
@@ -132,12 +139,12 @@ export class NodeController {
     return next instanceof Promise ? next.then((found) => getReply(topic, found)) : getReply(topic, next);
   }
 
-  private async fetch(topic: string, segment: number, offset: number): Promise<string> {
+  private async fetch(topic: string, segment: number, offset: number): Promise<ControllerReply> {
     const state = this.options.metadata.topic(topic);
     if (state === undefined) return unknownTopic(topic);
-    if (segment > state.currentSegment) return EMPTY;
+    if (segment > state.currentSegment) return EMPTY_REPLY;
     const payload = await this.options.store.read(topic, segment, offset);
-    return payload === null ? EMPTY : fetched(offset + 1, lossy.decode(payload));
+    return payload === null ? EMPTY_REPLY : { text: fetched(offset + 1, lossy.decode(payload)) };
   }
 
   private async propose(command: Parameters<typeof encodeCommand>[0]): Promise<unknown> {
@@ -150,14 +157,18 @@ export class NodeController {
   }
 }
 
-function textReply(text: string): ControllerReply {
-  return { text };
+/** The replies without a value, built once: the synchronous PUT path allocates no reply. */
+const OK_REPLY: ControllerReply = Object.freeze({ text: OK });
+const EMPTY_REPLY: ControllerReply = Object.freeze({ text: EMPTY });
+
+function failed(code: ErrorCode, message: string, details: Readonly<Record<string, unknown>>): ControllerReply {
+  return { error: walrusError(code, message, { details }) };
 }
 
 /** The GET reply for what the reader found: the entry is consumed once the reply is written. */
 function getReply(topic: string, next: NextResult): ControllerReply {
-  if (next.kind === 'unknown-topic') return { text: unknownTopic(topic) };
-  if (next.kind === 'empty') return { text: EMPTY };
+  if (next.kind === 'unknown-topic') return unknownTopic(topic);
+  if (next.kind === 'empty') return EMPTY_REPLY;
   const { entry } = next;
   const written = (ok: boolean): void => {
     // A failed cursor write fails the engine, and with it the next request that needs it.
@@ -182,6 +193,6 @@ function okPayloadFrame(payload: Uint8Array): Buffer {
 /** `OK ` before a GET reply's payload. */
 const OK_SPACE = Buffer.from('OK ', 'latin1');
 
-function unknownTopic(topic: string): string {
-  return err(`unknown topic ${topic}`);
+function unknownTopic(topic: string): ControllerReply {
+  return failed('UNKNOWN_TOPIC', `unknown topic ${topic}`, { topic });
 }

@@ -9,6 +9,7 @@
 
 import type { NodeId, StateMachine } from '../contracts/consensus.js';
 import { limits } from '../kernel/limits.js';
+import { StorageError, walrusError } from '../kernel/errors.js';
 
 /** Version of the command encoding; a command with another version is refused (error result). */
 export const COMMAND_VERSION = 1;
@@ -590,7 +591,12 @@ interface RestoredState {
   readonly nodes: ReadonlyMap<NodeId, NodeAddresses>;
 }
 
-class CorruptSnapshot extends Error {}
+/** A snapshot field that does not decode (readSnapshot adds which snapshot it was). */
+class CorruptSnapshot extends StorageError {
+  constructor(problem: string) {
+    super('CORRUPT_SNAPSHOT', problem);
+  }
+}
 
 function corrupt(problem: string): never {
   throw new CorruptSnapshot(problem);
@@ -600,7 +606,7 @@ function readSnapshot(data: Uint8Array): RestoredState {
   try {
     return readSnapshotFields(data);
   } catch (error) {
-    if (error instanceof CorruptSnapshot) throw new Error(`corrupt metadata snapshot: ${error.message}`);
+    if (error instanceof CorruptSnapshot) throw walrusError('CORRUPT_SNAPSHOT', `corrupt metadata snapshot: ${error.message}`);
     throw error;
   }
 }

@@ -4,6 +4,7 @@
 // original test `reply.startswith("{")`). FETCH (new, §10.19) answers `OK <next_offset> <payload>`.
 
 import { parseDecimal } from './commands.js';
+import { ProtocolError } from '../kernel/errors.js';
 
 export const OK = 'OK';
 export const EMPTY = 'EMPTY';
@@ -55,17 +56,13 @@ export function parseReply(text: string): Reply {
 }
 
 /** A reply that does not have the shape its request calls for. */
-export class ReplyFormatError extends Error {
+export class ReplyFormatError extends ProtocolError {
   /** The reply body as received. */
   readonly text: string;
 
   constructor(message: string, text: string) {
-    super(message);
+    super('REPLY_FORMAT', message);
     this.text = text;
-  }
-
-  override get name(): string {
-    return 'ReplyFormatError';
   }
 }
 

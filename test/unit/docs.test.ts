@@ -1,6 +1,7 @@
 // Keeps the docs in step with the code: docs/config.md documents every config key with its
 // default and environment variable (and nothing that does not exist), every ENV_TABLE entry and
-// every flag; docs/errors.md lists every error code with its class and retriable flag.
+// every flag; docs/errors.md lists every error code with its class and retriable flag;
+// docs/protocol.md lists every reply of the wire table (src/protocol/wire-errors.ts) with its code.
 
 import { readFileSync } from 'node:fs';
 import test from 'ava';
@@ -10,6 +11,7 @@ import { ERROR_CODES } from '../../src/kernel/errors.js';
 import { Kernel } from '../../src/kernel/kernel.js';
 import { leaves } from '../../src/kernel/schema.js';
 import { walrusCatalog } from '../../src/plugins/catalog.js';
+import { WIRE_ERRORS, WIRE_FALLBACK_REPLY } from '../../src/protocol/wire-errors.js';
 
 /** The rows of the one table under `## heading`, each as its cells (trimmed), header first. */
 function table(file: string, heading: string): string[][] {
@@ -84,6 +86,8 @@ test('docs/errors.md lists every error code with its class and retriable flag', 
     busy: 'BusyError',
     storage: 'StorageError',
     fenced: 'FencedError',
+    protocol: 'ProtocolError',
+    client: 'ClientError',
   } as const;
   const documented = new Map(rows.slice(1).map((row) => [code(row[0]), row]));
   t.deepEqual([...documented.keys()].sort(), Object.keys(ERROR_CODES).sort());
@@ -93,4 +97,23 @@ test('docs/errors.md lists every error code with its class and retriable flag', 
     t.is(row?.[2], info.retriable ? 'yes' : 'no', `retriable of ${name}`);
     t.true((row?.[3] ?? '').length > 10, `meaning of ${name}`);
   }
+});
+
+test('docs/protocol.md lists exactly the replies of the wire table, each with its code', (t) => {
+  const rows = table('docs/protocol.md', 'Errors');
+  t.deepEqual(rows[0], ['Reply', 'Code', 'When']);
+  const documented = new Map<string, string>();
+  for (const row of rows.slice(1)) {
+    const replies = [...(row[0] ?? '').matchAll(/`(ERR [^`]*)`/g)].map((match) => match[1] as string);
+    t.true(replies.length > 0, `a row without a reply: ${row[0]}`);
+    for (const reply of replies) {
+      t.false(documented.has(reply), `${reply} is documented twice`);
+      documented.set(reply, code(row[1]) ?? (row[1] as string));
+    }
+    t.true((row[2] ?? '').length > 10, `when of ${row[0]}`);
+  }
+  const expected = new Map<string, string>([[WIRE_FALLBACK_REPLY, 'any other']]);
+  for (const [name, form] of Object.entries(WIRE_ERRORS)) for (const reply of form.replies) expected.set(reply, name);
+  t.deepEqual(new Map([...documented].sort()), new Map([...expected].sort()));
+  for (const name of Object.keys(WIRE_ERRORS)) t.true(name in ERROR_CODES, `${name} is an error code`);
 });

@@ -4,12 +4,14 @@
 import test from 'ava';
 import {
   BusyError,
+  ClientError,
   ConfigError,
   ERROR_CODES,
   type ErrorCode,
   FencedError,
   InputError,
   PluginError,
+  ProtocolError,
   StateError,
   StorageError,
   TimeoutError,
@@ -78,6 +80,8 @@ test('every error code builds the class its kind names and carries its retriable
     busy: BusyError,
     storage: StorageError,
     fenced: FencedError,
+    protocol: ProtocolError,
+    client: ClientError,
   } as const;
   for (const [code, info] of Object.entries(ERROR_CODES)) {
     const cause = new Error('root cause');

@@ -4,6 +4,7 @@
 // (src/node/controller.ts) does what each command means. docs/protocol.md has every command.
 
 import { CLIENT_PROTOCOL, CONSENSUS } from '../../contracts/tokens.js';
+import { isWalrusError, walrusError } from '../../kernel/errors.js';
 import type { Plugin } from '../../kernel/plugin.js';
 import { s } from '../../kernel/schema.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
@@ -60,14 +61,14 @@ export const protocolTcpPlugin: Plugin<BootstrapConfig> = {
     const bootstrap = scope.config.bootstrap as BootstrapConfig;
     for (const topic of bootstrap.topics) {
       for (;;) {
-        const reply = await Promise.resolve(controller.handle({ op: 'REGISTER', topic })).catch((error: Error) => ({
-          text: `ERR ${error.message}`,
-        }));
-        const text = reply.text ?? '';
-        if (text === 'OK') break;
+        const reply = await Promise.resolve(controller.handle({ op: 'REGISTER', topic })).catch((error: Error) => ({ error }));
+        if (reply.error === undefined) break;
         // Invalid names are refused for good; anything else (no Raft leader yet) is retried until the start timeout.
-        if (text.startsWith('ERR topic name')) throw new Error(`bootstrap.topics: ${JSON.stringify(topic)}: ${text.slice(4)}`);
-        scope.log.debug({ topic, reply: text }, 'bootstrap topic not created yet; retrying');
+        const { error } = reply;
+        if (isWalrusError(error) && error.code === 'INVALID_TOPIC_NAME') {
+          throw walrusError('CONFIG_INVALID', `bootstrap.topics: ${JSON.stringify(topic)}: ${error.message}`, { cause: error });
+        }
+        scope.log.debug({ topic, err: error }, 'bootstrap topic not created yet; retrying');
         await new Promise((resolve) => setTimeout(resolve, BOOTSTRAP_RETRY_MS));
       }
     }

@@ -23,14 +23,18 @@
 import { isUtf8 } from 'node:buffer';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { walrusError } from '../../kernel/errors.js';
 import { limits } from '../../kernel/limits.js';
 import { type Command, isCommandError, parseRequest } from '../../protocol/commands.js';
 import { encodeFrame, FrameDecoder } from '../../protocol/frames.js';
-import { EMPTY, err, OK } from '../../protocol/replies.js';
+import { EMPTY, OK } from '../../protocol/replies.js';
+import { commandErrorText, wireText } from '../../protocol/wire-errors.js';
 
 export interface HandledReply {
-  /** The reply body. Exactly one of `text` and `frame` is given. */
+  /** The reply body. Exactly one of `text`, `frame` and `error` is given. */
   readonly text?: string;
+  /** A failure: the reply is its wire text (src/protocol/wire-errors.ts). */
+  readonly error?: Error;
   /** The reply already encoded as a frame (length prefix and UTF-8 body), written as it is. */
   readonly frame?: Buffer;
   /**
@@ -79,12 +83,13 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   bufferedBytesPerConnection: limits.serverBufferedBytesPerConnection,
 };
 
-const TOO_MANY_CONNECTIONS = encodeFrame(err('too many connections'));
+// The server's own failures, as the wire table spells them (built once).
+const TOO_MANY_CONNECTIONS = encodeFrame(wireText(walrusError('TOO_MANY_CONNECTIONS', 'too many connections')));
 /** The most common replies, encoded once (a frame handed to socket.write is never changed). */
 const OK_FRAME = encodeFrame(OK);
 const EMPTY_FRAME = encodeFrame(EMPTY);
-const INVALID_UTF8 = err('invalid utf-8');
-const INVALID_LENGTH = err('invalid frame length');
+const INVALID_UTF8 = wireText(walrusError('INVALID_UTF8', 'invalid utf-8'));
+const INVALID_LENGTH = wireText(walrusError('FRAME_LENGTH', 'invalid frame length'));
 
 /** What a connection needs from its server. */
 interface ConnectionContext {
@@ -226,7 +231,7 @@ class Connection {
   private request(body: Buffer): void {
     const command = parseRequest(body);
     if (isCommandError(command)) {
-      this.enqueueReady(err(command.error));
+      this.enqueueReady(commandErrorText(command));
       return;
     }
     const slot: Slot = { frame: undefined, written: undefined };
@@ -235,12 +240,12 @@ class Connection {
     try {
       reply = this.context.handler.handle(command);
     } catch (error) {
-      reply = { text: err(messageOf(error)) };
+      reply = { error: error as Error };
     }
     if (isThenable(reply)) {
       reply.then(
         (handled) => this.settle(slot, handled),
-        (error: unknown) => this.settle(slot, { text: err(messageOf(error)) }),
+        (error: unknown) => this.settle(slot, { error: error as Error }),
       );
     } else {
       this.settle(slot, reply);
@@ -267,12 +272,13 @@ class Connection {
     try {
       const text = handled?.text;
       if (handled?.frame instanceof Buffer && text === undefined) frame = handled.frame;
+      else if (text === undefined && handled?.error !== undefined) frame = encodeFrame(wireText(handled.error));
       else frame = text === OK ? OK_FRAME : text === EMPTY ? EMPTY_FRAME : encodeFrame(text as string);
       slot.written = written;
     } catch (error) {
       // Not a string, or beyond a u32 length: the client gets an error instead of the reply.
       this.context.log.warn({ err: error }, 'client reply could not be encoded');
-      frame = encodeFrame(err(`reply could not be encoded: ${messageOf(error)}`));
+      frame = encodeFrame(wireText(walrusError('REPLY_UNENCODABLE', `reply could not be encoded: ${messageOf(error)}`, { cause: error })));
       written?.(false);
     }
     slot.frame = frame;

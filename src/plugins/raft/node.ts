@@ -9,6 +9,7 @@ import type { ForwardMessage, ForwardReplyMessage, WireMessage } from './adapter
 import { type PeerAddress, TcpTransport } from './adapters/transport.js';
 import { NotLeaderError, Raft } from './core/raft.js';
 import { type Entry, type Membership, NONE, type NodeId, type Ready, type Status } from './core/types.js';
+import { BusyError } from '../../kernel/errors.js';
 
 export interface RaftTiming {
   /** Length of one core tick. */
@@ -54,10 +55,9 @@ interface Waiting {
 }
 
 /** Thrown to proposals whose entry was replaced by another leader's: they may be retried. */
-export class ProposalDroppedError extends Error {
+export class ProposalDroppedError extends BusyError {
   constructor(index: number) {
-    super(`the proposal at index ${index} was overwritten after a change of leader; retry it`);
-    this.name = 'ProposalDroppedError';
+    super('PROPOSAL_DROPPED', `the proposal at index ${index} was overwritten after a change of leader; retry it`, { details: { index } });
   }
 }
 

@@ -2,6 +2,7 @@
 // transport (on the wire). Little-endian; indexes and terms as float64 (exact to 2^53).
 
 import type { Entry, EntryKind, Membership } from '../core/types.js';
+import { StorageError } from '../../../kernel/errors.js';
 
 const KIND_CODES: Record<EntryKind, number> = { command: 1, noop: 2, membership: 3 };
 const KINDS: Record<number, EntryKind> = { 1: 'command', 2: 'noop', 3: 'membership' };
@@ -66,10 +67,9 @@ export class Writer {
 }
 
 /** Thrown when bytes do not decode: a damaged record or frame. */
-export class DecodeError extends Error {
+export class DecodeError extends StorageError {
   constructor(message: string) {
-    super(message);
-    this.name = 'DecodeError';
+    super('RAFT_DECODE', message);
   }
 }
 

@@ -20,23 +20,24 @@ import {
   type Snapshot,
   type Status,
 } from './types.js';
+import { BusyError, FencedError } from '../../../kernel/errors.js';
 
 /** Thrown by calls only a leader can serve; `leader` is the one this node knows of (NONE if none). */
-export class NotLeaderError extends Error {
+export class NotLeaderError extends FencedError {
   readonly leader: NodeId;
 
   constructor(leader: NodeId, what: string) {
-    super(leader === NONE ? `${what}: no leader is known` : `${what}: node ${leader} is the leader`);
-    this.name = 'NotLeaderError';
+    super('RAFT_NOT_LEADER', leader === NONE ? `${what}: no leader is known` : `${what}: node ${leader} is the leader`, {
+      details: { leader },
+    });
     this.leader = leader;
   }
 }
 
 /** Thrown when a request is valid only later (a membership change while another is pending, say). */
-export class RaftBusyError extends Error {
+export class RaftBusyError extends BusyError {
   constructor(message: string) {
-    super(message);
-    this.name = 'RaftBusyError';
+    super('RAFT_BUSY', message);
   }
 }
 

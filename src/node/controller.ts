@@ -11,12 +11,13 @@
 
 import { isUtf8 } from 'node:buffer';
 import type { Consensus } from '../contracts/consensus.js';
+import { type ErrorCode, walrusError } from '../kernel/errors.js';
 import type { Command } from '../protocol/commands.js';
 import { FRAME_HEADER_BYTES } from '../protocol/frames.js';
-import { type ErrorCode, walrusError } from '../kernel/errors.js';
 import { EMPTY, fetched, OK, okPayload } from '../protocol/replies.js';
 import { encodeCommand, type MetadataResult, type MetadataStateMachine, segmentKey, topicNameProblem } from './metadata.js';
 import type { NextResult, TopicReader } from './reader.js';
+import { isRolling, RolloverWait } from './rollover-wait.js';
 import type { SegmentStore } from './segment-store.js';
 
 /**
@@ -41,6 +42,7 @@ export interface ControllerOptions {
 
 /** A PUT that meets a full segment waits this long, at most, for the rollover to apply. */
 export const ROLLOVER_WAIT_MS_DEFAULT = 2000;
+/** When the metadata names the next segment but the lease has not followed yet, the retry pause. */
 const RETRY_PAUSE_MS = 2;
 
 const lossy = new TextDecoder('utf-8');
@@ -48,8 +50,29 @@ const lossy = new TextDecoder('utf-8');
 export class NodeController {
   private readonly options: ControllerOptions;
 
+  /** PUTs waiting for a rollover, per topic, in arrival order. */
+  private readonly rollovers: RolloverWait;
+
   constructor(options: ControllerOptions) {
     this.options = options;
+    this.rollovers = new RolloverWait({
+      waitMs: options.rolloverWaitMs ?? ROLLOVER_WAIT_MS_DEFAULT,
+      retryPauseMs: RETRY_PAUSE_MS,
+      target: {
+        openSegment: (topic) => {
+          const segment = this.openSegmentHere(topic);
+          return typeof segment === 'number' ? segment : (segment.error ?? new Error('no open segment'));
+        },
+        append: (topic, segment, payload) => options.store.append(topic, segment, payload),
+        full: (topic, segment) => options.store.full(topic, segment),
+        onChange: (listener) => options.metadata.onChange(listener),
+      },
+    });
+  }
+
+  /** Answers every PUT still waiting for a rollover (the node is stopping). */
+  close(): void {
+    this.rollovers.close(walrusError('CLOSED', 'the node is stopping; the PUT was not written'));
   }
 
   /**
@@ -83,8 +106,13 @@ export class NodeController {
     return result.ok ? OK_REPLY : failed('METADATA_REJECTED', result.error, { topic });
   }
 
-  /** One attempt at once; a full segment (or a lease just given up for its rollover) goes to putWaiting. */
+  /**
+   * One attempt at once. A PUT that meets a segment being rolled over, or arrives while others for
+   * its topic wait for one, waits in the topic's queue (rollover-wait.ts), which keeps arrival order.
+   */
   private put(topic: string, payload: string | Uint8Array): ControllerReply | Promise<ControllerReply> {
+    const arrival = this.rollovers.arrive();
+    if (this.rollovers.has(topic)) return this.waitForRollover(topic, arrival, payload, undefined);
     const segment = this.openSegmentHere(topic);
     if (typeof segment !== 'number') return segment;
     try {
@@ -92,35 +120,16 @@ export class NodeController {
       if (typeof offset === 'number') return OK_REPLY;
       return offset.then(
         () => OK_REPLY,
-        (error: unknown) => this.putWaiting(topic, payload, error),
+        (error: unknown) => (isRolling(error) ? this.waitForRollover(topic, arrival, payload, error) : { error: error as Error }),
       );
     } catch (error) {
-      return this.putWaiting(topic, payload, error);
+      return isRolling(error) ? this.waitForRollover(topic, arrival, payload, error) : { error: error as Error };
     }
   }
 
-  /**
-   * After `failure`: a full segment being rolled over is waited for (at most rolloverWaitMs from
-   * this first refusal), then the append goes to the new segment. Nothing lands past the seal.
-   * Any other failure is the reply.
-   */
-  private async putWaiting(topic: string, payload: string | Uint8Array, failure: unknown): Promise<ControllerReply> {
-    const deadline = Date.now() + (this.options.rolloverWaitMs ?? ROLLOVER_WAIT_MS_DEFAULT);
-    let error = failure;
-    for (;;) {
-      const code = (error as { code?: string }).code;
-      const rolling = code === 'SEGMENT_FULL' || code === 'NOT_LEADER_FOR_PARTITION';
-      if (!rolling || Date.now() >= deadline) return { error: error as Error };
-      await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
-      const segment = this.openSegmentHere(topic);
-      if (typeof segment !== 'number') return segment;
-      try {
-        await this.options.store.append(topic, segment, payload);
-        return OK_REPLY;
-      } catch (next) {
-        error = next;
-      }
-    }
+  private async waitForRollover(topic: string, arrival: number, payload: string | Uint8Array, failure: unknown): Promise<ControllerReply> {
+    const result = await this.rollovers.wait(topic, arrival, payload, failure);
+    return typeof result === 'number' ? OK_REPLY : { error: result };
   }
 
   /** The topic's open segment when this node leads it; otherwise the error reply. */

@@ -8,8 +8,8 @@
 // No timers, sockets or files: the caller owns all I/O.
 
 import type { NodeId, StateMachine } from '../contracts/consensus.js';
-import { limits } from '../kernel/limits.js';
 import { StorageError, walrusError } from '../kernel/errors.js';
+import { limits } from '../kernel/limits.js';
 
 /** Version of the command encoding; a command with another version is refused (error result). */
 export const COMMAND_VERSION = 1;

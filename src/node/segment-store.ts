@@ -104,6 +104,11 @@ export class SegmentStore {
     return count;
   }
 
+  /** Whether the segment holds its full count and takes no more appends until its rollover. */
+  full(topic: string, segment: number): boolean {
+    return this.count(topic, segment) >= this.options.maxEntries;
+  }
+
   /** Entries the segment holds on this node (0 for a segment it never wrote). */
   count(topic: string, segment: number): number {
     return this.options.wal.entryCount(segmentKey(topic, segment));

@@ -3,8 +3,8 @@
 // are `ERR <message>`, and STATE / METRICS answer raw JSON with no `OK ` prefix (scripts of the
 // original test `reply.startswith("{")`). FETCH (new, §10.19) answers `OK <next_offset> <payload>`.
 
-import { parseDecimal } from './commands.js';
 import { ProtocolError } from '../kernel/errors.js';
+import { parseDecimal } from './commands.js';
 
 export const OK = 'OK';
 export const EMPTY = 'EMPTY';

@@ -204,3 +204,45 @@ test.serial('walrus-cli against a real node: one-shot commands, errors, and a sc
     }
   });
 });
+
+for (const fsync of ['interval', 'each'] as const) {
+  test.serial(
+    `100 PUTs pipelined on one connection across rollovers (WALRUS_MAX_SEGMENT_ENTRIES=10, fsync ${fsync}) read back in send order`,
+    async (t) => {
+      await withTempDir(async (dir) => {
+        const config = join(dir, 'node.yaml');
+        await writeFile(
+          config,
+          ['node:', `  dataDir: ${join(dir, 'data')}`, '  clientPort: 0', '  raftPort: 0', 'storage:', `  fsync: ${fsync}`, ''].join('\n'),
+        );
+        const node = startWalrus(['start', '--config', config], {
+          cwd: dir,
+          lifetimeMs: 60_000,
+          env: { WALRUS_MAX_SEGMENT_ENTRIES: '10' },
+        });
+        const listening = JSON.parse(await node.waitForLine(/"msg":"client protocol listening"/)) as { port: number };
+        await node.waitForLine(/"msg":"ready"/);
+        const client = new WalrusClient({ host: '127.0.0.1', port: listening.port, timeoutMs: 10_000 });
+        try {
+          await client.register('ordered');
+          const sent = Array.from({ length: 100 }, (_, index) => `p${index}`);
+          // All in flight at once on the one connection: each of the nine rollovers meets PUTs queued behind it.
+          const replies = await Promise.allSettled(sent.map((payload) => client.put('ordered', payload)));
+          t.deepEqual(
+            replies.map((reply) => reply.status),
+            sent.map(() => 'fulfilled'),
+          );
+          const got: (string | null)[] = [];
+          for (let index = 0; index <= sent.length; index++) got.push(await client.get('ordered'));
+          t.deepEqual(got, [...sent, null]);
+          const state = await client.state('ordered');
+          t.true(state.current_segment >= 10, `ten segments of ten: current ${state.current_segment}`);
+          for (const count of Object.values(state.sealed_segments)) t.is(count, 10);
+        } finally {
+          client.close();
+          await stop(node, 'SIGTERM');
+        }
+      });
+    },
+  );
+}

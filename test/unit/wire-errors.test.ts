@@ -18,11 +18,11 @@ import {
 } from '../../src/kernel/errors.js';
 import type { ControllerOptions } from '../../src/node/controller.js';
 import { NodeController } from '../../src/node/controller.js';
+import { ProtocolServer } from '../../src/plugins/protocol-tcp/server.js';
 import { DecodeError } from '../../src/plugins/raft/adapters/codec.js';
 import { NotLeaderError, RaftBusyError } from '../../src/plugins/raft/core/raft.js';
 import { NONE } from '../../src/plugins/raft/core/types.js';
 import { ProposalDroppedError } from '../../src/plugins/raft/node.js';
-import { ProtocolServer } from '../../src/plugins/protocol-tcp/server.js';
 import { parseFetchReply, ReplyFormatError } from '../../src/protocol/replies.js';
 import { commandErrorText, WIRE_ERRORS, wireCode, wireText } from '../../src/protocol/wire-errors.js';
 

@@ -76,7 +76,14 @@ export const protocolTcpPlugin: Plugin<BootstrapConfig> = {
     const server = new ProtocolServer({ host: node.clientHost, port: node.clientPort, handler: controller, log: scope.log });
     // The server logs "client protocol listening" with the bound host and port (port 0: the one picked).
     const bound = await server.listen();
-    scope.resolve(CLIENT_PROTOCOL).current = { bound, close: () => server.close() };
+    scope.resolve(CLIENT_PROTOCOL).current = {
+      bound,
+      close: () => {
+        // PUTs waiting for a rollover are answered now, so the server's close can flush them.
+        controller.close();
+        return server.close();
+      },
+    };
   },
   async stop(scope) {
     const holder = scope.resolve(CLIENT_PROTOCOL);

@@ -4,12 +4,12 @@
 // core in between): while a Ready is being made durable, ticks, messages and proposals wait.
 
 import type { StateMachine } from '../../contracts/consensus.js';
+import { BusyError } from '../../kernel/errors.js';
 import { RaftLogStore } from './adapters/log-store.js';
 import type { ForwardMessage, ForwardReplyMessage, WireMessage } from './adapters/messages.js';
 import { type PeerAddress, TcpTransport } from './adapters/transport.js';
 import { NotLeaderError, Raft } from './core/raft.js';
 import { type Entry, type Membership, NONE, type NodeId, type Ready, type Status } from './core/types.js';
-import { BusyError } from '../../kernel/errors.js';
 
 export interface RaftTiming {
   /** Length of one core tick. */

@@ -1,8 +1,8 @@
 // Binary encoding of Raft entries and memberships, shared by the log store (on disk) and the
 // transport (on the wire). Little-endian; indexes and terms as float64 (exact to 2^53).
 
-import type { Entry, EntryKind, Membership } from '../core/types.js';
 import { StorageError } from '../../../kernel/errors.js';
+import type { Entry, EntryKind, Membership } from '../core/types.js';
 
 const KIND_CODES: Record<EntryKind, number> = { command: 1, noop: 2, membership: 3 };
 const KINDS: Record<number, EntryKind> = { 1: 'command', 2: 'noop', 3: 'membership' };

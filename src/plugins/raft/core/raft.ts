@@ -4,6 +4,7 @@
 // with each message, and drains ready() — persist, then send, then apply — before advance().
 // Between ready() and advance() the host calls nothing else on it.
 
+import { BusyError, FencedError } from '../../../kernel/errors.js';
 import { RaftLog } from './log.js';
 import {
   type Entry,
@@ -20,7 +21,6 @@ import {
   type Snapshot,
   type Status,
 } from './types.js';
-import { BusyError, FencedError } from '../../../kernel/errors.js';
 
 /** Thrown by calls only a leader can serve; `leader` is the one this node knows of (NONE if none). */
 export class NotLeaderError extends FencedError {

@@ -195,12 +195,14 @@ export async function runWalrus(argv: readonly string[], io: Io): Promise<number
   const program = buildProgram(io, (result) => {
     code = result;
   });
+  // `npx walrus -- --help` passes the `--` on (npm needs it to leave --help alone): skip it.
+  const args = argv[0] === '--' ? argv.slice(1) : argv;
   try {
-    if (argv.length === 0) {
+    if (args.length === 0) {
       program.outputHelp();
       return 2;
     }
-    await program.parseAsync([...argv], { from: 'user' });
+    await program.parseAsync([...args], { from: 'user' });
     return code;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;

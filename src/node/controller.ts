@@ -178,6 +178,10 @@ function failed(code: ErrorCode, message: string, details: Readonly<Record<strin
 function getReply(topic: string, next: NextResult): ControllerReply {
   if (next.kind === 'unknown-topic') return unknownTopic(topic);
   if (next.kind === 'empty') return EMPTY_REPLY;
+  if (next.kind === 'elsewhere') {
+    const key = segmentKey(topic, next.segment);
+    return failed('NOT_LEADER_FOR_PARTITION', `NotLeaderForPartition: ${key}`, { key });
+  }
   const { entry } = next;
   const written = (ok: boolean): void => {
     // A failed cursor write fails the engine, and with it the next request that needs it.

@@ -73,6 +73,10 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
   const reader = new TopicReader(store, {
     openSegment: (topic) => metadata.topic(topic)?.currentSegment,
     sealedCount: (topic, segment) => metadata.sealedCount(topic, segment),
+    ledElsewhere: (topic, segment) => {
+      const leader = metadata.segmentLeader(topic, segment);
+      return leader !== undefined && leader !== options.nodeId;
+    },
   });
   options.log.info({ dir, backend: wal.backendName, fsync: options.fsync }, 'data plane open');
   return {

@@ -15,6 +15,11 @@ export interface TopicLayout {
   openSegment(topic: string): number | undefined;
   /** The entry count a sealed segment was sealed with; undefined for the open segment. */
   sealedCount(topic: string, segment: number): number | undefined;
+  /**
+   * Whether another node led `segment` (so its entries are not here). A GET whose position is in
+   * such a segment is refused, never answered EMPTY or moved past it. Absent: every segment is here.
+   */
+  ledElsewhere?(topic: string, segment: number): boolean;
 }
 
 export interface Peeked {
@@ -29,7 +34,9 @@ export interface Peeked {
 export type NextResult =
   | { readonly kind: 'entry'; readonly entry: Peeked }
   | { readonly kind: 'empty' }
-  | { readonly kind: 'unknown-topic' };
+  | { readonly kind: 'unknown-topic' }
+  /** The position is in a segment another node led: reading it needs that node (the cluster release). */
+  | { readonly kind: 'elsewhere'; readonly segment: number };
 
 /** The segment store's read side, as the reader uses it. */
 export type SegmentReads = Pick<SegmentStore, 'read' | 'consumed' | 'consumeAt'>;
@@ -94,6 +101,7 @@ export class TopicReader {
       if (open === undefined) return { kind: 'unknown-topic' };
       let segment = this.firstOpen.get(topic) ?? 1;
       for (;;) {
+        if (this.layout.ledElsewhere?.(topic, segment) === true) return { kind: 'elsewhere', segment };
         const sealed = segment < open ? this.layout.sealedCount(topic, segment) : undefined;
         const consumed = this.store.consumed(topic, segment);
         if (sealed !== undefined && consumed >= sealed) {

@@ -169,6 +169,10 @@ test.serial('walrus --version, --help, and usage errors', async (t) => {
     const help = await runWalrusCommand(['--help'], { cwd: dir });
     t.is(help.code, 0);
     for (const command of ['start', 'plugins', 'config']) t.regex(help.stdout, new RegExp(`\\n  ${command} `));
+    // What `npx walrus -- --help` hands over: the same help.
+    const afterDashes = await runWalrusCommand(['--', '--help'], { cwd: dir });
+    t.is(afterDashes.code, 0);
+    t.is(afterDashes.stdout, help.stdout);
     const unknown = await runWalrusCommand(['frobnicate'], { cwd: dir });
     t.is(unknown.code, 2);
     t.regex(unknown.stderr, /unknown command 'frobnicate'/);

@@ -14,6 +14,8 @@ class Layout implements LeaseSource, TopicLayout {
   epoch = 0;
   readonly open = new Map<string, number>();
   readonly sealed = new Map<string, number>();
+  /** `topic/segment` keys another node led. */
+  readonly elsewhere = new Set<string>();
   private readonly listeners = new Set<() => void>();
 
   create(topic: string): void {
@@ -34,6 +36,10 @@ class Layout implements LeaseSource, TopicLayout {
 
   sealedCount(topic: string, segment: number): number | undefined {
     return this.sealed.get(`${topic}/${segment}`);
+  }
+
+  ledElsewhere(topic: string, segment: number): boolean {
+    return this.elsewhere.has(`${topic}/${segment}`);
   }
 
   ownedOpenSegments() {
@@ -83,6 +89,7 @@ async function node(dir: string, layout: Layout, maxEntries: number, holdMsMax?:
       const result: NextResult = await reader.next(topic);
       if (result.kind === 'empty') return null;
       if (result.kind === 'unknown-topic') throw new Error(`unknown topic ${topic}`);
+      if (result.kind === 'elsewhere') throw new Error(`segment ${result.segment} is on another node`);
       await result.entry.delivered();
       return result.entry.payload.toString();
     },
@@ -194,5 +201,22 @@ test('the next GET goes on once the position has moved, without waiting for the 
     if (second.kind === 'entry') await second.entry.delivered();
     await delivered;
     t.true(persisted);
+  });
+});
+
+test('a GET whose position is in a segment another node led is refused, never EMPTY and never moved past it', async (t) => {
+  await withNode('logs', { maxEntries: 2 }, async (n, layout) => {
+    await n.put('logs', 'a');
+    await n.put('logs', 'b');
+    await new Promise((resolve) => setImmediate(resolve));
+    // Segment 2 was led (and written) by another node, then sealed; segment 3 is open here.
+    layout.elsewhere.add('logs/2');
+    layout.rollover('logs', 2);
+    t.is(await n.get('logs'), 'a');
+    t.is(await n.get('logs'), 'b');
+    const refused = await n.reader.next('logs');
+    t.deepEqual(refused, { kind: 'elsewhere', segment: 2 });
+    // Asking again does not move the position past segment 2.
+    t.deepEqual(await n.reader.next('logs'), { kind: 'elsewhere', segment: 2 });
   });
 });

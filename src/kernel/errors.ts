@@ -193,6 +193,12 @@ export const ERROR_CODES = {
     retriable: true,
     summary: 'A proposal was overwritten by a new leader before it committed; nothing of it applied, retry it.',
   },
+  FRAME_TIMEOUT: {
+    kind: 'protocol',
+    retriable: true,
+    summary:
+      'A request frame began to arrive and did not complete within protocol.frameTimeoutMs; the server answers and closes the connection.',
+  },
   FRAME_LENGTH: {
     kind: 'protocol',
     retriable: false,

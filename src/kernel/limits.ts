@@ -78,8 +78,35 @@ export const limits = {
   serverConnectionsMax: 4096,
   /** Requests of one connection being handled or awaiting their turn to be written; at this many the server stops reading it. */
   serverInFlightPerConnection: 128,
-  /** Unparsed request bytes plus unwritten reply bytes of one connection above which the server stops reading it. */
-  serverBufferedBytesPerConnection: 4 * 1024 * 1024,
+  /**
+   * Unparsed request bytes plus reply bytes held for one connection (unwritten, or reserved while
+   * being computed) above which the server stops reading it. Room for 127 GET or FETCH replies of
+   * the largest entry being computed at once (serverReadReplyReserveBytes each).
+   */
+  serverBufferedBytesPerConnection: 8 * 1024 * 1024,
+  /**
+   * Reply bytes the server holds for all connections together (ready replies not yet taken by the
+   * kernel, plus the reservations of replies being computed); above it, a connection with replies
+   * of its own still held is not read until the total is back under. A connection holding none
+   * is still served, so one well-behaved client is never locked out by others that do not read.
+   */
+  serverReplyBytesTotal: 256 * 1024 * 1024,
+  /** Held against a connection's budgets while a GET or FETCH reply is being computed: the largest such reply (one entry, whose PUT fit a frame, and its prefix). */
+  serverReadReplyReserveBytes: 64 * 1024 + 64,
+  /** Held while any other reply is being computed (OK, EMPTY, an error, STATE, METRICS); corrected to the real size once known. */
+  serverOtherReplyReserveBytes: 1024,
+  /** Requests one connection may start in one turn of the event loop; past it the connection waits for the next turn, so others and new connections get theirs. */
+  serverFramesPerTurn: 64,
+  /** Request bytes one connection may start in one turn (at least one request is always started). */
+  serverFrameBytesPerTurn: 64 * 1024,
+  /** Default for protocol.idleTimeoutMs: a connection with no request in flight and no input for this long is closed. */
+  protocolIdleTimeoutMsDefault: 300_000,
+  /** Default for protocol.frameTimeoutMs: a request frame that started to arrive and is not complete this long after is answered `ERR frame timeout` and the connection closed. */
+  protocolFrameTimeoutMsDefault: 30_000,
+  /** Upper bound of both protocol timeouts (0 turns one off). */
+  protocolTimeoutMsMax: 24 * 60 * 60 * 1000,
+  /** The server looks at its connections' timeouts this often at most (a quarter of the shortest timeout, at least this). */
+  protocolTimeoutCheckMsMin: 10,
   /** How long close() lets replies in progress finish, and a connection the server ended may linger, before sockets are destroyed. */
   serverCloseGraceMs: 2_000,
 } as const;
@@ -96,4 +123,10 @@ assertLimit(limits.pluginsMax <= limits.configArrayItemsMax, 'the plugins list c
 assertLimit(limits.stagingCopyBytesMax + 32 <= limits.stagingBytes, 'a copied payload must fit the staging buffer');
 assertLimit(limits.readBatchEntriesMax <= limits.batchEntriesMax * 10, 'read batches are bounded like write batches');
 assertLimit(limits.batchBytesMax <= limits.fileBytesMaxDefault, 'a batch must fit one data file');
+assertLimit(limits.serverReadReplyReserveBytes >= limits.frameBytesMax, 'a GET or FETCH reply of one entry must fit its reservation');
+assertLimit(limits.serverBufferedBytesPerConnection <= limits.serverReplyBytesTotal, 'one connection must fit the node-wide reply budget');
+assertLimit(
+  limits.serverFrameBytesPerTurn >= 1 && limits.serverFramesPerTurn >= 1,
+  'a connection must be able to start one request per turn',
+);
 assertLimit(limits.entryBytesMax <= 2 ** 32 - 1, 'payload lengths are stored as u32');

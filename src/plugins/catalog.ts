@@ -1,5 +1,6 @@
 // Walrus's own catalog: every built-in plugin, the default `plugins:` list, the shared config
-// sections (`node`, `cluster`, `storage`, `segments`: src/contracts/config.ts), the storage-backend selector of
+// sections (`node`, `cluster`, `storage`, `segments`: src/contracts/config.ts; and `bootstrap`, read
+// by protocol-tcp, which owns `protocol`), the storage-backend selector of
 // docs/ARCHITECTURE.md, and the rule that fills `node.*` from the `cluster.nodes` entry that
 // `node.id` picks (so one cluster.yaml serves every node).
 
@@ -22,7 +23,7 @@ import { CAPABILITIES } from '../kernel/tokens.js';
 import { cliPlugin } from './cli/index.js';
 import { dataPlanePlugin } from './data-plane/index.js';
 import { leaseFencingPlugin } from './lease-fencing/index.js';
-import { protocolTcpPlugin } from './protocol-tcp/index.js';
+import { bootstrapSchema, protocolTcpPlugin } from './protocol-tcp/index.js';
 import { raftPlugin } from './raft/index.js';
 import { rolloverMonitorPlugin } from './rollover-monitor/index.js';
 import { storageFdPlugin } from './storage-fd/index.js';
@@ -122,7 +123,8 @@ export const DEFAULT_PLUGINS = [
 export const walrusCatalog: Catalog = {
   builtins: builtinPlugins,
   defaultPlugins: DEFAULT_PLUGINS,
-  sections: { node: nodeSchema, cluster: clusterSchema, storage: storageSchema, segments: segmentsSchema },
+  // bootstrap: read by protocol-tcp at start, which owns `protocol` (a plugin owns one section).
+  sections: { node: nodeSchema, cluster: clusterSchema, bootstrap: bootstrapSchema, storage: storageSchema, segments: segmentsSchema },
   selectors: [storageSelector],
   derive: deriveNodeFromCluster,
 };

@@ -30,6 +30,7 @@ const fromDetail =
 
 export const WIRE_ERRORS = {
   FRAME_LENGTH: { replies: ['ERR invalid frame length'], text: () => err('invalid frame length') },
+  FRAME_TIMEOUT: { replies: ['ERR frame timeout'], text: () => err('frame timeout') },
   INVALID_UTF8: { replies: ['ERR invalid utf-8'], text: () => err('invalid utf-8') },
   TOO_MANY_CONNECTIONS: { replies: ['ERR too many connections'], text: () => err('too many connections') },
   UNKNOWN_COMMAND: { replies: [err(COMMAND_ERRORS.unknownCommand)], text: () => err(COMMAND_ERRORS.unknownCommand) },

@@ -2,20 +2,29 @@
 // frames split anywhere, bad frames (invalid UTF-8 keeps the connection, bad lengths close it),
 // random garbage, pipelining with replies in request order, the `written` callback, many
 // connections at once, the connection limit, backpressure against a client that never reads,
-// and a graceful close().
+// the per-connection and node-wide reply budgets, the idle and frame timeouts, and a graceful
+// close().
 
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import test from 'ava';
 import { pino } from 'pino';
 import { limits } from '../../src/kernel/limits.js';
-import { type CommandHandler, type HandledReply, ProtocolServer, type ServerLimits } from '../../src/plugins/protocol-tcp/server.js';
+import {
+  type CommandHandler,
+  type HandledReply,
+  ProtocolServer,
+  type ServerLimits,
+  type ServerTimeouts,
+} from '../../src/plugins/protocol-tcp/server.js';
 import type { Command } from '../../src/protocol/commands.js';
 import { encodeFrame, FrameDecoder } from '../../src/protocol/frames.js';
 
 const HOST = '127.0.0.1';
 /** Size of the fake STATE reply for topic `big`. */
 const BIG_REPLY_CHARS = 4096;
+/** Size of the FETCH reply for topic `large` (given a moment later, as the node's FETCH is): one 60 KB entry. */
+const LARGE_REPLY_CHARS = 60 * 1024;
 
 /**
  * REGISTER and PUT answer OK (PUT on topic `now` synchronously, with its payload); GET answers `OK <n>` from a counter and records `written`; STATE
@@ -49,6 +58,8 @@ class FakeHandler implements CommandHandler {
       case 'METRICS':
         return Promise.resolve({ text: '{"metrics":true}' });
       case 'FETCH':
+        if (command.topic === 'large')
+          return new Promise((resolve) => setImmediate(() => resolve({ text: 'y'.repeat(LARGE_REPLY_CHARS) })));
         return this.maybeHold(command.topic, String(command.offset), () => ({ text: `OK ${command.offset + 1} p${command.offset}` }));
     }
   }
@@ -153,9 +164,10 @@ const silent = pino({ level: 'silent' });
 async function withServer(
   body: (context: { server: ProtocolServer; handler: FakeHandler; port: number; open: () => Promise<Client> }) => Promise<void>,
   serverLimits: Partial<ServerLimits> = {},
+  timeouts: Partial<ServerTimeouts> = {},
 ): Promise<void> {
   const handler = new FakeHandler();
-  const server = new ProtocolServer({ host: HOST, port: 0, handler, log: silent, limits: serverLimits });
+  const server = new ProtocolServer({ host: HOST, port: 0, handler, log: silent, limits: serverLimits, timeouts });
   const clients: Client[] = [];
   try {
     const { port } = await server.listen();
@@ -449,6 +461,121 @@ test('a client that never reads is paused with bounded buffers, and catches up o
     t.true(replies.every((reply) => reply.length === BIG_REPLY_CHARS));
     t.is(await client.request('REGISTER after'), 'OK');
   }, serverLimits);
+});
+
+test('clients that never read FETCH replies stay within the reply budgets, and a reading client is still served', async (t) => {
+  // FETCH replies come a moment after the request, as on a node: without reservations every
+  // request in flight (128 per connection) would add an unbudgeted 60 KB once it settles.
+  const serverLimits = { bufferedBytesPerConnection: 256 * 1024, replyBytesTotal: 1024 * 1024 };
+  const connections = 8;
+  await withServer(async ({ server, open }) => {
+    const flooders: Client[] = [];
+    for (let index = 0; index < connections; index += 1) {
+      const client = await open();
+      client.socket.pause(); // never read
+      client.send(...Array.from({ length: 300 }, (_, offset) => `FETCH large 1 ${offset}`));
+      flooders.push(client);
+    }
+    await waitFor(() => server.stats().pausedConnections === connections, 'every flooding connection to be paused', 20_000);
+    // The node-wide bound: the total budget, plus at most one reply per connection started
+    // while the total was under it (docs/protocol.md).
+    const replyBound = serverLimits.replyBytesTotal + connections * limits.serverReadReplyReserveBytes;
+    // Everything held, input included: each connection may also hold its unparsed input.
+    const bufferedBound = replyBound + connections * (serverLimits.bufferedBytesPerConnection + 64 * 1024);
+    const samples: Array<{ bufferedBytes: number; replyBytes: number }> = [];
+    for (let sample = 0; sample < 20; sample += 1) {
+      samples.push(server.stats());
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const maxReply = Math.max(...samples.map((sample) => sample.replyBytes));
+    const maxBuffered = Math.max(...samples.map((sample) => sample.bufferedBytes));
+    t.true(maxReply <= replyBound, `reply bytes ${maxReply} > ${replyBound}`);
+    t.true(maxBuffered <= bufferedBound, `buffered ${maxBuffered} > ${bufferedBound}`);
+    // A client that reads gets its replies although the others hold the node-wide budget.
+    const reader = await open();
+    t.is((await reader.request('FETCH large 1 0')).length, LARGE_REPLY_CHARS);
+    t.is(await reader.request('REGISTER t'), 'OK');
+    // The flooders get everything once they read, in order and complete.
+    for (const client of flooders) client.socket.resume();
+    for (const client of flooders) {
+      const replies = await client.take(300, 30_000);
+      t.true(replies.every((reply) => reply.length === LARGE_REPLY_CHARS));
+    }
+  }, serverLimits);
+});
+
+test('an idle connection is closed after idleTimeoutMs; one with a request in flight is not', async (t) => {
+  await withServer(
+    async ({ server, open, handler }) => {
+      const started = Date.now();
+      const idle = await open();
+      const busy = await open();
+      busy.send('GET hold');
+      await waitFor(() => handler.heldKeys().includes('get'), 'the held GET');
+      await idle.waitClosed(2000);
+      t.true(Date.now() - started >= 150, 'closed before the idle timeout');
+      t.is(server.stats().idleClosed, 1);
+      // The busy one waited longer than the timeout for its reply and is still there.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      handler.release('get');
+      t.deepEqual(await busy.take(1), ['OK 1']);
+      t.is(await busy.request('REGISTER t'), 'OK');
+      // Once idle itself, it goes too.
+      await busy.waitClosed(2000);
+    },
+    {},
+    { idleTimeoutMs: 200, frameTimeoutMs: 0 },
+  );
+});
+
+test('a frame dribbled one byte at a time gets ERR frame timeout after earlier replies, then the socket closes', async (t) => {
+  await withServer(
+    async ({ server, open }) => {
+      const client = await open();
+      t.is(await client.request('REGISTER a'), 'OK');
+      const body = Buffer.from('PUT a dribbled');
+      const frame = Buffer.concat([header(body.length), body]);
+      let sent = 0;
+      // One byte every 50 ms: never idle, but the frame would take 900 ms.
+      const dribble = setInterval(() => {
+        if (sent < frame.length && !client.socket.destroyed) client.socket.write(frame.subarray(sent, ++sent));
+      }, 50);
+      try {
+        t.deepEqual(await client.take(1, 3000), ['ERR frame timeout']);
+        await client.waitClosed(2000);
+      } finally {
+        clearInterval(dribble);
+      }
+      t.true(sent < frame.length, 'the frame was completed before the timeout');
+      t.is(server.stats().frameTimeouts, 1);
+      // Slow but complete frames are fine: one in two pieces 100 ms apart.
+      const other = await open();
+      other.socket.write(frame.subarray(0, 5));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      other.socket.write(frame.subarray(5));
+      t.is((await other.take(1))[0], 'OK');
+    },
+    {},
+    { idleTimeoutMs: 0, frameTimeoutMs: 300 },
+  );
+});
+
+test('a connection flooding pipelined requests gets its share of each turn; another connection is answered meanwhile', async (t) => {
+  await withServer(
+    async ({ open }) => {
+      const flooder = await open();
+      const count = 5000;
+      flooder.send(...Array.from({ length: count }, (_, index) => `PUT now ${index}`));
+      const other = await open();
+      t.is(await other.request('PUT now other'), 'OK other');
+      const replies = await flooder.take(count, 30_000);
+      t.deepEqual(
+        replies,
+        Array.from({ length: count }, (_, index) => `OK ${index}`),
+      );
+    },
+    { framesPerTurn: 4 },
+  );
 });
 
 test('tiny limits slow a pipelined connection down but never stall it', async (t) => {

@@ -5,6 +5,7 @@
 
 import { CLIENT_PROTOCOL, CONSENSUS } from '../../contracts/tokens.js';
 import { isWalrusError, walrusError } from '../../kernel/errors.js';
+import { limits } from '../../kernel/limits.js';
 import type { Plugin } from '../../kernel/plugin.js';
 import { s } from '../../kernel/schema.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
@@ -31,10 +32,33 @@ export interface BootstrapConfig {
   readonly topics: readonly string[];
 }
 
+const timeout = (fallback: number, description: string) =>
+  s.int({ default: fallback, min: 0, max: limits.protocolTimeoutMsMax, description });
+
+/** The plugin's own section: how long the server waits for clients. */
+export const protocolSchema = s.object(
+  {
+    idleTimeoutMs: timeout(
+      limits.protocolIdleTimeoutMsDefault,
+      'A client connection with no request in flight and no input for this long is closed, in milliseconds; 0 never closes one.',
+    ),
+    frameTimeoutMs: timeout(
+      limits.protocolFrameTimeoutMsDefault,
+      'A request frame that began to arrive and is not complete this long after gets `ERR frame timeout` and the connection is closed, in milliseconds; 0 waits forever.',
+    ),
+  },
+  'The client protocol server.',
+);
+
+export interface ProtocolConfig {
+  readonly idleTimeoutMs: number;
+  readonly frameTimeoutMs: number;
+}
+
 /** How long a start waits between attempts to create the bootstrap topics (no Raft leader yet). */
 const BOOTSTRAP_RETRY_MS = 100;
 
-export const protocolTcpPlugin: Plugin<BootstrapConfig> = {
+export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
   manifest: {
     name: 'protocol-tcp',
     description: 'length-prefixed client TCP protocol on node.clientHost:node.clientPort',
@@ -43,7 +67,8 @@ export const protocolTcpPlugin: Plugin<BootstrapConfig> = {
     // topic would fail from then on, so a node without one is refused at start instead.
     requires: [CAPABILITIES.consensus, CAPABILITIES.dataPlane, CAPABILITIES.rolloverMonitor],
   },
-  config: { key: 'bootstrap', schema: bootstrapSchema },
+  // `bootstrap` (read at start, below) is a shared section of the catalog: a plugin owns one section.
+  config: { key: 'protocol', schema: protocolSchema },
   register(scope) {
     scope.provide(CLIENT_PROTOCOL, () => ({ current: undefined }));
   },
@@ -73,7 +98,14 @@ export const protocolTcpPlugin: Plugin<BootstrapConfig> = {
       }
     }
     if (bootstrap.topics.length > 0) scope.log.info({ topics: bootstrap.topics }, 'bootstrap topics present');
-    const server = new ProtocolServer({ host: node.clientHost, port: node.clientPort, handler: controller, log: scope.log });
+    const protocol = scope.config.protocol as ProtocolConfig;
+    const server = new ProtocolServer({
+      host: node.clientHost,
+      port: node.clientPort,
+      handler: controller,
+      log: scope.log,
+      timeouts: { idleTimeoutMs: protocol.idleTimeoutMs, frameTimeoutMs: protocol.frameTimeoutMs },
+    });
     // The server logs "client protocol listening" with the bound host and port (port 0: the one picked).
     const bound = await server.listen();
     scope.resolve(CLIENT_PROTOCOL).current = {

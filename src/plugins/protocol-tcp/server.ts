@@ -14,6 +14,19 @@
 //   reads its replies thus ends up paused by TCP flow control, holding at most the byte budget +
 //   one read chunk + the replies of the requests already in flight. At most serverConnectionsMax
 //   connections are served at once.
+// - Replies are budgeted. A connection's reply bytes are its ready replies not yet taken by the
+//   kernel (queued here or in the socket's buffer) plus a reservation for each reply still being
+//   computed (a GET or FETCH reserves one entry's worth, anything else 1 KiB): a request is only
+//   started while that stays within serverBufferedBytesPerConnection, and, node-wide, while the
+//   sum over all connections stays within serverReplyBytesTotal. A connection holding no reply
+//   bytes is always served (its replies go straight to the kernel), so clients that do not read
+//   cannot lock out one that does.
+// - Work per turn is bounded: one connection starts at most serverFramesPerTurn requests (or
+//   serverFrameBytesPerTurn bytes) per turn of the event loop, then waits for the next, so a flood
+//   on some connections does not hold back accepts and other connections.
+// - Timeouts (0 = off): idleTimeoutMs closes a connection with no request in flight and no input
+//   for that long; frameTimeoutMs answers `ERR frame timeout` to a frame that started to arrive and
+//   is not complete that long after, and closes the connection.
 // - A client's EOF means it is gone: nothing more is written to it, requests not started are
 //   dropped and replies not written yet get written(false), so a GET whose client closed does
 //   not consume its entry (§10.5). TCP cannot tell a half-close from a close, and the original's
@@ -56,6 +69,23 @@ export interface ServerLimits {
   readonly inFlightPerConnection: number;
   /** Unparsed input plus unwritten replies of one connection; reading pauses above it. */
   readonly bufferedBytesPerConnection: number;
+  /** Reply bytes held for all connections together; above it, connections holding replies are not read. */
+  readonly replyBytesTotal: number;
+  /** Reservation of a GET or FETCH reply being computed. */
+  readonly readReplyReserveBytes: number;
+  /** Reservation of any other reply being computed. */
+  readonly otherReplyReserveBytes: number;
+  /** Requests one connection may start per turn of the event loop. */
+  readonly framesPerTurn: number;
+  /** Request bytes one connection may start per turn (one request always may). */
+  readonly frameBytesPerTurn: number;
+}
+
+export interface ServerTimeouts {
+  /** A connection with no request in flight and no input for this long is closed; 0: never. */
+  readonly idleTimeoutMs: number;
+  /** A frame begun and not complete this long after gets `ERR frame timeout` and a close; 0: never. */
+  readonly frameTimeoutMs: number;
 }
 
 export interface ProtocolServerOptions {
@@ -65,6 +95,7 @@ export interface ProtocolServerOptions {
   readonly handler: CommandHandler;
   readonly log: Logger;
   readonly limits?: Partial<ServerLimits>;
+  readonly timeouts?: Partial<ServerTimeouts>;
 }
 
 /** A snapshot for tests and metrics. */
@@ -75,12 +106,27 @@ export interface ProtocolServerStats {
   readonly pausedConnections: number;
   /** Unparsed input plus unwritten reply bytes, summed over served connections. */
   readonly bufferedBytes: number;
+  /** Reply bytes held (ready and unsent, or reserved for replies being computed), summed over served connections. */
+  readonly replyBytes: number;
+  /** Connections closed by the idle timeout, and frames that timed out, since the server started. */
+  readonly idleClosed: number;
+  readonly frameTimeouts: number;
 }
 
 export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   connectionsMax: limits.serverConnectionsMax,
   inFlightPerConnection: limits.serverInFlightPerConnection,
   bufferedBytesPerConnection: limits.serverBufferedBytesPerConnection,
+  replyBytesTotal: limits.serverReplyBytesTotal,
+  readReplyReserveBytes: limits.serverReadReplyReserveBytes,
+  otherReplyReserveBytes: limits.serverOtherReplyReserveBytes,
+  framesPerTurn: limits.serverFramesPerTurn,
+  frameBytesPerTurn: limits.serverFrameBytesPerTurn,
+};
+
+export const DEFAULT_SERVER_TIMEOUTS: ServerTimeouts = {
+  idleTimeoutMs: limits.protocolIdleTimeoutMsDefault,
+  frameTimeoutMs: limits.protocolFrameTimeoutMsDefault,
 };
 
 // The server's own failures, as the wire table spells them (built once).
@@ -90,6 +136,7 @@ const OK_FRAME = encodeFrame(OK);
 const EMPTY_FRAME = encodeFrame(EMPTY);
 const INVALID_UTF8 = wireText(walrusError('INVALID_UTF8', 'invalid utf-8'));
 const INVALID_LENGTH = wireText(walrusError('FRAME_LENGTH', 'invalid frame length'));
+const FRAME_TIMEOUT = wireText(walrusError('FRAME_TIMEOUT', 'frame timeout'));
 
 /** What a connection needs from its server. */
 interface ConnectionContext {
@@ -97,12 +144,35 @@ interface ConnectionContext {
   readonly limits: ServerLimits;
   readonly log: Logger;
   readonly closed: (connection: Connection) => void;
+  /** Shared with the server: the node-wide reply byte count and the turn clock. */
+  readonly shared: SharedState;
+  /** Asks for `connection.nextTurn()` in the next turn of the event loop. */
+  readonly defer: (connection: Connection) => void;
+  /** The node-wide reply count went above the budget while this connection held replies. */
+  readonly starve: (connection: Connection) => void;
+  /** The node-wide reply count went down: connections waiting for it may go on. */
+  readonly relieved: () => void;
+}
+
+/** State the server and its connections share. */
+interface SharedState {
+  /** Reply bytes held by all connections (each adds the change of its own count). */
+  replyBytes: number;
+  /** Incremented once per turn of the event loop in which any connection worked. */
+  turn: number;
+  /** A coarse clock (performance.now(), refreshed by the timeout check): no clock read per chunk. */
+  now: number;
+  /** Counters for stats(). */
+  idleClosed: number;
+  frameTimeouts: number;
 }
 
 /** One request's place in its connection's reply order. */
 interface Slot {
   /** The encoded reply, once known. */
   frame: Buffer | undefined;
+  /** Bytes reserved for the reply while it is being computed (0 once it is known). */
+  reserve: number;
   /** The handler's callback, already wrapped to run at most once and never throw. */
   written: ((ok: boolean) => void) | undefined;
 }
@@ -114,6 +184,22 @@ class Connection {
   private queue: Slot[] = [];
   /** Bytes of the replies in `queue` that are ready but not written yet. */
   private readyBytes = 0;
+  /** Reservations of the replies in `queue` still being computed. */
+  private reservedBytes = 0;
+  /** This connection's share of shared.replyBytes, as last reported. */
+  private accounted = 0;
+  /** The turn the per-turn counters below belong to. */
+  private turn = -1;
+  private framesThisTurn = 0;
+  private bytesThisTurn = 0;
+  /** Out of work for this turn: reading pauses until nextTurn(). */
+  private deferred = false;
+  /** Not started more work because the node-wide reply budget is used up. */
+  starved = false;
+  /** When input or a reply was last seen (shared.now), for the idle timeout. */
+  lastActivity: number;
+  /** When the incomplete frame the decoder holds began to arrive (shared.now), or undefined. */
+  partialSince: number | undefined;
   /** socket.write() returned false: nothing more is written until 'drain'. */
   private writeBlocked = false;
   /** The client sent EOF: it is treated as gone. */
@@ -146,9 +232,11 @@ class Connection {
     private readonly socket: Socket,
     private readonly context: ConnectionContext,
   ) {
+    this.lastActivity = context.shared.now;
     socket.on('data', (chunk: Buffer) => {
       // Input after the server stopped taking requests is read only to notice EOF, then dropped.
       if (this.ending) return;
+      this.lastActivity = this.context.shared.now;
       this.decoder.push(chunk);
       this.pump();
     });
@@ -183,6 +271,45 @@ class Connection {
     this.socket.destroy();
   }
 
+  /** Reply bytes held: ready and not taken by the kernel, or reserved for replies being computed. */
+  get replyBytes(): number {
+    return this.outputBytes + this.reservedBytes;
+  }
+
+  /** A new turn of the event loop: the per-turn budget is fresh (also ends a node-wide starve). */
+  nextTurn(): void {
+    this.deferred = false;
+    this.starved = false;
+    this.pump();
+  }
+
+  /**
+   * The timeout check (now: shared.now). A connection working on requests, or paused by the
+   * server, is not idle; its frame clock only runs while it is read.
+   */
+  checkTimeouts(now: number, timeouts: ServerTimeouts): void {
+    if (this.closed || this.ending) return;
+    if (this.queue.length > 0 || this.paused) {
+      this.lastActivity = now;
+      if (this.paused) this.partialSince = undefined;
+      return;
+    }
+    if (timeouts.frameTimeoutMs > 0 && this.partialSince !== undefined && now - this.partialSince >= timeouts.frameTimeoutMs) {
+      this.context.shared.frameTimeouts += 1;
+      this.context.log.debug({ remote: remoteOf(this.socket) }, 'client frame timed out; closing');
+      this.enqueueReady(FRAME_TIMEOUT);
+      this.ending = true;
+      this.pump();
+      return;
+    }
+    if (timeouts.idleTimeoutMs > 0 && this.decoder.bufferedBytes === 0 && now - this.lastActivity >= timeouts.idleTimeoutMs) {
+      this.context.shared.idleClosed += 1;
+      this.context.log.debug({ remote: remoteOf(this.socket) }, 'client connection idle; closing');
+      this.ending = true;
+      this.finish();
+    }
+  }
+
   /** Replies not yet taken by the kernel: ready in the queue, or in the socket's own buffer. */
   private get outputBytes(): number {
     return this.readyBytes + this.socket.writableLength;
@@ -204,19 +331,62 @@ class Connection {
     }
     if (this.closed) return;
     if (this.ending && this.queue.length === 0) this.finish();
+    this.account();
     this.updateReading();
+  }
+
+  /** Reports the change of this connection's reply bytes to the node-wide count. */
+  private account(): void {
+    const now = this.closed ? 0 : this.replyBytes;
+    const delta = now - this.accounted;
+    if (delta === 0) return;
+    this.accounted = now;
+    this.context.shared.replyBytes += delta;
+    if (delta < 0) this.context.relieved();
   }
 
   /** Starts handling the whole frames received, as far as the limits allow. */
   private dispatch(): boolean {
-    const { inFlightPerConnection, bufferedBytesPerConnection } = this.context.limits;
+    const { inFlightPerConnection, bufferedBytesPerConnection, replyBytesTotal, framesPerTurn, frameBytesPerTurn } = this.context.limits;
+    const shared = this.context.shared;
     let progressed = false;
+    if (this.turn !== shared.turn) {
+      this.turn = shared.turn;
+      this.framesThisTurn = 0;
+      this.bytesThisTurn = 0;
+    }
     // Replies held back by a slow reader count against the budget: no new work while over it.
-    while (!this.ending && this.queue.length < inFlightPerConnection && this.outputBytes <= bufferedBytesPerConnection) {
+    while (!this.ending && !this.deferred && this.queue.length < inFlightPerConnection) {
+      const held = this.replyBytes;
+      if (held > bufferedBytesPerConnection) break;
+      // Node-wide: only a connection that holds replies of its own waits for the total to drop.
+      if (held > 0 && shared.replyBytes > replyBytesTotal) {
+        if (!this.starved) {
+          this.starved = true;
+          this.context.starve(this);
+        }
+        break;
+      }
+      if (this.framesThisTurn >= framesPerTurn || this.bytesThisTurn >= frameBytesPerTurn) {
+        // This turn's share is used: go on in the next one (reading pauses meanwhile).
+        if (this.decoder.bufferedBytes > 0) {
+          this.deferred = true;
+          this.context.defer(this);
+        }
+        break;
+      }
       const frame = this.decoder.nextBody();
-      if (frame === undefined) break;
+      if (frame === undefined) {
+        // Part of a frame is buffered: its clock starts now (unless it already runs).
+        if (this.decoder.bufferedBytes === 0) this.partialSince = undefined;
+        else this.partialSince ??= shared.now;
+        break;
+      }
+      this.partialSince = undefined;
       progressed = true;
+      this.framesThisTurn += 1;
       if (frame.kind === 'body') {
+        this.bytesThisTurn += frame.body.length;
         if (isUtf8(frame.body)) this.request(frame.body);
         else this.enqueueReady(INVALID_UTF8);
       } else {
@@ -234,8 +404,13 @@ class Connection {
       this.enqueueReady(commandErrorText(command));
       return;
     }
-    const slot: Slot = { frame: undefined, written: undefined };
+    const reserve =
+      command.op === 'GET' || command.op === 'FETCH'
+        ? this.context.limits.readReplyReserveBytes
+        : this.context.limits.otherReplyReserveBytes;
+    const slot: Slot = { frame: undefined, written: undefined, reserve };
     this.queue.push(slot);
+    this.reservedBytes += reserve;
     let reply: HandledReply | Promise<HandledReply>;
     try {
       reply = this.context.handler.handle(command);
@@ -254,7 +429,7 @@ class Connection {
 
   private enqueueReady(text: string): void {
     const frame = encodeFrame(text);
-    this.queue.push({ frame, written: undefined });
+    this.queue.push({ frame, written: undefined, reserve: 0 });
     this.readyBytes += frame.length;
   }
 
@@ -283,6 +458,8 @@ class Connection {
     }
     slot.frame = frame;
     this.readyBytes += frame.length;
+    this.reservedBytes -= slot.reserve;
+    slot.reserve = 0;
     this.pump();
   }
 
@@ -316,8 +493,9 @@ class Connection {
     // Over the byte budget, reading pauses only if something will bring the count down later (a
     // pending reply or unsent output); otherwise the decoder holds part of one frame and needs
     // more bytes to finish it. After `ending`, input is read and dropped to notice EOF.
-    const overBytes = this.bufferedBytes > bufferedBytesPerConnection && (this.queue.length > 0 || this.outputBytes > 0);
-    const pause = !this.ending && (this.queue.length >= inFlightPerConnection || overBytes);
+    const overBytes =
+      this.bufferedBytes + this.reservedBytes > bufferedBytesPerConnection && (this.queue.length > 0 || this.outputBytes > 0);
+    const pause = !this.ending && (this.queue.length >= inFlightPerConnection || overBytes || this.deferred || this.starved);
     if (pause === this.paused) return;
     this.paused = pause;
     if (pause) this.socket.pause();
@@ -343,7 +521,11 @@ class Connection {
     const unwritten = this.queue;
     this.queue = [];
     this.readyBytes = 0;
+    this.reservedBytes = 0;
     this.paused = false;
+    this.deferred = false;
+    this.starved = false;
+    this.account();
     // Replies still being handled learn it in settle(); ready ones learn it here.
     for (const slot of unwritten) slot.written?.(false);
     this.context.closed(this);
@@ -353,7 +535,14 @@ class Connection {
 export class ProtocolServer {
   private readonly options: ProtocolServerOptions;
   private readonly limits: ServerLimits;
+  private readonly timeouts: ServerTimeouts;
   private readonly server: Server;
+  private readonly shared: SharedState = { replyBytes: 0, turn: 0, now: performance.now(), idleClosed: 0, frameTimeouts: 0 };
+  /** Connections waiting for the next turn (per-turn work used up, or the node-wide budget). */
+  private readonly waiting = new Set<Connection>();
+  private turnScheduled = false;
+  private readonly starvedSet = new Set<Connection>();
+  private timeoutTimer: NodeJS.Timeout | undefined;
   private readonly served = new Set<Connection>();
   /** Sockets turned away (too many connections) until they are gone. */
   private readonly rejected = new Set<Socket>();
@@ -367,6 +556,11 @@ export class ProtocolServer {
     this.limits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
     for (const [name, value] of Object.entries(this.limits)) {
       if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`server limit ${name} must be a positive integer, got ${value}`);
+    }
+    this.timeouts = { ...DEFAULT_SERVER_TIMEOUTS, ...options.timeouts };
+    for (const [name, value] of Object.entries(this.timeouts)) {
+      if (!Number.isSafeInteger(value) || value < 0 || value > limits.protocolTimeoutMsMax)
+        throw new RangeError(`server timeout ${name} must be an integer from 0 to ${limits.protocolTimeoutMsMax}, got ${value}`);
     }
     // Half-open sockets, so that Node does not end our side by itself on EOF: Connection does.
     this.server = createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
@@ -386,6 +580,7 @@ export class ProtocolServer {
       });
     });
     this.listening = true;
+    this.startTimeoutCheck();
     const address = this.server.address();
     const bound =
       typeof address === 'object' && address !== null
@@ -412,11 +607,54 @@ export class ProtocolServer {
   stats(): ProtocolServerStats {
     let pausedConnections = 0;
     let bufferedBytes = 0;
+    let replyBytes = 0;
     for (const connection of this.served) {
       if (connection.paused) pausedConnections += 1;
       bufferedBytes += connection.bufferedBytes;
+      replyBytes += connection.replyBytes;
     }
-    return { connections: this.served.size, pausedConnections, bufferedBytes };
+    return {
+      connections: this.served.size,
+      pausedConnections,
+      bufferedBytes,
+      replyBytes,
+      idleClosed: this.shared.idleClosed,
+      frameTimeouts: this.shared.frameTimeouts,
+    };
+  }
+
+  /** The timeout check runs a few times per shortest timeout; none when both are off. */
+  private startTimeoutCheck(): void {
+    const active = [this.timeouts.idleTimeoutMs, this.timeouts.frameTimeoutMs].filter((ms) => ms > 0);
+    if (active.length === 0) return;
+    const every = Math.max(limits.protocolTimeoutCheckMsMin, Math.floor(Math.min(...active) / 4));
+    this.timeoutTimer = setInterval(() => {
+      const now = performance.now();
+      this.shared.now = now;
+      for (const connection of this.served) connection.checkTimeouts(now, this.timeouts);
+    }, every);
+    this.timeoutTimer.unref();
+  }
+
+  /** Runs `connection.nextTurn()` in the next turn; one setImmediate serves every waiting connection. */
+  private defer(connection: Connection): void {
+    this.waiting.add(connection);
+    if (this.turnScheduled) return;
+    this.turnScheduled = true;
+    setImmediate(() => {
+      this.turnScheduled = false;
+      this.shared.turn += 1;
+      const ready = [...this.waiting];
+      this.waiting.clear();
+      for (const waiting of ready) waiting.nextTurn();
+    });
+  }
+
+  /** The node-wide budget fell back under its limit: starved connections are served again. */
+  private relieved(): void {
+    if (this.starvedSet.size === 0 || this.shared.replyBytes > this.limits.replyBytesTotal) return;
+    for (const connection of this.starvedSet) this.defer(connection);
+    this.starvedSet.clear();
   }
 
   private accept(socket: Socket): void {
@@ -435,8 +673,14 @@ export class ProtocolServer {
       log: this.options.log,
       closed: (closed) => {
         this.served.delete(closed);
+        this.waiting.delete(closed);
+        this.starvedSet.delete(closed);
         if (this.served.size === 0) this.allClosed?.();
       },
+      shared: this.shared,
+      defer: (waiting) => this.defer(waiting),
+      starve: (starved) => this.starvedSet.add(starved),
+      relieved: () => this.relieved(),
     });
     this.served.add(connection);
   }
@@ -463,6 +707,7 @@ export class ProtocolServer {
 
   private async shutdown(): Promise<void> {
     const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (this.timeoutTimer !== undefined) clearInterval(this.timeoutTimer);
     for (const socket of this.rejected) socket.destroy();
     if (this.served.size > 0) {
       const drained = new Promise<void>((resolve) => {

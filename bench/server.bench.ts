@@ -29,6 +29,10 @@
 // Each repetition runs every workload on both servers back to back (the order of the two servers
 // alternates between repetitions); each figure is the median of the repetitions.
 //
+// After them, the flood row (Walrus only): 200 connections write 60 KB PUTs as fast as the node
+// takes them while a new client connects, sends STATE and times its first reply, again and again
+// for 5 s (smoke: 10 connections, 0.5 s); p50 and p99 against a target of 100 ms.
+//
 //   npm run bench -- server            # full run
 //   npm run bench -- server --smoke    # a few seconds (CI)
 
@@ -39,6 +43,7 @@ import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { WalrusClient } from '../src/client/index.js';
+import { firstReply, startFlood } from '../test/helpers/flood.js';
 import { freePorts } from '../test/helpers/net.js';
 
 export interface ServerBenchOptions {
@@ -56,6 +61,18 @@ interface Sizes {
 
 const FULL: Sizes = { ops: 100_000, repetitions: 3, warmUpOps: 5_000 };
 const SMOKE: Sizes = { ops: 3_000, repetitions: 1, warmUpOps: 500 };
+
+/** The flood row: connections keeping 60 KB PUTs in flight while a new client connects again and again. */
+interface FloodSizes {
+  readonly connections: number;
+  readonly payloadBytes: number;
+  /** How long the probes run once the flood is going. */
+  readonly ms: number;
+}
+const FLOOD_FULL: FloodSizes = { connections: 200, payloadBytes: 60 * 1024, ms: 5_000 };
+const FLOOD_SMOKE: FloodSizes = { connections: 10, payloadBytes: 60 * 1024, ms: 500 };
+/** Target for the new client's first reply under the flood (issue 12). */
+const FLOOD_P99_TARGET_MS = 100;
 
 const PAYLOAD_BYTES = 256;
 const PIPELINE_DEPTH = 64;
@@ -245,6 +262,8 @@ function findExecutable(name: string): string | undefined {
 
 interface Server {
   readonly name: string;
+  /** The client port (Walrus only: the flood row). */
+  readonly port?: number;
   readonly pid: number | undefined;
   /** What the machine line says about this server. */
   readonly description: string;
@@ -289,6 +308,7 @@ async function startWalrus(root: string): Promise<Server> {
     const backend = plane === undefined ? 'unknown' : String((JSON.parse(plane) as { backend?: unknown }).backend);
     return {
       name: 'Walrus',
+      port,
       pid: child.process.pid,
       description: `walrus node (pid ${child.process.pid}, backend ${backend}, storage.fsync interval 1000 ms)`,
       async connect(count) {
@@ -570,6 +590,39 @@ function medianSample(samples: readonly Sample[]): Sample {
   };
 }
 
+/**
+ * The flood row: `connections` raw sockets write 60 KB PUTs as fast as the node takes them
+ * (its own limits and TCP are the only brake), and for `ms` a new client connects, sends STATE
+ * and waits for its first reply, one after another. Reports that first-reply latency.
+ */
+async function floodRow(port: number, sizes: FloodSizes): Promise<string> {
+  const topic = `flood-${Date.now()}`;
+  const client = await WalrusClient.connect({ host: '127.0.0.1', port });
+  await client.register(topic);
+  await client.close();
+  const flood = await startFlood({ port, topic, connections: sizes.connections, payloadBytes: sizes.payloadBytes, depth: 'unbounded' });
+  const latencies: number[] = [];
+  const started = performance.now();
+  let acknowledged = 0;
+  try {
+    while (performance.now() - started < sizes.ms) {
+      const { ms } = await firstReply(port, `STATE ${topic}`, 60_000);
+      latencies.push(ms);
+    }
+    acknowledged = flood.acknowledged();
+  } finally {
+    flood.stop();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const sorted = Float64Array.from(latencies).sort();
+  const p99 = percentile(sorted, 0.99);
+  return (
+    `  flood: ${sizes.connections} connections writing ${sizes.payloadBytes / 1024} KB PUTs (${formatRate(acknowledged / seconds)} acknowledged/s) while a new client connects ${latencies.length} times:\n` +
+    `  first reply p50 ${formatMs(percentile(sorted, 0.5))} ms  p99 ${formatMs(p99)} ms  max ${formatMs(sorted[sorted.length - 1] ?? Number.NaN)} ms` +
+    `  (target p99 ≤ ${FLOOD_P99_TARGET_MS} ms: ${p99 <= FLOOD_P99_TARGET_MS ? 'MET' : 'MISSED'}${latencies.length < 100 ? '; few samples' : ''})`
+  );
+}
+
 // --- output ----------------------------------------------------------------------------------
 
 function formatRate(value: number): string {
@@ -701,6 +754,7 @@ export async function runServerBench(options: ServerBenchOptions): Promise<void>
   const payload = randomPayload(PAYLOAD_BYTES);
   const latencies = new Float64Array(Math.max(sizes.ops, sizes.warmUpOps));
   const samples = new Map<string, Sample[]>();
+  let floodLine = '';
   const record = (name: string, sample: Sample): void => {
     const list = samples.get(name) ?? [];
     list.push(sample);
@@ -733,6 +787,8 @@ export async function runServerBench(options: ServerBenchOptions): Promise<void>
         }
       }
     }
+    const walrus = servers[0];
+    if (walrus?.port !== undefined) floodLine = await floodRow(walrus.port, options.smoke ? FLOOD_SMOKE : FLOOD_FULL);
     for (const server of servers) {
       for (const line of server.complaints()) log(`  ${server.name} logged: ${line.slice(0, 300)}`);
     }
@@ -762,6 +818,7 @@ export async function runServerBench(options: ServerBenchOptions): Promise<void>
     "\n  Per operation: CPU time (user + system) of each server (/proc/<pid>/stat) and of its client library (this process,\n  process.cpuUsage()), and the server's read- and write-family system calls (/proc/<pid>/io syscr, syscw):",
   );
   log(`\n${cpuTable(rows)}`);
+  if (floodLine !== '') log(`\n${floodLine}`);
   const compared = rows.filter((row) => row.redis !== undefined);
   if (compared.length > 0) {
     const met = compared.filter((row) => row.redis !== undefined && row.walrus.opsPerSecond >= row.redis.opsPerSecond).length;

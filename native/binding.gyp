@@ -1,6 +1,6 @@
 # The Node-API addon of Walrus (scripts/build-native.mjs builds it at install; everything that
-# uses it falls back when it is absent): the engine's CRC-32, and the system calls of the mmap
-# and io_uring storage backends. Plain C, no libraries: io_uring is driven with its raw system
+# uses it falls back when it is absent): the engine's CRC-32, the system calls of the mmap
+# and io_uring storage backends, and flock for the node directory lock. Plain C, no libraries: io_uring is driven with its raw system
 # calls, and the PCLMULQDQ code is enabled per function with target attributes and picked at
 # run time, so one binary runs on any x86-64 (and the table-driven fallback compiles anywhere).
 {
@@ -10,6 +10,7 @@
       "sources": [
         "addon.c",
         "../src/engine/native/crc32.c",
+        "../src/engine/native/flock.c",
         "../src/engine/storage/native/mmap.c",
         "../src/engine/storage/native/uring.c"
       ],

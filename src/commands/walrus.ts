@@ -6,11 +6,13 @@ import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
 import { DEFAULT_SOURCE, sourceOf as sourceOfPath, type TextSetting } from '../kernel/config.js';
 import { type Environment, envValue, LAUNCHER_ENV, processEnvironment } from '../kernel/env.js';
-import { describeError, type ErrorCode, isWalrusError } from '../kernel/errors.js';
+import type { NodeConfig } from '../contracts/config.js';
+import { ConfigError, describeError, type ErrorCode, isWalrusError } from '../kernel/errors.js';
 import { Kernel, type KernelOptions, LOG_LEVELS } from '../kernel/kernel.js';
 import type { PluginStatus } from '../kernel/plan.js';
 import { isPlainObject } from '../kernel/schema.js';
 import { stopOnSignals } from '../kernel/signals.js';
+import { lockNodeDirectory, type NodeLock } from '../node/node-lock.js';
 import { STORAGE_BACKENDS, walrusCatalog } from '../plugins/catalog.js';
 import { WALRUS_COMMANDS } from '../plugins/cli/index.js';
 import { VERSION } from '../version.js';
@@ -83,6 +85,8 @@ const RUNTIME_CODES: ReadonlySet<ErrorCode> = new Set([
   'PLUGIN_START_TIMEOUT',
   'PLUGIN_STOP_FAILED',
   'KERNEL_STATE',
+  'DIRECTORY_LOCKED',
+  'IO',
 ]);
 
 /**
@@ -115,8 +119,28 @@ export function formatConfig(value: unknown, sourceOf: (path: string) => string,
   return [`${path} = ${JSON.stringify(value)}${source === DEFAULT_SOURCE ? '  # default' : `  # ${source}`}`];
 }
 
+/**
+ * Options that are documented but not implemented yet: set, they are refused rather than
+ * ignored (a node told to join a cluster must not quietly form a group of its own).
+ */
+function refuseUnsupported(kernel: Kernel): void {
+  const node = kernel.config.node as NodeConfig;
+  if (node.join === null) return;
+  throw new ConfigError(
+    'CONFIG_UNSUPPORTED',
+    `node.join is not supported yet (set to ${JSON.stringify(node.join)} by ${kernel.sourceOf('node.join')}): joining a running cluster comes with the cluster release; remove --join / WALRUS_JOIN / node.join (a static cluster is configured with cluster.nodes)`,
+    { details: { key: 'node.join', source: kernel.sourceOf('node.join') } },
+  );
+}
+
 async function startNode(command: Command, io: Io): Promise<number> {
   const kernel = await Kernel.create(kernelOptions(command, io));
+  refuseUnsupported(kernel);
+  // Before any plugin starts: a second node on this directory must fail before it touches the
+  // first one's files (Raft would otherwise open the same log and bump its term).
+  const node = kernel.config.node as NodeConfig;
+  const lock: NodeLock = lockNodeDirectory(node.dataDir, node.id);
+  kernel.log.info({ dir: lock.dir, lock: lock.kind }, 'node directory locked');
   // Nothing else may hold the event loop while only placeholders load; the node stays up until a signal.
   const keepAlive = setInterval(() => undefined, 1 << 30);
   let signalled = false;
@@ -124,6 +148,7 @@ async function startNode(command: Command, io: Io): Promise<number> {
     stopOnSignals(kernel, {
       exit: (code) => {
         clearInterval(keepAlive);
+        lock.release();
         resolve(code);
       },
       onSignal: () => {
@@ -137,6 +162,7 @@ async function startNode(command: Command, io: Io): Promise<number> {
     // A signal during start interrupts it on purpose: report the stop, not the interruption.
     if (signalled) return finished;
     clearInterval(keepAlive);
+    lock.release();
     throw error;
   }
   return finished;

@@ -12,6 +12,7 @@ import { envValue, processEnvironment } from '../kernel/env.js';
 import { BusyError, InputError, StateError, StorageError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
 import { checksums, recordCrcMatches } from './checksum.js';
+import { stillRuns } from './process-holder.js';
 import { dataFileName, FILE_HEADER_BYTES, RECORD_HEADER_BYTES, RecordKind, recordMatches } from './format.js';
 import { ACKNOWLEDGED, acknowledged, LogWriter, type OpenFile, type SyncMode, syncDirectory } from './log.js';
 import { type Recovery, type RecoveryReport, recover, recoverSync } from './recovery.js';
@@ -126,13 +127,9 @@ function ioStep<T>(what: string, step: () => T): T {
   }
 }
 
+/** A zombie (killed, not yet reaped) holds nothing: a restart right after kill -9 must not wait for the reaper. */
 function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return stillRuns({ pid, startTime: undefined });
 }
 
 /** Instances open in this process, by directory: a newer open of the same directory supersedes the older one. */

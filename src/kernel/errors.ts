@@ -28,6 +28,12 @@ export const ERROR_CODES = {
     summary:
       'The effective configuration breaks the schema; the message lists every problem with its key path and where the value came from.',
   },
+  CONFIG_UNSUPPORTED: {
+    kind: 'config',
+    retriable: false,
+    summary:
+      'A documented option that this release does not implement yet was set (such as `node.join`); the message names it and where it was set. Remove it.',
+  },
   PLUGIN_UNKNOWN: {
     kind: 'plugin',
     retriable: false,

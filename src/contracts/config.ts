@@ -26,7 +26,7 @@ export const nodeSchema = s.object(
     raftPort: port(6000, 'Raft and node-to-node port (0 picks a free port).'),
     join: s.nullable(
       s.string({ default: '', pattern: HOST_PORT, patternHint: 'host:port', description: 'Raft address of a cluster member.' }),
-      'Raft address (`host:port`) of an existing member to join; null starts or restarts on its own.',
+      'Raft address (`host:port`) of an existing member to join. Not supported yet: `walrus start` refuses any value but null (CONFIG_UNSUPPORTED) until the cluster release.',
     ),
   },
   'This node.',

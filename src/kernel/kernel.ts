@@ -155,6 +155,9 @@ function configSchema(catalog: Catalog, plugins: readonly LoadedPlugin[]): Objec
   return new ObjectSchema(fields, 'Walrus configuration');
 }
 
+/** The rejection that ends the wait for a plugin's start once a stop has waited long enough. */
+class AbandonedStart extends Error {}
+
 export class Kernel {
   readonly config: Readonly<Record<string, unknown>> & KernelConfig;
   readonly resolved: ResolvedConfig;
@@ -167,6 +170,8 @@ export class Kernel {
   private stopping: Promise<StopReport> | undefined;
   private starting: Promise<void> | undefined;
   private stopRequested = false;
+  /** Abandons the wait for the plugin being started; set while one starts. */
+  private abandonStart: (() => void) | undefined;
 
   private constructor(resolved: ResolvedConfig, plan: Plan, log: Logger) {
     this.resolved = resolved;
@@ -308,10 +313,13 @@ export class Kernel {
         throw new StateError('KERNEL_STATE', `start aborted before plugin "${name}": stop() was called while starting`);
       }
       const began = performance.now();
+      const abandoned = new Promise<never>((_, reject) => {
+        this.abandonStart = () => reject(new AbandonedStart());
+      });
       try {
         if (plugin.start !== undefined) {
           await timeout(
-            Promise.resolve().then(() => plugin.start?.(this.scope(plugin))),
+            Promise.race([Promise.resolve().then(() => plugin.start?.(this.scope(plugin))), abandoned]),
             ms,
             () =>
               new TimeoutError('PLUGIN_START_TIMEOUT', `plugin "${name}" did not finish starting within ${ms} ms (kernel.startTimeoutMs)`, {
@@ -320,6 +328,16 @@ export class Kernel {
           );
         }
       } catch (error) {
+        if (error instanceof AbandonedStart) {
+          // Still starting, so it may hold resources: it gets a stop call like the started ones.
+          this.started.push(plugin);
+          await this.abortStart(undefined);
+          throw new StateError(
+            'KERNEL_STATE',
+            `start of plugin "${name}" abandoned: stop() was called and it did not finish starting within ${this.config.kernel.stopTimeoutMs} ms (kernel.stopTimeoutMs)`,
+            { details: { plugin: name } },
+          );
+        }
         const failure =
           error instanceof TimeoutError
             ? error
@@ -331,6 +349,8 @@ export class Kernel {
         if (error instanceof TimeoutError) this.started.push(plugin);
         await this.abortStart(failure);
         throw failure;
+      } finally {
+        this.abandonStart = undefined;
       }
       this.started.push(plugin);
       this.log.debug({ plugin: name, ms: Math.round(performance.now() - began) }, 'plugin started');
@@ -350,15 +370,18 @@ export class Kernel {
   /**
    * Stops started plugins in reverse order within `kernel.stopTimeoutMs` overall. A plugin that
    * fails or overruns is reported and the rest still stop. Safe to call more than once. Called
-   * while starting, it lets the plugin being started finish, starts no more, then stops.
+   * while starting, it lets the plugin being started finish, starts no more, then stops; a
+   * plugin still starting after `kernel.stopTimeoutMs` is given up on and stopped like the rest
+   * (a stop, a SIGTERM, must not wait for a start that may never end).
    */
   stop(): Promise<StopReport> {
     if (this.stopping !== undefined) return this.stopping;
     if (this.stateValue === 'starting' && this.starting !== undefined) {
       this.stopRequested = true;
+      const patience = setTimeout(() => this.abandonStart?.(), this.config.kernel.stopTimeoutMs);
       const settled = this.starting.then(
-        () => undefined,
-        () => undefined,
+        () => clearTimeout(patience),
+        () => clearTimeout(patience),
       );
       return settled.then(() => {
         this.stopping ??= this.stopAll();

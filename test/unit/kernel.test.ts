@@ -243,6 +243,24 @@ test('stop() during start lets the current plugin finish, starts no more, and st
   t.is(kernel.state, 'stopped');
 });
 
+test('stop() during a start that never finishes gives up on it after kernel.stopTimeoutMs and stops it with the rest', async (t) => {
+  const events: string[] = [];
+  const plugins = [
+    fake('a', { events }),
+    fake('hang', { events, start: () => new Promise<void>(() => undefined) }),
+    fake('never', { events }),
+  ];
+  const kernel = await createKernel(catalogOf(plugins), { flags: [{ path: 'kernel.stopTimeoutMs', text: '50', source: 'test' }] });
+  const starting = kernel.start();
+  await new Promise((resolve) => setImmediate(resolve));
+  const report = await kernel.stop();
+  t.deepEqual(report.failures, []);
+  const error = await t.throwsAsync(starting, { instanceOf: StateError });
+  t.regex(error?.message ?? '', /start of plugin "hang" abandoned: stop\(\) was called and it did not finish starting within 50 ms/);
+  t.deepEqual(events, ['start:a', 'start:hang', 'stop:hang', 'stop:a']);
+  t.is(kernel.state, 'stopped');
+});
+
 test('a signal stops the kernel gracefully and exits 0; a second signal exits 1 at once', async (t) => {
   const events: string[] = [];
   let release: () => void = () => undefined;

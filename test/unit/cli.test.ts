@@ -2,10 +2,11 @@
 
 import test from 'ava';
 import { exitCodeFor, formatStatuses } from '../../src/commands/walrus.js';
-import { ConfigError, PluginError, TimeoutError } from '../../src/kernel/errors.js';
+import { BusyError, ConfigError, PluginError, StorageError, TimeoutError } from '../../src/kernel/errors.js';
 
 test('configuration problems exit 2, runtime failures exit 1', (t) => {
   t.is(exitCodeFor(new ConfigError('CONFIG_INVALID', 'x')), 2);
+  t.is(exitCodeFor(new ConfigError('CONFIG_UNSUPPORTED', 'x')), 2);
   for (const code of [
     'PLUGIN_UNKNOWN',
     'PLUGIN_LOAD_FAILED',
@@ -19,6 +20,9 @@ test('configuration problems exit 2, runtime failures exit 1', (t) => {
   }
   t.is(exitCodeFor(new PluginError('PLUGIN_START_FAILED', 'x')), 1);
   t.is(exitCodeFor(new TimeoutError('PLUGIN_START_TIMEOUT', 'x')), 1);
+  // A node directory another node holds, or one that cannot be created, is a runtime failure.
+  t.is(exitCodeFor(new BusyError('DIRECTORY_LOCKED', 'x')), 1);
+  t.is(exitCodeFor(new StorageError('IO', 'x')), 1);
   t.is(exitCodeFor(new Error('anything else')), 1);
 });
 

@@ -2,8 +2,8 @@
 // functions sit at the top level (src/engine/native/crc32.c); the mmap backend's are under
 // `mmap` (src/engine/storage/native/mmap.c) and the io_uring backend's under `uring`
 // (src/engine/storage/native/uring.c); `flock` (src/engine/native/flock.c) locks a node's
-// directory. NAPI_MODULE_INIT makes the addon context-aware,
-// so it loads in worker threads too; no part keeps state shared between environments.
+// directory. NAPI_MODULE_INIT makes the addon context-aware, so it loads in worker threads too;
+// no part keeps state shared between environments.
 
 #define NAPI_VERSION 8
 #include <node_api.h>

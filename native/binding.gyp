@@ -1,8 +1,9 @@
 # The Node-API addon of Walrus (scripts/build-native.mjs builds it at install; everything that
 # uses it falls back when it is absent): the engine's CRC-32, the system calls of the mmap
-# and io_uring storage backends, and flock for the node directory lock. Plain C, no libraries: io_uring is driven with its raw system
-# calls, and the PCLMULQDQ code is enabled per function with target attributes and picked at
-# run time, so one binary runs on any x86-64 (and the table-driven fallback compiles anywhere).
+# and io_uring storage backends, and flock for the node directory lock. Plain C, no libraries:
+# io_uring is driven with its raw system calls, and the PCLMULQDQ code is enabled per function
+# with target attributes and picked at run time, so one binary runs on any x86-64 (and the
+# table-driven fallback compiles anywhere).
 {
   "targets": [
     {

@@ -64,19 +64,23 @@ test('ensureDirectory creates missing parents and accepts an existing directory,
   });
 });
 
-/** A child of `sleep`, which never reaps it: a zombie for as long as the sleep runs. */
+/**
+ * A child of `sleep`, which never reaps it: a zombie for as long as the sleep runs. The child
+ * outlives the shell's exec by a moment, so the shell cannot reap it first.
+ */
 async function withZombie(body: (pid: number) => Promise<void>): Promise<void> {
-  const parent = spawn('sh', ['-c', 'sh -c "exit 0" & echo $!; exec sleep 20'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const parent = spawn('sh', ['-c', 'sleep 0.2 & echo $!; exec sleep 20'], { stdio: ['ignore', 'pipe', 'ignore'] });
   try {
     const pid = await new Promise<number>((resolve, reject) => {
       parent.stdout.setEncoding('utf8').once('data', (text: string) => resolve(Number(text.trim())));
       parent.once('exit', () => reject(new Error('the zombie parent exited early')));
     });
-    for (let tries = 0; tries < 200; tries += 1) {
+    const isZombie = () => {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) break;
-      await new Promise((done) => setTimeout(done, 10));
-    }
+      return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+    };
+    for (let tries = 0; tries < 300 && !isZombie(); tries += 1) await new Promise((done) => setTimeout(done, 10));
+    if (!isZombie()) throw new Error(`process ${pid} did not become a zombie`);
     await body(pid);
   } finally {
     parent.kill('SIGKILL');

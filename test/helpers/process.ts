@@ -28,8 +28,14 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
+/**
+ * Node's own flags for every child: a promise rejection nobody handles ends the child at once
+ * (and fails its test), so a regression cannot hide behind a default that only warns.
+ */
+export const NODE_FLAGS: readonly string[] = ['--unhandled-rejections=strict'];
+
 export function startWalrus(args: readonly string[], options: { cwd: string; env?: Record<string, string>; lifetimeMs?: number }): Running {
-  const child = spawn(process.execPath, [WALRUS_BIN, ...args], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, WALRUS_BIN, ...args], {
     cwd: options.cwd,
     env: cleanEnv(options.env ?? {}),
     stdio: ['ignore', 'pipe', 'pipe'],

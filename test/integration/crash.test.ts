@@ -12,6 +12,7 @@ import { type BackendName, Walrus } from '../../src/engine/walrus.js';
 import { reportBackendsNotRun, testBackends } from '../helpers/backends.js';
 import { payloadOf } from '../helpers/crash-payload.js';
 import { withTempDir } from '../helpers/kernel.js';
+import { NODE_FLAGS } from '../helpers/process.js';
 
 const CHILD = resolve('build/test/helpers/crash-child.js');
 
@@ -22,7 +23,7 @@ interface Run {
 /** Runs the child until it has acknowledged `target` items (or 10 s pass), then SIGKILLs it. */
 function runAndKill(dir: string, backend: string, mode: 'append' | 'consume', fsync: string, target: number): Promise<Run> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [CHILD, dir, mode, fsync, backend], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...NODE_FLAGS, CHILD, dir, mode, fsync, backend], { stdio: ['ignore', 'pipe', 'pipe'] });
     const acked: number[] = [];
     let buffered = '';
     let stderr = '';

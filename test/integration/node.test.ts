@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import test from 'ava';
 import { WalrusClient } from '../../src/client/index.js';
 import { withTempDir } from '../helpers/kernel.js';
-import { type Running, startWalrus } from '../helpers/process.js';
+import { NODE_FLAGS, type Running, startWalrus } from '../helpers/process.js';
 
 async function writeConfig(dir: string, extra: readonly string[] = []): Promise<string> {
   const config = join(dir, 'node.yaml');
@@ -156,7 +156,7 @@ test.serial('bootstrap topics exist as soon as the node is ready, and a restart 
 /** Runs bin/walrus-cli with `args` (and `input` on stdin); resolves with its exit code and output. */
 function walrusCli(args: readonly string[], input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done) => {
-    const child = spawn(process.execPath, [resolve('bin/walrus-cli'), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...NODE_FLAGS, resolve('bin/walrus-cli'), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {

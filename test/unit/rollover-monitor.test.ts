@@ -89,3 +89,39 @@ test('a failed proposal is retried at the next tick; the timer runs every checkM
     await monitor.stop();
   }
 });
+
+test('a store that throws on count (a storage failure) is logged and retried; no rejection goes unhandled', async (t) => {
+  const target = new Target();
+  target.counts.set('a/1', 10);
+  let broken = true;
+  const realCount = target.count.bind(target);
+  target.count = (topic, segment) => {
+    if (broken) throw Object.assign(new Error('write-ahead log I/O failed: ENOSPC: no space left on device'), { code: 'IO' });
+    return realCount(topic, segment);
+  };
+  const warnings: string[] = [];
+  const log = { info: () => undefined, warn: (_fields: object, message: string) => warnings.push(message) };
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  const monitor = new RolloverMonitor({ nodeId: 1, threshold: 10, checkMs: 10, target, log });
+  monitor.start();
+  try {
+    monitor.segmentFull('a', 1);
+    const deadline = Date.now() + 5000;
+    while (warnings.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    // Let any dropped rejection surface (it is reported after the microtask queue drains).
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    t.deepEqual(unhandled, [], 'no unhandled rejection');
+    t.true(warnings.length >= 3, `every failed check is logged (${warnings.length})`);
+    t.true(warnings.every((message) => message === 'rollover check failed'));
+    t.is(target.proposals.length, 0);
+    broken = false;
+    while (target.proposals.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    t.is(target.proposals[0]?.sealedCount, 10, 'once the store answers again, the rollover is proposed');
+    target.release?.();
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+    await monitor.stop();
+  }
+});

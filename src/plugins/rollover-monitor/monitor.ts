@@ -3,7 +3,9 @@
 // looks at each open segment this node leads; one holding at least `threshold` entries gets a
 // RolloverTopic proposal with the exact count the store holds and the segment it expects to seal,
 // so a stale or repeated proposal is a no-op when applied (the original sealed a segment per
-// duplicate). At most one proposal per segment is in flight.
+// duplicate). At most one proposal per segment is in flight. Nothing here rejects: a failure to
+// look at a segment (its store refusing a count, a storage fault) is logged and retried at the
+// next tick, because a rejection dropped by a timer would end the node's process.
 
 /** What the monitor works with: the metadata replica, the segment store, consensus. */
 export interface RolloverTarget {
@@ -60,7 +62,11 @@ export class RolloverMonitor {
 
   start(): void {
     if (this.timer !== undefined) return;
-    this.timer = setInterval(() => void this.tick(), this.options.checkMs);
+    // tick() does not reject (check() catches per segment); the catch is the last guard, so a
+    // fault in the monitor is a log line, never an unhandled rejection from a timer.
+    this.timer = setInterval(() => {
+      this.tick().catch((error: unknown) => this.options.log.warn({ error: (error as Error).message }, 'rollover check failed'));
+    }, this.options.checkMs);
     this.timer.unref();
   }
 
@@ -84,18 +90,32 @@ export class RolloverMonitor {
   }
 
   private async check(): Promise<void> {
-    const owned = this.options.target.ownedOpenSegments();
+    let owned: readonly { readonly topic: string; readonly segment: number }[];
+    try {
+      owned = this.options.target.ownedOpenSegments();
+    } catch (error) {
+      this.options.log.warn({ error: (error as Error).message }, 'rollover check failed: cannot list the open segments');
+      return;
+    }
     await Promise.all(owned.map(({ topic, segment }) => this.consider(topic, segment)));
   }
 
+  /** Proposes the segment's rollover if it is full; never rejects (every failure is logged). */
   private async consider(topic: string, segment: number): Promise<void> {
     const key = `${topic}\u0000${segment}`;
     if (this.proposing.has(key)) return;
     const { target, threshold, nodeId, log } = this.options;
-    const count = target.count(topic, segment);
-    if (count < threshold) return;
-    if (!target.ownedOpenSegments().some((open) => open.topic === topic && open.segment === segment)) return;
-    const rollover: Rollover = { topic, expectedSegment: segment, sealedCount: count, newLeader: nextLeader(nodeId, target.liveVoters()) };
+    let rollover: Rollover;
+    try {
+      const count = target.count(topic, segment);
+      if (count < threshold) return;
+      if (!target.ownedOpenSegments().some((open) => open.topic === topic && open.segment === segment)) return;
+      rollover = { topic, expectedSegment: segment, sealedCount: count, newLeader: nextLeader(nodeId, target.liveVoters()) };
+    } catch (error) {
+      // E.g. the store cannot be read after a storage failure: looked at again at the next tick.
+      log.warn({ topic, segment, error: (error as Error).message }, 'rollover check failed');
+      return;
+    }
     this.proposing.add(key);
     try {
       await target.propose(rollover);

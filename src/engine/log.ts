@@ -3,6 +3,9 @@
 // `fsync: 'each'` they settle only after an fdatasync that covers them, and every append that
 // arrives while a sync is running shares the next one (group commit). A failed write or sync
 // poisons the writer: what was written cannot be trusted, so everything after rejects with IO.
+// Before its files close, a poisoned writer cuts the current file back to what was acknowledged
+// (under 'each': what a completed sync covered; otherwise: what was handed to the OS before the
+// failure), so that an append that was refused cannot reappear when the directory is reopened.
 
 import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
@@ -136,12 +139,19 @@ export class LogWriter {
   private syncing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private failure: StorageError | undefined;
+  /** End of the bytes of the current file handed to the OS by writes that succeeded. */
+  private goodWrittenEnd: number;
+  /** End of the bytes of the current file covered by a sync that completed. */
+  private syncedEnd: number;
 
   constructor(options: LogWriterOptions) {
     this.options = options;
     this.current = options.current;
     this.onFlushed = options.onWritten;
     this.writeOffset = options.current.hasHeader ? options.current.validEnd : 0;
+    // What recovery found is synced by the engine before any append is accepted.
+    this.goodWrittenEnd = this.writeOffset;
+    this.syncedEnd = this.writeOffset;
     this.extentEnd = options.current.file.size();
     if (!options.current.hasHeader) this.stageRaw(encodeFileHeader(options.current.fileNo));
     if (options.sync.kind === 'every') {
@@ -342,9 +352,12 @@ export class LogWriter {
     // Whatever was written before this sync started is durable once it completes.
     this.lastSyncStartAt = performance.now();
     const synced = this.options.onSyncStart?.();
+    const current = this.current.file;
+    const coveredEnd = this.goodWrittenEnd;
     this.syncing = Promise.all(files.map((file) => this.takeLinkedSync(file) ?? file.sync())).then(
       () => {
         this.syncing = undefined;
+        if (this.current.file === current) this.syncedEnd = Math.max(this.syncedEnd, coveredEnd);
         for (const waiter of waiters) waiter.resolve();
         synced?.();
       },
@@ -372,6 +385,24 @@ export class LogWriter {
     while (this.dirtyFiles.size > 0 || this.syncing !== undefined) await this.syncNow();
     await this.quiesce();
     if (this.failure !== undefined) throw this.failure;
+  }
+
+  /**
+   * After a failure, with no sync in flight (see quiesce): cuts the current file back to the end
+   * of what was acknowledged, dropping the bytes of refused appends. Best effort: if the cut fails
+   * too, recovery on reopen still drops any torn tail (only whole valid records survive).
+   */
+  discardUnacknowledged(): void {
+    if (this.failure === undefined) return;
+    const end = this.options.sync.kind === 'each' ? this.syncedEnd : this.goodWrittenEnd;
+    // A file whose header never became durable is left to recovery (it reads as unreadable).
+    if (end < FILE_HEADER_BYTES) return;
+    try {
+      this.current.file.truncate(end);
+      this.extentEnd = end;
+    } catch {
+      // The disk refuses even this: recovery's longest-valid-prefix rule is the fallback.
+    }
   }
 
   /** Stops the background sync timer. */
@@ -417,6 +448,7 @@ export class LogWriter {
             if (single) this.current.file.write(this.arena, this.writeOffset, 0, this.arenaUsed);
             else this.current.file.writev(this.chunks, this.writeOffset);
           }
+          this.goodWrittenEnd = this.writeOffset + this.stagedBytes;
         } catch (error) {
           this.poison(error);
         }
@@ -502,6 +534,8 @@ export class LogWriter {
     }
     this.current = { fileNo, file };
     this.writeOffset = 0;
+    this.goodWrittenEnd = 0;
+    this.syncedEnd = 0;
     this.extentEnd = file.size();
     this.stageRaw(encodeFileHeader(fileNo));
     this.options.onNewFile(this.current);

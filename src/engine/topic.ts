@@ -89,6 +89,11 @@ export class TopicState {
     this.visibleSeq = this.storedSeq;
   }
 
+  /** Entries below `end` are durable (fsync 'each'): make them readable; never moves back. */
+  publishUpTo(end: number): void {
+    if (end > this.visibleSeq) this.visibleSeq = Math.min(end, this.storedSeq);
+  }
+
   /** Forgets every entry below `seq` and restarts the index there (a gap, or reclaimed files). */
   restartAt(seq: number): void {
     this.lowSeq = seq;

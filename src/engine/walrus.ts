@@ -170,6 +170,13 @@ export class Walrus {
   /** Cursor records staged but not yet written, then written but not yet covered by a sync. */
   private readonly cursorsStaged = new Map<TopicState, number>();
   private readonly cursorsWritten = new Map<TopicState, number>();
+  /**
+   * Under fsync 'each': entries written but not yet covered by a completed sync, as (topic, end)
+   * pairs in write order. Readers see an entry only once its sync has completed (the committed
+   * frontier), so nothing read can be lost by a power cut or belong to an append that then failed.
+   */
+  private writtenUnsynced: { readonly state: TopicState; readonly end: number }[] = [];
+  private readonly publishOnSync: boolean;
   private closedReason: string | undefined;
   private reclaimCount = 0;
   private reclaimTimer: NodeJS.Timeout | undefined;
@@ -186,6 +193,7 @@ export class Walrus {
     this.recovery = recovery.report;
     this.log = log;
     this.persistEvery = persistEvery(options.consistency);
+    this.publishOnSync = syncMode(options.fsync).kind === 'each';
     for (const recovered of recovery.files) this.files.set(recovered.fileNo, recovered.file);
     for (const topic of recovery.topics.values()) this.topicsByName.set(topic.name, topic);
     for (const [fileNo, held] of recovery.fileTopics) {
@@ -243,6 +251,15 @@ export class Walrus {
       this.durableCursors.set(topic, Math.max(this.durableCursors.get(topic) ?? 0, topic.persistedCursor));
     }
     this.reclaim();
+  }
+
+  /**
+   * The write or sync failure that made this instance refuse writes (it still serves reads of
+   * what it had made readable); undefined while it is healthy. Close and reopen the directory to
+   * write again.
+   */
+  get failure(): StorageError | undefined {
+    return this.writer.failed;
   }
 
   /** Data files deleted since this instance opened, because every topic had consumed them. */
@@ -326,7 +343,7 @@ export class Walrus {
    */
   append(topic: string, data: Uint8Array | string): Promise<void> {
     try {
-      this.checkOpen();
+      this.checkWritable();
       // A known topic name was checked when the topic was created.
       const existing = this.topicsByName.get(topic);
       if (existing === undefined) checkTopicName(topic);
@@ -351,7 +368,7 @@ export class Walrus {
   }
 
   async appendBatch(topic: string, items: ReadonlyArray<Uint8Array | string>): Promise<void> {
-    this.checkOpen();
+    this.checkWritable();
     checkTopicName(topic);
     if (!Array.isArray(items)) throw new InputError('INVALID_ARGUMENT', 'items must be an array');
     if (items.length > limits.batchEntriesMax) {
@@ -398,7 +415,8 @@ export class Walrus {
 
   readNext(topic: string, options: { readonly checkpoint?: boolean } = {}): Promise<Entry | null> {
     try {
-      this.checkOpen();
+      if (options.checkpoint === false) this.checkOpen();
+      else this.checkWritable();
       const state = this.topicsByName.get(topic);
       // A known topic's name was checked when it was created.
       if (state === undefined) checkTopicName(topic);
@@ -444,7 +462,7 @@ export class Walrus {
    */
   consumeAt(topic: string, seq: number): Promise<void> {
     try {
-      this.checkOpen();
+      this.checkWritable();
       const state = this.topicsByName.get(topic);
       if (state === undefined || state.cursor !== seq || seq >= state.visibleSeq) {
         throw new InputError(
@@ -476,6 +494,8 @@ export class Walrus {
     const state = this.topicsByName.get(topic);
     if (state === undefined) return [];
     const stateless = options.startSeq !== undefined;
+    // Moving the shared cursor writes it: refused once the writer has failed (positional reads are served).
+    if (!stateless && options.checkpoint !== false) this.checkWritable();
     const from = stateless ? Math.max(options.startSeq ?? 0, state.lowSeq) : state.cursor;
     const entries: Entry[] = [];
     let bytes = 0;
@@ -517,7 +537,7 @@ export class Walrus {
 
   /** Writes whatever is staged and makes every acknowledged record durable now. */
   async flush(): Promise<void> {
-    this.checkOpen();
+    this.checkWritable();
     await this.writer.drain();
   }
 
@@ -534,8 +554,14 @@ export class Walrus {
 
   // --- internals -----------------------------------------------------------------------------
 
+  /** For reads: an instance whose writer failed still serves what it had made readable. */
   private checkOpen(): void {
     if (this.closedReason !== undefined) throw new StateError('CLOSED', `this Walrus instance is ${this.closedReason}`);
+  }
+
+  /** For anything that writes (appends, cursor moves, flush): refused once a write or sync has failed. */
+  private checkWritable(): void {
+    this.checkOpen();
     const failure = this.writer.failed;
     if (failure !== undefined) throw failure;
   }
@@ -558,6 +584,8 @@ export class Walrus {
     }
     // A sync still queued on a handle must finish before the handle closes.
     await this.writer.quiesce();
+    // After a failure: the bytes of refused appends go, so a reopen cannot bring them back.
+    this.writer.discardUnacknowledged();
     await Promise.all([...this.files.values()].map((file) => file.close().catch(() => undefined)));
     this.files.clear();
   }
@@ -588,7 +616,8 @@ export class Walrus {
     let state = unpublished.pop();
     while (state !== undefined) {
       state.awaitingPublish = false;
-      state.publish();
+      if (this.publishOnSync) this.writtenUnsynced.push({ state, end: state.storedSeq });
+      else state.publish();
       state = unpublished.pop();
     }
     if (this.cursorsStaged.size === 0) return;
@@ -642,7 +671,12 @@ export class Walrus {
     // Only cursor records already handed to the OS are covered by the sync that starts now.
     const covered = [...this.cursorsWritten];
     this.cursorsWritten.clear();
+    // Entries written so far are covered by this sync too: they become readable when it completes
+    // (never, if it fails: the writer is poisoned and the callback does not run).
+    const written = this.writtenUnsynced;
+    this.writtenUnsynced = [];
     return () => {
+      for (const { state, end } of written) state.publishUpTo(end);
       for (const [state, cursor] of covered) this.durableCursors.set(state, Math.max(this.durableCursors.get(state) ?? 0, cursor));
       if (this.closedReason === undefined) this.reclaim();
     };

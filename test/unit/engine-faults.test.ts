@@ -1,6 +1,7 @@
 // The engine against a storage backend that counts and fails on request: group commit shares
 // one fdatasync among concurrent appends, and a failed write or sync is never acknowledged,
-// poisons the instance (every later call rejects IO), and loses nothing acknowledged before it.
+// poisons the instance (every later write rejects IO; reads of what it held go on), and loses
+// nothing acknowledged before it. Under 'each', readers see only entries whose sync completed.
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,6 +24,8 @@ class FaultyBackend implements StorageBackend {
   linked = 0;
   failWrites = false;
   failSyncs = false;
+  /** While set, every sync waits for it (a slow disk); failSyncs is read when the sync goes on. */
+  holdSyncs: Promise<void> | undefined;
   private readonly inner = new FdBackend();
   private readonly link: boolean;
 
@@ -50,6 +53,7 @@ class FaultyBackend implements StorageBackend {
       truncate: (bytes) => file.truncate(bytes),
       async sync() {
         backend.syncs += 1;
+        if (backend.holdSyncs !== undefined) await backend.holdSyncs;
         if (backend.failSyncs) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
         await file.sync();
       },
@@ -98,6 +102,11 @@ test('a failed write is not acknowledged, poisons the instance, and loses nothin
     // The instance stays failed: what reached the disk is unknown until a reopen recovers it.
     t.is(((await t.throwsAsync(wal.append('t', 'after'))) as WalrusError).code, 'IO');
     t.is(((await t.throwsAsync(wal.readNext('t'))) as WalrusError).code, 'IO');
+    // What it had acknowledged is still served by position.
+    t.is(wal.readAt('t', 1)?.toString(), 'kept-2');
+    t.is(wal.readAt('t', 2), null);
+    t.is(wal.entryCount('t'), 2);
+    t.is(wal.failure?.code, 'IO');
     // close() on a failed instance reports the failure and still releases the directory.
     await t.throwsAsync(wal.close(), { code: 'IO' });
     t.false(existsSync(join(dir, 'walrus.lock')), 'close removed walrus.lock');
@@ -183,5 +192,72 @@ test('a failed linked sync is never acknowledged and poisons the instance', asyn
     await t.throwsAsync(wal.close(), { code: 'IO' });
     t.false(existsSync(join(dir, 'walrus.lock')), 'close removed walrus.lock');
     await t.notThrowsAsync(wal.close(), 'a second close resolves at once');
+  });
+});
+
+/** A gate the test opens by hand. */
+function gate(): { readonly promise: Promise<void>; readonly open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}
+
+test("fsync 'each': an entry is readable only once its fdatasync has completed", async (t) => {
+  await withTempDir(async (dir) => {
+    const storage = new FaultyBackend();
+    const wal = await Walrus.open({ dataDir: dir, fsync: 'each', storage, logger: silent() });
+    await wal.append('t', 'durable');
+    const slow = gate();
+    storage.holdSyncs = slow.promise;
+    let acknowledged = false;
+    const appended = wal.append('t', 'in-flight').then(() => {
+      acknowledged = true;
+    });
+    // Written to the OS, not yet synced: no reader sees it.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    t.false(acknowledged);
+    t.is(wal.readAt('t', 1), null, 'readAt does not see past the synced frontier');
+    t.deepEqual(
+      (await wal.readBatch('t', { maxBytes: 1 << 20, startSeq: 0 })).map((entry) => entry.data.toString()),
+      ['durable'],
+    );
+    t.is(wal.entryCount('t'), 1);
+    storage.holdSyncs = undefined;
+    slow.open();
+    await appended;
+    t.is(wal.readAt('t', 1)?.toString(), 'in-flight', 'readable once its sync completed');
+    await wal.close();
+  });
+});
+
+test("fsync 'each': an entry whose fdatasync fails is never readable, not even after a reopen", async (t) => {
+  await withTempDir(async (dir) => {
+    const storage = new FaultyBackend();
+    const wal = await Walrus.open({ dataDir: dir, fsync: 'each', storage, logger: silent() });
+    await wal.append('t', 'durable');
+    const slow = gate();
+    storage.holdSyncs = slow.promise;
+    const appended = wal.append('t', 'doomed');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    t.is(wal.readAt('t', 1), null);
+    storage.failSyncs = true;
+    storage.holdSyncs = undefined;
+    slow.open();
+    t.is((await t.throwsAsync<WalrusError>(appended))?.code, 'IO');
+    t.is(wal.readAt('t', 1), null, 'the failed entry never becomes readable');
+    t.is(wal.readAt('t', 0)?.toString(), 'durable', 'what was durable is still served');
+    storage.failSyncs = false;
+    await wal.close().catch(() => undefined);
+    // The refused entry's bytes reached the page cache; closing the failed instance cut them off.
+    const reopened = await Walrus.open({ dataDir: dir, fsync: 'each', logger: silent() });
+    t.deepEqual(
+      (await reopened.readBatch('t', { maxBytes: 1 << 20, startSeq: 0 })).map((entry) => entry.data.toString()),
+      ['durable'],
+    );
+    await reopened.append('t', 'next');
+    t.is(reopened.readAt('t', 1)?.toString(), 'next', 'the next append takes the refused one\'s place');
+    await reopened.close();
   });
 });

@@ -9,9 +9,9 @@
 
 import { closeSync, constants, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { BusyError, StorageError } from '../kernel/errors.js';
 import { loadAddon } from '../engine/native-addon.js';
 import { currentProcess, formatHolder, parseHolder, stillRuns } from '../engine/process-holder.js';
+import { BusyError, StorageError } from '../kernel/errors.js';
 
 export const NODE_LOCK_FILE = 'node.lock';
 

@@ -257,7 +257,7 @@ test("fsync 'each': an entry whose fdatasync fails is never readable, not even a
       ['durable'],
     );
     await reopened.append('t', 'next');
-    t.is(reopened.readAt('t', 1)?.toString(), 'next', 'the next append takes the refused one\'s place');
+    t.is(reopened.readAt('t', 1)?.toString(), 'next', "the next append takes the refused one's place");
     await reopened.close();
   });
 });

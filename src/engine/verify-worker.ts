@@ -9,9 +9,12 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { recordCrcMatches } from './checksum.js';
 import { RecordFramer } from './chunk-reader.js';
 import { FILE_HEADER_BYTES } from './format.js';
+import { disableNativeAddon } from './native-addon.js';
 
 export interface VerifyRequest {
   readonly paths: readonly string[];
+  /** The parent's disableNativeAddon reason: a worker uses the same checksum code as its parent. */
+  readonly nativeSwitchedOff: string | undefined;
 }
 
 export interface VerifyResult {
@@ -39,6 +42,7 @@ export function firstBadCrc(path: string): number | null {
 
 if (parentPort !== null) {
   const request = workerData as VerifyRequest;
+  if (request.nativeSwitchedOff !== undefined) disableNativeAddon(request.nativeSwitchedOff);
   const badAt: Record<string, number | null> = {};
   for (const path of request.paths) badAt[path] = firstBadCrc(path);
   parentPort.postMessage({ badAt } satisfies VerifyResult);

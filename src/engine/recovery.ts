@@ -368,7 +368,8 @@ export function recoverSync(dir: string, backend: StorageBackend): Recovery {
   return scanDirectory(dir, backend, true);
 }
 
-function verifyInWorker(paths: readonly string[]): Promise<VerifyResult> {
+/** Checks the CRCs of `paths` on a worker thread that uses the same checksum code as this one. */
+export function verifyInWorker(paths: readonly string[]): Promise<VerifyResult> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./verify-worker.js', import.meta.url), {
       workerData: { paths, nativeSwitchedOff: nativeAddonSwitchedOff() } satisfies VerifyRequest,

@@ -8,6 +8,7 @@
 // backends to run side by side (default: every backend that can run here).
 
 import type Benchmark from 'benchmark';
+import { applyProcessSwitches } from '../src/commands/process-switches.js';
 import { type EngineBackend, runEngineBench } from './engine.bench.js';
 import { kernelSuite } from './kernel.bench.js';
 import { runRaftBench } from './raft.bench.js';
@@ -72,6 +73,8 @@ function parseArguments(args: readonly string[]): { names: string[]; options: Op
   return { names, options };
 }
 
+// This runner owns the process: WALRUS_DISABLE_NATIVE=1 puts the engine on the zlib path, as for `walrus`.
+applyProcessSwitches();
 const { names, options } = parseArguments(process.argv.slice(2));
 for (const name of names.length === 0 ? Object.keys(SUITES) : names) {
   const suite = SUITES[name];

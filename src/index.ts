@@ -1,20 +1,28 @@
-// The public API of the walrus package: the kernel and its plugin contract, the config schema
-// builders for plugin authors, errors, and Walrus's own catalog of built-in plugins.
-// The TCP client (WalrusClient) joins this list when it lands.
+// The public API of the walrus package: the engine, the kernel and its plugin contract, the
+// config schema builders for plugin authors, errors, Walrus's own catalog of built-in plugins and
+// the TCP client. The engine takes every setting from its caller; this entry point is where an
+// embedded user gets the environment's: importing it applies WALRUS_DISABLE_NATIVE, and
+// `openWalrus` puts WALRUS_DATA_DIR and WALRUS_DISABLE_IO_URING under the options given.
 
 import 'reflect-metadata';
+import { applyProcessSwitches } from './commands/process-switches.js';
+import { Walrus, type WalrusOptions } from './engine/walrus.js';
+import { type Environment, processEnvironment, walrusOptionsFromEnv } from './kernel/env.js';
 
 // The TCP client: WalrusClient, ClientError and their types (src/client/index.ts lists them).
 export * from './client/index.js';
 export type { StorageBackend, StorageFile } from './contracts/storage.js';
 export type { RecoveryReport } from './engine/recovery.js';
-export { BACKENDS, resolveBackend } from './engine/storage/select.js';
+export { disableNativeAddon } from './engine/native-addon.js';
+export { BACKENDS, chooseBackend, resolveBackend } from './engine/storage/select.js';
 export type { BackendName, Consistency, Entry, FsyncSchedule, ReadBatchOptions, WalrusOptions } from './engine/walrus.js';
-export { sanitizeKey, Walrus } from './engine/walrus.js';
+export { DEFAULT_DATA_DIR, sanitizeKey, Walrus } from './engine/walrus.js';
+export { applyProcessSwitches };
 export type { Candidate, Catalog, Selection, Selector } from './kernel/catalog.js';
 export type { Assignment, ConfigFile, ResolvedConfig, TextSetting } from './kernel/config.js';
 export { parseConfigText, readConfigFile, resolveConfig } from './kernel/config.js';
-export { ENV_TABLE } from './kernel/env.js';
+export type { EngineEnvironment, Environment } from './kernel/env.js';
+export { ENV_TABLE, walrusOptionsFromEnv } from './kernel/env.js';
 export type { ErrorCode, ErrorCodeInfo, ErrorKind } from './kernel/errors.js';
 export {
   BusyError,
@@ -42,3 +50,14 @@ export { stopOnSignals } from './kernel/signals.js';
 export { CAPABILITIES, Token, token } from './kernel/tokens.js';
 export { builtinPlugins, DEFAULT_PLUGINS, walrusCatalog } from './plugins/catalog.js';
 export { VERSION } from './version.js';
+
+applyProcessSwitches();
+
+/**
+ * Walrus.open with the environment's settings as defaults: WALRUS_DATA_DIR for `dataDir`,
+ * WALRUS_DISABLE_IO_URING for `disableIoUring`. An option given (not undefined) wins.
+ */
+export function openWalrus(options: WalrusOptions = {}, env: Environment = processEnvironment()): Promise<Walrus> {
+  const given = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
+  return Walrus.open({ ...walrusOptionsFromEnv(env), ...given });
+}

@@ -13,6 +13,7 @@ import { type Environment, envValue, LAUNCHER_ENV, processEnvironment } from '..
 import { limits } from '../kernel/limits.js';
 import { parseDecimal } from '../protocol/commands.js';
 import { VERSION } from '../version.js';
+import { applyProcessSwitches } from './process-switches.js';
 
 export interface CliIo {
   /** Writes one line of output (the newline is added). */
@@ -346,6 +347,7 @@ function processIo(): CliIo {
 
 /** Entry point for bin/walrus-cli; tests pass their own argv and io. Resolves with the exit code. */
 export async function main(argv: readonly string[] = process.argv.slice(2), io: CliIo = processIo()): Promise<number> {
+  applyProcessSwitches();
   const code = await runWalrusCli(argv, io);
   io.exit?.(code);
   return code;

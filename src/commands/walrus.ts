@@ -16,6 +16,7 @@ import { lockNodeDirectory, type NodeLock } from '../node/node-lock.js';
 import { STORAGE_BACKENDS, walrusCatalog } from '../plugins/catalog.js';
 import { WALRUS_COMMANDS } from '../plugins/cli/index.js';
 import { VERSION } from '../version.js';
+import { applyProcessSwitches } from './process-switches.js';
 
 export interface Io {
   readonly out: (text: string) => void;
@@ -239,6 +240,7 @@ export async function runWalrus(argv: readonly string[], io: Io): Promise<number
 
 /** Entry point for bin/walrus. */
 export async function main(): Promise<void> {
+  applyProcessSwitches();
   const io: Io = {
     out: (text) => process.stdout.write(`${text}\n`),
     err: (text) => process.stderr.write(`${text}\n`),

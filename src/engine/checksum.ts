@@ -98,8 +98,35 @@ function pick(): Checksums {
   };
 }
 
-/** The checksum code this process uses, chosen once at load. */
-export const checksums: Checksums = pick();
+/**
+ * The checksum code this process uses, chosen at its first use (not at import, so the process's
+ * owner can still call disableNativeAddon). The first property read replaces every accessor with
+ * the chosen plain value, so later reads cost what reads of an ordinary object do.
+ */
+export const checksums: Checksums = chosenOnFirstUse();
+
+function chosenOnFirstUse(): Checksums {
+  const lazy = {} as Checksums;
+  const keys: Record<keyof Checksums, true> = {
+    crc32: true,
+    sealRecords: true,
+    verifyRecords: true,
+    bulk: true,
+    implementation: true,
+    unavailableReason: true,
+  };
+  for (const key of Object.keys(keys) as (keyof Checksums)[]) {
+    Object.defineProperty(lazy, key, {
+      configurable: true,
+      enumerable: true,
+      get: () => {
+        Object.defineProperties(lazy, Object.getOwnPropertyDescriptors(pick()));
+        return lazy[key];
+      },
+    });
+  }
+  return lazy;
+}
 
 /** True when the CRC stored in the record at `at` of `record` (`view` over the same bytes, `total` bytes long) matches its bytes. */
 export function recordCrcMatches(record: Uint8Array, view: DataView, at: number, total: number): boolean {

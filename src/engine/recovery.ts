@@ -26,6 +26,7 @@ import {
   recordTopicId,
 } from './format.js';
 import { syncDirectory } from './log.js';
+import { nativeAddonSwitchedOff } from './native-addon.js';
 import { TopicState } from './topic.js';
 import type { VerifyRequest, VerifyResult } from './verify-worker.js';
 
@@ -367,9 +368,12 @@ export function recoverSync(dir: string, backend: StorageBackend): Recovery {
   return scanDirectory(dir, backend, true);
 }
 
-function verifyInWorker(paths: readonly string[]): Promise<VerifyResult> {
+/** Checks the CRCs of `paths` on a worker thread that uses the same checksum code as this one. */
+export function verifyInWorker(paths: readonly string[]): Promise<VerifyResult> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { paths } satisfies VerifyRequest });
+    const worker = new Worker(new URL('./verify-worker.js', import.meta.url), {
+      workerData: { paths, nativeSwitchedOff: nativeAddonSwitchedOff() } satisfies VerifyRequest,
+    });
     worker.once('message', (result: VerifyResult) => resolve(result));
     worker.once('error', reject);
     worker.once('exit', (code) => reject(new Error(`checksum worker exited with code ${code}`)));

@@ -6,17 +6,22 @@
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { recordCrcMatches } from './checksum.js';
+import { checksums, recordCrcMatches } from './checksum.js';
 import { RecordFramer } from './chunk-reader.js';
 import { FILE_HEADER_BYTES } from './format.js';
+import { disableNativeAddon } from './native-addon.js';
 
 export interface VerifyRequest {
   readonly paths: readonly string[];
+  /** The parent's disableNativeAddon reason: a worker uses the same checksum code as its parent. */
+  readonly nativeSwitchedOff: string | undefined;
 }
 
 export interface VerifyResult {
   /** Per path: where the first record with a bad CRC starts, or null when every framed record checks. */
   readonly badAt: Record<string, number | null>;
+  /** The checksum code the worker used (checksums.implementation): the parent's, by nativeSwitchedOff. */
+  readonly implementation: string;
 }
 
 /** Walks one file's records from after the header; returns the first bad CRC's offset, or null. */
@@ -39,7 +44,8 @@ export function firstBadCrc(path: string): number | null {
 
 if (parentPort !== null) {
   const request = workerData as VerifyRequest;
+  if (request.nativeSwitchedOff !== undefined) disableNativeAddon(request.nativeSwitchedOff);
   const badAt: Record<string, number | null> = {};
   for (const path of request.paths) badAt[path] = firstBadCrc(path);
-  parentPort.postMessage({ badAt } satisfies VerifyResult);
+  parentPort.postMessage({ badAt, implementation: checksums.implementation } satisfies VerifyResult);
 }

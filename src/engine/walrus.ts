@@ -8,7 +8,6 @@ import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSyn
 import { join, resolve } from 'node:path';
 import { type Logger, pino } from 'pino';
 import type { StorageBackend, StorageFile } from '../contracts/storage.js';
-import { envValue, processEnvironment } from '../kernel/env.js';
 import { BusyError, InputError, StateError, StorageError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
 import { checksums, recordCrcMatches } from './checksum.js';
@@ -24,11 +23,13 @@ export type FsyncSchedule = 'each' | 'none' | { readonly everyMs: number };
 export type BackendName = 'auto' | 'fd' | 'mmap' | 'uring';
 
 export interface WalrusOptions {
-  /** Root folder; default WALRUS_DATA_DIR, else ./wal_files. */
+  /** Root folder; default ./wal_files. (The engine reads no environment: see openWalrus in src/index.ts.) */
   readonly dataDir?: string;
   /** Namespace: the data lives in dataDir/<sanitised key>. */
   readonly key?: string;
   readonly backend?: BackendName;
+  /** `backend: 'auto'` passes over io_uring, and `backend: 'uring'` is refused. Default false. */
+  readonly disableIoUring?: boolean;
   /** A StorageBackend object to use instead of a named one (a custom backend, or a test double). */
   readonly storage?: StorageBackend;
   /** `strict` (default) persists every cursor advance; `{ atLeastOnce: N }` every N consumed entries. */
@@ -59,6 +60,8 @@ export interface ReadBatchOptions {
 }
 
 const LOCK_FILE = 'walrus.lock';
+/** Where `open` puts the data without a `dataDir`, relative to the working directory. */
+export const DEFAULT_DATA_DIR = './wal_files';
 
 /** The original's rule: every character outside [A-Za-z0-9._-] becomes `_`; all-`_` names (and `.`/`..`) hash instead. */
 export function sanitizeKey(key: string): string {
@@ -276,7 +279,7 @@ export class Walrus {
       throw new InputError('INVALID_ARGUMENT', `fileBytesMax must be an integer of at least 4096, got ${options.fileBytesMax}`);
     }
     if (options.key !== undefined && typeof options.key !== 'string') throw new InputError('INVALID_ARGUMENT', 'key must be a string');
-    const root = options.dataDir ?? envValue(processEnvironment(), 'WALRUS_DATA_DIR') ?? './wal_files';
+    const root = options.dataDir ?? DEFAULT_DATA_DIR;
     const dir = resolve(options.key === undefined ? root : join(root, sanitizeKey(options.key)));
     const real = ioStep(`cannot use data directory ${dir}`, () => {
       mkdirSync(dir, { recursive: true });
@@ -302,7 +305,7 @@ export class Walrus {
     consistency: Consistency,
     fsync: FsyncSchedule,
   ): Promise<Walrus> {
-    const backend = options.storage ?? (await resolveBackend(options.backend ?? 'auto'));
+    const backend = options.storage ?? (await resolveBackend(options.backend ?? 'auto', { disableIoUring: options.disableIoUring }));
     checkLock(real);
     // An instance already open on this directory hands over its staged records first, but it is
     // superseded only once this open has succeeded: a failed open leaves it working.

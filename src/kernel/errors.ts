@@ -100,6 +100,12 @@ export const ERROR_CODES = {
     retriable: false,
     summary: 'The Walrus instance was closed; open it again to go on.',
   },
+  NATIVE_ADDON_IN_USE: {
+    kind: 'state',
+    retriable: false,
+    summary:
+      'disableNativeAddon() was called after this process had loaded the native addon; call it before the first engine or storage use.',
+  },
   INVALID_TOPIC: {
     kind: 'input',
     retriable: false,

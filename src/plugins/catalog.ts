@@ -13,6 +13,7 @@ import {
   segmentsSchema,
   storageSchema,
 } from '../contracts/config.js';
+import { BUILTIN_BACKENDS, chooseBackend, skippedText } from '../engine/storage/select.js';
 import type { Catalog, Selection, Selector } from '../kernel/catalog.js';
 import type { Assignment } from '../kernel/config.js';
 import { isPlainObject, type Problem } from '../kernel/schema.js';
@@ -30,41 +31,40 @@ import { storageFdPlugin } from './storage-fd/index.js';
 import { storageMmapPlugin } from './storage-mmap/index.js';
 import { storageUringPlugin } from './storage-uring/index.js';
 
-/** `auto`: uring (unless disabled), else mmap, else fd — the first whose probe passes. */
+/** The node's storage choice: the engine's one rule (chooseBackend) over the listed providers' probes. */
 export const storageSelector: Selector = {
   capability: CAPABILITIES.storageBackend,
   select(candidates, config): Selection {
     const storage = config.storage as StorageConfig;
-    const byBackend = (backend: string) => candidates.find((candidate) => candidate.plugin.manifest.name === `storage-${backend}`);
-    if (storage.backend !== 'auto') {
-      const wanted = `storage-${storage.backend}`;
-      const candidate = byBackend(storage.backend);
-      if (candidate === undefined)
-        return { chosen: null, fatal: true, why: `storage.backend is "${storage.backend}" but ${wanted} is not in the plugins list` };
-      if (!candidate.probe.ok) {
+    const contenders = candidates.map((candidate) => ({
+      name: candidate.plugin.manifest.name,
+      builtin: BUILTIN_BACKENDS.find((backend) => candidate.plugin.manifest.name === `storage-${backend}`),
+      probe: () => candidate.probe,
+    }));
+    const choice = chooseBackend(contenders, storage.backend, {
+      disableIoUring: storage.disableIoUring,
+      disabledBy: 'storage.disableIoUring',
+    });
+    const forced = `storage.backend is "${storage.backend}"`;
+    switch (choice.outcome) {
+      case 'absent':
+        return { chosen: null, fatal: true, why: `${forced} but storage-${storage.backend} is not in the plugins list` };
+      case 'refused':
+        return choice.disabled
+          ? { chosen: null, fatal: true, why: `${forced} but storage.disableIoUring (WALRUS_DISABLE_IO_URING) is set` }
+          : { chosen: null, fatal: true, why: `${forced} but ${choice.contender.name} cannot run here: ${choice.reason}` };
+      case 'chosen': {
+        const name = choice.chosen.name;
+        if (storage.backend !== 'auto') return { chosen: name, why: forced };
         return {
-          chosen: null,
-          fatal: true,
-          why: `storage.backend is "${storage.backend}" but ${wanted} cannot run here: ${candidate.probe.reason ?? 'its probe failed'}`,
+          chosen: name,
+          why: `auto picked ${name}${choice.skipped.length === 0 ? '' : ` (skipped ${skippedText(choice.skipped)})`}`,
         };
       }
-      if (storage.backend === 'uring' && storage.disableIoUring) {
-        return { chosen: null, fatal: true, why: 'storage.backend is "uring" but storage.disableIoUring (WALRUS_DISABLE_IO_URING) is set' };
-      }
-      return { chosen: wanted, why: `storage.backend is "${storage.backend}"` };
+      case 'none':
+        if (choice.skipped.length === 0) return { chosen: null, fatal: false, why: 'no storage backend is in the plugins list' };
+        return { chosen: null, fatal: false, why: `auto found no storage backend that can run here (${skippedText(choice.skipped)})` };
     }
-    // Built-in backends in order of preference, then any custom backend in list order.
-    const builtin = ['uring', 'mmap', 'fd'].map(byBackend).filter((candidate) => candidate !== undefined);
-    const custom = candidates.filter((candidate) => !builtin.includes(candidate));
-    const skipped: string[] = [];
-    for (const candidate of [...builtin, ...custom]) {
-      const name = candidate.plugin.manifest.name;
-      if (name === 'storage-uring' && storage.disableIoUring) skipped.push(`${name}: disabled by storage.disableIoUring`);
-      else if (!candidate.probe.ok) skipped.push(`${name}: ${candidate.probe.reason ?? 'its probe failed'}`);
-      else return { chosen: name, why: `auto picked ${name}${skipped.length === 0 ? '' : ` (skipped ${skipped.join('; ')})`}` };
-    }
-    if (skipped.length === 0) return { chosen: null, fatal: false, why: 'no storage backend is in the plugins list' };
-    return { chosen: null, fatal: false, why: `auto found no storage backend that can run here (${skipped.join('; ')})` };
   },
 };
 

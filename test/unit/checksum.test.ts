@@ -118,8 +118,9 @@ test('verifyRecords stops at the first damaged, torn or unframed record, as the 
 
 test('a log written with zlib checksums (WALRUS_DISABLE_NATIVE=1) reads back with the current ones', async (t) => {
   await withTempDir(async (dir) => {
+    // The child imports the package's entry point, which applies WALRUS_DISABLE_NATIVE (the engine reads no environment).
     const script = `
-      import { Walrus } from ${JSON.stringify(new URL('../../src/engine/walrus.js', import.meta.url).href)};
+      import { Walrus } from ${JSON.stringify(new URL('../../src/index.js', import.meta.url).href)};
       import { checksums } from ${JSON.stringify(new URL('../../src/engine/checksum.js', import.meta.url).href)};
       const wal = await Walrus.open({ dataDir: ${JSON.stringify(dir)}, fsync: 'none' });
       for (let i = 0; i < 500; i++) await wal.append('t', 'entry ' + i + ' ' + 'x'.repeat(i));

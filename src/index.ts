@@ -12,12 +12,11 @@ import { type Environment, processEnvironment, walrusOptionsFromEnv } from './ke
 // The TCP client: WalrusClient, ClientError and their types (src/client/index.ts lists them).
 export * from './client/index.js';
 export type { StorageBackend, StorageFile } from './contracts/storage.js';
-export type { RecoveryReport } from './engine/recovery.js';
 export { disableNativeAddon } from './engine/native-addon.js';
+export type { RecoveryReport } from './engine/recovery.js';
 export { BACKENDS, chooseBackend, resolveBackend } from './engine/storage/select.js';
 export type { BackendName, Consistency, Entry, FsyncSchedule, ReadBatchOptions, WalrusOptions } from './engine/walrus.js';
 export { DEFAULT_DATA_DIR, sanitizeKey, Walrus } from './engine/walrus.js';
-export { applyProcessSwitches };
 export type { Candidate, Catalog, Selection, Selector } from './kernel/catalog.js';
 export type { Assignment, ConfigFile, ResolvedConfig, TextSetting } from './kernel/config.js';
 export { parseConfigText, readConfigFile, resolveConfig } from './kernel/config.js';
@@ -50,6 +49,7 @@ export { stopOnSignals } from './kernel/signals.js';
 export { CAPABILITIES, Token, token } from './kernel/tokens.js';
 export { builtinPlugins, DEFAULT_PLUGINS, walrusCatalog } from './plugins/catalog.js';
 export { VERSION } from './version.js';
+export { applyProcessSwitches };
 
 applyProcessSwitches();
 

@@ -11,7 +11,7 @@ import test from 'ava';
 import { checksums } from '../../src/engine/checksum.js';
 import { disableNativeAddon } from '../../src/engine/native-addon.js';
 import { verifyInWorker } from '../../src/engine/recovery.js';
-import { BACKENDS, chooseBackend, type Contender, resolveBackend } from '../../src/engine/storage/select.js';
+import { BACKENDS, type Contender, chooseBackend, resolveBackend } from '../../src/engine/storage/select.js';
 import { Walrus } from '../../src/engine/walrus.js';
 import { openWalrus, walrusOptionsFromEnv } from '../../src/index.js';
 import type { WalrusError } from '../../src/kernel/errors.js';

@@ -306,6 +306,8 @@ export class Raft {
    */
   quorumContactTicks(): number {
     if (this.role === 'leader') {
+      // Asked on every write: a group of one answers without allocating.
+      if (this.voters().length === 1) return 0;
       const heard = this.voters()
         .map((voter) => (voter === this.id ? this.ticks : (this.progress.get(voter)?.heardAtTick ?? Number.NEGATIVE_INFINITY)))
         .sort((a, b) => b - a);

@@ -15,6 +15,7 @@ import { type ErrorCode, walrusError } from '../kernel/errors.js';
 import type { Command } from '../protocol/commands.js';
 import { FRAME_HEADER_BYTES } from '../protocol/frames.js';
 import { EMPTY, fetched, OK, okPayload } from '../protocol/replies.js';
+import { notLeaderFor } from './leases.js';
 import { encodeCommand, type MetadataResult, type MetadataStateMachine, segmentKey, topicNameProblem } from './metadata.js';
 import type { NextResult, TopicReader } from './reader.js';
 import { isRolling, RolloverWait } from './rollover-wait.js';
@@ -136,10 +137,7 @@ export class NodeController {
   private openSegmentHere(topic: string): number | ControllerReply {
     const state = this.options.metadata.topic(topic);
     if (state === undefined) return unknownTopic(topic);
-    if (state.leaderNode !== this.options.nodeId) {
-      const key = segmentKey(topic, state.currentSegment);
-      return failed('NOT_LEADER_FOR_PARTITION', `NotLeaderForPartition: ${key}`, { key });
-    }
+    if (state.leaderNode !== this.options.nodeId) return { error: notLeaderFor(segmentKey(topic, state.currentSegment)) };
     return state.currentSegment;
   }
 
@@ -178,10 +176,7 @@ function failed(code: ErrorCode, message: string, details: Readonly<Record<strin
 function getReply(topic: string, next: NextResult): ControllerReply {
   if (next.kind === 'unknown-topic') return unknownTopic(topic);
   if (next.kind === 'empty') return EMPTY_REPLY;
-  if (next.kind === 'elsewhere') {
-    const key = segmentKey(topic, next.segment);
-    return failed('NOT_LEADER_FOR_PARTITION', `NotLeaderForPartition: ${key}`, { key });
-  }
+  if (next.kind === 'elsewhere') return { error: notLeaderFor(segmentKey(topic, next.segment)) };
   const { entry } = next;
   const written = (ok: boolean): void => {
     // A failed cursor write fails the engine, and with it the next request that needs it.

@@ -8,7 +8,7 @@
 // rolled over), so that nothing is appended past the count the rollover will seal.
 
 import type { Lease, LeaseSource, WriteFencing } from '../contracts/fencing.js';
-import { walrusError } from '../kernel/errors.js';
+import { type WalrusError, walrusError } from '../kernel/errors.js';
 import { segmentKey } from './metadata.js';
 
 export interface LeaseTableOptions {
@@ -28,6 +28,14 @@ export const LEASE_SYNC_MS_DEFAULT = 100;
 
 export type { Lease, LeaseSource } from '../contracts/fencing.js';
 export { segmentKey } from './metadata.js';
+
+/**
+ * The refusal of a write or read this node cannot serve for segment `key`: NOT_LEADER_FOR_PARTITION,
+ * whose message is the protocol's `NotLeaderForPartition: <key>`.
+ */
+export function notLeaderFor(key: string, details: Readonly<Record<string, unknown>> = {}): WalrusError {
+  return walrusError('NOT_LEADER_FOR_PARTITION', `NotLeaderForPartition: ${key}`, { details: { key, ...details } });
+}
 
 export class LeaseTable implements WriteFencing {
   private readonly options: LeaseTableOptions;
@@ -74,7 +82,7 @@ export class LeaseTable implements WriteFencing {
   check(key: string): Lease {
     const lease = this.leases.get(key);
     if (lease === undefined || this.surrendered.has(key) || !(this.options.confirmed?.() ?? true)) {
-      throw walrusError('NOT_LEADER_FOR_PARTITION', `NotLeaderForPartition: ${key}`, { details: { key } });
+      throw notLeaderFor(key);
     }
     return lease;
   }

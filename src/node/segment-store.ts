@@ -11,7 +11,7 @@ import type { Lease, WriteFencing } from '../contracts/fencing.js';
 import { Walrus } from '../engine/walrus.js';
 import { walrusError } from '../kernel/errors.js';
 import { KeyedLock } from './keyed-lock.js';
-import { segmentKey } from './leases.js';
+import { notLeaderFor, segmentKey } from './leases.js';
 
 /** The part of the write fencing the store needs. */
 export type LeaseCheck = Pick<WriteFencing, 'check' | 'stillValid' | 'surrender'>;
@@ -95,7 +95,7 @@ export class SegmentStore {
   private appended(lease: Lease, topic: string, segment: number, count: number): number {
     const key = lease.key;
     if (!this.options.leases.stillValid(lease)) {
-      throw walrusError('NOT_LEADER_FOR_PARTITION', `NotLeaderForPartition: ${key}`, { details: { key, epoch: lease.epoch } });
+      throw notLeaderFor(key, { epoch: lease.epoch });
     }
     if (count + 1 >= this.options.maxEntries) {
       this.options.leases.surrender(key);

@@ -153,6 +153,12 @@ export const ERROR_CODES = {
     summary:
       'The operating system refused a read, write or sync; the cause is attached. After a failed write or sync the instance refuses further appends until reopened.',
   },
+  STORAGE_UNAVAILABLE: {
+    kind: 'storage',
+    retriable: true,
+    summary:
+      'A write or sync failed (the message names the cause, e.g. ENOSPC or EIO): the node refuses writes, keeps serving reads, and resumes writes by itself once the disk accepts them again; retry later.',
+  },
   SEGMENT_FULL: {
     kind: 'busy',
     retriable: true,

@@ -60,6 +60,15 @@ export const limits = {
   /** Largest `atLeastOnce` persistence interval, in consumed entries. */
   atLeastOnceMax: 1_000_000,
 
+  // The node's storage outage (docs/operations.md): after a failed write or sync the node refuses
+  // writes and tries the disk again on a timer.
+  /** Time between two attempts to write again after a storage failure. */
+  storageRetryMs: 1_000,
+  /** Bytes written and synced by one attempt before the engine is reopened (the disk must take at least this). */
+  storageProbeBytes: 64 * 1024,
+  /** A failed attempt is logged as a warning at most this often (every attempt is logged at debug). */
+  storageRetryLogMs: 30_000,
+
   // The client TCP protocol (frames are a u32 little-endian length, then a UTF-8 body).
   /** Largest request body a node accepts, in bytes (inclusive, as the original's MAX_FRAME_LEN). */
   frameBytesMax: 64 * 1024,

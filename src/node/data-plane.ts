@@ -36,6 +36,7 @@ export interface DataPlane {
   readonly nodeId: number;
   readonly metadata: MetadataStateMachine;
   readonly leases: WriteFencing;
+  /** The engine in use (the store replaces it when it reopens the directory after a storage failure). */
   readonly wal: Walrus;
   readonly store: SegmentStore;
   readonly reader: TopicReader;
@@ -49,14 +50,16 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
     onListenerError: (error) => options.log.error({ error: (error as Error).message }, 'metadata listener failed'),
   });
   const dir = join(options.dataDir, `node_${options.nodeId}`, 'data');
-  const wal = await Walrus.open({
-    dataDir: dir,
-    storage: options.backend,
-    // GET's position lives in the engine's cursors: strict persists every advance.
-    consistency: 'strict',
-    fsync: options.fsync === 'interval' ? { everyMs: options.fsyncIntervalMs } : options.fsync,
-    logger: options.log,
-  });
+  const openEngine = (): Promise<Walrus> =>
+    Walrus.open({
+      dataDir: dir,
+      storage: options.backend,
+      // GET's position lives in the engine's cursors: strict persists every advance.
+      consistency: 'strict',
+      fsync: options.fsync === 'interval' ? { everyMs: options.fsyncIntervalMs } : options.fsync,
+      logger: options.log,
+    });
+  const wal = await openEngine();
   // Registered after the engine is open: applies replayed by Raft so far were kept for it.
   options.consensus.register(metadata);
   const leases = options.fencing.create({ nodeId: options.nodeId, source: metadata });
@@ -66,6 +69,9 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
     wal,
     leases,
     maxEntries: options.maxEntries,
+    // After a storage failure the store reopens the directory once the disk takes writes again.
+    reopen: openEngine,
+    log: options.log,
     onFull: (topic, segment, count) => {
       for (const listener of fullListeners) listener(topic, segment, count);
     },
@@ -83,7 +89,9 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
     nodeId: options.nodeId,
     metadata,
     leases,
-    wal,
+    get wal() {
+      return store.engine;
+    },
     store,
     reader,
     onSegmentFull(listener) {
@@ -92,7 +100,7 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
     },
     async close() {
       leases.stop();
-      await wal.close();
+      await store.close();
     },
   };
 }

@@ -6,10 +6,19 @@
 // reached `maxEntries` takes no more appends: the caller gets a retriable SEGMENT_FULL and the
 // lease is given up locally until the rollover that seals it has applied, so no acknowledged
 // entry can land beyond the sealed count.
+//
+// A failed write or sync (ENOSPC, EIO) starts an outage: appends are refused with a retriable
+// STORAGE_UNAVAILABLE naming the cause, reads go on from the failed engine (it still serves what
+// it had made readable), and GET's consumption moves are kept in memory. Every storageRetryMs the
+// store writes and syncs a probe file; once the disk takes it, the engine is closed (cutting off
+// the refused appends) and reopened, the kept consumption moves are written, and appends resume.
 
+import { closeSync, fdatasyncSync, openSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Lease, WriteFencing } from '../contracts/fencing.js';
 import { Walrus } from '../engine/walrus.js';
-import { walrusError } from '../kernel/errors.js';
+import { type WalrusError, walrusError } from '../kernel/errors.js';
+import { limits } from '../kernel/limits.js';
 import { KeyedLock } from './keyed-lock.js';
 import { notLeaderFor, segmentKey } from './leases.js';
 
@@ -23,15 +32,75 @@ export interface SegmentStoreOptions {
   readonly maxEntries: number;
   /** Called once when a segment reaches maxEntries (the rollover monitor can propose at once). */
   readonly onFull?: (topic: string, segment: number, count: number) => void;
+  /** Opens the engine's directory again after a storage failure (without it, an outage lasts until restart). */
+  readonly reopen?: () => Promise<Walrus>;
+  /** Where outages and attempts to end them are logged. */
+  readonly log?: StoreLog;
+  /** Time between attempts to end an outage (default limits.storageRetryMs; tests shorten it). */
+  readonly retryMs?: number;
+}
+
+export interface StoreLog {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  debug(fields: object, message: string): void;
+}
+
+/** A storage outage in progress. */
+interface Outage {
+  /** The failure that started it, as the operator should read it (`ENOSPC: no space left…`). */
+  readonly cause: string;
+  /** The errno code (ENOSPC, EIO) when the failure carried one. */
+  readonly errno: string | undefined;
+  readonly since: number;
+  attempts: number;
+  lastWarnAt: number;
+  timer: NodeJS.Timeout | undefined;
+  /** True while the engine is being closed and reopened: it cannot be read for that moment. */
+  reopening: boolean;
+}
+
+/** The errno code somewhere in the cause chain of `error`. */
+function errnoOf(error: unknown): string | undefined {
+  for (let at: unknown = error, depth = 0; at !== undefined && at !== null && depth < 5; depth++) {
+    const code = (at as { code?: unknown }).code;
+    if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) return code;
+    at = (at as { cause?: unknown }).cause;
+  }
+  const match = /\b(E[A-Z]{2,})\b/.exec((error as Error)?.message ?? '');
+  return match?.[1];
 }
 
 export class SegmentStore {
   private readonly options: SegmentStoreOptions;
   /** One append at a time per key, across the lease check and the write. */
   private readonly locks = new KeyedLock();
+  private wal: Walrus;
+  private outage: Outage | undefined;
+  /** During an outage: per key, the consumption position GET has reached (not yet written). */
+  private readonly consumedInOutage = new Map<string, number>();
+  private closed = false;
 
   constructor(options: SegmentStoreOptions) {
     this.options = options;
+    this.wal = options.wal;
+  }
+
+  /** The engine in use (replaced by a reopen after an outage). */
+  get engine(): Walrus {
+    return this.wal;
+  }
+
+  /** The outage in progress, if any: its cause and since when (for STATE, logs and tests). */
+  get unavailable(): { readonly cause: string; readonly errno: string | undefined; readonly since: number } | undefined {
+    return this.outage;
+  }
+
+  /** Stops trying to end an outage and closes the engine. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.outage?.timer !== undefined) clearTimeout(this.outage.timer);
+    await this.wal.close();
   }
 
   /**
@@ -73,8 +142,10 @@ export class SegmentStore {
 
   /** The lease check and the append, with `key` held by the caller. */
   private appendHolding(key: string, topic: string, segment: number, payload: Uint8Array | string): number | Promise<number> {
+    if (this.outage === undefined && this.wal.failure !== undefined) this.fail(this.wal.failure);
+    if (this.outage !== undefined) throw this.refusal(this.outage);
     const lease = this.options.leases.check(key);
-    const count = this.options.wal.entryCount(key);
+    const count = this.wal.entryCount(key);
     if (count >= this.options.maxEntries) {
       this.options.leases.surrender(key);
       this.options.onFull?.(topic, segment, count);
@@ -82,9 +153,127 @@ export class SegmentStore {
         details: { key, count },
       });
     }
-    const written = this.options.wal.append(key, payload);
+    const written = this.wal.append(key, payload);
     if (Walrus.acknowledged(written)) return this.appended(lease, topic, segment, count);
-    return written.then(() => this.appended(lease, topic, segment, count));
+    return written.then(
+      () => this.appended(lease, topic, segment, count),
+      (error: unknown) => {
+        throw this.storageFailed(error);
+      },
+    );
+  }
+
+  /** An engine failure during an append: an IO failure starts (or is part of) an outage. */
+  private storageFailed(error: unknown): unknown {
+    if ((error as WalrusError).code !== 'IO' || this.wal.failure === undefined) return error;
+    return this.refusal(this.fail(this.wal.failure));
+  }
+
+  /** Starts the outage for `failure` (once) and schedules the first attempt to end it. */
+  private fail(failure: Error): Outage {
+    if (this.outage !== undefined) return this.outage;
+    const errno = errnoOf(failure);
+    const cause = ((failure.cause as Error | undefined)?.message ?? failure.message).trim();
+    const now = Date.now();
+    const outage: Outage = { cause, errno, since: now, attempts: 0, lastWarnAt: now, timer: undefined, reopening: false };
+    this.outage = outage;
+    this.options.log?.warn(
+      { errno, cause, dir: this.wal.dir, retryMs: this.retryMs },
+      'storage failed: writes are refused until the disk accepts them again; reads go on',
+    );
+    this.scheduleAttempt(outage);
+    return outage;
+  }
+
+  private get retryMs(): number {
+    return this.options.retryMs ?? limits.storageRetryMs;
+  }
+
+  private refusal(outage: Outage): WalrusError {
+    return walrusError(
+      'STORAGE_UNAVAILABLE',
+      `storage unavailable (${outage.errno ?? 'I/O error'}): ${outage.cause}; writes are refused until the disk accepts them again; retry later`,
+      { details: { errno: outage.errno, since: outage.since } },
+    );
+  }
+
+  private scheduleAttempt(outage: Outage): void {
+    if (this.closed || this.options.reopen === undefined) return;
+    outage.timer = setTimeout(() => {
+      outage.timer = undefined;
+      this.attempt(outage).catch((error: unknown) => {
+        // attempt() handles its own failures; this only guards the timer against a rejection.
+        this.options.log?.warn({ error: (error as Error).message }, 'storage retry failed unexpectedly');
+        this.scheduleAttempt(outage);
+      });
+    }, this.retryMs);
+    outage.timer.unref();
+  }
+
+  /** One attempt to end the outage: probe the disk, then reopen the engine and write what GET consumed. */
+  private async attempt(outage: Outage): Promise<void> {
+    const reopen = this.options.reopen;
+    if (this.closed || reopen === undefined || this.outage !== outage) return;
+    outage.attempts += 1;
+    const dir = this.wal.dir;
+    try {
+      probeDisk(dir);
+    } catch (error) {
+      this.attemptFailed(outage, error);
+      return;
+    }
+    outage.reopening = true;
+    let wal: Walrus;
+    try {
+      await this.wal.close().catch(() => undefined);
+      wal = await reopen();
+    } catch (error) {
+      // The old instance is closed: reads wait for a later attempt (refused as unavailable meanwhile).
+      this.attemptFailed(outage, error);
+      return;
+    }
+    this.wal = wal;
+    outage.reopening = false;
+    try {
+      await this.writeConsumedInOutage();
+    } catch (error) {
+      // The reopened engine failed at once: stay in the outage, with it serving reads.
+      this.attemptFailed(outage, error);
+      return;
+    }
+    this.outage = undefined;
+    this.options.log?.info(
+      { dir, errno: outage.errno, attempts: outage.attempts, outageMs: Date.now() - outage.since },
+      'storage accepts writes again: writes resume',
+    );
+  }
+
+  private attemptFailed(outage: Outage, error: unknown): void {
+    const fields = { dir: this.wal.dir, attempt: outage.attempts, errno: errnoOf(error), error: (error as Error).message };
+    const now = Date.now();
+    if (outage.attempts === 1 || now - outage.lastWarnAt >= limits.storageRetryLogMs) {
+      outage.lastWarnAt = now;
+      this.options.log?.warn(fields, 'storage still refuses writes; will try again');
+    } else {
+      this.options.log?.debug(fields, 'storage still refuses writes; will try again');
+    }
+    this.scheduleAttempt(outage);
+  }
+
+  /** After a reopen: moves each engine cursor to where GET got during the outage, and waits for it. */
+  private async writeConsumedInOutage(): Promise<void> {
+    const moves: Promise<void>[] = [];
+    for (const [key, position] of this.consumedInOutage) {
+      for (let at = this.wal.entryCount(key) - this.wal.pendingCount(key); at < position; at++) moves.push(this.wal.consumeAt(key, at));
+    }
+    await Promise.all(moves);
+    this.consumedInOutage.clear();
+  }
+
+  /** Reads are refused only while the engine is being swapped (a moment, after the disk took a probe). */
+  private readable(): Walrus {
+    if (this.outage?.reopening === true) throw this.refusal(this.outage);
+    return this.wal;
   }
 
   /**
@@ -111,18 +300,20 @@ export class SegmentStore {
 
   /** Entries the segment holds on this node (0 for a segment it never wrote). */
   count(topic: string, segment: number): number {
-    return this.options.wal.entryCount(segmentKey(topic, segment));
+    return this.readable().entryCount(segmentKey(topic, segment));
   }
 
   /** The entry at 0-based `offset` of the segment, or null past its end. Does not move any cursor. */
   read(topic: string, segment: number, offset: number): Buffer | null {
-    return this.options.wal.readAt(segmentKey(topic, segment), offset);
+    return this.readable().readAt(segmentKey(topic, segment), offset);
   }
 
   /** Entries of the segment consumed by GET so far (its engine cursor, persisted with it). */
   consumed(topic: string, segment: number): number {
     const key = segmentKey(topic, segment);
-    return this.options.wal.entryCount(key) - this.options.wal.pendingCount(key);
+    const wal = this.readable();
+    const engine = wal.entryCount(key) - wal.pendingCount(key);
+    return Math.max(engine, this.consumedInOutage.get(key) ?? 0);
   }
 
   /**
@@ -131,6 +322,40 @@ export class SegmentStore {
    * for which Walrus.acknowledged() is true when that was done at once.
    */
   consumeAt(topic: string, segment: number, offset: number): Promise<void> {
-    return this.options.wal.consumeAt(segmentKey(topic, segment), offset);
+    const key = segmentKey(topic, segment);
+    if (this.outage === undefined && this.wal.failure !== undefined) this.fail(this.wal.failure);
+    if (this.outage !== undefined) {
+      // The position cannot be written now: it is kept here and written when the outage ends (a
+      // crash before then replays these entries: at least once, never skipped).
+      if (offset !== this.consumed(topic, segment))
+        return Promise.reject(walrusError('INVALID_ARGUMENT', `${key}: ${offset} is not the next entry to consume`));
+      this.consumedInOutage.set(key, offset + 1);
+      return CONSUMED_IN_MEMORY;
+    }
+    const moved = this.wal.consumeAt(key, offset);
+    if (Walrus.acknowledged(moved)) return moved;
+    return moved.catch((error: unknown) => {
+      throw this.storageFailed(error);
+    });
+  }
+}
+
+const CONSUMED_IN_MEMORY: Promise<void> = Promise.resolve();
+
+/** Writes and syncs a probe file in `dir`, then removes it: throws if the disk does not take it. */
+function probeDisk(dir: string): void {
+  const path = join(dir, '.storage-probe');
+  try {
+    const fd = openSync(path, 'w');
+    try {
+      const bytes = Buffer.alloc(limits.storageProbeBytes, 0x5a);
+      let written = 0;
+      while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
+      fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    rmSync(path, { force: true });
   }
 }

@@ -256,7 +256,7 @@ export const ERROR_CODES = {
     kind: 'client',
     retriable: false,
     summary:
-      "The node answered `ERR <message>`; `serverMessage` has the message and `serverCode` the node's code when the reply is one the wire table knows.",
+      "The node answered `ERR <message>`; `serverMessage` has the message and `serverCode` the node's code when the reply is one the wire table knows. `retriable` is that code's (false for an unknown reply).",
   },
   TIMEOUT: {
     kind: 'client',
@@ -281,17 +281,20 @@ export interface WalrusErrorOptions {
   readonly cause?: unknown;
   /** Structured facts for logs and callers (key path, plugin name, ...). */
   readonly details?: Readonly<Record<string, unknown>>;
+  /** Overrides the code's `retriable` (a server's refusal carries its own code's). */
+  readonly retriable?: boolean;
 }
 
 export class WalrusError extends Error {
   readonly code: ErrorCode;
+  /** Whether the same call may succeed later (the code's table entry; for a server's error, its code's). */
   readonly retriable: boolean;
   readonly details: Readonly<Record<string, unknown>>;
 
   constructor(code: ErrorCode, message: string, options: WalrusErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
-    this.retriable = ERROR_CODES[code].retriable;
+    this.retriable = options.retriable ?? ERROR_CODES[code].retriable;
     this.details = options.details ?? {};
   }
 
@@ -341,7 +344,10 @@ export class ClientError extends WalrusError {
     message: string,
     options: WalrusErrorOptions & { serverMessage?: string; serverCode?: ErrorCode } = {},
   ) {
-    super(code, message, options);
+    // A node's retriable refusal (STORAGE_UNAVAILABLE, SEGMENT_FULL, NotLeaderForPartition) stays
+    // retriable across the wire: the caller need not know the codes to decide to try again.
+    const server = options.serverCode === undefined ? undefined : ERROR_CODES[options.serverCode].retriable;
+    super(code, message, { ...options, retriable: options.retriable ?? server });
     this.serverMessage = options.serverMessage;
     this.serverCode = options.serverCode;
   }

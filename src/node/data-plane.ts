@@ -13,7 +13,7 @@ import { StateError } from '../kernel/errors.js';
 import { CAPABILITIES, token } from '../kernel/tokens.js';
 import { MetadataStateMachine } from './metadata.js';
 import { TopicReader } from './reader.js';
-import { SegmentStore } from './segment-store.js';
+import { errnoOf, SegmentStore } from './segment-store.js';
 
 export type NodeFsync = 'each' | 'interval' | 'none';
 
@@ -36,8 +36,11 @@ export interface DataPlane {
   readonly nodeId: number;
   readonly metadata: MetadataStateMachine;
   readonly leases: WriteFencing;
-  /** The engine in use (the store replaces it when it reopens the directory after a storage failure). */
-  readonly wal: Walrus;
+  /**
+   * The engine in use: the store replaces it when it reopens the directory after a storage
+   * failure, and it is undefined while a node that started on a failing disk has none yet.
+   */
+  readonly wal: Walrus | undefined;
   readonly store: SegmentStore;
   readonly reader: TopicReader;
   /** Calls `listener` when a segment becomes full (the rollover monitor proposes at once). */
@@ -59,7 +62,17 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
       fsync: options.fsync === 'interval' ? { everyMs: options.fsyncIntervalMs } : options.fsync,
       logger: options.log,
     });
-  const wal = await openEngine();
+  // A disk that refuses writes at start (full, failing, read-only) does not stop the node: it
+  // starts in a storage outage and opens the engine once the disk takes writes again, instead of
+  // exiting and being restarted into the same failure over and over.
+  let wal: Walrus | undefined;
+  let openFailure: Error | undefined;
+  try {
+    wal = await openEngine();
+  } catch (error) {
+    if (!diskRefused(error)) throw error;
+    openFailure = error as Error;
+  }
   // Registered after the engine is open: applies replayed by Raft so far were kept for it.
   options.consensus.register(metadata);
   const leases = options.fencing.create({ nodeId: options.nodeId, source: metadata });
@@ -67,6 +80,8 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
   const fullListeners = new Set<(topic: string, segment: number, count: number) => void>();
   const store = new SegmentStore({
     wal,
+    dir,
+    openFailure,
     leases,
     maxEntries: options.maxEntries,
     // After a storage failure the store reopens the directory once the disk takes writes again.
@@ -84,7 +99,8 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
       return leader !== undefined && leader !== options.nodeId;
     },
   });
-  options.log.info({ dir, backend: wal.backendName, fsync: options.fsync }, 'data plane open');
+  if (wal !== undefined) options.log.info({ dir, backend: wal.backendName, fsync: options.fsync }, 'data plane open');
+  else options.log.warn({ dir, fsync: options.fsync }, 'data plane open without its engine: the disk refuses writes');
   return {
     nodeId: options.nodeId,
     metadata,
@@ -116,3 +132,11 @@ export class DataPlaneHolder {
 }
 
 export const DATA_PLANE = token<DataPlaneHolder>(CAPABILITIES.dataPlane);
+
+/** Errnos of a disk that may take writes again later (freed space, a repaired or remounted disk). */
+const DISK_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS']);
+
+/** Whether `error` is the disk refusing to write (its errno, anywhere in the cause chain). */
+function diskRefused(error: unknown): boolean {
+  return DISK_ERRNOS.has(errnoOf(error) ?? '');
+}

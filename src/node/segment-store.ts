@@ -13,7 +13,7 @@
 // store writes and syncs a probe file; once the disk takes it, the engine is closed (cutting off
 // the refused appends) and reopened, the kept consumption moves are written, and appends resume.
 
-import { closeSync, fdatasyncSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Lease, WriteFencing } from '../contracts/fencing.js';
 import { Walrus } from '../engine/walrus.js';
@@ -26,7 +26,12 @@ import { notLeaderFor, segmentKey } from './leases.js';
 export type LeaseCheck = Pick<WriteFencing, 'check' | 'stillValid' | 'surrender'>;
 
 export interface SegmentStoreOptions {
-  readonly wal: Walrus;
+  /** The engine; undefined when it could not be opened (`openFailure` says why: the store starts in an outage). */
+  readonly wal: Walrus | undefined;
+  /** The engine's directory, where the disk is probed during an outage (default: the engine's). */
+  readonly dir?: string;
+  /** Why the engine could not be opened at start (a full or failing disk), when `wal` is undefined. */
+  readonly openFailure?: Error;
   readonly leases: LeaseCheck;
   /** Entries after which an open segment takes no more appends (the rollover threshold). */
   readonly maxEntries: number;
@@ -55,13 +60,13 @@ interface Outage {
   readonly since: number;
   attempts: number;
   lastWarnAt: number;
+  /** The last failed attempt's error message: a new kind of failure is logged as a warning at once. */
+  lastError: string | undefined;
   timer: NodeJS.Timeout | undefined;
-  /** True while the engine is being closed and reopened: it cannot be read for that moment. */
-  reopening: boolean;
 }
 
-/** The errno code somewhere in the cause chain of `error`. */
-function errnoOf(error: unknown): string | undefined {
+/** The errno code somewhere in the cause chain of `error` (or named in its message). */
+export function errnoOf(error: unknown): string | undefined {
   for (let at: unknown = error, depth = 0; at !== undefined && at !== null && depth < 5; depth++) {
     const code = (at as { code?: unknown }).code;
     if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) return code;
@@ -75,19 +80,27 @@ export class SegmentStore {
   private readonly options: SegmentStoreOptions;
   /** One append at a time per key, across the lease check and the write. */
   private readonly locks = new KeyedLock();
-  private wal: Walrus;
+  /** Undefined while an outage has no engine to read from (it could not be opened, or is being reopened). */
+  private wal: Walrus | undefined;
   private outage: Outage | undefined;
   /** During an outage: per key, the consumption position GET has reached (not yet written). */
   private readonly consumedInOutage = new Map<string, number>();
   private closed = false;
+  private readonly dir: string;
+  /** The attempt to end an outage that is running, which close() waits for. */
+  private attempting: Promise<void> | undefined;
 
   constructor(options: SegmentStoreOptions) {
     this.options = options;
     this.wal = options.wal;
+    const dir = options.dir ?? options.wal?.dir;
+    if (dir === undefined) throw walrusError('INVALID_ARGUMENT', 'a segment store needs its engine or its directory');
+    this.dir = dir;
+    if (options.wal === undefined) this.fail(options.openFailure ?? new Error(`cannot open ${dir}`));
   }
 
-  /** The engine in use (replaced by a reopen after an outage). */
-  get engine(): Walrus {
+  /** The engine in use (replaced by a reopen after an outage); undefined while an outage has none. */
+  get engine(): Walrus | undefined {
     return this.wal;
   }
 
@@ -99,8 +112,18 @@ export class SegmentStore {
   /** Stops trying to end an outage and closes the engine. */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.outage?.timer !== undefined) clearTimeout(this.outage.timer);
-    await this.wal.close();
+    const outage = this.outage;
+    if (outage?.timer !== undefined) clearTimeout(outage.timer);
+    await this.attempting;
+    if (this.wal === undefined) return;
+    try {
+      await this.wal.close();
+    } catch (error) {
+      // A failed engine may not close cleanly (its last writes did not reach the disk): that is the
+      // outage already reported, and recovery deals with it at the next start; a stop still succeeds.
+      if (outage === undefined) throw error;
+      this.options.log?.warn({ error: (error as Error).message, errno: errnoOf(error) }, 'engine closed during a storage outage');
+    }
   }
 
   /**
@@ -142,10 +165,9 @@ export class SegmentStore {
 
   /** The lease check and the append, with `key` held by the caller. */
   private appendHolding(key: string, topic: string, segment: number, payload: Uint8Array | string): number | Promise<number> {
-    if (this.outage === undefined && this.wal.failure !== undefined) this.fail(this.wal.failure);
-    if (this.outage !== undefined) throw this.refusal(this.outage);
+    const wal = this.writable();
     const lease = this.options.leases.check(key);
-    const count = this.wal.entryCount(key);
+    const count = wal.entryCount(key);
     if (count >= this.options.maxEntries) {
       this.options.leases.surrender(key);
       this.options.onFull?.(topic, segment, count);
@@ -153,7 +175,7 @@ export class SegmentStore {
         details: { key, count },
       });
     }
-    const written = this.wal.append(key, payload);
+    const written = wal.append(key, payload);
     if (Walrus.acknowledged(written)) return this.appended(lease, topic, segment, count);
     return written.then(
       () => this.appended(lease, topic, segment, count),
@@ -165,21 +187,34 @@ export class SegmentStore {
 
   /** An engine failure during an append: an IO failure starts (or is part of) an outage. */
   private storageFailed(error: unknown): unknown {
-    if ((error as WalrusError).code !== 'IO' || this.wal.failure === undefined) return error;
-    return this.refusal(this.fail(this.wal.failure));
+    const failure = this.wal?.failure;
+    if ((error as WalrusError).code !== 'IO' || failure === undefined) return error;
+    return this.refusal(this.fail(failure));
+  }
+
+  /** The engine for a write, or the outage's refusal (a failure the engine reported starts one). */
+  private writable(): Walrus {
+    const failure = this.wal?.failure;
+    if (this.outage === undefined && failure !== undefined) this.fail(failure);
+    if (this.outage !== undefined || this.wal === undefined) throw this.refusal(this.fail(failure ?? new Error('no engine')));
+    return this.wal;
   }
 
   /** Starts the outage for `failure` (once) and schedules the first attempt to end it. */
   private fail(failure: Error): Outage {
     if (this.outage !== undefined) return this.outage;
     const errno = errnoOf(failure);
-    const cause = ((failure.cause as Error | undefined)?.message ?? failure.message).trim();
+    // The errno leads the refusal already: `storage unavailable (ENOSPC): no space left on device, write`.
+    const raw = ((failure.cause as Error | undefined)?.message ?? failure.message).trim();
+    const cause = errno !== undefined && raw.startsWith(`${errno}: `) ? raw.slice(errno.length + 2) : raw;
     const now = Date.now();
-    const outage: Outage = { cause, errno, since: now, attempts: 0, lastWarnAt: now, timer: undefined, reopening: false };
+    const outage: Outage = { cause, errno, since: now, attempts: 0, lastWarnAt: now, lastError: undefined, timer: undefined };
     this.outage = outage;
     this.options.log?.warn(
-      { errno, cause, dir: this.wal.dir, retryMs: this.retryMs },
-      'storage failed: writes are refused until the disk accepts them again; reads go on',
+      { errno, cause, dir: this.dir, retryMs: this.retryMs },
+      this.wal === undefined
+        ? 'storage failed: the engine cannot be opened; reads and writes are refused until the disk accepts writes again'
+        : 'storage failed: writes are refused until the disk accepts them again; reads go on',
     );
     this.scheduleAttempt(outage);
     return outage;
@@ -201,11 +236,15 @@ export class SegmentStore {
     if (this.closed || this.options.reopen === undefined) return;
     outage.timer = setTimeout(() => {
       outage.timer = undefined;
-      this.attempt(outage).catch((error: unknown) => {
-        // attempt() handles its own failures; this only guards the timer against a rejection.
-        this.options.log?.warn({ error: (error as Error).message }, 'storage retry failed unexpectedly');
-        this.scheduleAttempt(outage);
-      });
+      this.attempting = this.attempt(outage)
+        .catch((error: unknown) => {
+          // attempt() handles its own failures; this only guards the timer against a rejection.
+          this.options.log?.warn({ error: (error as Error).message }, 'storage retry failed unexpectedly');
+          this.scheduleAttempt(outage);
+        })
+        .finally(() => {
+          this.attempting = undefined;
+        });
     }, this.retryMs);
     outage.timer.unref();
   }
@@ -215,25 +254,30 @@ export class SegmentStore {
     const reopen = this.options.reopen;
     if (this.closed || reopen === undefined || this.outage !== outage) return;
     outage.attempts += 1;
-    const dir = this.wal.dir;
+    const dir = this.dir;
     try {
       probeDisk(dir);
     } catch (error) {
       this.attemptFailed(outage, error);
       return;
     }
-    outage.reopening = true;
     let wal: Walrus;
     try {
-      await this.wal.close().catch(() => undefined);
+      const old = this.wal;
+      this.wal = undefined;
+      await old?.close().catch(() => undefined);
       wal = await reopen();
+      if (this.closed) {
+        // The node stopped while the engine opened: close it again, nothing is served any more.
+        await wal.close();
+        return;
+      }
     } catch (error) {
       // The old instance is closed: reads wait for a later attempt (refused as unavailable meanwhile).
       this.attemptFailed(outage, error);
       return;
     }
     this.wal = wal;
-    outage.reopening = false;
     try {
       await this.writeConsumedInOutage();
     } catch (error) {
@@ -249,9 +293,11 @@ export class SegmentStore {
   }
 
   private attemptFailed(outage: Outage, error: unknown): void {
-    const fields = { dir: this.wal.dir, attempt: outage.attempts, errno: errnoOf(error), error: (error as Error).message };
+    const fields = { dir: this.dir, attempt: outage.attempts, errno: errnoOf(error), error: (error as Error).message };
     const now = Date.now();
-    if (outage.attempts === 1 || now - outage.lastWarnAt >= limits.storageRetryLogMs) {
+    const changed = fields.error !== outage.lastError;
+    outage.lastError = fields.error;
+    if (changed || now - outage.lastWarnAt >= limits.storageRetryLogMs) {
       outage.lastWarnAt = now;
       this.options.log?.warn(fields, 'storage still refuses writes; will try again');
     } else {
@@ -262,17 +308,22 @@ export class SegmentStore {
 
   /** After a reopen: moves each engine cursor to where GET got during the outage, and waits for it. */
   private async writeConsumedInOutage(): Promise<void> {
+    const wal = this.wal;
     const moves: Promise<void>[] = [];
+    if (wal === undefined) return;
     for (const [key, position] of this.consumedInOutage) {
-      for (let at = this.wal.entryCount(key) - this.wal.pendingCount(key); at < position; at++) moves.push(this.wal.consumeAt(key, at));
+      for (let at = wal.entryCount(key) - wal.pendingCount(key); at < position; at++) moves.push(wal.consumeAt(key, at));
     }
     await Promise.all(moves);
     this.consumedInOutage.clear();
   }
 
-  /** Reads are refused only while the engine is being swapped (a moment, after the disk took a probe). */
+  /**
+   * Reads are refused only while there is no engine to read from: it is being swapped (a moment,
+   * after the disk took a probe), or it could not be opened at start.
+   */
   private readable(): Walrus {
-    if (this.outage?.reopening === true) throw this.refusal(this.outage);
+    if (this.wal === undefined) throw this.refusal(this.fail(new Error('no engine')));
     return this.wal;
   }
 
@@ -323,7 +374,8 @@ export class SegmentStore {
    */
   consumeAt(topic: string, segment: number, offset: number): Promise<void> {
     const key = segmentKey(topic, segment);
-    if (this.outage === undefined && this.wal.failure !== undefined) this.fail(this.wal.failure);
+    const failure = this.wal?.failure;
+    if (this.outage === undefined && failure !== undefined) this.fail(failure);
     if (this.outage !== undefined) {
       // The position cannot be written now: it is kept here and written when the outage ends (a
       // crash before then replays these entries: at least once, never skipped).
@@ -332,7 +384,7 @@ export class SegmentStore {
       this.consumedInOutage.set(key, offset + 1);
       return CONSUMED_IN_MEMORY;
     }
-    const moved = this.wal.consumeAt(key, offset);
+    const moved = this.readable().consumeAt(key, offset);
     if (Walrus.acknowledged(moved)) return moved;
     return moved.catch((error: unknown) => {
       throw this.storageFailed(error);
@@ -345,6 +397,8 @@ const CONSUMED_IN_MEMORY: Promise<void> = Promise.resolve();
 /** Writes and syncs a probe file in `dir`, then removes it: throws if the disk does not take it. */
 function probeDisk(dir: string): void {
   const path = join(dir, '.storage-probe');
+  // The directory itself may not exist yet when the node started on a disk that refused it.
+  mkdirSync(dir, { recursive: true });
   try {
     const fd = openSync(path, 'w');
     try {

@@ -49,6 +49,8 @@ export const WIRE_ERRORS = {
     text: fromDetail('key', (key) => `NotLeaderForPartition: ${key}`),
   },
   SEGMENT_FULL: { replies: ['ERR segment t_<topic>_s_<n> is full ... retry'], text: message },
+  // The message is the segment store's refusal, naming the errno and the failure.
+  STORAGE_UNAVAILABLE: { replies: ['ERR storage unavailable (<errno>): ... retry later'], text: message },
 } as const satisfies Partial<Record<ErrorCode, WireForm>>;
 
 const FORMS: Partial<Record<ErrorCode, WireForm>> = WIRE_ERRORS;

@@ -34,8 +34,23 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
  */
 export const NODE_FLAGS: readonly string[] = ['--unhandled-rejections=strict'];
 
-export function startWalrus(args: readonly string[], options: { cwd: string; env?: Record<string, string>; lifetimeMs?: number }): Running {
-  const child = spawn(process.execPath, [...NODE_FLAGS, WALRUS_BIN, ...args], {
+export interface StartOptions {
+  readonly cwd: string;
+  readonly env?: Record<string, string>;
+  readonly lifetimeMs?: number;
+}
+
+export function startWalrus(args: readonly string[], options: StartOptions): Running {
+  return startProcess(process.execPath, [...NODE_FLAGS, WALRUS_BIN, ...args], options);
+}
+
+/**
+ * Any command (a wrapper that sets up namespaces, then runs `walrus`) with the same clean
+ * environment, lifetime bound and line waiting as startWalrus. The lifetime's SIGKILL reaches the
+ * wrapper only: a wrapper must exec, or its test must stop what the wrapper started by PID.
+ */
+export function startProcess(file: string, args: readonly string[], options: StartOptions): Running {
+  const child = spawn(file, args, {
     cwd: options.cwd,
     env: cleanEnv(options.env ?? {}),
     stdio: ['ignore', 'pipe', 'pipe'],

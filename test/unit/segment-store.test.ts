@@ -7,6 +7,7 @@ import { Walrus } from '../../src/engine/walrus.js';
 import { FencedError, type WalrusError } from '../../src/kernel/errors.js';
 import { type LeaseSource, LeaseTable, segmentKey } from '../../src/node/leases.js';
 import { SegmentStore } from '../../src/node/segment-store.js';
+import { FaultyBackend } from '../helpers/faulty-backend.js';
 import { silent, withTempDir } from '../helpers/kernel.js';
 
 /** Metadata as lease fencing sees it: topic → (open segment, leader). */
@@ -191,6 +192,106 @@ test('an append whose lease lapses or moves while it is written is not acknowled
     } finally {
       leases.stop();
       await wal.close();
+    }
+  });
+});
+
+/** A store over an engine on `storage`, reopened on the same storage after an outage, trying every 20 ms. */
+async function outageStoreOn(dir: string, storage: FaultyBackend, logged: string[]) {
+  const open = () => Walrus.open({ dataDir: dir, logger: silent(), fsync: 'each', storage });
+  const metadata = new FakeMetadata();
+  metadata.set('a', 1, 1);
+  const leases = new LeaseTable({ nodeId: 1, source: metadata });
+  leases.start();
+  const log = { info: (_: object, msg: string) => logged.push(msg), warn: (_: object, msg: string) => logged.push(msg), debug: () => {} };
+  const store = new SegmentStore({ wal: await open(), leases, maxEntries: 100, reopen: open, retryMs: 20, log });
+  return { leases, store };
+}
+
+async function eventually(what: string, check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test('a failed sync starts an outage: writes refused as retriable STORAGE_UNAVAILABLE naming EIO, reads and GET moves go on, writes resume by themselves', async (t) => {
+  await withTempDir(async (dir) => {
+    const storage = new FaultyBackend();
+    const logged: string[] = [];
+    const { leases, store } = await outageStoreOn(dir, storage, logged);
+    try {
+      t.is(await store.append('a', 1, 'a0'), 0);
+      t.is(await store.append('a', 1, 'a1'), 1);
+      storage.failSyncs = true;
+      const failed = await t.throwsAsync<WalrusError>(store.append('a', 1, 'lost'));
+      t.is(failed?.code, 'STORAGE_UNAVAILABLE');
+      t.true(failed?.retriable);
+      t.regex(failed?.message ?? '', /^storage unavailable \(EIO\): /);
+      // Every later write is refused at once, with the same cause.
+      t.is((await t.throwsAsync<WalrusError>(store.append('a', 1, 'refused')))?.code, 'STORAGE_UNAVAILABLE');
+      t.truthy(store.unavailable);
+      // Reads go on: what was acknowledged, never the entry whose sync failed.
+      t.is(store.count('a', 1), 2);
+      t.is(store.read('a', 1, 0)?.toString(), 'a0');
+      t.is(store.read('a', 1, 2), null);
+      await store.consumeAt('a', 1, 0);
+      t.is(store.consumed('a', 1), 1);
+      // The disk still fails: the attempts to reopen fail and the outage goes on.
+      await eventually('an attempt failed', () => logged.includes('storage still refuses writes; will try again'));
+      t.truthy(store.unavailable);
+      storage.failSyncs = false;
+      await eventually('writes resume', () => store.unavailable === undefined);
+      t.true(logged.includes('storage accepts writes again: writes resume'));
+      t.is(await store.append('a', 1, 'a2'), 2);
+      t.deepEqual(
+        [0, 1, 2].map((offset) => store.read('a', 1, offset)?.toString()),
+        ['a0', 'a1', 'a2'],
+      );
+      // GET's move during the outage was written when the engine was reopened.
+      t.is(store.consumed('a', 1), 1);
+      t.is(store.engine?.entryCount(segmentKey('a', 1)), 3);
+      t.is(store.engine?.pendingCount(segmentKey('a', 1)), 2);
+    } finally {
+      leases.stop();
+      await store.close();
+    }
+  });
+});
+
+test('a store whose engine could not be opened starts in an outage: reads and writes refused as STORAGE_UNAVAILABLE until it opens', async (t) => {
+  await withTempDir(async (dir) => {
+    const metadata = new FakeMetadata();
+    metadata.set('a', 1, 1);
+    const leases = new LeaseTable({ nodeId: 1, source: metadata });
+    leases.start();
+    let opens = 0;
+    const store = new SegmentStore({
+      wal: undefined,
+      dir,
+      openFailure: Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }),
+      leases,
+      maxEntries: 100,
+      retryMs: 20,
+      reopen: () => {
+        opens += 1;
+        if (opens === 1) return Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, open'), { code: 'ENOSPC' }));
+        return Walrus.open({ dataDir: dir, logger: silent(), fsync: 'none' });
+      },
+    });
+    try {
+      const refused = await t.throwsAsync<WalrusError>(store.append('a', 1, 'x'));
+      t.is(refused?.code, 'STORAGE_UNAVAILABLE');
+      t.regex(refused?.message ?? '', /^storage unavailable \(ENOSPC\): no space left on device, write;/);
+      t.is(t.throws<WalrusError>(() => store.read('a', 1, 0))?.code, 'STORAGE_UNAVAILABLE');
+      await eventually('the engine opens', () => store.unavailable === undefined);
+      t.is(opens, 2, 'the first reopen failed and was tried again');
+      t.is(await store.append('a', 1, 'x'), 0);
+      t.is(store.read('a', 1, 0)?.toString(), 'x');
+    } finally {
+      leases.stop();
+      await store.close();
     }
   });
 });

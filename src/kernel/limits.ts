@@ -108,6 +108,15 @@ export const limits = {
   serverFramesPerTurn: 64,
   /** Request bytes one connection may start in one turn (at least one request is always started). */
   serverFrameBytesPerTurn: 64 * 1024,
+  /**
+   * Request bytes all connections together may start in one turn of the event loop; past it the
+   * connections with more to do wait, in arrival order, for the next turns. Node (libuv 1.45 and
+   * later) accepts one pending connection per turn, so short turns are what lets new clients in
+   * during a write flood: at most this much request work, plus its appends, happens between accepts.
+   */
+  serverFrameBytesPerTurnTotal: 512 * 1024,
+  /** A request this small from a connection with nothing in flight starts even when the node's turn budget is used: a new or interactive client does not queue behind a flood. */
+  serverSmallFrameBytes: 1024,
   /** Default for protocol.idleTimeoutMs: a connection with no request in flight and no input for this long is closed. */
   protocolIdleTimeoutMsDefault: 300_000,
   /** Default for protocol.frameTimeoutMs: a request frame that started to arrive and is not complete this long after is answered `ERR frame timeout` and the connection closed. */
@@ -138,4 +147,5 @@ assertLimit(
   limits.serverFrameBytesPerTurn >= 1 && limits.serverFramesPerTurn >= 1,
   'a connection must be able to start one request per turn',
 );
+assertLimit(limits.serverFrameBytesPerTurnTotal >= limits.frameBytesMax, 'the node must be able to start the largest request in one turn');
 assertLimit(limits.entryBytesMax <= 2 ** 32 - 1, 'payload lengths are stored as u32');

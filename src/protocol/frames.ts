@@ -112,6 +112,12 @@ export class FrameDecoder {
     return { kind: 'body', body: this.take(length) };
   }
 
+  /** The body length the next frame announces, once its prefix is buffered (undefined before, or once broken). */
+  nextBodyBytes(): number | undefined {
+    if (this.isBroken || this.buffered < FRAME_HEADER_BYTES) return undefined;
+    return this.peekLength();
+  }
+
   /** The u32 LE prefix at the read position (at least 4 bytes are buffered). */
   private peekLength(): number {
     const first = this.chunks[0] as Buffer;

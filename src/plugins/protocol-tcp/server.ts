@@ -22,8 +22,13 @@
 //   bytes is always served (its replies go straight to the kernel), so clients that do not read
 //   cannot lock out one that does.
 // - Work per turn is bounded: one connection starts at most serverFramesPerTurn requests (or
-//   serverFrameBytesPerTurn bytes) per turn of the event loop, then waits for the next, so a flood
-//   on some connections does not hold back accepts and other connections.
+//   serverFrameBytesPerTurn bytes) per turn of the event loop, and all of them together at most
+//   serverFrameBytesPerTurnTotal bytes; past that, connections wait for the next turns in the
+//   order they began waiting. The node-wide bound is what keeps new clients getting in: Node
+//   (libuv >= 1.45) accepts one queued connection per turn of the event loop, so turns of 100 ms
+//   under a flood let a queue of 200 connections in over 16 s, the newest client last. A small
+//   request of a connection with nothing in flight (serverSmallFrameBytes: a new client's first,
+//   an interactive client's next) starts even past the node-wide bound.
 // - Timeouts (0 = off): idleTimeoutMs closes a connection with no request in flight and no input
 //   for that long; frameTimeoutMs answers `ERR frame timeout` to a frame that started to arrive and
 //   is not complete that long after, and closes the connection.
@@ -79,6 +84,10 @@ export interface ServerLimits {
   readonly framesPerTurn: number;
   /** Request bytes one connection may start per turn (one request always may). */
   readonly frameBytesPerTurn: number;
+  /** Request bytes all connections together may start per turn; the rest wait for the next turns, oldest first. */
+  readonly frameBytesPerTurnTotal: number;
+  /** A request this small, from a connection with nothing in flight, starts even past frameBytesPerTurnTotal. */
+  readonly smallFrameBytes: number;
 }
 
 export interface ServerTimeouts {
@@ -122,6 +131,8 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   otherReplyReserveBytes: limits.serverOtherReplyReserveBytes,
   framesPerTurn: limits.serverFramesPerTurn,
   frameBytesPerTurn: limits.serverFrameBytesPerTurn,
+  frameBytesPerTurnTotal: limits.serverFrameBytesPerTurnTotal,
+  smallFrameBytes: limits.serverSmallFrameBytes,
 };
 
 export const DEFAULT_SERVER_TIMEOUTS: ServerTimeouts = {
@@ -148,6 +159,8 @@ interface ConnectionContext {
   readonly shared: SharedState;
   /** Asks for `connection.nextTurn()` in the next turn of the event loop. */
   readonly defer: (connection: Connection) => void;
+  /** Work started in this turn: the turn counters are reset at its end. */
+  readonly turnStarted: () => void;
   /** The node-wide reply count went above the budget while this connection held replies. */
   readonly starve: (connection: Connection) => void;
   /** The node-wide reply count went down: connections waiting for it may go on. */
@@ -160,6 +173,8 @@ interface SharedState {
   replyBytes: number;
   /** Incremented once per turn of the event loop in which any connection worked. */
   turn: number;
+  /** Request bytes started in this turn, over all connections (frameBytesPerTurnTotal). */
+  turnBytes: number;
   /** A coarse clock (performance.now(), refreshed by the timeout check): no clock read per chunk. */
   now: number;
   /** Counters for stats(). */
@@ -347,7 +362,15 @@ class Connection {
 
   /** Starts handling the whole frames received, as far as the limits allow. */
   private dispatch(): boolean {
-    const { inFlightPerConnection, bufferedBytesPerConnection, replyBytesTotal, framesPerTurn, frameBytesPerTurn } = this.context.limits;
+    const {
+      inFlightPerConnection,
+      bufferedBytesPerConnection,
+      replyBytesTotal,
+      framesPerTurn,
+      frameBytesPerTurn,
+      frameBytesPerTurnTotal,
+      smallFrameBytes,
+    } = this.context.limits;
     const shared = this.context.shared;
     let progressed = false;
     if (this.turn !== shared.turn) {
@@ -367,7 +390,12 @@ class Connection {
         }
         break;
       }
-      if (this.framesThisTurn >= framesPerTurn || this.bytesThisTurn >= frameBytesPerTurn) {
+      // Node-wide: once this turn's request bytes are used, only a small request of a connection
+      // with nothing in flight (a new client's first, an interactive one's next) still starts.
+      const nodeTurnUsed =
+        shared.turnBytes >= frameBytesPerTurnTotal &&
+        !(this.queue.length === 0 && this.framesThisTurn === 0 && (this.decoder.nextBodyBytes() ?? 0) <= smallFrameBytes);
+      if (this.framesThisTurn >= framesPerTurn || this.bytesThisTurn >= frameBytesPerTurn || nodeTurnUsed) {
         // This turn's share is used: go on in the next one (reading pauses meanwhile).
         if (this.decoder.bufferedBytes > 0) {
           this.deferred = true;
@@ -387,6 +415,8 @@ class Connection {
       this.framesThisTurn += 1;
       if (frame.kind === 'body') {
         this.bytesThisTurn += frame.body.length;
+        if (shared.turnBytes === 0) this.context.turnStarted();
+        shared.turnBytes += frame.body.length;
         if (isUtf8(frame.body)) this.request(frame.body);
         else this.enqueueReady(INVALID_UTF8);
       } else {
@@ -537,8 +567,8 @@ export class ProtocolServer {
   private readonly limits: ServerLimits;
   private readonly timeouts: ServerTimeouts;
   private readonly server: Server;
-  private readonly shared: SharedState = { replyBytes: 0, turn: 0, now: performance.now(), idleClosed: 0, frameTimeouts: 0 };
-  /** Connections waiting for the next turn (per-turn work used up, or the node-wide budget). */
+  private readonly shared: SharedState = { replyBytes: 0, turn: 0, turnBytes: 0, now: performance.now(), idleClosed: 0, frameTimeouts: 0 };
+  /** Connections waiting for the next turn (per-turn work used up, or the node-wide budget), oldest first. */
   private readonly waiting = new Set<Connection>();
   private turnScheduled = false;
   private readonly starvedSet = new Set<Connection>();
@@ -638,15 +668,38 @@ export class ProtocolServer {
 
   /** Runs `connection.nextTurn()` in the next turn; one setImmediate serves every waiting connection. */
   private defer(connection: Connection): void {
+    // Re-added at the end: a connection that worked this turn goes behind those still waiting.
+    this.waiting.delete(connection);
     this.waiting.add(connection);
+    this.scheduleTurn();
+  }
+
+  /**
+   * The end of a turn in which connections worked: the per-turn counts start again, and waiting
+   * connections go on, oldest first, until the node's request bytes for the new turn are used;
+   * the others stay paused and go first in the turn after. One setImmediate per turn at most.
+   */
+  private scheduleTurn(): void {
     if (this.turnScheduled) return;
     this.turnScheduled = true;
     setImmediate(() => {
       this.turnScheduled = false;
       this.shared.turn += 1;
+      this.shared.turnBytes = 0;
       const ready = [...this.waiting];
       this.waiting.clear();
-      for (const waiting of ready) waiting.nextTurn();
+      let next = 0;
+      while (next < ready.length && this.shared.turnBytes < this.limits.frameBytesPerTurnTotal) {
+        (ready[next] as Connection).nextTurn();
+        next += 1;
+      }
+      if (next === ready.length) return;
+      // Not reached this turn: ahead of the connections that worked in it and wait again.
+      const again = [...this.waiting];
+      this.waiting.clear();
+      for (const connection of ready.slice(next)) if (this.served.has(connection)) this.waiting.add(connection);
+      for (const connection of again) this.waiting.add(connection);
+      if (this.waiting.size > 0) this.scheduleTurn();
     });
   }
 
@@ -679,6 +732,7 @@ export class ProtocolServer {
       },
       shared: this.shared,
       defer: (waiting) => this.defer(waiting),
+      turnStarted: () => this.scheduleTurn(),
       starve: (starved) => this.starvedSet.add(starved),
       relieved: () => this.relieved(),
     });

@@ -578,6 +578,50 @@ test('a connection flooding pipelined requests gets its share of each turn; anot
   );
 });
 
+test('all connections together start at most frameBytesPerTurnTotal per turn; every flooder progresses and a new client is answered', async (t) => {
+  const flooders = 8;
+  const count = 400;
+  // 100-byte bodies, 1,000 bytes a turn: at most 10 requests, plus the one that crosses the bound.
+  const payload = (index: number): string => `${index}`.padEnd(100 - 'PUT now '.length, '.');
+  await withServer(
+    async ({ open, handler }) => {
+      // The test shares the server's event loop: a setImmediate ticker counts its turns.
+      let tick = 0;
+      let ticking = true;
+      const onTick = (): void => {
+        tick += 1;
+        if (ticking) setImmediate(onTick);
+      };
+      setImmediate(onTick);
+      const perTick = new Map<number, number>();
+      const handle = handler.handle.bind(handler);
+      handler.handle = (command) => {
+        perTick.set(tick, (perTick.get(tick) ?? 0) + 1);
+        return handle(command);
+      };
+      try {
+        const clients = await Promise.all(Array.from({ length: flooders }, () => open()));
+        for (const client of clients) client.send(...Array.from({ length: count }, (_, index) => `PUT now ${payload(index)}`));
+        const other = await open();
+        // 9 bytes: small (smallFrameBytes), from a connection with nothing in flight.
+        t.is(await other.request('PUT now o'), 'OK o');
+        for (const client of clients) {
+          t.deepEqual(
+            await client.take(count, 30_000),
+            Array.from({ length: count }, (_, index) => `OK ${payload(index)}`),
+          );
+        }
+      } finally {
+        ticking = false;
+      }
+      // A tick of the test may straddle two of the server's turns: twice the bound, at most.
+      const most = Math.max(...perTick.values());
+      t.true(most <= 2 * 11, `${most} requests were started in one turn`);
+    },
+    { frameBytesPerTurnTotal: 1000, smallFrameBytes: 16 },
+  );
+});
+
 test('tiny limits slow a pipelined connection down but never stall it', async (t) => {
   await withServer(
     async ({ open }) => {

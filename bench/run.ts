@@ -3,8 +3,9 @@
 //        npm run bench:engine [-- --smoke] [-- --backend fd,mmap,uring]
 // `kernel` is a benchmark.js suite (ops/s ± error); `engine` runs the fixed-count workloads W1–W6
 // (bench/engine.bench.ts); `raft` measures commits per second and failover (bench/raft.bench.ts);
-// `server` runs a Walrus node against redis-server over loopback (bench/server.bench.ts).
-// `--smoke` applies to `engine`, `raft` and `server`, `--backend` to `engine` only: a comma list of
+// `server` runs a Walrus node against redis-server over loopback (bench/server.bench.ts), `flood`
+// only its flood row (a new client's first reply under a write flood).
+// `--smoke` applies to `engine`, `raft`, `server` and `flood`, `--backend` to `engine` only: a comma list of
 // backends to run side by side (default: every backend that can run here).
 
 import type Benchmark from 'benchmark';
@@ -12,7 +13,7 @@ import { applyProcessSwitches } from '../src/commands/process-switches.js';
 import { type EngineBackend, runEngineBench } from './engine.bench.js';
 import { kernelSuite } from './kernel.bench.js';
 import { runRaftBench } from './raft.bench.js';
-import { runServerBench } from './server.bench.js';
+import { runFloodBench, runServerBench } from './server.bench.js';
 
 interface Options {
   smoke: boolean;
@@ -25,6 +26,7 @@ const SUITES: Record<string, (options: Options) => Promise<void>> = {
   engine: (options) => runEngineBench(options),
   raft: (options) => runRaftBench(options),
   server: (options) => runServerBench(options),
+  flood: (options) => runFloodBench(options),
 };
 
 const BACKENDS: readonly EngineBackend[] = ['fd', 'mmap', 'uring'];

@@ -35,6 +35,7 @@
 //
 //   npm run bench -- server            # full run
 //   npm run bench -- server --smoke    # a few seconds (CI)
+//   npm run bench -- flood             # the flood row alone, on a node of its own
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -826,4 +827,32 @@ export async function runServerBench(options: ServerBenchOptions): Promise<void>
       `\n  target (Walrus ops/s ≥ Redis ops/s in each row): ${met} met, ${compared.length - met} missed${options.smoke ? ' (smoke sizes: indicative only)' : ''}`,
     );
   }
+}
+
+/** The flood row alone, on a fresh node (`npm run bench -- flood [--smoke]`): seconds instead of minutes. */
+export async function runFloodBench(options: ServerBenchOptions): Promise<void> {
+  const sizes = options.smoke ? FLOOD_SMOKE : FLOOD_FULL;
+  console.log(`flood: a Walrus node under a write flood over loopback (${options.smoke ? 'smoke sizes' : 'full sizes'})`);
+  console.log(
+    `  node ${process.version}, ${availableParallelism()} cores, load average ${loadAverage()} (other processes on this machine skew every figure)`,
+  );
+  installExitHook();
+  const root = mkdtempSync(join(tmpdir(), 'walrus-flood-bench-'));
+  temporary.add(root);
+  let line = '';
+  try {
+    const walrus = await startWalrus(root);
+    try {
+      console.log(`  ${walrus.description}`);
+      if (walrus.port === undefined) throw new Error('invariant: the Walrus server has no port');
+      line = await floodRow(walrus.port, sizes);
+      for (const complaint of walrus.complaints()) console.log(`  Walrus logged: ${complaint.slice(0, 300)}`);
+    } finally {
+      await walrus.stop();
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+    temporary.delete(root);
+  }
+  console.log(`  load average at end: ${loadAverage()}\n${line}`);
 }

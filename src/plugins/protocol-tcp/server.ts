@@ -159,8 +159,6 @@ interface ConnectionContext {
   readonly shared: SharedState;
   /** Asks for `connection.nextTurn()` in the next turn of the event loop. */
   readonly defer: (connection: Connection) => void;
-  /** Work started in this turn: the turn counters are reset at its end. */
-  readonly turnStarted: () => void;
   /** The node-wide reply count went above the budget while this connection held replies. */
   readonly starve: (connection: Connection) => void;
   /** The node-wide reply count went down: connections waiting for it may go on. */
@@ -171,9 +169,14 @@ interface ConnectionContext {
 interface SharedState {
   /** Reply bytes held by all connections (each adds the change of its own count). */
   replyBytes: number;
-  /** Incremented once per turn of the event loop in which any connection worked. */
+  /** Incremented at each turn of the event loop that serves waiting connections (the per-turn counts start again). */
   turn: number;
-  /** Request bytes started in this turn, over all connections (frameBytesPerTurnTotal). */
+  /**
+   * Request bytes started over all connections since the last turn that served waiting ones
+   * (frameBytesPerTurnTotal). Reset only then, so it may span several turns: a connection may
+   * wait one turn early, but no turn starts more than the bound, and a turn without waiting
+   * connections costs no setImmediate.
+   */
   turnBytes: number;
   /** A coarse clock (performance.now(), refreshed by the timeout check): no clock read per chunk. */
   now: number;
@@ -415,7 +418,6 @@ class Connection {
       this.framesThisTurn += 1;
       if (frame.kind === 'body') {
         this.bytesThisTurn += frame.body.length;
-        if (shared.turnBytes === 0) this.context.turnStarted();
         shared.turnBytes += frame.body.length;
         if (isUtf8(frame.body)) this.request(frame.body);
         else this.enqueueReady(INVALID_UTF8);
@@ -675,9 +677,9 @@ export class ProtocolServer {
   }
 
   /**
-   * The end of a turn in which connections worked: the per-turn counts start again, and waiting
-   * connections go on, oldest first, until the node's request bytes for the new turn are used;
-   * the others stay paused and go first in the turn after. One setImmediate per turn at most.
+   * The next turn: the per-turn counts start again, and waiting connections go on, oldest first,
+   * until the node's request bytes for the new turn are used; the others stay paused and go first
+   * in the turn after. One setImmediate per turn at most, and only while connections wait.
    */
   private scheduleTurn(): void {
     if (this.turnScheduled) return;
@@ -732,7 +734,6 @@ export class ProtocolServer {
       },
       shared: this.shared,
       defer: (waiting) => this.defer(waiting),
-      turnStarted: () => this.scheduleTurn(),
       starve: (starved) => this.starvedSet.add(starved),
       relieved: () => this.relieved(),
     });

@@ -93,6 +93,25 @@ test('next() waits for the whole frame and reports buffered bytes', (t) => {
   t.is(decoder.bufferedBytes, 0);
 });
 
+test('nextBodyBytes() tells the next body length once its prefix is in, split or not, without consuming', (t) => {
+  const decoder = requestDecoder();
+  const frames = Buffer.concat([encodeFrame('GET topic'), encodeFrame('STATE t')]);
+  t.is(decoder.nextBodyBytes(), undefined);
+  decoder.push(frames.subarray(0, 2));
+  t.is(decoder.nextBodyBytes(), undefined);
+  decoder.push(frames.subarray(2, 6));
+  t.is(decoder.nextBodyBytes(), 'GET topic'.length);
+  t.is(decoder.bufferedBytes, 6);
+  decoder.push(frames.subarray(6, 15));
+  t.deepEqual(decoder.next(), { kind: 'text', text: 'GET topic' });
+  // The second prefix now spans two chunks.
+  t.is(decoder.nextBodyBytes(), undefined);
+  decoder.push(frames.subarray(15));
+  t.is(decoder.nextBodyBytes(), 'STATE t'.length);
+  t.deepEqual(decoder.next(), { kind: 'text', text: 'STATE t' });
+  t.is(decoder.nextBodyBytes(), undefined);
+});
+
 test('a body of exactly frameBytesMax (65536) bytes is accepted', (t) => {
   t.is(limits.frameBytesMax, 65_536);
   const text = `PUT t ${'x'.repeat(65_536 - 6)}`;

@@ -1,9 +1,12 @@
 // A write flood against a node's client port, and a new client's first-reply latency during it:
 // shared by the flood test (test/integration/protocol-flood.test.ts) and the server benchmark's
 // flood row (bench/server.bench.ts). Raw sockets, loopback only, a bounded number of connections
-// and a bounded time; every socket is destroyed when the flood stops.
+// and a bounded time. The flood runs in a child process (flood-child.ts), stopped by its pid;
+// firstReply runs here.
 
-import { connect, type Socket } from 'node:net';
+import { fork } from 'node:child_process';
+import { connect } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { encodeFrame, FrameDecoder } from '../../src/protocol/frames.js';
 
 export interface FloodOptions {
@@ -24,59 +27,37 @@ export interface Flood {
   stop(): void;
 }
 
-/** Opens `connections` sockets that each keep `depth` PUTs of `payloadBytes` in flight until stop(). */
+/** How long a flood child lives at most, whatever its parent does. */
+const FLOOD_LIFETIME_MS = 120_000;
+const FLOOD_CHILD = fileURLToPath(new URL('./flood-child.js', import.meta.url));
+
+/**
+ * Opens `connections` sockets that each keep `depth` PUTs of `payloadBytes` in flight until
+ * stop(), from a child process (flood-child.ts): this process stays free to time other clients.
+ * Resolves once every connection is open; the counts are the child's, reported every 50 ms.
+ */
 export async function startFlood(options: FloodOptions): Promise<Flood> {
-  const frame = encodeFrame(`PUT ${options.topic} ${'f'.repeat(options.payloadBytes)}`);
-  const sockets: Socket[] = [];
+  const child = fork(FLOOD_CHILD, [JSON.stringify({ ...options, lifetimeMs: FLOOD_LIFETIME_MS })], {
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   let acknowledged = 0;
-  let stopped = false;
-  const failures: string[] = [];
-  const open = (): Promise<Socket> =>
-    new Promise((resolve, reject) => {
-      const socket = connect({ host: '127.0.0.1', port: options.port });
-      socket.once('error', reject);
-      socket.once('connect', () => {
-        socket.off('error', reject);
-        socket.on('error', () => undefined);
-        resolve(socket);
-      });
+  let failures: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    child.once('exit', (code, signal) => reject(new Error(`the flood child exited (${code ?? signal}) before it was ready`)));
+    child.on('message', (message: { ready?: boolean; error?: string; acknowledged?: number; failures?: string[] }) => {
+      if (message.error !== undefined) reject(new Error(`the flood child could not connect: ${message.error}`));
+      if (message.ready === true) resolve();
+      if (message.acknowledged !== undefined) acknowledged = message.acknowledged;
+      if (message.failures !== undefined) failures = message.failures;
     });
-  // All at once, as a burst of clients would: each starts flooding as soon as it is connected.
-  await Promise.all(
-    Array.from({ length: options.connections }, () =>
-      open().then((socket) => {
-        sockets.push(socket);
-        const decoder = new FrameDecoder();
-        socket.on('data', (chunk: Buffer) => {
-          decoder.push(chunk);
-          for (let reply = decoder.next(); reply !== undefined; reply = decoder.next()) {
-            if (reply.kind === 'text' && reply.text === 'OK') acknowledged += 1;
-            else if (failures.length < 10) failures.push(reply.kind === 'text' ? reply.text.slice(0, 200) : `<${reply.kind}>`);
-            // One reply in, one more PUT out: `depth` stay in flight.
-            if (options.depth !== 'unbounded' && !stopped && !socket.destroyed) socket.write(frame);
-          }
-        });
-        if (options.depth === 'unbounded') {
-          // As fast as the socket takes them: the server's own limits (and TCP) are the only brake.
-          const fill = (): void => {
-            while (!stopped && !socket.destroyed && socket.write(frame)) {
-              // keep writing until the socket's buffer is full
-            }
-          };
-          socket.on('drain', fill);
-          fill();
-        } else {
-          for (let sent = 0; sent < options.depth; sent += 1) socket.write(frame);
-        }
-      }),
-    ),
-  );
+  });
+  child.removeAllListeners('exit');
   return {
     acknowledged: () => acknowledged,
     failures: () => [...failures],
     stop() {
-      stopped = true;
-      for (const socket of sockets) socket.destroy();
+      // By its own pid; it also exits by itself when this process goes away.
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
   };
 }

@@ -30,7 +30,8 @@
 // alternates between repetitions); each figure is the median of the repetitions.
 //
 // After them, the flood row (Walrus only): 200 connections write 60 KB PUTs as fast as the node
-// takes them while a new client connects, sends STATE and times its first reply, again and again
+// takes them (from a child process, test/helpers/flood-child.ts, so that this process only times)
+// while a new client connects, sends STATE and times its first reply, again and again
 // for 5 s (smoke: 10 connections, 0.5 s); p50 and p99 against a target of 100 ms.
 //
 //   npm run bench -- server            # full run

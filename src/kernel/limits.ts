@@ -114,7 +114,7 @@ export const limits = {
    * later) accepts one pending connection per turn, so short turns are what lets new clients in
    * during a write flood: at most this much request work, plus its appends, happens between accepts.
    */
-  serverFrameBytesPerTurnTotal: 512 * 1024,
+  serverFrameBytesPerTurnTotal: 256 * 1024,
   /** A request this small from a connection with nothing in flight starts even when the node's turn budget is used: a new or interactive client does not queue behind a flood. */
   serverSmallFrameBytes: 1024,
   /** Default for protocol.idleTimeoutMs: a connection with no request in flight and no input for this long is closed. */

@@ -7,6 +7,7 @@
 // the device this object attached, whatever state it is left in.
 
 import { execFile, spawnSync } from 'node:child_process';
+import { constants } from 'node:fs';
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,8 @@ import { join } from 'node:path';
 /** mkfs.xfs refuses file systems below 300 MiB; the image is sparse, so this costs no disk. */
 const IMAGE_BYTES = 512 * 1024 * 1024;
 const COMMAND_TIMEOUT_MS = 30_000;
+/** How long the old file system may stay held after umount (a dead process's files being released). */
+const RELEASE_WAIT_MS = 20_000;
 
 const TOOLS: readonly { readonly name: string; readonly versionFlag: string }[] = [
   { name: 'losetup', versionFlag: '--version' },
@@ -95,7 +98,30 @@ export class LoopXfs {
   /** Unmounts and mounts again (XFS replays its journal). Every process using the mount must be gone. */
   async remount(): Promise<void> {
     await this.unmount();
+    await this.released();
     await this.mount();
+  }
+
+  /**
+   * Waits until the kernel has let go of the old file system. umount detaches the mount at once,
+   * but a dead process can still hold its files for a moment (an io_uring ring is torn down after
+   * its process exits); a mount then reuses the old, shut-down file system instead of replaying
+   * the journal. An exclusive open of the device succeeds only once nothing holds it.
+   */
+  private async released(): Promise<void> {
+    if (this.device === undefined) throw new Error('no loop device attached');
+    const deadline = Date.now() + RELEASE_WAIT_MS;
+    for (;;) {
+      try {
+        const handle = await open(this.device, constants.O_RDONLY | constants.O_EXCL);
+        await handle.close();
+        return;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EBUSY') throw error;
+        if (Date.now() > deadline) throw new Error(`${this.device} is still in use ${RELEASE_WAIT_MS} ms after umount`);
+        await pause(100);
+      }
+    }
   }
 
   private async unmount(): Promise<void> {

@@ -344,6 +344,21 @@ export class SegmentStore {
     return count;
   }
 
+  /**
+   * Makes every entry appended so far durable (one sync). A rollover calls it before proposing a
+   * seal: the metadata must never record a sealed count that a power cut could take back from the
+   * data (under fsync `interval` the last entries wait up to fsyncIntervalMs for their sync).
+   * Refused with STORAGE_UNAVAILABLE during an outage, when nothing can be made durable.
+   */
+  async persist(): Promise<void> {
+    const wal = this.writable();
+    try {
+      await wal.flush();
+    } catch (error) {
+      throw this.storageFailed(error);
+    }
+  }
+
   /** Whether the segment holds its full count and takes no more appends until its rollover. */
   full(topic: string, segment: number): boolean {
     return this.count(topic, segment) >= this.options.maxEntries;

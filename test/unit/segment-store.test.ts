@@ -295,3 +295,34 @@ test('a store whose engine could not be opened starts in an outage: reads and wr
     }
   });
 });
+
+test('persist() syncs what was appended (a seal is proposed only after it), and is refused during an outage', async (t) => {
+  await withTempDir(async (dir) => {
+    const storage = new FaultyBackend();
+    const metadata = new FakeMetadata();
+    metadata.set('a', 1, 1);
+    const leases = new LeaseTable({ nodeId: 1, source: metadata });
+    leases.start();
+    // A sync period far longer than the test: only persist() can sync these entries.
+    const wal = await Walrus.open({ dataDir: dir, logger: silent(), fsync: { everyMs: 60_000 }, storage });
+    const store = new SegmentStore({ wal, leases, maxEntries: 2 });
+    try {
+      await store.append('a', 1, 'a0');
+      await store.append('a', 1, 'a1');
+      const before = storage.syncs;
+      await store.persist();
+      t.true(storage.syncs > before, 'persist() ran a sync');
+      storage.failSyncs = true;
+      await store.append('a', 1, 'a2').catch(() => undefined); // full: refused before any write
+      const refused = await t.throwsAsync<WalrusError>(async () => {
+        await wal.append('b', 'x');
+        await store.persist();
+      });
+      t.is(refused?.code, 'STORAGE_UNAVAILABLE');
+      t.is((await t.throwsAsync<WalrusError>(store.persist()))?.code, 'STORAGE_UNAVAILABLE');
+    } finally {
+      leases.stop();
+      await store.close();
+    }
+  });
+});

@@ -53,6 +53,8 @@ export const rolloverMonitorPlugin: Plugin<RolloverConfig> = {
         count: (topic, segment) => plane.store.count(topic, segment),
         liveVoters: () => consensus.status().voters,
         propose: async (rollover) => {
+          // The sealed count goes into the metadata only once those entries are on disk.
+          await plane.store.persist();
           const result = (await consensus.propose(encodeCommand({ kind: 'RolloverTopic', ...rollover }))) as MetadataResult;
           if (!result.ok) throw new Error(result.error);
           return result;

@@ -76,6 +76,8 @@ export const RecordKind = {
 export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
 
 const U32 = 2 ** 32;
+/** The version byte and kind byte of a current-version entry, read as one little-endian u16. */
+const CURRENT_ENTRY_VERSION_KIND = FORMAT_VERSION | (RecordKind.entry << 8);
 
 export interface RecordHeader {
   readonly kind: RecordKind;
@@ -105,7 +107,8 @@ export function recordStoredCrc(view: DataView, at: number): number {
 
 /** True when the record at `at` is an entry of the current format version (the common case of a scan). */
 export function isCurrentEntry(view: DataView, at: number): boolean {
-  return view.getUint8(at + RECORD_VERSION_AT) === FORMAT_VERSION && view.getUint8(at + RECORD_KIND_AT) === RecordKind.entry;
+  // Version and kind are adjacent bytes: one 16-bit read compares both.
+  return view.getUint16(at + RECORD_VERSION_AT, true) === CURRENT_ENTRY_VERSION_KIND;
 }
 
 export function recordTopicId(view: DataView, at: number): number {

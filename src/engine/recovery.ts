@@ -100,6 +100,15 @@ class FileScan {
     this.held = held;
   }
 
+  /** The entry at `position` opens a batch of `size` entries of topic `topicId` (once per batch: kept out of the per-record path). */
+  openBatch(topicId: number, size: number): void {
+    const batch = this.batch;
+    batch.start = this.position;
+    batch.topicId = topicId;
+    batch.size = size;
+    batch.count = 1;
+  }
+
   /** Topic `topicId` holds entries up to `seq` in this file. */
   noteHeld(topicId: number, seq: number): void {
     if (this.heldTopicId !== topicId) {
@@ -155,7 +164,8 @@ class Scanner {
         scan.stop = unframedReason(scan, framing);
         break;
       }
-      if (this.verifyCrc && !crcMatches(scan)) {
+      // With bulk checksums one call verifies the rest of the chunk: records it covered skip the call.
+      if (this.verifyCrc && scan.position + framer.total > scan.verifiedEnd && !crcMatches(scan)) {
         scan.stop = 'checksum mismatch';
         break;
       }
@@ -171,29 +181,27 @@ class Scanner {
 
   /** The fast path: stores an entry that continues its topic (alone, or the next one of a batch); false if it does not. */
   private takeEntry(scan: FileScan): boolean {
-    const { view, at } = scan.framer;
+    // Once per record, inlined into scan()'s loop together with framer.frame(): kept small, with
+    // the once-per-batch work in openBatch and publishBatch (see RecordFramer.frame on the budget).
+    const framer = scan.framer;
+    const view = framer.view;
+    const at = framer.at;
     if (!isCurrentEntry(view, at)) return false;
     const topicId = recordTopicId(view, at);
-    const seq = recordSeq(view, at);
-    const batchSize = recordBatchSize(view, at);
-    const batchIndex = recordBatchIndex(view, at);
     const last = scan.lastTopic;
     const topic = last !== undefined && last.id === topicId ? last : this.topics.get(topicId);
+    if (topic === undefined) return false;
     const batch = scan.batch;
-    const fits =
-      topic !== undefined &&
-      seq === topic.nextSeq + batch.count &&
-      batchIndex === batch.count &&
-      batchIndex < batchSize &&
-      (batch.count === 0 || (batch.topicId === topicId && batch.size === batchSize));
-    if (!fits) return false;
-    topic.store(seq, scan.fileNo, scan.position, scan.framer.total - RECORD_HEADER_BYTES);
-    if (batchIndex === 0) {
-      batch.start = scan.position;
-      batch.topicId = topicId;
-      batch.size = batchSize;
-    }
-    batch.count += 1;
+    const count = batch.count;
+    const seq = topic.nextSeq + count;
+    const batchSize = recordBatchSize(view, at);
+    const batchIndex = recordBatchIndex(view, at);
+    // It fits when it is its topic's next entry and the open batch's next one (or opens a batch).
+    if (recordSeq(view, at) !== seq || batchIndex !== count || batchIndex >= batchSize) return false;
+    if (count > 0 && (batch.topicId !== topicId || batch.size !== batchSize)) return false;
+    topic.store(seq, scan.fileNo, scan.position, framer.total - RECORD_HEADER_BYTES);
+    if (count === 0) scan.openBatch(topicId, batchSize);
+    else batch.count = count + 1;
     if (batchIndex === batchSize - 1) this.publishBatch(scan, topic, seq);
     scan.lastTopic = topic;
     return true;

@@ -48,7 +48,7 @@ export class TopicState {
 
   /** Records where entry `seq` (the next one in order) lives; `publish` makes it readable. */
   store(seq: number, fileNo: number, offset: number, payloadBytes: number): void {
-    if (seq !== this.storedSeq) throw new Error(`invariant: topic ${this.name} stores seq ${seq}, expected ${this.storedSeq}`);
+    if (seq !== this.storedSeq) this.outOfOrder(seq);
     const slot = seq - this.lowSeq;
     if (slot >= this.positions.length) this.grow(slot + 1);
     this.positions[slot] = fileNo * U32 + offset;
@@ -131,6 +131,10 @@ export class TopicState {
   /** Entries published but not consumed by the cursor. */
   pending(): number {
     return Math.max(0, this.visibleSeq - this.cursor);
+  }
+
+  private outOfOrder(seq: number): never {
+    throw new Error(`invariant: topic ${this.name} stores seq ${seq}, expected ${this.storedSeq}`);
   }
 
   private grow(needed: number): void {

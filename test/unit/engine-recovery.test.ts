@@ -136,3 +136,39 @@ test('a record header cut short by the end of the file is reported; a data file 
     await third.close();
   });
 });
+
+test('records across a chunk boundary, one bigger than the chunk and the records after it are all recovered; a bad CRC after the big one is still caught', async (t) => {
+  await withTempDir(async (dir) => {
+    const MiB = 1024 * 1024;
+    // Recovery reads in 4 MiB chunks: the third 1.5 MiB entry straddles the first boundary, the
+    // 5 MiB one does not fit a chunk at all, and the small ones after it are read from a chunk again.
+    const big = [1.5 * MiB, 1.5 * MiB, 1.5 * MiB, 5 * MiB].map((size, index) => Buffer.alloc(size, 0x41 + index));
+    const small = Array.from({ length: 20 }, (_, index) => Buffer.from(`small-${index}`));
+    const first = await open(dir);
+    for (const entry of [...big, ...small]) await first.append('t', entry);
+    await first.close();
+
+    const second = await open(dir);
+    t.deepEqual(second.recovery.tornTails, []);
+    t.is(second.recovery.entriesRecovered, big.length + small.length);
+    for (let seq = 0; seq < big.length + small.length; seq++) {
+      const [entry] = await second.readBatch('t', { maxBytes: 0, startSeq: seq });
+      t.true(entry?.data.equals([...big, ...small][seq] as Buffer), `entry ${seq}`);
+    }
+    await second.close();
+
+    // Damage the payload of small entry 10: entries 0-9 after the big one stay, the rest is a torn tail.
+    const smallStart = 64 + 33 + big.reduce((sum, entry) => sum + 32 + entry.length, 0);
+    const damaged = smallStart + small.slice(0, 10).reduce((sum, entry) => sum + 32 + entry.length, 0);
+    writeAt(join(dir, dataFiles(dir)[0] as string), damaged + 32, Buffer.from('X'));
+    const third = await open(dir);
+    t.deepEqual(
+      third.recovery.tornTails.map(({ offset, reason }) => ({ offset, reason })),
+      [{ offset: damaged, reason: 'checksum mismatch' }],
+    );
+    t.is(third.recovery.entriesRecovered, big.length + 10);
+    const [last] = await third.readBatch('t', { maxBytes: 0, startSeq: big.length + 9 });
+    t.is(last?.data.toString(), 'small-9');
+    await third.close();
+  });
+});

@@ -201,8 +201,11 @@ if (unavailable !== undefined) {
           read.push(entry.payload.split(':')[0] ?? '');
         }
         t.deepEqual(read, [...acked, 'after-restart']);
-        // GET never skips: it goes on at e3 (e0..e2 were consumed and written while writes worked).
-        t.is((await restarted.get('t'))?.slice(0, 3), 'e3:');
+        // GET never skips: e0 and e1 were consumed during the outage and written when writes
+        // resumed, so it goes on at e3, or at e2 again if the disk filled up before e2's move was
+        // written (a move made during an outage and not written by the stop is delivered again).
+        const next = (await restarted.get('t'))?.slice(0, 3);
+        t.true(next === 'e3:' || next === 'e2:', `GET after the restart gave ${next}`);
         await restarted.close();
         process.kill(second.pid, 'SIGTERM');
         t.is(await until('node 2 exits', () => exitLine(node, 2), 15_000, node), 'walrus-exit 2 0');

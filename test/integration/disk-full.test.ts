@@ -9,25 +9,12 @@ import { resolve } from 'node:path';
 import test from 'ava';
 import { reportBackendsNotRun, testBackends } from '../helpers/backends.js';
 import { withTempDir } from '../helpers/kernel.js';
+import { tmpfsNamespaceProblem } from '../helpers/namespaces.js';
 
 const CHILD = resolve('build/test/helpers/disk-full-child.js');
 const FS_BYTES = 24 * 1024 * 1024;
 
-function namespacesWork(): string | undefined {
-  const probe = spawnSync(
-    'unshare',
-    ['-rm', 'sh', '-c', 'mount -t tmpfs -o size=1m tmpfs /mnt 2>&1 || mount -t tmpfs -o size=1m tmpfs /tmp'],
-    {
-      encoding: 'utf8',
-      timeout: 10_000,
-    },
-  );
-  if (probe.error !== undefined) return `unshare cannot run: ${probe.error.message}`;
-  if (probe.status !== 0) return `unshare -rm cannot mount a tmpfs here: ${(probe.stderr || probe.stdout).trim()}`;
-  return undefined;
-}
-
-const unavailable = namespacesWork();
+const unavailable = tmpfsNamespaceProblem();
 
 interface Outcome {
   readonly acked: number;

@@ -6,12 +6,12 @@
 // through /proc/<pid>/root, the node's view of its namespace. Where unshare cannot mount a tmpfs,
 // or /proc/<pid>/root is not reachable, the test is skipped and its title says why.
 
-import { spawnSync } from 'node:child_process';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import { ClientError, WalrusClient } from '../../src/client/index.js';
 import { withTempDir } from '../helpers/kernel.js';
+import { tmpfsNamespaceProblem } from '../helpers/namespaces.js';
 import { NODE_FLAGS, type Running, startProcess, WALRUS_BIN } from '../helpers/process.js';
 
 const FS_BYTES = 32 * 1024 * 1024;
@@ -20,26 +20,7 @@ const PAYLOAD = 'x'.repeat(60 * 1024);
 /** The node tries the disk again every second (limits.storageRetryMs): generous room for that. */
 const RESUMES_WITHIN_MS = 15_000;
 
-function namespacesWork(): string | undefined {
-  if (process.getuid?.() !== 0) {
-    // /proc/<pid>/root of a process in another user namespace is only reachable for root.
-    const probe = spawnSync('unshare', ['-rm', 'true'], { timeout: 10_000 });
-    if (probe.error !== undefined || probe.status !== 0) return 'unshare -rm cannot make namespaces here';
-  }
-  const probe = spawnSync(
-    'unshare',
-    ['-rm', 'sh', '-c', 'mount -t tmpfs -o size=1m tmpfs /mnt && sleep 0.3 & sleep 0.1; ls /proc/$!/root/ >/dev/null'],
-    {
-      encoding: 'utf8',
-      timeout: 10_000,
-    },
-  );
-  if (probe.error !== undefined) return `unshare cannot run: ${probe.error.message}`;
-  if (probe.status !== 0) return `unshare -rm cannot mount a tmpfs here: ${(probe.stderr || probe.stdout).trim()}`;
-  return undefined;
-}
-
-const unavailable = namespacesWork();
+const unavailable = tmpfsNamespaceProblem({ procRoot: true });
 const TITLE =
   'a full disk: writes refused with STORAGE_UNAVAILABLE (ENOSPC), reads served, writes resume by themselves, SIGTERM exits 0, a restart on the still-full disk comes up';
 

@@ -192,12 +192,17 @@ export class SegmentStore {
     return this.refusal(this.fail(failure));
   }
 
-  /** The engine for a write, or the outage's refusal (a failure the engine reported starts one). */
-  private writable(): Walrus {
+  /** The outage in progress; a failure the engine has reported since starts one. */
+  private currentOutage(): Outage | undefined {
     const failure = this.wal?.failure;
-    if (this.outage === undefined && failure !== undefined) this.fail(failure);
-    if (this.outage !== undefined || this.wal === undefined) throw this.refusal(this.fail(failure ?? new Error('no engine')));
-    return this.wal;
+    return this.outage === undefined && failure !== undefined ? this.fail(failure) : this.outage;
+  }
+
+  /** The engine for a write, or the outage's refusal. */
+  private writable(): Walrus {
+    const outage = this.currentOutage();
+    if (outage !== undefined) throw this.refusal(outage);
+    return this.readable();
   }
 
   /** Starts the outage for `failure` (once) and schedules the first attempt to end it. */
@@ -389,9 +394,7 @@ export class SegmentStore {
    */
   consumeAt(topic: string, segment: number, offset: number): Promise<void> {
     const key = segmentKey(topic, segment);
-    const failure = this.wal?.failure;
-    if (this.outage === undefined && failure !== undefined) this.fail(failure);
-    if (this.outage !== undefined) {
+    if (this.currentOutage() !== undefined) {
       // The position cannot be written now: it is kept here and written when the outage ends (a
       // crash before then replays these entries: at least once, never skipped).
       if (offset !== this.consumed(topic, segment))

@@ -121,9 +121,12 @@ if (unavailable !== undefined) {
         const again = await client.put('t', 'refused').catch((error: unknown) => error as ClientError);
         t.is((again as ClientError).serverCode, 'STORAGE_UNAVAILABLE');
         t.true((again as ClientError).retriable);
-        t.truthy(
-          records(node).find((record) => record.msg.startsWith('storage failed') && record.errno === 'ENOSPC'),
+        // The outage is logged with its errno (stdout and the replies' TCP are separate pipes: wait).
+        await until(
           'the outage is logged with its errno',
+          () => records(node).find((record) => record.msg.startsWith('storage failed') && record.errno === 'ENOSPC'),
+          5_000,
+          node,
         );
 
         // Space comes back: writes resume by themselves, with no restart and no operator step.
@@ -145,7 +148,13 @@ if (unavailable !== undefined) {
           RESUMES_WITHIN_MS,
           node,
         );
-        t.truthy(records(node).find((record) => record.msg === 'storage accepts writes again: writes resume'));
+        // The log line and the PUT's reply travel on different pipes (stdout, TCP): wait for the line.
+        await until(
+          'the resume is logged',
+          () => records(node).find((record) => record.msg === 'storage accepts writes again: writes resume'),
+          5_000,
+          node,
+        );
         t.is((await client.get('t'))?.slice(0, 3), 'e2:', 'GET goes on from where it was');
         // Full again, then stopped in the middle of that outage: SIGTERM still exits 0.
         t.is((await putUntilRefused(client, acked)).serverCode, 'STORAGE_UNAVAILABLE');

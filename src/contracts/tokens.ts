@@ -5,11 +5,13 @@
 import { CAPABILITIES, token } from '../kernel/tokens.js';
 import type { Consensus } from './consensus.js';
 import type { WriteFencingFactory } from './fencing.js';
+import type { InternalPort } from './internal-port.js';
 import type { ClientProtocolServer, CommandInfo, RolloverMonitoring, ServiceSlot } from './services.js';
 import type { StorageBackend } from './storage.js';
 
 export const STORAGE_BACKEND = token<StorageBackend>(CAPABILITIES.storageBackend);
 export const CONSENSUS = token<Consensus>(CAPABILITIES.consensus);
+export const INTERNAL_PORT = token<InternalPort>(CAPABILITIES.internalPort);
 export const WRITE_FENCING = token<WriteFencingFactory>(CAPABILITIES.leaseFencing);
 export const ROLLOVER_MONITOR = token<ServiceSlot<RolloverMonitoring>>(CAPABILITIES.rolloverMonitor);
 export const CLIENT_PROTOCOL = token<ServiceSlot<ClientProtocolServer>>(CAPABILITIES.clientProtocol);

@@ -211,6 +211,23 @@ export const ERROR_CODES = {
     retriable: true,
     summary: 'A proposal was overwritten by a new leader before it committed; nothing of it applied, retry it.',
   },
+  PEER_UNAVAILABLE: {
+    kind: 'busy',
+    retriable: true,
+    summary:
+      'A request to another node could not be sent: that node is down, unreachable or stopping. Nothing was done there; the message names the node. Retry, through any node.',
+  },
+  PEER_TIMEOUT: {
+    kind: 'timeout',
+    retriable: true,
+    summary:
+      'A request to another node was sent but no answer came within its timeout, or the connection broke first: whether it took effect there is unknown, and the node does not repeat it. Check (GET, FETCH, STATE) or retry.',
+  },
+  PEER_PROTOCOL: {
+    kind: 'protocol',
+    retriable: false,
+    summary: 'A node-to-node frame broke the internal protocol (its length, head or kind); the connection was closed.',
+  },
   FRAME_TIMEOUT: {
     kind: 'protocol',
     retriable: true,

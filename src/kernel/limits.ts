@@ -127,6 +127,25 @@ export const limits = {
   protocolTimeoutCheckMsMin: 10,
   /** How long close() lets replies in progress finish, and a connection the server ended may linger, before sockets are destroyed. */
   serverCloseGraceMs: 2_000,
+
+  // Node-to-node requests on the internal port (src/node/peer-*.ts, docs/protocol.md).
+  /** Largest node-to-node frame body (request or reply), in bytes: a forwarded entry and its head fit many times over. */
+  peerFrameBytesMax: 16 * 1024 * 1024,
+  /** Largest JSON head of one node-to-node frame, in bytes. */
+  peerHeadBytesMax: 64 * 1024,
+  /** Requests one incoming node-to-node connection may have being handled; at this many the node stops reading it. */
+  peerInFlightPerConnection: 1024,
+  /** Requests one node keeps unanswered on its connection to a peer; later ones wait in order. */
+  peerClientInFlightMax: 1024,
+  /** A connection to a peer that is not established within this long fails (the peer is down or cut off). */
+  peerConnectTimeoutMs: 1_000,
+  /** Default time a node-to-node request may take, from the call to its reply (connecting included). */
+  peerRequestTimeoutMsDefault: 5_000,
+  /** After a failed connection to a peer, requests within this long fail at once instead of trying again (doubling to the max). */
+  peerRetryDelayMsMin: 50,
+  peerRetryDelayMsMax: 1_000,
+  /** A connection to the internal port that has not said which channel it is for within this long is closed. */
+  peerHelloTimeoutMs: 5_000,
 } as const;
 
 function assertLimit(condition: boolean, what: string): void {
@@ -149,3 +168,8 @@ assertLimit(
 );
 assertLimit(limits.serverFrameBytesPerTurnTotal >= limits.frameBytesMax, 'the node must be able to start the largest request in one turn');
 assertLimit(limits.entryBytesMax <= 2 ** 32 - 1, 'payload lengths are stored as u32');
+assertLimit(
+  limits.peerFrameBytesMax >= limits.frameBytesMax + limits.peerHeadBytesMax,
+  'a forwarded request must fit a node-to-node frame',
+);
+assertLimit(limits.peerRetryDelayMsMin <= limits.peerRetryDelayMsMax, 'peer retry delays out of order');

@@ -36,6 +36,7 @@ export function token<T>(name: string): Token<T> {
 export const CAPABILITIES = {
   storageBackend: 'storage-backend',
   consensus: 'consensus',
+  internalPort: 'internal-port',
   leaseFencing: 'lease-fencing',
   dataPlane: 'data-plane',
   rolloverMonitor: 'rollover-monitor',

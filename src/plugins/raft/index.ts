@@ -2,10 +2,13 @@
 // on a single node, so the same code serves one node and many): its files live in
 // `<node.dataDir>/node_<id>/raft/`, it listens on `node.raftHost:node.raftPort`, and the group's
 // first members are the `cluster.nodes` entries (or this node alone). It binds the Consensus
-// contract (./consensus.ts). Design and formats: docs/raft.md.
+// contract (./consensus.ts). Its listener is the node's internal port, which it also provides
+// (`internal-port`): node-to-node requests arrive there beside Raft's traffic. Design and
+// formats: docs/raft.md.
 
 import { join } from 'node:path';
-import { CONSENSUS } from '../../contracts/tokens.js';
+import type { InternalPort } from '../../contracts/internal-port.js';
+import { CONSENSUS, INTERNAL_PORT } from '../../contracts/tokens.js';
 import type { Plugin } from '../../kernel/plugin.js';
 import { type Infer, s } from '../../kernel/schema.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
@@ -50,7 +53,7 @@ export const raftPlugin: Plugin<RaftConfig> = {
   manifest: {
     name: 'raft',
     description: 'Raft consensus for cluster metadata',
-    provides: [CAPABILITIES.consensus],
+    provides: [CAPABILITIES.consensus, CAPABILITIES.internalPort],
     requires: [],
   },
   config: { key: 'raft', schema: raftSchema },
@@ -58,6 +61,23 @@ export const raftPlugin: Plugin<RaftConfig> = {
     // Checked here so that a bad combination fails before anything starts.
     timingOf(config);
     scope.provide(CONSENSUS, () => new RaftConsensus());
+    // The listener exists once the node has started; until then the port is not there to take.
+    scope.provide(INTERNAL_PORT, (): InternalPort => {
+      const consensus = scope.resolve(CONSENSUS) as RaftConsensus;
+      const port = (): InternalPort => {
+        if (consensus.node === undefined) throw new Error('the internal port opens when the raft plugin starts');
+        return consensus.node.internalPort;
+      };
+      return {
+        get host() {
+          return port().host;
+        },
+        get port() {
+          return port().port;
+        },
+        takeNodeConnections: (accept) => port().takeNodeConnections(accept),
+      };
+    });
   },
   async start(scope) {
     const config = scope.config.raft as RaftConfig;

@@ -4,6 +4,7 @@
 // core in between): while a Ready is being made durable, ticks, messages and proposals wait.
 
 import type { StateMachine } from '../../contracts/consensus.js';
+import type { InternalPort } from '../../contracts/internal-port.js';
 import { BusyError } from '../../kernel/errors.js';
 import { RaftLogStore } from './adapters/log-store.js';
 import type { ForwardMessage, ForwardReplyMessage, WireMessage } from './adapters/messages.js';
@@ -136,6 +137,12 @@ export class RaftNode {
     if (voters.length === 1 && voters[0] === options.id) node.enqueue(() => node.raft.campaign());
     else node.enqueue(() => undefined);
     return node;
+  }
+
+  /** The listener Raft shares with node-to-node requests (src/contracts/internal-port.ts). */
+  get internalPort(): InternalPort {
+    if (this.transport === undefined) throw new Error('the raft node is not started');
+    return this.transport.internalPort;
   }
 
   /** The port the transport listens on (useful with port 0). */

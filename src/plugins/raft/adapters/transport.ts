@@ -3,8 +3,12 @@
 // opens one outgoing connection per peer, reconnecting with doubling back-off. Raft tolerates
 // lost messages, so nothing here retries a message: when a peer is unreachable or slow, what
 // does not fit its bounded queue is dropped (oldest first) and counted.
+// The listener is the node's internal port (src/node/internal-port.ts): connections that open
+// with the node-to-node hello go to whoever takes them there; every other one carries Raft frames.
 
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import type { InternalPort } from '../../../contracts/internal-port.js';
+import { InternalListener } from '../../../node/internal-port.js';
 import type { NodeId } from '../core/types.js';
 import { decodeMessage, encodeMessage, type WireMessage } from './messages.js';
 
@@ -57,7 +61,7 @@ class Peer {
 
 export class TcpTransport {
   private readonly options: Required<Omit<TransportOptions, 'onProblem'>> & Pick<TransportOptions, 'onProblem'>;
-  private readonly server: Server;
+  private listener: InternalListener | undefined;
   private readonly peers = new Map<NodeId, Peer>();
   private readonly inbound = new Set<Socket>();
   private closed = false;
@@ -72,22 +76,25 @@ export class TcpTransport {
       reconnectMaxMs: 2000,
       ...options,
     };
-    this.server = createServer((socket) => this.accept(socket));
   }
 
   /** Starts listening; resolves once bound (rejects with the bind error, e.g. EADDRINUSE). */
   static async listen(options: TransportOptions): Promise<TcpTransport> {
     const transport = new TcpTransport(options);
-    await new Promise<void>((resolve, reject) => {
-      transport.server.once('error', reject);
-      transport.server.listen(options.port, options.host, () => {
-        transport.server.off('error', reject);
-        resolve();
-      });
+    transport.listener = await InternalListener.listen({
+      host: options.host,
+      port: options.port,
+      onOther: (socket, head) => transport.accept(socket, head),
+      ...(options.onProblem === undefined ? {} : { onProblem: options.onProblem }),
     });
-    const address = transport.server.address();
-    transport.port = typeof address === 'object' && address !== null ? address.port : options.port;
+    transport.port = transport.listener.port;
     return transport;
+  }
+
+  /** The listener this transport shares with node-to-node requests. */
+  get internalPort(): InternalPort {
+    if (this.listener === undefined) throw new Error('the raft transport is not listening');
+    return this.listener;
   }
 
   /** Sets (or changes) where a peer listens. */
@@ -147,7 +154,7 @@ export class TcpTransport {
       peer.socket?.destroy();
     }
     for (const socket of this.inbound) socket.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.listener?.close();
   }
 
   // --- outgoing --------------------------------------------------------------------------------
@@ -198,11 +205,15 @@ export class TcpTransport {
 
   // --- incoming --------------------------------------------------------------------------------
 
-  private accept(socket: Socket): void {
+  /** A connection from a peer, with the bytes the listener read to sort it (the start of its first frame). */
+  private accept(socket: Socket, head: Buffer): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
     this.inbound.add(socket);
-    socket.setNoDelay(true);
     let pending: Buffer = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
       let at = 0;
       while (pending.length - at >= FRAME_HEADER) {
@@ -229,9 +240,11 @@ export class TcpTransport {
         this.options.onMessage(message);
       }
       pending = at === pending.length ? Buffer.alloc(0) : pending.subarray(at);
-    });
+    };
+    socket.on('data', onData);
     socket.on('error', () => undefined);
     socket.on('close', () => this.inbound.delete(socket));
+    if (head.length > 0) onData(head);
   }
 
   private reject(socket: Socket, what: string): void {

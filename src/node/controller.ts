@@ -6,17 +6,24 @@
 // with codes, which the server turns into `ERR …` through the one wire table
 // (src/protocol/wire-errors.ts).
 //
-// On one node every open segment is led here. Writes for a segment another node leads get
-// `ERR NotLeaderForPartition: t_<topic>_s_<n>` until forwarding between nodes exists.
+// Any node serves any request (with `peers`): a PUT for a topic whose open segment another node
+// leads is forwarded to that node (`append`), a GET whose position is in a segment another node
+// holds reads it there (the reader's `take`), a FETCH likewise (`read`). A forward refused because
+// a view was stale (NotLeaderForPartition, a full segment) is sent again once the view moves on;
+// one that may have been applied (no answer) is never sent again. peerHandlers() answers those
+// requests from other nodes. Without `peers` (a node alone), writes for a segment another node
+// leads get `ERR NotLeaderForPartition: t_<topic>_s_<n>`.
 
 import { isUtf8 } from 'node:buffer';
-import type { Consensus } from '../contracts/consensus.js';
+import type { Consensus, NodeId } from '../contracts/consensus.js';
 import { type ErrorCode, walrusError } from '../kernel/errors.js';
 import type { Command } from '../protocol/commands.js';
 import { FRAME_HEADER_BYTES } from '../protocol/frames.js';
 import { EMPTY, fetched, OK, okPayload } from '../protocol/replies.js';
+import { headCount, headString, PEER_OPS, type PeerReads, type PeerRequests, TAKE_WAIT_MS } from './forwarding.js';
 import { notLeaderFor } from './leases.js';
 import { encodeCommand, type MetadataResult, type MetadataStateMachine, segmentKey, topicNameProblem } from './metadata.js';
+import type { PeerAnswer, PeerHandler } from './peer-server.js';
 import type { NextResult, TopicReader } from './reader.js';
 import { isRolling, RolloverWait } from './rollover-wait.js';
 import type { SegmentStore } from './segment-store.js';
@@ -39,25 +46,58 @@ export interface ControllerOptions {
   readonly reader: TopicReader;
   /** How long a PUT waits for a full segment's rollover to apply before giving up with the retriable error. */
   readonly rolloverWaitMs?: number;
+  /** The other nodes: forwarded PUTs, reads of segments held elsewhere. Absent on a node alone. */
+  readonly peers?: PeerRequests;
+  /** FETCH of segments other nodes hold (with `peers`). */
+  readonly remoteReads?: Pick<PeerReads, 'read'>;
 }
 
 /** A PUT that meets a full segment waits this long, at most, for the rollover to apply. */
 export const ROLLOVER_WAIT_MS_DEFAULT = 2000;
 /** When the metadata names the next segment but the lease has not followed yet, the retry pause. */
 const RETRY_PAUSE_MS = 2;
+/** When another node refused a forwarded PUT for the segment this node's view names, the retry pause. */
+const REMOTE_RETRY_PAUSE_MS = 20;
+
+/** PUTs of one topic forwarded to one node and not answered yet (see put()). */
+interface ForwardGate {
+  readonly target: NodeId;
+  pending: number;
+  readonly idle: Promise<void>;
+  readonly open: () => void;
+}
 
 const lossy = new TextDecoder('utf-8');
 
 export class NodeController {
   private readonly options: ControllerOptions;
 
-  /** PUTs waiting for a rollover, per topic, in arrival order. */
+  /** This node's clients' PUTs waiting for a rollover, per topic, in arrival order; sent to wherever the next segment is led. */
   private readonly rollovers: RolloverWait;
+  /** PUTs other nodes forwarded here that wait for a rollover; only ever appended here, else refused back. */
+  private readonly forwardedIn: RolloverWait;
+  /** Per topic: forwards in flight to one node. A PUT routed elsewhere waits until they are answered. */
+  private readonly gates = new Map<string, ForwardGate>();
 
   constructor(options: ControllerOptions) {
     this.options = options;
+    const waitMs = options.rolloverWaitMs ?? ROLLOVER_WAIT_MS_DEFAULT;
+    const onChange = (listener: () => void) => options.metadata.onChange(listener);
     this.rollovers = new RolloverWait({
-      waitMs: options.rolloverWaitMs ?? ROLLOVER_WAIT_MS_DEFAULT,
+      waitMs,
+      retryPauseMs: (topic, segment) => (this.leaderOf(topic, segment) === options.nodeId ? RETRY_PAUSE_MS : REMOTE_RETRY_PAUSE_MS),
+      target: {
+        openSegment: (topic) => {
+          const route = this.route(topic);
+          return typeof route === 'number' ? route : (route.error ?? new Error('no open segment'));
+        },
+        append: (topic, segment, payload) => this.appendAnywhere(topic, segment, payload),
+        full: (topic, segment) => this.leaderOf(topic, segment) === options.nodeId && options.store.full(topic, segment),
+        onChange,
+      },
+    });
+    this.forwardedIn = new RolloverWait({
+      waitMs,
       retryPauseMs: RETRY_PAUSE_MS,
       target: {
         openSegment: (topic) => {
@@ -66,14 +106,16 @@ export class NodeController {
         },
         append: (topic, segment, payload) => options.store.append(topic, segment, payload),
         full: (topic, segment) => options.store.full(topic, segment),
-        onChange: (listener) => options.metadata.onChange(listener),
+        onChange,
       },
     });
   }
 
   /** Answers every PUT still waiting for a rollover (the node is stopping). */
   close(): void {
-    this.rollovers.close(walrusError('CLOSED', 'the node is stopping; the PUT was not written'));
+    const stopping = walrusError('CLOSED', 'the node is stopping; the PUT was not written');
+    this.rollovers.close(stopping);
+    this.forwardedIn.close(stopping);
   }
 
   /**
@@ -99,6 +141,27 @@ export class NodeController {
     }
   }
 
+  /** How this node answers node-to-node requests (Peers.serve). */
+  peerHandlers(): Readonly<Record<string, PeerHandler>> {
+    return {
+      [PEER_OPS.append]: (head, data) => this.appendForwarded(headString(head, 'topic'), headCount(head, 'segment'), data),
+      [PEER_OPS.take]: async (head) => {
+        const sealed = head.sealed === undefined ? undefined : headCount(head, 'sealed');
+        const taken = await this.options.reader.takeForPeer(headString(head, 'topic'), headCount(head, 'segment'), sealed, TAKE_WAIT_MS);
+        if (taken.kind !== 'entry') return { head: { kind: taken.kind } };
+        return { head: { kind: 'entry', offset: taken.offset, hold: taken.hold }, data: taken.payload };
+      },
+      [PEER_OPS.settle]: async (head) => {
+        if (typeof head.delivered !== 'boolean') throw walrusError('PEER_PROTOCOL', 'settle without delivered');
+        return { head: { settled: await this.options.reader.settleForPeer(headCount(head, 'hold'), head.delivered) } };
+      },
+      [PEER_OPS.read]: async (head) => {
+        const payload = await this.options.store.read(headString(head, 'topic'), headCount(head, 'segment'), headCount(head, 'offset'));
+        return payload === null ? { head: { found: false } } : { head: { found: true }, data: payload };
+      },
+    };
+  }
+
   private async register(topic: string): Promise<ControllerReply> {
     const problem = topicNameProblem(topic);
     if (problem !== undefined) return failed('INVALID_TOPIC_NAME', problem, { topic });
@@ -108,29 +171,144 @@ export class NodeController {
   }
 
   /**
-   * One attempt at once. A PUT that meets a segment being rolled over, or arrives while others for
-   * its topic wait for one, waits in the topic's queue (rollover-wait.ts), which keeps arrival order.
+   * One attempt at once, here or at the node that leads the open segment. A PUT that meets a
+   * segment being rolled over, or arrives while others for its topic wait for one, waits in the
+   * topic's queue (rollover-wait.ts), which keeps arrival order. A PUT whose route differs from
+   * that of forwards still unanswered for its topic waits for their answers first: a forward
+   * refused by the old leader is sent again before anything that arrived after it.
    */
   private put(topic: string, payload: string | Uint8Array): ControllerReply | Promise<ControllerReply> {
     const arrival = this.rollovers.arrive();
-    if (this.rollovers.has(topic)) return this.waitForRollover(topic, arrival, payload, undefined);
-    const segment = this.openSegmentHere(topic);
-    if (typeof segment !== 'number') return segment;
+    if (this.rollovers.has(topic)) return this.waitForRollover(this.rollovers, topic, arrival, payload, undefined);
+    const state = this.options.metadata.topic(topic);
+    if (state === undefined) return unknownTopic(topic);
+    const leader = state.leaderNode;
+    const gate = this.gates.get(topic);
+    if (gate !== undefined && gate.target !== leader) return gate.idle.then(() => this.put(topic, payload));
+    if (leader === this.options.nodeId) return this.appendHere(this.rollovers, topic, state.currentSegment, payload, arrival);
+    const peers = this.options.peers;
+    if (peers === undefined) return { error: notLeaderFor(segmentKey(topic, state.currentSegment)) };
+    return this.forward(peers, topic, state.currentSegment, leader, payload, arrival);
+  }
+
+  /** Appends to a segment led here; a refusal that a rollover will lift queues the PUT in `wait`. */
+  private appendHere(
+    wait: RolloverWait,
+    topic: string,
+    segment: number,
+    payload: string | Uint8Array,
+    arrival: number,
+  ): ControllerReply | Promise<ControllerReply> {
     try {
       const offset = this.options.store.appendNow(topic, segment, payload);
       if (typeof offset === 'number') return OK_REPLY;
       return offset.then(
         () => OK_REPLY,
-        (error: unknown) => (isRolling(error) ? this.waitForRollover(topic, arrival, payload, error) : { error: error as Error }),
+        (error: unknown) => (isRolling(error) ? this.waitForRollover(wait, topic, arrival, payload, error) : { error: error as Error }),
       );
     } catch (error) {
-      return isRolling(error) ? this.waitForRollover(topic, arrival, payload, error) : { error: error as Error };
+      return isRolling(error) ? this.waitForRollover(wait, topic, arrival, payload, error) : { error: error as Error };
     }
   }
 
-  private async waitForRollover(topic: string, arrival: number, payload: string | Uint8Array, failure: unknown): Promise<ControllerReply> {
-    const result = await this.rollovers.wait(topic, arrival, payload, failure);
+  /** Sends a PUT to the node leading the open segment, through the topic's gate. */
+  private forward(
+    peers: PeerRequests,
+    topic: string,
+    segment: number,
+    leader: NodeId,
+    payload: string | Uint8Array,
+    arrival: number,
+  ): Promise<ControllerReply> {
+    const gate = this.enterGate(topic, leader);
+    const sent = peers.client(leader).request(PEER_OPS.append, { topic, segment }, bytesOf(payload));
+    return sent.then(
+      () => {
+        this.leaveGate(topic, gate);
+        return OK_REPLY;
+      },
+      (error: unknown) => {
+        // Queued (synchronously) before the gate opens, so PUTs that waited at the gate go behind it.
+        const reply = isRolling(error) ? this.waitForRollover(this.rollovers, topic, arrival, payload, error) : { error: error as Error };
+        this.leaveGate(topic, gate);
+        return reply;
+      },
+    );
+  }
+
+  /** A rollover queue's attempt: append here, or forward to the node leading `segment`. */
+  private appendAnywhere(topic: string, segment: number, payload: string | Uint8Array): Promise<number> {
+    const leader = this.leaderOf(topic, segment);
+    if (leader === this.options.nodeId) return this.options.store.append(topic, segment, payload);
+    const peers = this.options.peers;
+    if (peers === undefined || leader === undefined) return Promise.reject(notLeaderFor(segmentKey(topic, segment)));
+    // Offsets are not reported across nodes; the queue only needs to know it was written.
+    return peers
+      .client(leader)
+      .request(PEER_OPS.append, { topic, segment }, bytesOf(payload))
+      .then(() => 0);
+  }
+
+  /** A PUT another node forwarded: appended only here (never forwarded on), else refused back as NotLeaderForPartition. */
+  private appendForwarded(topic: string, segment: number, payload: Buffer): PeerAnswer | Promise<PeerAnswer> {
+    const arrival = this.forwardedIn.arrive();
+    let reply: ControllerReply | Promise<ControllerReply>;
+    if (this.forwardedIn.has(topic)) reply = this.waitForRollover(this.forwardedIn, topic, arrival, payload, undefined);
+    else {
+      const state = this.options.metadata.topic(topic);
+      // The sender knows the topic: a replica that has not applied it yet refuses, and is asked again.
+      if (state === undefined || state.leaderNode !== this.options.nodeId) {
+        throw notLeaderFor(segmentKey(topic, state?.currentSegment ?? segment));
+      }
+      reply = this.appendHere(this.forwardedIn, topic, state.currentSegment, payload, arrival);
+    }
+    return reply instanceof Promise ? reply.then(peerAnswer) : peerAnswer(reply);
+  }
+
+  private enterGate(topic: string, target: NodeId): ForwardGate {
+    let gate = this.gates.get(topic);
+    if (gate === undefined) {
+      let open = (): void => undefined;
+      const idle = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      gate = { target, pending: 0, idle, open };
+      this.gates.set(topic, gate);
+    }
+    gate.pending += 1;
+    return gate;
+  }
+
+  private leaveGate(topic: string, gate: ForwardGate): void {
+    gate.pending -= 1;
+    if (gate.pending > 0) return;
+    if (this.gates.get(topic) === gate) this.gates.delete(topic);
+    gate.open();
+  }
+
+  private async waitForRollover(
+    wait: RolloverWait,
+    topic: string,
+    arrival: number,
+    payload: string | Uint8Array,
+    failure: unknown,
+  ): Promise<ControllerReply> {
+    const result = await wait.wait(topic, arrival, payload, failure);
     return typeof result === 'number' ? OK_REPLY : { error: result };
+  }
+
+  /** The open segment a PUT goes to (here or, with peers, wherever it is led); otherwise the error reply. */
+  private route(topic: string): number | ControllerReply {
+    const state = this.options.metadata.topic(topic);
+    if (state === undefined) return unknownTopic(topic);
+    if (state.leaderNode !== this.options.nodeId && this.options.peers === undefined) {
+      return { error: notLeaderFor(segmentKey(topic, state.currentSegment)) };
+    }
+    return state.currentSegment;
+  }
+
+  private leaderOf(topic: string, segment: number): NodeId | undefined {
+    return this.options.metadata.segmentLeader(topic, segment);
   }
 
   /** The topic's open segment when this node leads it; otherwise the error reply. */
@@ -150,7 +328,12 @@ export class NodeController {
     const state = this.options.metadata.topic(topic);
     if (state === undefined) return unknownTopic(topic);
     if (segment > state.currentSegment) return EMPTY_REPLY;
-    const payload = await this.options.store.read(topic, segment, offset);
+    const owner = this.leaderOf(topic, segment);
+    const remote = this.options.remoteReads;
+    const payload =
+      owner !== undefined && owner !== this.options.nodeId && remote !== undefined
+        ? await remote.read(owner, topic, segment, offset)
+        : await this.options.store.read(topic, segment, offset);
     return payload === null ? EMPTY_REPLY : { text: fetched(offset + 1, lossy.decode(payload)) };
   }
 
@@ -203,4 +386,15 @@ const OK_SPACE = Buffer.from('OK ', 'latin1');
 
 function unknownTopic(topic: string): ControllerReply {
   return failed('UNKNOWN_TOPIC', `unknown topic ${topic}`, { topic });
+}
+
+/** A PUT's payload as bytes for a forward (protocol payloads are text). */
+function bytesOf(payload: string | Uint8Array): Uint8Array {
+  return typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
+}
+
+/** A controller reply as the answer to a forwarded PUT: failures are thrown back with their code. */
+function peerAnswer(reply: ControllerReply): PeerAnswer {
+  if (reply.error !== undefined) throw reply.error;
+  return {};
 }

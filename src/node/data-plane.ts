@@ -5,13 +5,17 @@
 
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Consensus } from '../contracts/consensus.js';
+import type { Consensus, NodeId } from '../contracts/consensus.js';
 import type { WriteFencing, WriteFencingFactory } from '../contracts/fencing.js';
+import type { InternalPort } from '../contracts/internal-port.js';
 import type { StorageBackend } from '../contracts/storage.js';
 import { Walrus } from '../engine/walrus.js';
 import { StateError } from '../kernel/errors.js';
 import { CAPABILITIES, token } from '../kernel/tokens.js';
+import { PeerReads } from './forwarding.js';
 import { MetadataStateMachine } from './metadata.js';
+import type { PeerAddress } from './peer-client.js';
+import { Peers } from './peers.js';
 import { TopicReader } from './reader.js';
 import { errnoOf, SegmentStore } from './segment-store.js';
 
@@ -30,6 +34,10 @@ export interface DataPlaneOptions {
   /** Builds the write fencing over the metadata replica (the lease-fencing plugin's factory). */
   readonly fencing: WriteFencingFactory;
   readonly log: Logger;
+  /** The internal port (node-to-node requests arrive there); without it the node talks to no other node. */
+  readonly internalPort?: InternalPort;
+  /** Internal addresses of the configured members (`cluster.nodes`), for nodes the metadata does not list yet. */
+  readonly configuredPeers?: ReadonlyMap<NodeId, PeerAddress>;
 }
 
 export interface DataPlane {
@@ -43,6 +51,10 @@ export interface DataPlane {
   readonly wal: Walrus | undefined;
   readonly store: SegmentStore;
   readonly reader: TopicReader;
+  /** The other nodes (undefined without an internal port). */
+  readonly peers: Peers | undefined;
+  /** Reads of segments other nodes hold (with peers). */
+  readonly remoteReads: PeerReads | undefined;
   /** Calls `listener` when a segment becomes full (the rollover monitor proposes at once). */
   onSegmentFull(listener: (topic: string, segment: number, count: number) => void): () => void;
   close(): Promise<void>;
@@ -91,14 +103,30 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
       for (const listener of fullListeners) listener(topic, segment, count);
     },
   });
-  const reader = new TopicReader(store, {
-    openSegment: (topic) => metadata.topic(topic)?.currentSegment,
-    sealedCount: (topic, segment) => metadata.sealedCount(topic, segment),
-    ledElsewhere: (topic, segment) => {
-      const leader = metadata.segmentLeader(topic, segment);
-      return leader !== undefined && leader !== options.nodeId;
+  const peers =
+    options.internalPort === undefined
+      ? undefined
+      : new Peers({
+          nodeId: options.nodeId,
+          port: options.internalPort,
+          knownAddress: (id) => metadata.nodes().get(id)?.raftAddress,
+          configured: options.configuredPeers ?? new Map(),
+          log: options.log,
+        });
+  const remoteReads = peers === undefined ? undefined : new PeerReads(peers);
+  const reader = new TopicReader(
+    store,
+    {
+      openSegment: (topic) => metadata.topic(topic)?.currentSegment,
+      sealedCount: (topic, segment) => metadata.sealedCount(topic, segment),
+      ledElsewhere: (topic, segment) => {
+        const leader = metadata.segmentLeader(topic, segment);
+        return leader !== undefined && leader !== options.nodeId;
+      },
+      owner: (topic, segment) => metadata.segmentLeader(topic, segment),
     },
-  });
+    remoteReads === undefined ? {} : { remote: remoteReads },
+  );
   if (wal !== undefined) options.log.info({ dir, backend: wal.backendName, fsync: options.fsync }, 'data plane open');
   else options.log.warn({ dir, fsync: options.fsync }, 'data plane open without its engine: the disk refuses writes');
   return {
@@ -110,11 +138,14 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
     },
     store,
     reader,
+    peers,
+    remoteReads,
     onSegmentFull(listener) {
       fullListeners.add(listener);
       return () => fullListeners.delete(listener);
     },
     async close() {
+      peers?.close();
       leases.stop();
       await store.close();
     },

@@ -157,7 +157,7 @@ export class PeerClient {
     socket.on('data', (chunk: Buffer) => this.read(socket, chunk));
     socket.on('error', (error: NodeJS.ErrnoException) => {
       clearTimeout(connectTimer);
-      this.fail(socket, `node ${this.peer} (${address.host}:${address.port}): ${error.code ?? error.message}`);
+      this.fail(socket, `node ${this.peer} (${address.host}:${address.port}) is not reachable (${error.code ?? error.message})`);
     });
     socket.on('close', () => {
       clearTimeout(connectTimer);

@@ -25,8 +25,11 @@ export interface RolloverWaitOptions {
   readonly target: RolloverWaitTarget;
   /** How long one PUT waits at most, from its first refusal, in milliseconds. */
   readonly waitMs: number;
-  /** Pause before retrying when the metadata moved on but the lease has not, in milliseconds. */
-  readonly retryPauseMs: number;
+  /**
+   * Pause before retrying when the metadata names a segment that refused the PUTs (its lease, or
+   * the node leading it, has not caught up yet), in milliseconds; a function picks it per segment.
+   */
+  readonly retryPauseMs: number | ((topic: string, segment: number) => number);
 }
 
 /** Errors that mean "this segment is being rolled over": wait and try the next one. */
@@ -148,7 +151,8 @@ export class RolloverWait {
     if (typeof now === 'number' && now !== segment) this.schedule(topic, queue, 0);
     else if (refused && typeof now === 'number' && !this.options.target.full(topic, now)) {
       // The metadata names this segment ours but the lease has not caught up yet.
-      this.schedule(topic, queue, this.options.retryPauseMs);
+      const pause = this.options.retryPauseMs;
+      this.schedule(topic, queue, typeof pause === 'number' ? pause : pause(topic, now));
     } else if (!refused) this.schedule(topic, queue, 0);
     // Otherwise the segment is full: the metadata change of its rollover wakes the queue.
   }

@@ -152,7 +152,7 @@ test('nothing listening: PEER_UNAVAILABLE (not sent), and the next request withi
     t.is(first.code, 'PEER_UNAVAILABLE');
     t.true(first.retriable);
     t.is(first.details?.sent, false);
-    t.regex(first.message, /node 3 .*ECONNREFUSED.*not sent/);
+    t.regex(first.message, /node 3 .*not reachable \(ECONNREFUSED\).*not sent/);
     const second = await rejection(client.request('put', {}));
     t.is(second.code, 'PEER_UNAVAILABLE');
     t.is(lookups, 1, 'no second connection attempt inside the retry delay');

@@ -1,10 +1,11 @@
 // data-plane: opens the node's data plane (src/node/data-plane.ts) at start — the engine that
 // holds this node's segments on the storage backend the selector chose, the metadata replica
 // registered with consensus, the segment store and GET's reader — with the write fencing that
-// lease-fencing provides. It follows `storage.*` and `segments.maxEntries` (shared sections).
+// lease-fencing provides, and the other nodes as reached through the internal port. It follows
+// `storage.*`, `segments.maxEntries` and `cluster.nodes` (shared sections).
 
 import type { SegmentsConfig, StorageConfig } from '../../contracts/config.js';
-import { CONSENSUS, STORAGE_BACKEND, WRITE_FENCING } from '../../contracts/tokens.js';
+import { CONSENSUS, INTERNAL_PORT, STORAGE_BACKEND, WRITE_FENCING } from '../../contracts/tokens.js';
 import type { Plugin } from '../../kernel/plugin.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
 import { DATA_PLANE, DataPlaneHolder, type NodeFsync, openDataPlane } from '../../node/data-plane.js';
@@ -14,12 +15,16 @@ interface NodeSection {
   readonly dataDir: string;
 }
 
+interface ClusterSection {
+  readonly nodes: readonly { readonly id: number; readonly raftHost: string; readonly raftPort: number }[];
+}
+
 export const dataPlanePlugin: Plugin = {
   manifest: {
     name: 'data-plane',
     description: "the node's segments, metadata replica, segment store and GET positions",
     provides: [CAPABILITIES.dataPlane],
-    requires: [CAPABILITIES.consensus, CAPABILITIES.storageBackend, CAPABILITIES.leaseFencing],
+    requires: [CAPABILITIES.consensus, CAPABILITIES.internalPort, CAPABILITIES.storageBackend, CAPABILITIES.leaseFencing],
   },
   register(scope) {
     scope.provide(DATA_PLANE, () => new DataPlaneHolder());
@@ -28,6 +33,7 @@ export const dataPlanePlugin: Plugin = {
     const node = scope.config.node as NodeSection;
     const storage = scope.config.storage as StorageConfig;
     const segments = scope.config.segments as SegmentsConfig;
+    const cluster = scope.config.cluster as ClusterSection;
     scope.resolve(DATA_PLANE).plane = await openDataPlane({
       nodeId: node.id,
       dataDir: node.dataDir,
@@ -38,6 +44,8 @@ export const dataPlanePlugin: Plugin = {
       consensus: scope.resolve(CONSENSUS),
       fencing: scope.resolve(WRITE_FENCING),
       log: scope.log,
+      internalPort: scope.resolve(INTERNAL_PORT),
+      configuredPeers: new Map(cluster.nodes.map((entry) => [entry.id, { host: entry.raftHost, port: entry.raftPort }])),
     });
   },
   async stop(scope) {

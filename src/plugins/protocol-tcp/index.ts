@@ -81,7 +81,11 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
       consensus: scope.resolve(CONSENSUS),
       store: plane.store,
       reader: plane.reader,
+      ...(plane.peers === undefined ? {} : { peers: plane.peers }),
+      ...(plane.remoteReads === undefined ? {} : { remoteReads: plane.remoteReads }),
     });
+    // Other nodes' forwarded PUTs and reads are answered from here on.
+    plane.peers?.serve(controller.peerHandlers());
     // Bootstrap topics exist before the port opens: a client that sees the node ready can use them.
     const bootstrap = scope.config.bootstrap as BootstrapConfig;
     for (const topic of bootstrap.topics) {

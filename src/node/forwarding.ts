@@ -1,0 +1,88 @@
+// The node-to-node operations of the data plane (docs/protocol.md, "Between nodes"), and the
+// asking side of the reads: what a node sends to the node that leads a topic's open segment
+// (append) or holds a segment (take, settle, read). The answering side is the controller's
+// peerHandlers(). Heads are small JSON objects; entry payloads travel as the frame's data.
+
+import type { NodeId } from '../contracts/consensus.js';
+import { walrusError } from '../kernel/errors.js';
+import type { PeerFrame } from './peer-codec.js';
+import type { RemoteReads, RemoteTake } from './reader.js';
+
+export const PEER_OPS = {
+  /** `{ topic, segment }` + payload: append to the open segment this node leads (a forwarded PUT). */
+  append: 'append',
+  /** `{ topic, segment, sealed? }`: peek the next entry of a segment held here, holding it for the asker. */
+  take: 'take',
+  /** `{ hold, delivered }`: end a hold made by take (consume the entry, or leave it). */
+  settle: 'settle',
+  /** `{ topic, segment, offset }`: the entry at a position of a segment held here (FETCH). */
+  read: 'read',
+} as const;
+
+/** How long the holder of a segment lets a `take` wait for the segment's turn (below the request timeout). */
+export const TAKE_WAIT_MS = 2_000;
+
+/** The requests a node sends, as the reader and controller use them. */
+export interface PeerRequests {
+  client(id: NodeId): { request(op: string, head: Readonly<Record<string, unknown>>, data?: Uint8Array): Promise<PeerFrame> };
+}
+
+/** The reader's remote reads over node-to-node requests. */
+export class PeerReads implements RemoteReads {
+  private readonly peers: PeerRequests;
+
+  constructor(peers: PeerRequests) {
+    this.peers = peers;
+  }
+
+  async take(owner: NodeId, topic: string, segment: number, sealed: number | undefined): Promise<RemoteTake> {
+    const reply = await this.peers.client(owner).request(PEER_OPS.take, { topic, segment, ...(sealed === undefined ? {} : { sealed }) });
+    const { kind } = reply.head;
+    if (kind === 'entry') {
+      const offset = reply.head.offset;
+      const hold = reply.head.hold;
+      if (typeof offset !== 'number' || typeof hold !== 'number') throw malformed(owner, 'take', reply);
+      return { kind: 'entry', payload: reply.data, offset, hold };
+    }
+    if (kind === 'done' || kind === 'empty') return { kind };
+    throw malformed(owner, 'take', reply);
+  }
+
+  async settle(owner: NodeId, hold: number, delivered: boolean): Promise<void> {
+    const reply = await this.peers.client(owner).request(PEER_OPS.settle, { hold, delivered });
+    if (reply.head.settled !== true && delivered) {
+      // The hold had expired on the holder: the entry was not consumed and will be delivered again.
+      throw walrusError('PEER_TIMEOUT', `node ${owner} had released the entry before it was acknowledged; it will be delivered again`, {
+        details: { peer: owner, hold },
+      });
+    }
+  }
+
+  /** FETCH of a segment held by `owner`: the payload at `offset`, or null. */
+  async read(owner: NodeId, topic: string, segment: number, offset: number): Promise<Buffer | null> {
+    const reply = await this.peers.client(owner).request(PEER_OPS.read, { topic, segment, offset });
+    if (reply.head.found === true) return reply.data;
+    if (reply.head.found === false) return null;
+    throw malformed(owner, 'read', reply);
+  }
+}
+
+function malformed(owner: NodeId, op: string, reply: PeerFrame): Error {
+  return walrusError('PEER_PROTOCOL', `node ${owner} answered ${op} with ${JSON.stringify(reply.head)}`, { details: { peer: owner } });
+}
+
+/** A head field that must be a string. */
+export function headString(head: Readonly<Record<string, unknown>>, key: string): string {
+  const value = head[key];
+  if (typeof value !== 'string') throw walrusError('PEER_PROTOCOL', `node-to-node request without a string ${key}`);
+  return value;
+}
+
+/** A head field that must be a non-negative safe integer. */
+export function headCount(head: Readonly<Record<string, unknown>>, key: string): number {
+  const value = head[key];
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw walrusError('PEER_PROTOCOL', `node-to-node request without a whole number ${key}`);
+  }
+  return value;
+}

@@ -41,7 +41,7 @@ export type ControllerReply =
 export interface ControllerOptions {
   readonly nodeId: number;
   readonly metadata: MetadataStateMachine;
-  readonly consensus: Pick<Consensus, 'propose' | 'metrics'>;
+  readonly consensus: Pick<Consensus, 'propose' | 'metrics'> & Partial<Pick<Consensus, 'status'>>;
   readonly store: SegmentStore;
   readonly reader: TopicReader;
   /** How long a PUT waits for a full segment's rollover to apply before giving up with the retriable error. */
@@ -56,6 +56,11 @@ export interface ControllerOptions {
 export const ROLLOVER_WAIT_MS_DEFAULT = 2000;
 /** When the metadata names the next segment but the lease has not followed yet, the retry pause. */
 const RETRY_PAUSE_MS = 2;
+/** How long a request for a topic this replica does not know waits for it to appear (in a cluster). */
+const TOPIC_APPEAR_WAIT_MS = 1_000;
+/** How long a REGISTER keeps trying while no Raft leader is known (below the client's default timeout). */
+const PROPOSE_WAIT_MS = 8_000;
+const PROPOSE_RETRY_MS = 100;
 /** When another node refused a forwarded PUT for the segment this node's view names, the retry pause. */
 const REMOTE_RETRY_PAUSE_MS = 20;
 
@@ -181,7 +186,7 @@ export class NodeController {
     const arrival = this.rollovers.arrive();
     if (this.rollovers.has(topic)) return this.waitForRollover(this.rollovers, topic, arrival, payload, undefined);
     const state = this.options.metadata.topic(topic);
-    if (state === undefined) return unknownTopic(topic);
+    if (state === undefined) return this.onceKnown(topic, () => this.put(topic, payload));
     const leader = state.leaderNode;
     const gate = this.gates.get(topic);
     if (gate !== undefined && gate.target !== leader) return gate.idle.then(() => this.put(topic, payload));
@@ -321,12 +326,37 @@ export class NodeController {
 
   private get(topic: string): ControllerReply | Promise<ControllerReply> {
     const next = this.options.reader.nextNow(topic);
-    return next instanceof Promise ? next.then((found) => getReply(topic, found)) : getReply(topic, next);
+    const reply = (found: NextResult): ControllerReply | Promise<ControllerReply> =>
+      found.kind === 'unknown-topic' ? this.onceKnown(topic, () => this.get(topic)) : getReply(topic, found);
+    return next instanceof Promise ? next.then(reply) : reply(next);
+  }
+
+  /**
+   * `retry` once this replica knows `topic`. In a cluster a topic registered through another node
+   * an instant ago reaches this replica with the next heartbeat, so a request for a topic unknown
+   * here waits up to TOPIC_APPEAR_WAIT_MS for it before answering `unknown topic`; a node alone
+   * answers at once.
+   */
+  private onceKnown(topic: string, retry: () => ControllerReply | Promise<ControllerReply>): ControllerReply | Promise<ControllerReply> {
+    const voters = this.options.consensus.status?.().voters.length ?? 1;
+    if (this.options.peers === undefined || voters <= 1) return unknownTopic(topic);
+    return new Promise<boolean>((resolve) => {
+      const stop = this.options.metadata.onChange(() => {
+        if (this.options.metadata.topic(topic) === undefined) return;
+        clearTimeout(timer);
+        stop();
+        resolve(true);
+      });
+      const timer = setTimeout(() => {
+        stop();
+        resolve(false);
+      }, TOPIC_APPEAR_WAIT_MS);
+    }).then((known) => (known ? retry() : unknownTopic(topic)));
   }
 
   private async fetch(topic: string, segment: number, offset: number): Promise<ControllerReply> {
     const state = this.options.metadata.topic(topic);
-    if (state === undefined) return unknownTopic(topic);
+    if (state === undefined) return this.onceKnown(topic, () => this.fetch(topic, segment, offset));
     if (segment > state.currentSegment) return EMPTY_REPLY;
     const owner = this.leaderOf(topic, segment);
     const remote = this.options.remoteReads;
@@ -337,8 +367,23 @@ export class NodeController {
     return payload === null ? EMPTY_REPLY : { text: fetched(offset + 1, lossy.decode(payload)) };
   }
 
+  /**
+   * Proposes through consensus; while no leader is known (an election, nodes still starting) or a
+   * new leader dropped the proposal, tries again every PROPOSE_RETRY_MS for up to PROPOSE_WAIT_MS.
+   * Only idempotent commands come here (CreateTopic of a topic that exists changes nothing).
+   */
   private async propose(command: Parameters<typeof encodeCommand>[0]): Promise<unknown> {
-    return this.options.consensus.propose(encodeCommand(command));
+    const deadline = Date.now() + PROPOSE_WAIT_MS;
+    for (;;) {
+      try {
+        return await this.options.consensus.propose(encodeCommand(command));
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        const again = code === 'RAFT_NOT_LEADER' || code === 'PROPOSAL_DROPPED';
+        if (!again || Date.now() + PROPOSE_RETRY_MS > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, PROPOSE_RETRY_MS));
+      }
+    }
   }
 
   /** Where a new topic's first segment goes: on one node, here. */

@@ -6,7 +6,10 @@
 //   place its arrival number gives it, ahead of everything that arrived later.
 // Waiters are woken by the metadata change that moves the topic on (not by polling); only when the
 // metadata already names the next segment but the write lease has not followed yet is the drain
-// retried after a short pause. Each waiter gives up after `waitMs` with the retriable error it met.
+// retried after a short pause. Each waiter gives up with the retriable error it met after `waitMs`
+// without progress, where progress is the topic's open segment moving on (a PUT at the back of a
+// long pipeline may need many rollovers, each of which it sees happen), and in any case after
+// PROGRESS_WAITS_MAX × `waitMs`.
 
 import { walrusError } from '../kernel/errors.js';
 
@@ -38,10 +41,16 @@ export function isRolling(error: unknown): boolean {
   return code === 'SEGMENT_FULL' || code === 'NOT_LEADER_FOR_PARTITION';
 }
 
+/** However much progress it sees, a waiter gives up after this many times waitMs. */
+export const PROGRESS_WAITS_MAX = 4;
+
 interface Waiter {
   readonly arrival: number;
   readonly payload: string | Uint8Array;
-  readonly deadline: number;
+  /** When it gives up unless the topic moves on first. */
+  deadline: number;
+  /** When it gives up whatever happens. */
+  readonly limit: number;
   /** The refusal it would answer with if its time runs out. */
   failure: unknown;
   settle(result: number | Error): void;
@@ -49,6 +58,8 @@ interface Waiter {
 
 interface TopicQueue {
   waiters: Waiter[];
+  /** The open segment the last drain sent to (a different one now is progress). */
+  segment: number | undefined;
   draining: boolean;
   /** The next drain, when one is due. */
   wake: NodeJS.Timeout | undefined;
@@ -80,10 +91,18 @@ export class RolloverWait {
   /** Queues a PUT after `failure` (or behind other waiters); resolves with its offset or the error to answer. */
   wait(topic: string, arrival: number, payload: string | Uint8Array, failure: unknown): Promise<number | Error> {
     return new Promise((resolve) => {
-      const waiter: Waiter = { arrival, payload, deadline: Date.now() + this.options.waitMs, failure, settle: resolve };
+      const now = Date.now();
+      const waiter: Waiter = {
+        arrival,
+        payload,
+        deadline: now + this.options.waitMs,
+        limit: now + PROGRESS_WAITS_MAX * this.options.waitMs,
+        failure,
+        settle: resolve,
+      };
       let queue = this.queues.get(topic);
       if (queue === undefined) {
-        queue = { waiters: [], draining: false, wake: undefined, expiry: undefined };
+        queue = { waiters: [], segment: undefined, draining: false, wake: undefined, expiry: undefined };
         this.queues.set(topic, queue);
         this.unsubscribe ??= this.options.target.onChange(() => this.changed());
         // The rollover may have applied between the refusal and now: look once, right away.
@@ -130,6 +149,12 @@ export class RolloverWait {
       for (const waiter of queue.waiters.splice(0)) waiter.settle(segment);
       return this.forget(topic, queue);
     }
+    if (queue.segment !== undefined && segment !== queue.segment) {
+      // The topic moved on since the last attempt: every waiter gets its time again (up to its limit).
+      const deadline = Date.now() + this.options.waitMs;
+      for (const waiter of queue.waiters) waiter.deadline = Math.min(deadline, waiter.limit);
+    }
+    queue.segment = segment;
     queue.draining = true;
     const batch = queue.waiters.splice(0);
     // Issued in arrival order: the segment store appends one key's entries in call order.

@@ -51,6 +51,11 @@ export const WIRE_ERRORS = {
   SEGMENT_FULL: { replies: ['ERR segment t_<topic>_s_<n> is full ... retry'], text: message },
   // The message is the segment store's refusal, naming the errno and the failure.
   STORAGE_UNAVAILABLE: { replies: ['ERR storage unavailable (<errno>): ... retry later'], text: message },
+  // Requests between nodes (src/node/peer-client.ts words both): never sent, or sent with no answer.
+  PEER_UNAVAILABLE: { replies: ['ERR node <id> ... the request was not sent'], text: message },
+  PEER_TIMEOUT: { replies: ['ERR ... whether it took effect there is unknown'], text: message },
+  // The message is the segment holder's refusal of a GET that waited too long for its turn.
+  TOPIC_BUSY: { replies: ['ERR GET of <topic> waited ... retry'], text: message },
 } as const satisfies Partial<Record<ErrorCode, WireForm>>;
 
 const FORMS: Partial<Record<ErrorCode, WireForm>> = WIRE_ERRORS;

@@ -7,7 +7,7 @@
 // error and never a skip; all three killed and restarted lose nothing.
 
 import test from 'ava';
-import { ClientError, type WalrusClient } from '../../src/client/index.js';
+import { ClientError, type TopicStateJson, type WalrusClient } from '../../src/client/index.js';
 import { TestCluster } from '../helpers/cluster.js';
 import { withTempDir } from '../helpers/kernel.js';
 
@@ -20,6 +20,16 @@ async function drain(client: WalrusClient, topic: string, max: number): Promise<
     got.push(entry);
   }
   return got;
+}
+
+/** STATE through `client` once it shows at least `sealed` sealed segments (within 10 s). */
+async function sealedState(client: WalrusClient, topic: string, sealed: number): Promise<TopicStateJson> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const state = await client.state(topic);
+    if (Object.keys(state.sealed_segments).length >= sealed || Date.now() > deadline) return state;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 const numbered = (prefix: string, count: number, from = 0): string[] =>
@@ -54,17 +64,13 @@ test.serial(
         const sent = numbered('r-', 60);
         // Through every node in turn: most PUTs are forwarded.
         for (const [index, entry] of sent.entries()) await cluster.client(cluster.ids[index % 3] as number).put('rollover_demo', entry);
-        // The 60th fills segment 6: wait for its rollover to apply everywhere.
-        const deadline = Date.now() + 10_000;
-        let state = await cluster.client(2).state('rollover_demo');
-        while (Object.keys(state.sealed_segments).length < 6 && Date.now() < deadline) {
-          await new Promise((resolve) => setTimeout(resolve, 100));
-          state = await cluster.client(2).state('rollover_demo');
-        }
+        // The 60th fills segment 6: its rollover applies on each node a moment later.
+        const states = await Promise.all(cluster.ids.map((id) => sealedState(cluster.client(id), 'rollover_demo', 6)));
+        const state = states[1] as TopicStateJson;
         t.deepEqual(state.sealed_segments, { 1: 10, 2: 10, 3: 10, 4: 10, 5: 10, 6: 10 });
         const leaders = new Set(Object.entries(state.segment_leaders).map(([, id]) => id));
         t.is(leaders.size, 3, `segment leaders ${JSON.stringify(state.segment_leaders)}`);
-        for (const id of cluster.ids) t.deepEqual(await cluster.client(id).state('rollover_demo'), state, `STATE on node ${id}`);
+        for (const [index, other] of states.entries()) t.deepEqual(other, state, `STATE on node ${cluster.ids[index]}`);
         const read = await drain(cluster.client(2), 'rollover_demo', 70);
         t.deepEqual(read, sent);
         t.is(await cluster.client(3).get('rollover_demo'), null);

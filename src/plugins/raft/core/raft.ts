@@ -801,8 +801,10 @@ export class Raft {
     if (index > this.commit && this.log.termAt(index) === this.term) {
       this.commit = index;
       this.settleReads();
-      // Tell followers the new commit index now rather than at the next heartbeat.
-      for (const peer of this.progress.keys()) this.sendAppend(peer, false);
+      // Tell followers the new commit index now rather than at the next heartbeat (an empty
+      // append when they have every entry already): a follower applies a command one round trip
+      // after it commits, not a heartbeat later.
+      for (const peer of this.progress.keys()) this.sendAppend(peer, true);
     }
   }
 

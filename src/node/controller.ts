@@ -6,7 +6,8 @@
 // with codes, which the server turns into `ERR …` through the one wire table
 // (src/protocol/wire-errors.ts).
 //
-// On one node every open segment is led here. Writes for a segment another node leads get
+// A new topic is placed on one of the live nodes by a hash of its name (placement.ts): on one node
+// that is always this node. Writes for a segment another node leads get
 // `ERR NotLeaderForPartition: t_<topic>_s_<n>` until forwarding between nodes exists.
 
 import { isUtf8 } from 'node:buffer';
@@ -17,6 +18,7 @@ import { FRAME_HEADER_BYTES } from '../protocol/frames.js';
 import { EMPTY, fetched, OK, okPayload } from '../protocol/replies.js';
 import { notLeaderFor } from './leases.js';
 import { encodeCommand, type MetadataResult, type MetadataStateMachine, segmentKey, topicNameProblem } from './metadata.js';
+import { placeTopic } from './placement.js';
 import type { NextResult, TopicReader } from './reader.js';
 import { isRolling, RolloverWait } from './rollover-wait.js';
 import type { SegmentStore } from './segment-store.js';
@@ -39,6 +41,11 @@ export interface ControllerOptions {
   readonly reader: TopicReader;
   /** How long a PUT waits for a full segment's rollover to apply before giving up with the retriable error. */
   readonly rolloverWaitMs?: number;
+  /**
+   * The nodes known to be up (Consensus.liveMembers), among which REGISTER places a new topic.
+   * Absent, or empty, places every new topic on this node.
+   */
+  readonly liveNodes?: () => readonly number[];
 }
 
 /** A PUT that meets a full segment waits this long, at most, for the rollover to apply. */
@@ -158,9 +165,9 @@ export class NodeController {
     return this.options.consensus.propose(encodeCommand(command));
   }
 
-  /** Where a new topic's first segment goes: on one node, here. */
-  private placement(_topic: string): number {
-    return this.options.nodeId;
+  /** Where a new topic's first segment goes: a live node picked by the name's hash (placement.ts). */
+  private placement(topic: string): number {
+    return placeTopic(topic, this.options.liveNodes?.() ?? [], this.options.nodeId);
   }
 }
 

@@ -75,12 +75,14 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
   async start(scope) {
     const node = scope.config.node as NodeSection;
     const plane = scope.resolve(DATA_PLANE).get();
+    const consensus = scope.resolve(CONSENSUS);
     const controller = new NodeController({
       nodeId: plane.nodeId,
       metadata: plane.metadata,
-      consensus: scope.resolve(CONSENSUS),
+      consensus,
       store: plane.store,
       reader: plane.reader,
+      liveNodes: () => consensus.liveMembers(),
     });
     // Bootstrap topics exist before the port opens: a client that sees the node ready can use them.
     const bootstrap = scope.config.bootstrap as BootstrapConfig;

@@ -2,7 +2,8 @@
 // etcd-backed one later). A state machine registers to receive every committed command in order;
 // propose() resolves once the command is committed and applied here; status() and metrics()
 // describe the member; quorumContactAgeMs() says how fresh this member's contact with a quorum is,
-// which is what makes a write lease valid (docs/ARCHITECTURE.md, lease fencing).
+// which is what makes a write lease valid (docs/ARCHITECTURE.md, lease fencing); liveMembers()
+// names the voters known to be up, for rollover rotation and topic placement.
 
 /** A member's id: a positive integer (0 means "none", e.g. no leader known). */
 export type NodeId = number;
@@ -30,17 +31,42 @@ export interface ConsensusStatus {
   readonly learners: readonly NodeId[];
 }
 
-/** The fields the METRICS command reports (reference/cluster.md §1.7). */
+/** An entry's id as OpenRaft writes it: the term and node that led it, and the index. */
+export interface LogIdJson {
+  readonly leader_id: { readonly term: number; readonly node_id: NodeId };
+  readonly index: number;
+}
+
+/**
+ * What the METRICS command reports, in this field order: the shape of OpenRaft's RaftMetrics that
+ * the original's scripts read (reference/cluster.md §1.7, docs/protocol.md).
+ */
 export interface RaftMetrics {
+  readonly running_state: { readonly Ok: null } | { readonly Err: string };
   readonly id: NodeId;
   readonly current_term: number;
-  readonly state: 'Leader' | 'Follower' | 'Candidate';
-  readonly current_leader: NodeId | null;
+  /** The member voted for in `current_term`; `committed` once it is known to lead. */
+  readonly vote: { readonly leader_id: { readonly term: number; readonly node_id: NodeId }; readonly committed: boolean };
   readonly last_log_index: number;
-  readonly last_applied: number;
-  readonly membership_config: { readonly voters: readonly NodeId[]; readonly learners: readonly NodeId[] };
-  /** On the leader: each other member's matched index. */
-  readonly replication: Readonly<Record<string, number>> | null;
+  readonly last_applied: LogIdJson | null;
+  /** The entry the latest snapshot covers up to; the log before it is gone (`purged`, the same). */
+  readonly snapshot: LogIdJson | null;
+  readonly purged: LogIdJson | null;
+  readonly state: 'Leader' | 'Follower' | 'Candidate' | 'Learner';
+  readonly current_leader: NodeId | null;
+  /** On the leader: milliseconds since a quorum last answered it; null elsewhere. */
+  readonly millis_since_quorum_ack: number | null;
+  readonly membership_config: {
+    readonly log_id: LogIdJson | null;
+    readonly membership: {
+      /** The voter sets (one; two only during a joint change, which Walrus does not make). */
+      readonly configs: readonly (readonly NodeId[])[];
+      /** Every member, learners included, by decimal id: where its Raft listener is. */
+      readonly nodes: Readonly<Record<string, { readonly addr: string }>>;
+    };
+  };
+  /** On the leader: each member's highest entry known to match, itself included; null elsewhere. */
+  readonly replication: Readonly<Record<string, LogIdJson | null>> | null;
 }
 
 export interface Consensus {
@@ -64,4 +90,11 @@ export interface Consensus {
    * Infinity when there is no such contact (no leader known, or not started).
    */
   quorumContactAgeMs(): number;
+  /**
+   * The voters known to be up, this member always included, in ascending id order: what rollover
+   * rotation and topic placement choose from. It may leave out a member that is up (it has not
+   * been heard from lately, or this member has not been told); it never names one that nobody has
+   * heard from recently. Just this member when it knows nothing better; empty before it has started.
+   */
+  liveMembers(): readonly NodeId[];
 }

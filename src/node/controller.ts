@@ -11,8 +11,9 @@
 // holds reads it there (the reader's `take`), a FETCH likewise (`read`). A forward refused because
 // a view was stale (NotLeaderForPartition, a full segment) is sent again once the view moves on;
 // one that may have been applied (no answer) is never sent again. peerHandlers() answers those
-// requests from other nodes. Without `peers` (a node alone), writes for a segment another node
-// leads get `ERR NotLeaderForPartition: t_<topic>_s_<n>`.
+// requests from other nodes. A new topic is placed on one of the live nodes by a hash of its name
+// (placement.ts); on one node that is always this node. Without `peers` (a node alone), writes
+// for a segment another node leads get `ERR NotLeaderForPartition: t_<topic>_s_<n>`.
 
 import { isUtf8 } from 'node:buffer';
 import type { Consensus, NodeId } from '../contracts/consensus.js';
@@ -24,6 +25,7 @@ import { headCount, headString, PEER_OPS, type PeerReads, type PeerRequests, TAK
 import { notLeaderFor } from './leases.js';
 import { encodeCommand, type MetadataResult, type MetadataStateMachine, segmentKey, topicNameProblem } from './metadata.js';
 import type { PeerAnswer, PeerHandler } from './peer-server.js';
+import { placeTopic } from './placement.js';
 import type { NextResult, TopicReader } from './reader.js';
 import { isRolling, RolloverWait } from './rollover-wait.js';
 import type { SegmentStore } from './segment-store.js';
@@ -50,6 +52,11 @@ export interface ControllerOptions {
   readonly peers?: PeerRequests;
   /** FETCH of segments other nodes hold (with `peers`). */
   readonly remoteReads?: Pick<PeerReads, 'read'>;
+  /**
+   * The nodes known to be up (Consensus.liveMembers), among which REGISTER places a new topic.
+   * Absent, or empty, places every new topic on this node.
+   */
+  readonly liveNodes?: () => readonly number[];
 }
 
 /** A PUT that meets a full segment waits this long, at most, for the rollover to apply. */
@@ -386,9 +393,9 @@ export class NodeController {
     }
   }
 
-  /** Where a new topic's first segment goes: on one node, here. */
-  private placement(_topic: string): number {
-    return this.options.nodeId;
+  /** Where a new topic's first segment goes: a live node picked by the name's hash (placement.ts). */
+  private placement(topic: string): number {
+    return placeTopic(topic, this.options.liveNodes?.() ?? [], this.options.nodeId);
   }
 }
 

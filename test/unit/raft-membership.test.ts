@@ -365,7 +365,20 @@ function view(logs: readonly NodeStorage[], running: ReadonlyMap<NodeId, Members
     const status: Status | undefined =
       membership === undefined
         ? undefined
-        : { id, role: 'follower', term: 1, leader: 0, commit: 0, applied: 0, lastIndex: 0, firstIndex: 1, membership, progress: undefined };
+        : {
+            id,
+            role: 'follower',
+            term: 1,
+            leader: 0,
+            vote: 0,
+            commit: 0,
+            applied: 0,
+            lastIndex: 0,
+            firstIndex: 1,
+            membership,
+            membershipIndex: 0,
+            progress: undefined,
+          };
     return { id, up: status !== undefined, status, persisted: logs[id - 1] as NodeStorage, applied: new Map() };
   };
   return { ids, node };

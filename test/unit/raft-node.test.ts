@@ -1,6 +1,7 @@
 // Three Raft members in one process on loopback, with real timers, files and sockets: a leader
 // is elected, proposals are applied everywhere in one order, a stopped leader is replaced, and a
-// restarted member catches up from its own files plus the new leader.
+// restarted member catches up from its own files plus the new leader; each member knows which
+// voters are live (a stopped one drops out of every member's list).
 
 import { join } from 'node:path';
 import test from 'ava';
@@ -138,6 +139,57 @@ test('a running group grows by one member (learner, then voter), and a stopping 
     } finally {
       await first.stop();
       await second.stop({ handOver: false });
+    }
+  });
+});
+
+test('live members: every member names the three; a stopped member drops out everywhere, and back when it restarts', async (t) => {
+  await withTempDir(async (dir) => {
+    const ports = await freePorts(3);
+    const members = new Map<NodeId, { host: string; port: number }>(ports.map((port, index) => [index + 1, { host: '127.0.0.1', port }]));
+    const nodes = new Map<NodeId, RaftNode>();
+    const startNode = async (id: NodeId): Promise<void> => {
+      const address = members.get(id) ?? { host: '127.0.0.1', port: 0 };
+      nodes.set(id, await RaftNode.start({ id, dir: join(dir, `n${id}`), ...address, members, timing: TIMING }, new Journal()));
+    };
+    const liveEverywhere = (expected: readonly NodeId[]) => () =>
+      [...nodes.values()].every((node) => node.liveMembers().join() === expected.join()) ? true : undefined;
+    try {
+      for (const id of members.keys()) await startNode(id);
+      const leader = await until('a leader', () => [...nodes.values()].find((node) => node.status().role === 'leader'));
+      // Followers learn the leader's view from its `live` reports.
+      await until('every member to name 1, 2 and 3', liveEverywhere([1, 2, 3]), 10_000);
+      // Stop a follower abruptly: once the leader has not heard from it for the window (the longest
+      // election timeout, 300 ms here), it is left out, by the leader and by the other follower.
+      const gone = [...nodes.values()].find((node) => node !== leader) as RaftNode;
+      await gone.stop({ handOver: false });
+      nodes.delete(gone.id);
+      const rest = [1, 2, 3].filter((id) => id !== gone.id);
+      await until(`the others to name only ${rest.join(' and ')}`, liveEverywhere(rest), 10_000);
+      t.deepEqual([...leader.liveMembers()], rest);
+      // It comes back from its files: named again once it answers the leader.
+      await startNode(gone.id);
+      await until('every member to name 1, 2 and 3 again', liveEverywhere([1, 2, 3]), 10_000);
+      t.pass();
+    } finally {
+      for (const node of nodes.values()) await node.stop({ handOver: false });
+    }
+  });
+});
+
+test('live members: a member alone, without a leader, names only itself', async (t) => {
+  await withTempDir(async (dir) => {
+    const ports = await freePorts(3);
+    const members = new Map<NodeId, { host: string; port: number }>(ports.map((port, index) => [index + 1, { host: '127.0.0.1', port }]));
+    // Only node 1 of three runs: it can never win an election.
+    const node = await RaftNode.start({ id: 1, dir, host: '127.0.0.1', port: ports[0] ?? 0, members, timing: TIMING }, new Journal());
+    try {
+      t.deepEqual([...node.liveMembers()], [1]);
+      await new Promise((resolve) => setTimeout(resolve, 2 * TIMING.electionMaxMs));
+      t.not(node.status().role, 'leader');
+      t.deepEqual([...node.liveMembers()], [1]);
+    } finally {
+      await node.stop();
     }
   });
 });

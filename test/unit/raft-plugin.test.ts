@@ -1,11 +1,13 @@
 // The raft plugin inside real kernels: three kernels in one process form a group from one
-// cluster config on loopback and serve the Consensus contract; a state machine registered after
-// start still receives every command; bad timing settings are refused before anything starts.
+// cluster config on loopback and serve the Consensus contract (METRICS in OpenRaft's shape, the
+// live members); a state machine registered after start still receives every command; bad timing
+// settings are refused before anything starts.
 
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ExecutionContext } from 'ava';
 import test from 'ava';
-import type { Consensus } from '../../src/contracts/consensus.js';
+import type { Consensus, RaftMetrics } from '../../src/contracts/consensus.js';
 import { CONSENSUS } from '../../src/contracts/tokens.js';
 import { Kernel } from '../../src/kernel/kernel.js';
 import { walrusCatalog } from '../../src/plugins/catalog.js';
@@ -47,14 +49,12 @@ test('three kernels form a group from one cluster config and agree on every comm
           journal.items,
           Array.from({ length: 20 }, (_, index) => `c${index}`),
         );
-      const metrics = leader.metrics();
-      t.is(metrics.state, 'Leader');
-      t.is(metrics.current_leader, metrics.id);
-      t.deepEqual(metrics.membership_config, { voters: [1, 2, 3], learners: [] });
-      t.is(Object.keys(metrics.replication ?? {}).length, 2);
+      await checkMetrics(t, consensus, leader, ports);
       const follower = consensus.find((member) => member !== leader) as Consensus;
-      t.is(follower.metrics().state, 'Follower');
-      t.is(follower.metrics().replication, null);
+      // Every member knows the three are up (a follower from the leader's reports).
+      await until('every member to name 1, 2 and 3 as live', () =>
+        consensus.every((member) => member.liveMembers().join() === '1,2,3') ? true : undefined,
+      );
       // Proposed on a follower: forwarded to the leader, resolved once applied on that follower.
       t.is(await follower.propose(Buffer.from('from-a-follower')), 21);
       await until('every member to apply it', () => (journals.every((journal) => journal.items.length === 21) ? true : undefined));
@@ -120,3 +120,57 @@ test('raft timing settings that contradict each other are refused before anythin
     t.regex(error?.message ?? '', /raft\.heartbeatMs: must be less than raft\.electionTimeoutMinMs/);
   });
 });
+
+/** The fields of METRICS, in the order the original's OpenRaft writes them (cluster.md §1.7). */
+const METRICS_FIELDS = [
+  'running_state',
+  'id',
+  'current_term',
+  'vote',
+  'last_log_index',
+  'last_applied',
+  'snapshot',
+  'purged',
+  'state',
+  'current_leader',
+  'millis_since_quorum_ack',
+  'membership_config',
+  'replication',
+];
+
+/** METRICS on the leader and on a follower of a settled group of three: names, types, nesting. */
+async function checkMetrics(t: ExecutionContext, consensus: readonly Consensus[], leader: Consensus, ports: readonly number[]) {
+  const leaderId = leader.status().id;
+  const nodes = Object.fromEntries(ports.map((port, index) => [String(index + 1), { addr: `127.0.0.1:${port}` }]));
+  // Followers apply the last entry with the next heartbeat, and the leader hears of their match.
+  const settled = await until('every member to have applied the last entry', () => {
+    const last = leader.metrics().last_log_index;
+    const all = consensus.map((member) => member.metrics());
+    return all.every((metrics) => metrics.last_applied?.index === last) &&
+      Object.values(leader.metrics().replication ?? {}).every((id) => id?.index === last)
+      ? all
+      : undefined;
+  });
+  for (const metrics of settled) {
+    t.deepEqual(JSON.parse(JSON.stringify(metrics)), metrics, 'plain JSON: no undefined, no Infinity');
+    t.deepEqual(Object.keys(metrics), METRICS_FIELDS);
+    const term = metrics.current_term;
+    const entry = { leader_id: { term, node_id: leaderId }, index: metrics.last_log_index };
+    t.deepEqual(metrics.running_state, { Ok: null });
+    t.deepEqual(metrics.vote, { leader_id: { term, node_id: leaderId }, committed: true });
+    t.true(Number.isInteger(metrics.last_log_index));
+    t.deepEqual(metrics.last_applied, entry, 'the last entry, of this term and leader');
+    t.is(metrics.current_leader, leaderId, 'the plain integer id');
+    t.deepEqual(metrics.membership_config.membership, { configs: [[1, 2, 3]], nodes });
+    t.is(metrics.membership_config.log_id, null, 'the membership is the one the group started with');
+  }
+  const ofLeader = settled.find((metrics) => metrics.id === leaderId) as RaftMetrics;
+  const ofFollower = settled.find((metrics) => metrics.id !== leaderId) as RaftMetrics;
+  t.is(ofLeader.state, 'Leader');
+  t.true(Number.isInteger(ofLeader.millis_since_quorum_ack));
+  const entry = { leader_id: { term: ofLeader.current_term, node_id: leaderId }, index: ofLeader.last_log_index };
+  t.deepEqual(ofLeader.replication, { '1': entry, '2': entry, '3': entry }, 'every member, the leader included');
+  t.is(ofFollower.state, 'Follower');
+  t.is(ofFollower.replication, null);
+  t.is(ofFollower.millis_since_quorum_ack, null);
+}

@@ -40,6 +40,8 @@ const SAMPLES: WireMessage[] = [
   { type: 'forward', from: 2, to: 1, term: 0, id: 12, command: new Uint8Array([7, 8]) },
   { type: 'forwardReply', from: 1, to: 2, term: 0, id: 12, index: 40, entryTerm: 7, error: '', leader: 1 },
   { type: 'forwardReply', from: 3, to: 2, term: 0, id: 13, index: 0, entryTerm: 0, error: 'propose: node 1 is the leader', leader: 1 },
+  { type: 'live', from: 1, to: 3, term: 7, members: [1, 3] },
+  { type: 'live', from: 1, to: 2, term: 8, members: [] },
 ];
 
 /** Comparable form: byte arrays (Buffers included, which JSON sees through toJSON) as plain arrays. */
@@ -62,6 +64,13 @@ test('truncated or padded bodies are refused', (t) => {
   t.throws(() => decodeMessage(body.subarray(0, body.length - 1)));
   t.throws(() => decodeMessage(Buffer.concat([body, Buffer.from([0])])));
   t.throws(() => decodeMessage(Buffer.from([99, 0, 0, 0, 0])));
+  const live = encodeMessage({ type: 'live', from: 1, to: 2, term: 3, members: [1, 2] });
+  t.throws(() => decodeMessage(live.subarray(0, live.length - 1)));
+  t.throws(() => decodeMessage(Buffer.concat([live, Buffer.from([0])])));
+  // A count far past what the body holds is refused before anything is read for it.
+  const huge = Buffer.from(live);
+  huge.writeUInt32LE(0xffff_ffff, 17);
+  t.throws(() => decodeMessage(huge), { message: /implausible member count/ });
 });
 
 function inbox(): { messages: WireMessage[]; next: (count: number) => Promise<WireMessage[]>; push: (message: WireMessage) => void } {

@@ -1,6 +1,6 @@
 // The rollover monitor proposes exactly one rollover per full segment, with the exact count and
-// the segment it expects to seal, hands the next segment to the next live voter, and retries a
-// failed proposal at the next tick.
+// the segment it expects to seal, hands the next segment to the next live voter (skipping voters
+// that are down, keeping it when none other is up), and retries a failed proposal at the next tick.
 
 import test from 'ava';
 import { nextLeader, type Rollover, RolloverMonitor, type RolloverTarget } from '../../src/plugins/rollover-monitor/monitor.js';
@@ -11,7 +11,9 @@ class Target implements RolloverTarget {
     ['b', 3],
   ]);
   counts = new Map<string, number>();
-  voters = [1];
+  voterIds = [1];
+  /** Undefined: every voter is up. */
+  live: number[] | undefined;
   proposals: Rollover[] = [];
   failNext = false;
   release: (() => void) | undefined;
@@ -24,8 +26,12 @@ class Target implements RolloverTarget {
     return this.counts.get(`${topic}/${segment}`) ?? 0;
   }
 
-  liveVoters() {
-    return this.voters;
+  voters() {
+    return this.voterIds;
+  }
+
+  liveMembers() {
+    return this.live ?? this.voterIds;
   }
 
   async propose(rollover: Rollover): Promise<void> {
@@ -44,18 +50,29 @@ class Target implements RolloverTarget {
 const quiet = { info: () => undefined, warn: () => undefined };
 
 test('next leader: round-robin over the live voters in id order; alone, itself', (t) => {
-  t.is(nextLeader(1, [1]), 1);
-  t.is(nextLeader(1, []), 1);
-  t.is(nextLeader(2, [1, 2, 3]), 3);
-  t.is(nextLeader(3, [3, 1, 2]), 1);
-  t.is(nextLeader(2, [1, 3]), 3, 'a node that is not a live voter passes to the next id above it');
+  t.is(nextLeader(1, [1], [1]), 1);
+  t.is(nextLeader(1, [], [1]), 1);
+  t.is(nextLeader(2, [1, 2, 3], [1, 2, 3]), 3);
+  t.is(nextLeader(3, [3, 1, 2], [2, 3, 1]), 1);
+  t.is(nextLeader(1, [1, 2, 3], [1, 2, 3]), 2);
+  t.is(nextLeader(2, [1, 3], [1, 2, 3]), 3, 'a node that is not a voter passes to the next voter above it');
+});
+
+test('next leader: a voter that is down is skipped; with no other voter up the segment stays', (t) => {
+  t.is(nextLeader(1, [1, 2, 3], [1, 3]), 3, '2 is down: 1 hands over to 3');
+  t.is(nextLeader(2, [1, 2, 3], [1, 2]), 1, '3 is down: 2 wraps round to 1');
+  t.is(nextLeader(3, [1, 2, 3, 4, 5], [2, 3, 5]), 5);
+  t.is(nextLeader(1, [1, 2, 3], [1]), 1, 'nobody else is up: 1 keeps it');
+  t.is(nextLeader(1, [1, 2, 3], []), 1, 'nothing known: 1 keeps it');
+  t.is(nextLeader(1, [1, 2], [1, 2, 7]), 2, 'a live member that is not a voter is never chosen');
+  t.is(nextLeader(1, [1, 2], [1, 7]), 1);
 });
 
 test('one proposal per full segment with its exact count, none for segments below the threshold', async (t) => {
   const target = new Target();
   target.counts.set('a/1', 12);
   target.counts.set('b/3', 9);
-  target.voters = [1, 2, 3];
+  target.voterIds = [1, 2, 3];
   const monitor = new RolloverMonitor({ nodeId: 1, threshold: 10, checkMs: 10_000, target, log: quiet });
   const first = monitor.tick();
   // While the proposal is in flight: the store's report and another tick add no duplicate.
@@ -124,4 +141,26 @@ test('a store that throws on count (a storage failure) is logged and retried; no
     process.off('unhandledRejection', onUnhandled);
     await monitor.stop();
   }
+});
+
+test('a rollover skips a voter that is down and hands the next segment to the next one that is up', async (t) => {
+  const target = new Target();
+  target.open = new Map([['a', 1]]);
+  target.counts.set('a/1', 10);
+  target.voterIds = [1, 2, 3];
+  target.live = [1, 3];
+  const monitor = new RolloverMonitor({ nodeId: 1, threshold: 10, checkMs: 10_000, target, log: quiet });
+  const tick = monitor.tick();
+  await new Promise((resolve) => setImmediate(resolve));
+  t.deepEqual(target.proposals, [{ topic: 'a', expectedSegment: 1, sealedCount: 10, newLeader: 3 }]);
+  target.release?.();
+  await tick;
+  // Now 3 is down too: the next full segment stays on 1.
+  target.live = [1];
+  target.counts.set('a/2', 10);
+  const next = monitor.tick();
+  await new Promise((resolve) => setImmediate(resolve));
+  t.is(target.proposals[1]?.newLeader, 1);
+  target.release?.();
+  await next;
 });

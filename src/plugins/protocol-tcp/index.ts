@@ -75,14 +75,16 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
   async start(scope) {
     const node = scope.config.node as NodeSection;
     const plane = scope.resolve(DATA_PLANE).get();
+    const consensus = scope.resolve(CONSENSUS);
     const controller = new NodeController({
       nodeId: plane.nodeId,
       metadata: plane.metadata,
-      consensus: scope.resolve(CONSENSUS),
+      consensus,
       store: plane.store,
       reader: plane.reader,
       ...(plane.peers === undefined ? {} : { peers: plane.peers }),
       ...(plane.remoteReads === undefined ? {} : { remoteReads: plane.remoteReads }),
+      liveNodes: () => consensus.liveMembers(),
     });
     // Other nodes' forwarded PUTs and reads are answered from here on.
     plane.peers?.serve(controller.peerHandlers());

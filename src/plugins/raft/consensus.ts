@@ -5,6 +5,7 @@
 import type { Consensus, ConsensusStatus, RaftMetrics, StateMachine } from '../../contracts/consensus.js';
 import { ConfigError } from '../../kernel/errors.js';
 import type { NodeId } from './core/types.js';
+import { raftMetrics } from './metrics.js';
 import type { RaftNode, RaftTiming } from './node.js';
 
 export interface RaftSettings {
@@ -134,20 +135,10 @@ export class RaftConsensus implements Consensus {
   }
 
   metrics(): RaftMetrics {
-    const status = this.started().status();
-    const state = status.role === 'leader' ? 'Leader' : status.role === 'follower' ? 'Follower' : 'Candidate';
-    return {
-      id: status.id,
-      current_term: status.term,
-      state,
-      current_leader: status.leader === 0 ? null : status.leader,
-      last_log_index: status.lastIndex,
-      last_applied: status.applied,
-      membership_config: { voters: status.membership.voters, learners: status.membership.learners },
-      replication:
-        status.progress === undefined
-          ? null
-          : Object.fromEntries([...status.progress].map(([id, progress]) => [String(id), progress.match])),
-    };
+    return raftMetrics(this.started());
+  }
+
+  liveMembers(): readonly NodeId[] {
+    return this.node?.liveMembers() ?? [];
   }
 }

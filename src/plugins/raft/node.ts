@@ -7,7 +7,7 @@ import type { StateMachine } from '../../contracts/consensus.js';
 import type { InternalPort } from '../../contracts/internal-port.js';
 import { BusyError } from '../../kernel/errors.js';
 import { RaftLogStore } from './adapters/log-store.js';
-import type { ForwardMessage, ForwardReplyMessage, WireMessage } from './adapters/messages.js';
+import type { ForwardMessage, ForwardReplyMessage, LiveMessage, WireMessage } from './adapters/messages.js';
 import { type PeerAddress, TcpTransport } from './adapters/transport.js';
 import { NotLeaderError, Raft } from './core/raft.js';
 import { type Entry, type Membership, NONE, type NodeId, type Ready, type Status } from './core/types.js';
@@ -23,6 +23,8 @@ export interface RaftTiming {
 
 /** Applied entries whose results are kept for forwarded proposals answered late. */
 const RECENT_RESULTS = 4096;
+/** Terms whose leader this member remembers (for the log ids METRICS shows). */
+const TERM_LEADERS = 64;
 
 export const DEFAULT_TIMING: RaftTiming = { tickMs: 50, electionMinMs: 1000, electionMaxMs: 2000, heartbeatMs: 150 };
 
@@ -88,6 +90,20 @@ export class RaftNode {
   private lastForwardId = 0;
   /** Results of recently applied entries, for forwarded proposals whose answer comes after the apply. */
   private readonly recentResults = new Map<number, { readonly term: number; readonly result: unknown }>();
+  /** Where each member's Raft listener is, as far as this member knows (itself included once bound). */
+  private readonly addresses = new Map<NodeId, PeerAddress>();
+  /** The leader of each recent term, as this member saw it (the core keeps only the current one). */
+  private readonly termLeaders = new Map<number, NodeId>();
+  /** Host ticks since start: the clock of the liveness reports (the same period as the core's). */
+  private hostTicks = 0;
+  /** Ticks within which a member must have been heard from to count as live. */
+  private readonly liveWindowTicks: number;
+  /** Leader: what it last told its followers, and when. */
+  private lastReport: { readonly members: string; readonly atTick: number } | undefined;
+  /** Follower: the latest liveness report of a leader. */
+  private report:
+    | { readonly from: NodeId; readonly term: number; readonly members: readonly NodeId[]; readonly atTick: number }
+    | undefined;
 
   private constructor(options: RaftNodeOptions, store: RaftLogStore) {
     this.id = options.id;
@@ -110,6 +126,8 @@ export class RaftNode {
       { ...stored, initialMembership },
     );
     this.lastApplied = stored.snapshot?.index ?? 0;
+    this.liveWindowTicks = ticks(this.timing.electionMaxMs);
+    for (const [id, address] of options.members) this.addresses.set(id, address);
   }
 
   /** Opens the store, binds the Raft port and starts the clock. */
@@ -130,8 +148,12 @@ export class RaftNode {
       node.store.close();
       throw error;
     }
+    // Its own address as the group knows it (cluster.nodes), else where it is bound.
+    const advertised = options.members.get(options.id);
+    if (advertised === undefined || advertised.port === 0)
+      node.addresses.set(options.id, { host: advertised?.host ?? options.host, port: node.transport.port });
     for (const [id, address] of options.members) if (id !== options.id) node.transport.setPeer(id, address);
-    node.timer = setInterval(() => node.enqueue(() => node.raft.tick()), node.timing.tickMs);
+    node.timer = setInterval(() => node.enqueue(() => node.tick()), node.timing.tickMs);
     // A group of one cannot disrupt anybody: it elects itself at once instead of after a timeout.
     const voters = node.raft.status().membership.voters;
     if (voters.length === 1 && voters[0] === options.id) node.enqueue(() => node.raft.campaign());
@@ -153,6 +175,46 @@ export class RaftNode {
   /** Milliseconds since this member last had contact with a quorum (see Raft.quorumContactTicks). */
   quorumContactAgeMs(): number {
     return this.raft.quorumContactTicks() * this.timing.tickMs;
+  }
+
+  /**
+   * The members known to be up, this one included, in ascending id order. A leader names the
+   * voters that answered it within the longest election timeout. A follower cannot see the others
+   * itself, so the leader sends it that list (a `live` message, when it changes and at least every
+   * quarter window); a follower whose leader is live answers with the leader's latest list from
+   * within the window, or with just its leader and itself when it has none. Without a live leader
+   * a member knows only of itself. Each answer names only members someone heard from within the
+   * window: it may miss a member that is up, never names one nobody has heard from.
+   */
+  liveMembers(): readonly NodeId[] {
+    const status = this.raft.status();
+    if (status.role === 'leader') return this.raft.liveVoters(this.liveWindowTicks);
+    const leaderLive = status.role === 'follower' && status.leader !== NONE && this.raft.quorumContactTicks() <= this.liveWindowTicks;
+    if (!leaderLive) return [this.id];
+    const report = this.report;
+    const fresh = report !== undefined && report.from === status.leader && report.term === status.term;
+    const known = fresh && this.hostTicks - report.atTick <= this.liveWindowTicks ? report.members : [status.leader];
+    return [...new Set([...known, status.leader, this.id])].sort((a, b) => a - b);
+  }
+
+  /** The storage failure that stopped this member, if one did. */
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
+  /** Where a member's Raft listener is, if this member knows. */
+  addressOf(id: NodeId): PeerAddress | undefined {
+    return this.addresses.get(id);
+  }
+
+  /** The term of the entry at `index`, while the log (or the snapshot at its start) still holds it. */
+  termAt(index: number): number | undefined {
+    return this.raft.termAt(index);
+  }
+
+  /** Which member led `term`, if this member saw it lead (NONE otherwise, e.g. before a restart). */
+  leaderOf(term: number): NodeId {
+    return this.termLeaders.get(term) ?? NONE;
   }
 
   /**
@@ -198,7 +260,35 @@ export class RaftNode {
   private receive(message: WireMessage): void {
     if (message.type === 'forward') this.answerForward(message);
     else if (message.type === 'forwardReply') this.settleForward(message);
+    else if (message.type === 'live') this.noteLiveReport(message);
     else this.raft.step(message);
+  }
+
+  private tick(): void {
+    this.hostTicks += 1;
+    this.raft.tick();
+    this.reportLiveness();
+  }
+
+  /**
+   * Leader: tells every other member which voters it hears from, when that changes and at least
+   * every quarter of the liveness window, so that a follower's report is never older than the
+   * window while its leader is live. A few bytes per member; no Raft state rides on it.
+   */
+  private reportLiveness(): void {
+    const status = this.raft.status();
+    if (status.role !== 'leader' || this.transport === undefined) return;
+    const members = this.raft.liveVoters(this.liveWindowTicks);
+    const key = `${status.term}:${members.join(',')}`;
+    const every = Math.max(1, Math.floor(this.liveWindowTicks / 4));
+    if (this.lastReport !== undefined && this.lastReport.members === key && this.hostTicks - this.lastReport.atTick < every) return;
+    this.lastReport = { members: key, atTick: this.hostTicks };
+    for (const peer of status.progress?.keys() ?? [])
+      this.transport.send({ type: 'live', from: this.id, to: peer, term: status.term, members });
+  }
+
+  private noteLiveReport(message: LiveMessage): void {
+    this.report = { from: message.from, term: message.term, members: message.members, atTick: this.hostTicks };
   }
 
   private answerForward(message: ForwardMessage): void {
@@ -288,6 +378,7 @@ export class RaftNode {
 
   /** Where a peer's Raft listener is (for members added later). */
   setPeer(id: NodeId, address: PeerAddress): void {
+    if (id !== this.id) this.addresses.set(id, address);
     this.transport?.setPeer(id, address);
   }
 
@@ -409,12 +500,18 @@ export class RaftNode {
   }
 
   private noticeRoleChange(): void {
-    if (this.options.onRoleChange === undefined) return;
     const status = this.raft.status();
     const key = `${status.role}/${status.term}/${status.leader}`;
     if (key === this.lastRole) return;
     this.lastRole = key;
-    this.options.onRoleChange(status);
+    if (status.leader !== NONE && this.termLeaders.get(status.term) !== status.leader) {
+      this.termLeaders.set(status.term, status.leader);
+      if (this.termLeaders.size > TERM_LEADERS) {
+        const oldest = this.termLeaders.keys().next().value;
+        if (oldest !== undefined) this.termLeaders.delete(oldest);
+      }
+    }
+    this.options.onRoleChange?.(status);
   }
 
   private maybeSnapshot(): void {

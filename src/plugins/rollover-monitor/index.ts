@@ -51,7 +51,8 @@ export const rolloverMonitorPlugin: Plugin<RolloverConfig> = {
       target: {
         ownedOpenSegments: () => plane.metadata.ownedOpenSegments(plane.nodeId),
         count: (topic, segment) => plane.store.count(topic, segment),
-        liveVoters: () => consensus.status().voters,
+        voters: () => consensus.status().voters,
+        liveMembers: () => consensus.liveMembers(),
         propose: async (rollover) => {
           // The sealed count goes into the metadata only once those entries are on disk.
           await plane.store.persist();

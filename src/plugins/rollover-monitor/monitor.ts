@@ -1,5 +1,6 @@
 // The rollover monitor: seals a full open segment and hands the topic's next segment to the next
-// live voter. Every `checkMs` (and at once when the segment store reports a segment full) it
+// live voter, skipping voters that are down (the original rotated onto them and the topic wedged
+// there, reference/cluster.md §6.4); with no other voter live the segment stays here. Every `checkMs` (and at once when the segment store reports a segment full) it
 // looks at each open segment this node leads; one holding at least `threshold` entries gets a
 // RolloverTopic proposal with the exact count the store holds and the segment it expects to seal,
 // so a stale or repeated proposal is a no-op when applied (the original sealed a segment per
@@ -13,8 +14,10 @@ export interface RolloverTarget {
   ownedOpenSegments(): readonly { readonly topic: string; readonly segment: number }[];
   /** Entries the segment holds on this node. */
   count(topic: string, segment: number): number;
-  /** Voters that are up (by Raft's recent contact), this node included, in any order. */
-  liveVoters(): readonly number[];
+  /** Every voter of the Raft group, up or not, in any order. */
+  voters(): readonly number[];
+  /** The members known to be up (Consensus.liveMembers), this node included, in any order. */
+  liveMembers(): readonly number[];
   /** Proposes the rollover through consensus; resolves once applied here. */
   propose(rollover: Rollover): Promise<unknown>;
 }
@@ -41,12 +44,15 @@ export interface RolloverMonitorOptions {
   readonly log: MonitorLog;
 }
 
-/** The voter after `self` in ascending id order (wrapping); `self` when it is the only one. */
-export function nextLeader(self: number, voters: readonly number[]): number {
-  const sorted = [...new Set(voters)].sort((a, b) => a - b);
-  if (sorted.length === 0) return self;
-  const after = sorted.find((id) => id > self);
-  return after ?? (sorted[0] as number);
+/**
+ * The first live voter after `self` in ascending id order, wrapping round (voters 1, 2, 3, all
+ * up: 2 → 3 → 1 → 2); a voter that is not live is skipped. `self` when no other voter is live.
+ */
+export function nextLeader(self: number, voters: readonly number[], live: readonly number[]): number {
+  const up = new Set(live);
+  const candidates = [...new Set(voters)].filter((id) => id !== self && up.has(id)).sort((a, b) => a - b);
+  if (candidates.length === 0) return self;
+  return candidates.find((id) => id > self) ?? (candidates[0] as number);
 }
 
 export class RolloverMonitor {
@@ -110,7 +116,12 @@ export class RolloverMonitor {
       const count = target.count(topic, segment);
       if (count < threshold) return;
       if (!target.ownedOpenSegments().some((open) => open.topic === topic && open.segment === segment)) return;
-      rollover = { topic, expectedSegment: segment, sealedCount: count, newLeader: nextLeader(nodeId, target.liveVoters()) };
+      rollover = {
+        topic,
+        expectedSegment: segment,
+        sealedCount: count,
+        newLeader: nextLeader(nodeId, target.voters(), target.liveMembers()),
+      };
     } catch (error) {
       // E.g. the store cannot be read after a storage failure: looked at again at the next tick.
       log.warn({ topic, segment, error: (error as Error).message }, 'rollover check failed');

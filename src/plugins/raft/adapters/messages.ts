@@ -1,6 +1,7 @@
 // Raft messages on the wire: one message per frame body (the transport adds the length prefix).
 // Layout: u8 type, u32 from, u32 to, f64 term, then the type's fields in declaration order.
-// Besides the core's messages, members forward proposals from a follower to the leader.
+// Besides the core's messages, members forward proposals from a follower to the leader, and the
+// leader tells its followers which voters it hears from (`live`, see RaftNode.liveMembers).
 
 import type { Message, MessageType, NodeId } from '../core/types.js';
 import { DecodeError, Reader, Writer } from './codec.js';
@@ -31,10 +32,25 @@ export interface ForwardReplyMessage {
   readonly leader: NodeId;
 }
 
-export type WireMessage = Message | ForwardMessage | ForwardReplyMessage;
+/**
+ * The leader's view of who is up: the voters that answered it recently, itself included, at
+ * `term`. Only a host reads it; the Raft core never sees it, so it carries no Raft state.
+ */
+export interface LiveMessage {
+  readonly type: 'live';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: number;
+  readonly members: readonly NodeId[];
+}
+
+export type WireMessage = Message | ForwardMessage | ForwardReplyMessage | LiveMessage;
 
 const FORWARD = 20;
 const FORWARD_REPLY = 21;
+const LIVE = 22;
+/** Most ids a `live` message may name (a group is far smaller; the bound keeps decoding cheap). */
+const LIVE_MEMBERS_MAX = 10_000;
 
 const CODES: Record<MessageType, number> = {
   preVote: 1,
@@ -56,6 +72,11 @@ export function encodeMessage(message: WireMessage): Buffer {
   if (message.type === 'forwardReply') {
     const writer = new Writer().u8(FORWARD_REPLY).u32(message.from).u32(message.to).f64(0).f64(message.id);
     return writer.f64(message.index).f64(message.entryTerm).u32(message.leader).bytes(Buffer.from(message.error, 'utf8')).finish();
+  }
+  if (message.type === 'live') {
+    const writer = new Writer().u8(LIVE).u32(message.from).u32(message.to).f64(message.term).u32(message.members.length);
+    for (const id of message.members) writer.u32(id);
+    return writer.finish();
   }
   const writer = new Writer().u8(CODES[message.type]).u32(message.from).u32(message.to).f64(message.term);
   switch (message.type) {
@@ -101,6 +122,7 @@ export function decodeMessage(body: Buffer): WireMessage {
   const reader = new Reader(body);
   const code = reader.u8();
   if (code === FORWARD || code === FORWARD_REPLY) return decodeForward(code, reader, body.length);
+  if (code === LIVE) return decodeLive(reader, body.length);
   const type = TYPES.get(code);
   if (type === undefined) throw new DecodeError(`unknown message type ${code}`);
   const from = reader.u32();
@@ -176,4 +198,16 @@ function decodeForward(code: number, reader: Reader, length: number): WireMessag
   }
   if (!reader.done) throw new DecodeError(`${length} bytes hold more than one ${message.type} message`);
   return message;
+}
+
+function decodeLive(reader: Reader, length: number): LiveMessage {
+  const from = reader.u32();
+  const to = reader.u32();
+  const term = reader.f64();
+  const count = reader.u32();
+  if (count > LIVE_MEMBERS_MAX) throw new DecodeError(`implausible member count ${count} in a live message`);
+  const members: NodeId[] = [];
+  for (let index = 0; index < count; index++) members.push(reader.u32());
+  if (!reader.done) throw new DecodeError(`${length} bytes hold more than one live message`);
+  return { type: 'live', from, to, term, members };
 }

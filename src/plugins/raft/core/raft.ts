@@ -323,16 +323,38 @@ export class Raft {
       role: this.role,
       term: this.term,
       leader: this.leader,
+      vote: this.vote,
       commit: this.commit,
       applied: this.applied,
       lastIndex: this.log.lastIndex,
       firstIndex: this.log.firstIndex,
       membership: this.membership,
+      membershipIndex: this.membershipIndex,
       progress:
         this.role === 'leader'
           ? new Map([...this.progress].map(([id, progress]) => [id, { match: progress.match, next: progress.next }]))
           : undefined,
     };
+  }
+
+  /**
+   * On a leader, the voters that answered it within the last `windowTicks` ticks, itself included,
+   * in ascending order; elsewhere just itself (a follower knows only of its leader: see
+   * RaftNode.liveMembers). Right after an election nobody has answered yet, so for about one
+   * heartbeat the new leader names only itself.
+   */
+  liveVoters(windowTicks: number): NodeId[] {
+    if (this.role !== 'leader') return [this.id];
+    const live = this.voters().filter(
+      (voter) => voter === this.id || this.ticks - (this.progress.get(voter)?.heardAtTick ?? Number.NEGATIVE_INFINITY) <= windowTicks,
+    );
+    if (!live.includes(this.id)) live.push(this.id);
+    return live.sort((a, b) => a - b);
+  }
+
+  /** The term of the entry at `index`: undefined when the log no longer (or not yet) holds it. */
+  termAt(index: number): number | undefined {
+    return this.log.termAt(index);
   }
 
   /** The entry at `index`, if the log still holds it (for tests and the host's diagnostics). */

@@ -144,11 +144,15 @@ export interface Status {
   readonly role: Role;
   readonly term: number;
   readonly leader: NodeId;
+  /** The candidate this member voted for in `term` (NONE when it has not voted). */
+  readonly vote: NodeId;
   readonly commit: number;
   readonly applied: number;
   readonly lastIndex: number;
   readonly firstIndex: number;
   readonly membership: Membership;
+  /** Index of the entry that set `membership`; 0 when it came from a snapshot or the group's start. */
+  readonly membershipIndex: number;
   /** On the leader: each peer's match and next index. */
   readonly progress: ReadonlyMap<NodeId, { readonly match: number; readonly next: number }> | undefined;
 }

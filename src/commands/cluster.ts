@@ -7,7 +7,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +28,10 @@ import type { Io } from './io.js';
 export const clusterNodesMax = 9;
 /** Past the nodes' own stop deadline (kernel.stopTimeoutMs), how long before SIGKILL. */
 const STOP_GRACE_MS = 5000;
+/** With a log level that hides the `ready` line, how often a node's client port is tried instead. */
+const READY_PROBE_INTERVAL_MS = 200;
+/** Log levels at which the kernel's `ready` line (info) is written. */
+const READY_LOGGED_LEVELS: ReadonlySet<string> = new Set(['info', 'debug', 'trace']);
 const PORT_MAX = 65_535;
 const SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 /** The launcher the nodes run: bin/walrus, three folders up from build/src/commands/. */
@@ -209,6 +213,8 @@ interface Prepared {
   readonly configPath: string;
   readonly env: Record<string, string>;
   readonly stopDeadlineMs: number;
+  /** The nodes log their `ready` line; when not (log.level above info), readiness is an open client port. */
+  readonly readyLogged: boolean;
 }
 
 /**
@@ -240,12 +246,25 @@ async function prepare(options: ClusterStartOptions, io: Io): Promise<Prepared> 
   ].join('\n');
   writeFileSync(configPath, header + stringify(clusterConfig(base.tree, base.dir, dataDir, members)));
   const env = childEnvironment(io.env, base.dir);
-  const stopTimeoutMs = await dryRun(configPath, members[0] as Member, dataDir, env);
-  return { members, dataDir, configPath, env, stopDeadlineMs: stopTimeoutMs + STOP_GRACE_MS };
+  const resolved = await dryRun(configPath, members[0] as Member, dataDir, env);
+  return {
+    members,
+    dataDir,
+    configPath,
+    env,
+    stopDeadlineMs: resolved.kernel.stopTimeoutMs + STOP_GRACE_MS,
+    readyLogged: READY_LOGGED_LEVELS.has(resolved.log.level),
+  };
 }
 
-/** Resolves and plans node 1 as `walrus start` would; throws what it would fail with. Returns kernel.stopTimeoutMs. */
-async function dryRun(configPath: string, member: Member, dataDir: string, env: Record<string, string>): Promise<number> {
+interface DryRunConfig {
+  readonly node: NodeConfig;
+  readonly kernel: { readonly stopTimeoutMs: number };
+  readonly log: { readonly level: string };
+}
+
+/** Resolves and plans node 1 as `walrus start` would; throws what it would fail with. */
+async function dryRun(configPath: string, member: Member, dataDir: string, env: Record<string, string>): Promise<DryRunConfig> {
   const flags: TextSetting[] = nodeFlags(member, dataDir).map(([flag, path, text]) => ({ path, text, source: `flag ${flag}` }));
   const inspection = await Kernel.inspect({
     catalog: walrusCatalog,
@@ -255,14 +274,14 @@ async function dryRun(configPath: string, member: Member, dataDir: string, env: 
     logger: pino({ level: 'silent' }),
   });
   if (inspection.error !== undefined) throw inspection.error;
-  const config = inspection.resolved.value as { node: NodeConfig; kernel: { stopTimeoutMs: number } };
+  const config = inspection.resolved.value as unknown as DryRunConfig;
   if (config.node.join !== null) {
     throw new ConfigError(
       'CONFIG_UNSUPPORTED',
       `node.join is set (${JSON.stringify(config.node.join)}): the nodes of walrus cluster start form a static cluster; unset WALRUS_JOIN / node.join`,
     );
   }
-  return config.kernel.stopTimeoutMs;
+  return config;
 }
 
 interface NodeChild {
@@ -270,6 +289,23 @@ interface NodeChild {
   readonly child: ChildProcess;
   ready: boolean;
   exited: boolean;
+  /** A connection to its client port is being tried (readiness without the log line). */
+  probing: boolean;
+}
+
+/** Whether something accepts connections on host:port now. */
+function accepts(host: string, port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = connect({ host, port });
+    socket.setTimeout(READY_PROBE_INTERVAL_MS * 5);
+    const end = (ok: boolean) => {
+      socket.destroy();
+      done(ok);
+    };
+    socket.once('connect', () => end(true));
+    socket.once('error', () => end(false));
+    socket.once('timeout', () => end(false));
+  });
 }
 
 /** How a child ended, in words. */
@@ -297,6 +333,7 @@ class Supervisor {
   /** A node failed to start, or had to be killed, or ended with a code other than 0. */
   private unclean = false;
   private killTimer: NodeJS.Timeout | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly io: Io,
@@ -319,11 +356,26 @@ class Supervisor {
       // Its own process group: a Ctrl-C at the terminal reaches this command only, which then
       // stops each node once (a node stopping that gets a second signal exits at once, code 1).
       const child = spawn(process.execPath, args, { env: this.prepared.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-      const node: NodeChild = { member, child, ready: false, exited: false };
+      const node: NodeChild = { member, child, ready: false, exited: false, probing: false };
       this.nodes.push(node);
       this.follow(node);
     }
     this.say(`starting ${this.nodes.length} nodes (config ${this.prepared.configPath})`);
+    if (!this.prepared.readyLogged) {
+      this.say('the log level hides the nodes\' "ready" lines: a node counts as ready once its client port accepts connections');
+      this.probeTimer = setInterval(() => this.probePorts(), READY_PROBE_INTERVAL_MS);
+    }
+  }
+
+  private probePorts(): void {
+    for (const node of this.nodes) {
+      if (node.ready || node.exited || node.probing) continue;
+      node.probing = true;
+      void accepts(node.member.clientHost, node.member.clientPort).then((ok) => {
+        node.probing = false;
+        if (ok && !node.ready && !node.exited) this.onReady(node);
+      });
+    }
   }
 
   private follow(node: NodeChild): void {
@@ -355,6 +407,7 @@ class Supervisor {
     node.ready = true;
     if (this.announced || this.stopping || !this.nodes.every((each) => each.ready)) return;
     this.announced = true;
+    clearInterval(this.probeTimer);
     this.say(`${this.nodes.length} nodes ready (config ${this.prepared.configPath}, data under ${this.prepared.dataDir})`);
     for (const { member, child } of this.nodes) {
       this.say(
@@ -379,10 +432,11 @@ class Supervisor {
       this.stop();
     } else {
       const left = this.running().length;
-      this.say(`node ${id} exited by itself (${ending(code, signal)}); ${left} other node${left === 1 ? '' : 's'} keep running`);
+      this.say(`node ${id} exited by itself (${ending(code, signal)}); ${left} other node${left === 1 ? ' keeps' : 's keep'} running`);
     }
     if (this.running().length > 0) return;
     clearTimeout(this.killTimer);
+    clearInterval(this.probeTimer);
     this.say(this.unclean ? 'all nodes have exited, not all cleanly' : 'all nodes stopped cleanly');
     this.finish(this.unclean ? 1 : 0);
   }
@@ -401,6 +455,7 @@ class Supervisor {
   private stop(): void {
     if (this.stopping) return;
     this.stopping = true;
+    clearInterval(this.probeTimer);
     for (const node of this.running()) node.child.kill('SIGTERM');
     this.killTimer = setTimeout(() => {
       const ids = this.running().map((node) => node.member.id);

@@ -1,8 +1,8 @@
 // `walrus cluster start` as a user runs it: three real nodes from one command agree on one Raft
 // leader and three voters, serve REGISTER / PUT / GET on the topic's leader, print every line
 // whole behind its node's id, and all stop (their PIDs gone) on SIGINT with exit 0. A node that
-// dies on its own is reported while the other keeps running. Bad input exits 2 before anything
-// starts, naming the problem.
+// dies on its own is reported while the other keeps running. Bad input (a second cluster on the
+// same data folder included) exits 2 before anything starts, naming the problem.
 
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -175,30 +175,53 @@ test.serial(
   },
 );
 
-test.serial('a node that exits by itself is reported with its exit and the other keeps running; SIGINT then exits 1', async (t) => {
-  await withTempDir(async (dir) => {
-    // The environment reaches the nodes: at WALRUS_LOG_LEVEL=warn they log no info lines, and the
-    // command, without their "ready" lines, sees them ready by their open client ports.
-    const { cluster, members } = await startCluster(dir, 2, { WALRUS_LOG_LEVEL: 'warn' });
-    try {
-      const [first, second] = members as [Announced, Announced];
-      process.kill(first.pid, 'SIGKILL');
-      await cluster.waitForLine(/^\[cluster\] node 1 exited by itself \(killed by SIGKILL\); 1 other node keeps running$/, 20_000);
-      await sleep(500);
-      t.true(alive(second.pid), 'node 2 still runs');
-      t.is(cluster.child.exitCode, null, 'the command still runs');
-      cluster.child.kill('SIGINT');
-      const finished = await cluster.exited;
-      t.is(finished.code, 1, 'not every node stopped cleanly');
-      t.false(alive(second.pid), 'node 2 is gone');
-      t.regex(finished.stdout, /^\[cluster\] node 2 stopped \(exit code 0\)$/m);
-      t.regex(finished.stdout, /^\[cluster\] the log level hides the nodes' "ready" lines/m);
-      t.notRegex(finished.stdout, /^\[node \d\] \{"level":30,/m);
-    } finally {
-      killLeftovers(members);
-    }
-  });
-});
+test.serial(
+  'a second cluster on the same data folder exits 2; a node that exits by itself is reported and the other keeps running; SIGINT then exits 1',
+  async (t) => {
+    await withTempDir(async (dir) => {
+      // The environment reaches the nodes: at WALRUS_LOG_LEVEL=warn they log no info lines, and the
+      // command, without their "ready" lines, sees them ready by their open client ports.
+      const { cluster, members } = await startCluster(dir, 2, { WALRUS_LOG_LEVEL: 'warn' });
+      try {
+        const [first, second] = members as [Announced, Announced];
+        // A second cluster on the same data folder (other ports) is refused: the nodes hold their directories.
+        const base = await freePortRun(4);
+        const again = await runWalrusCommand(
+          [
+            'cluster',
+            'start',
+            '--nodes',
+            '2',
+            '--client-port-base',
+            String(base),
+            '--raft-port-base',
+            String(base + 2),
+            '--data-dir',
+            join(dir, 'data'),
+          ],
+          { cwd: dir },
+        );
+        t.is(again.code, 2, again.stderr);
+        t.regex(again.stderr, new RegExp(`node directory \\S+/node_1 is in use by process ${first.pid}\\b`));
+        t.regex(again.stderr, new RegExp(`node directory \\S+/node_2 is in use by process ${second.pid}\\b`));
+        process.kill(first.pid, 'SIGKILL');
+        await cluster.waitForLine(/^\[cluster\] node 1 exited by itself \(killed by SIGKILL\); 1 other node keeps running$/, 20_000);
+        await sleep(500);
+        t.true(alive(second.pid), 'node 2 still runs');
+        t.is(cluster.child.exitCode, null, 'the command still runs');
+        cluster.child.kill('SIGINT');
+        const finished = await cluster.exited;
+        t.is(finished.code, 1, 'not every node stopped cleanly');
+        t.false(alive(second.pid), 'node 2 is gone');
+        t.regex(finished.stdout, /^\[cluster\] node 2 stopped \(exit code 0\)$/m);
+        t.regex(finished.stdout, /^\[cluster\] the log level hides the nodes' "ready" lines/m);
+        t.notRegex(finished.stdout, /^\[node \d\] \{"level":30,/m);
+      } finally {
+        killLeftovers(members);
+      }
+    });
+  },
+);
 
 /** Holds 127.0.0.1:`port` until closed. */
 async function hold(port: number): Promise<Server> {

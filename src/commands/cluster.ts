@@ -458,7 +458,8 @@ class Supervisor {
       this.stop();
     } else {
       const left = this.running().length;
-      this.say(`node ${id} exited by itself (${ending(code, signal)}); ${left} other node${left === 1 ? ' keeps' : 's keep'} running`);
+      const others = left === 0 ? '' : `; ${left} other node${left === 1 ? ' keeps' : 's keep'} running`;
+      this.say(`node ${id} exited by itself (${ending(code, signal)})${others}`);
     }
     if (this.running().length > 0) return;
     clearTimeout(this.killTimer);

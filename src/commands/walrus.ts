@@ -1,12 +1,12 @@
-// The `walrus` command: `start`, `plugins` and `config print`. Flags map to config paths
-// through FLAG_TABLE (the highest config layer); the config file comes from --config or
-// WALRUS_CONFIG. Exit codes: 0 success, 1 a runtime failure, 2 bad usage or configuration.
+// The `walrus` command: `start`, `cluster start` (in cluster.ts), `plugins` and `config print`.
+// Flags map to config paths through FLAG_TABLE (the highest config layer); the config file comes
+// from --config or WALRUS_CONFIG. Exit codes: 0 success, 1 a runtime failure, 2 bad usage or configuration.
 
 import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
 import type { NodeConfig } from '../contracts/config.js';
 import { DEFAULT_SOURCE, sourceOf as sourceOfPath, type TextSetting } from '../kernel/config.js';
-import { type Environment, envValue, LAUNCHER_ENV, processEnvironment } from '../kernel/env.js';
+import { envValue, LAUNCHER_ENV, processEnvironment } from '../kernel/env.js';
 import { ConfigError, describeError, type ErrorCode, isWalrusError } from '../kernel/errors.js';
 import { Kernel, type KernelOptions, LOG_LEVELS } from '../kernel/kernel.js';
 import type { PluginStatus } from '../kernel/plan.js';
@@ -16,13 +16,11 @@ import { lockNodeDirectory, type NodeLock } from '../node/node-lock.js';
 import { STORAGE_BACKENDS, walrusCatalog } from '../plugins/catalog.js';
 import { WALRUS_COMMANDS } from '../plugins/cli/index.js';
 import { VERSION } from '../version.js';
+import { addClusterCommand } from './cluster.js';
+import type { Io } from './io.js';
 import { applyProcessSwitches } from './process-switches.js';
 
-export interface Io {
-  readonly out: (text: string) => void;
-  readonly err: (text: string) => void;
-  readonly env: Environment;
-}
+export type { Io } from './io.js';
 
 interface FlagSpec {
   readonly flags: string;
@@ -206,6 +204,8 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
 
   const start = addConfigOptions(program.command('start').description(summary('start')));
   start.action(async () => done(await startNode(start, io)));
+
+  addClusterCommand(program, io, done, summary('cluster start'));
 
   const plugins = addConfigOptions(program.command('plugins').description(summary('plugins')).option('--json', 'print JSON'));
   plugins.action(async () => done(await listPlugins(plugins, io, plugins.getOptionValue('json') === true)));

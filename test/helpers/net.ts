@@ -41,3 +41,27 @@ export class Journal implements StateMachine {
     this.items = JSON.parse(Buffer.from(data).toString()) as string[];
   }
 }
+
+/** Whether `port` on 127.0.0.1 can be listened on right now. */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * The first of `count` consecutive ports that were all free a moment ago on 127.0.0.1, for
+ * commands that count ports up from a base (`walrus cluster start`). Tries random bases in the
+ * range Linux does not hand out as ephemeral ports (below 32768).
+ */
+export async function freePortRun(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * (32_000 - 20_000 - count));
+    let free = true;
+    for (let port = base; free && port < base + count; port++) free = await portFree(port);
+    if (free) return base;
+  }
+  throw new Error(`no run of ${count} free ports found on 127.0.0.1`);
+}

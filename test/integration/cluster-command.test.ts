@@ -122,8 +122,11 @@ test.serial(
         );
         t.true([1, 2, 3].includes(leader.id));
         for (const metrics of leader.metrics) {
-          const voters = (metrics.membership_config as { voters: number[] }).voters;
-          t.deepEqual([...voters].sort(), [1, 2, 3]);
+          const configs = (metrics.membership_config as { membership: { configs: number[][] } }).membership.configs;
+          t.deepEqual(
+            configs.map((voters) => [...voters].sort()),
+            [[1, 2, 3]],
+          );
         }
 
         // A topic registered on the leader is known to all three, with one segment leader.

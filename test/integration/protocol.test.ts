@@ -106,7 +106,7 @@ test.serial('every command and error text of the protocol, on one connection', a
         ['FETCH t 1 1', 'OK 2 again'],
         ['FETCH t 1 2', 'EMPTY'],
         ['STATE t', '{"current_segment":1,"leader_node":1,"last_sealed_entry_offset":0,"sealed_segments":{},"segment_leaders":{"1":1}}'],
-        ['METRICS', /^\{\n {2}"id": 1,/],
+        ['METRICS', /^\{\n {2}"running_state": \{\n {4}"Ok": null\n {2}\},\n {2}"id": 1,/],
         ['put t x', 'ERR unknown command'],
         [' PUT t x', 'ERR unknown command'],
         ['NOPE', 'ERR unknown command'],

@@ -118,23 +118,8 @@ export function formatConfig(value: unknown, sourceOf: (path: string) => string,
   return [`${path} = ${JSON.stringify(value)}${source === DEFAULT_SOURCE ? '  # default' : `  # ${source}`}`];
 }
 
-/**
- * Options that are documented but not implemented yet: set, they are refused rather than
- * ignored (a node told to join a cluster must not quietly form a group of its own).
- */
-function refuseUnsupported(kernel: Kernel): void {
-  const node = kernel.config.node as NodeConfig;
-  if (node.join === null) return;
-  throw new ConfigError(
-    'CONFIG_UNSUPPORTED',
-    `node.join is not supported yet (set to ${JSON.stringify(node.join)} by ${kernel.sourceOf('node.join')}): joining a running cluster comes with the cluster release; remove --join / WALRUS_JOIN / node.join (a static cluster is configured with cluster.nodes)`,
-    { details: { key: 'node.join', source: kernel.sourceOf('node.join') } },
-  );
-}
-
 async function startNode(command: Command, io: Io): Promise<number> {
   const kernel = await Kernel.create(kernelOptions(command, io));
-  refuseUnsupported(kernel);
   // Before any plugin starts: a second node on this directory must fail before it touches the
   // first one's files (Raft would otherwise open the same log and bump its term).
   const node = kernel.config.node as NodeConfig;

@@ -85,6 +85,11 @@ export interface Consensus {
   /** Removes a voter or a learner; leader only. */
   remove(id: NodeId): Promise<void>;
   /**
+   * Where member `id`'s consensus traffic goes (its internal address), for members this node did
+   * not start with: nodes that joined later, learned from the metadata or a join reply.
+   */
+  setMemberAddress(id: NodeId, address: { readonly host: string; readonly port: number }): void;
+  /**
    * Milliseconds since this member last had contact with a quorum: on a leader, since a majority of
    * voters (itself included) last answered it; on a follower, since it last heard from its leader.
    * Infinity when there is no such contact (no leader known, or not started).

@@ -17,6 +17,8 @@ export const PEER_OPS = {
   settle: 'settle',
   /** `{ topic, segment, offset }`: the entry at a position of a segment held here (FETCH). */
   read: 'read',
+  /** `{ nodeId, clientAddress, raftAddress, hops }`: add this node to the cluster (membership.ts). */
+  join: 'join',
 } as const;
 
 /** How long the holder of a segment lets a `take` wait for the segment's turn (below the request timeout). */

@@ -23,8 +23,10 @@ export interface PeerAddress {
 }
 
 export interface PeerClientOptions {
-  /** The peer's node id, for messages and details. */
+  /** The peer's node id, for details (0 when not known, as for a join target). */
   readonly peer: number;
+  /** How messages name the peer (default `node <peer>`). */
+  readonly label?: string;
   /** Where the peer's internal port is; read at each connection attempt (undefined: not known yet). */
   readonly address: () => PeerAddress | undefined;
   /** The local address outgoing connections start from (this node's internal host); wildcards are not bound. */
@@ -51,6 +53,7 @@ interface Request {
 
 export class PeerClient {
   readonly peer: number;
+  private readonly label: string;
   private readonly options: PeerClientOptions;
   private socket: Socket | undefined;
   private connected = false;
@@ -69,6 +72,7 @@ export class PeerClient {
   constructor(options: PeerClientOptions) {
     this.options = options;
     this.peer = options.peer;
+    this.label = options.label ?? `node ${options.peer}`;
   }
 
   /** Requests written or queued and not answered yet. */
@@ -130,7 +134,7 @@ export class PeerClient {
   private open(): void {
     const address = this.options.address();
     if (address === undefined) {
-      this.failQueued(`no internal address is known for node ${this.peer}`);
+      this.failQueued(`no internal address is known for ${this.label}`);
       return;
     }
     const local = this.options.localHost;
@@ -140,10 +144,7 @@ export class PeerClient {
     this.decoder = new PeerFrameDecoder();
     socket.setNoDelay(true);
     const connectTimer = setTimeout(() => {
-      this.fail(
-        socket,
-        `node ${this.peer} (${address.host}:${address.port}) did not accept a connection within ${this.connectTimeoutMs()} ms`,
-      );
+      this.fail(socket, `${this.label} (${address.host}:${address.port}) did not accept a connection within ${this.connectTimeoutMs()} ms`);
     }, this.connectTimeoutMs());
     socket.once('connect', () => {
       clearTimeout(connectTimer);
@@ -157,11 +158,11 @@ export class PeerClient {
     socket.on('data', (chunk: Buffer) => this.read(socket, chunk));
     socket.on('error', (error: NodeJS.ErrnoException) => {
       clearTimeout(connectTimer);
-      this.fail(socket, `node ${this.peer} (${address.host}:${address.port}) is not reachable (${error.code ?? error.message})`);
+      this.fail(socket, `${this.label} (${address.host}:${address.port}) is not reachable (${error.code ?? error.message})`);
     });
     socket.on('close', () => {
       clearTimeout(connectTimer);
-      this.fail(socket, `the connection to node ${this.peer} (${address.host}:${address.port}) closed`);
+      this.fail(socket, `the connection to ${this.label} (${address.host}:${address.port}) closed`);
     });
   }
 
@@ -175,7 +176,7 @@ export class PeerClient {
     try {
       frames = this.decoder.push(chunk);
     } catch (error) {
-      this.fail(socket, `node ${this.peer} sent a frame that breaks the protocol: ${(error as Error).message}`);
+      this.fail(socket, `${this.label} sent a frame that breaks the protocol: ${(error as Error).message}`);
       return;
     }
     for (const frame of frames) {
@@ -186,7 +187,7 @@ export class PeerClient {
       clearTimeout(request.timer);
       if (frame.kind === PEER_KIND.reply) request.resolve(frame);
       else if (frame.kind === PEER_KIND.failure) request.reject(failureError(frame.head, String(this.peer)));
-      else request.reject(walrusError('PEER_PROTOCOL', `node ${this.peer} answered with a request frame`));
+      else request.reject(walrusError('PEER_PROTOCOL', `${this.label} answered with a request frame`));
     }
     this.flush();
   }
@@ -206,7 +207,7 @@ export class PeerClient {
     }
     for (const request of this.inFlight.values()) {
       clearTimeout(request.timer);
-      request.reject(this.unknown(`${why} before node ${this.peer} answered`));
+      request.reject(this.unknown(`${why} before ${this.label} answered`));
     }
     this.inFlight.clear();
     // Requests never written fail as not sent; the next request opens a new connection.
@@ -229,14 +230,14 @@ export class PeerClient {
   private expire(request: Request, timeoutMs: number): void {
     if (request.sent) {
       if (!this.inFlight.delete(request.id)) return;
-      request.reject(this.unknown(`no answer from node ${this.peer} within ${timeoutMs} ms`));
+      request.reject(this.unknown(`no answer from ${this.label} within ${timeoutMs} ms`));
       this.flush();
       return;
     }
     const at = this.queue.indexOf(request);
     if (at < 0) return;
     this.queue.splice(at, 1);
-    request.reject(this.unavailable(`node ${this.peer} could not be reached within ${timeoutMs} ms`));
+    request.reject(this.unavailable(`${this.label} could not be reached within ${timeoutMs} ms`));
   }
 
   private unavailable(why: string): Error {

@@ -35,6 +35,11 @@ export class Peers {
     this.nodeId = options.nodeId;
   }
 
+  /** The host outgoing node-to-node connections start from (this node's internal host). */
+  get localHost(): string {
+    return this.options.port.host;
+  }
+
   /** The internal address of node `id`, or undefined when nothing says where it is. */
   addressOf(id: NodeId): PeerAddress | undefined {
     const known = this.options.knownAddress(id);

@@ -82,6 +82,9 @@ export function deriveNodeFromCluster(merged: Readonly<Record<string, unknown>>)
   const duplicate = ids.find((value, index) => value !== undefined && ids.indexOf(value) !== index);
   if (duplicate !== undefined) problems.push({ path: 'cluster.nodes', message: `node id ${String(duplicate)} appears more than once` });
   const entry = nodes.find((candidate) => isPlainObject(candidate) && candidate.id === id) as Record<string, unknown> | undefined;
+  // A node joining a running cluster need not be listed: its own node.* say where it is.
+  const joining = isPlainObject(node) && typeof node.join === 'string' && node.join !== '';
+  if (entry === undefined && joining) return { assignments: [], problems };
   if (entry === undefined) {
     problems.push({ path: 'node.id', message: `${id} matches no entry of cluster.nodes (ids: ${ids.map(String).join(', ')})` });
     return { assignments: [], problems };

@@ -21,18 +21,30 @@ export interface ClusterOptions {
 
 export class TestCluster {
   readonly ids: readonly number[];
-  readonly clientPorts: ReadonlyMap<number, number>;
+  readonly clientPorts: Map<number, number>;
+  readonly raftPorts: Map<number, number>;
   private readonly dir: string;
   private readonly config: string;
   private readonly options: ClusterOptions;
   private readonly running = new Map<number, Running>();
   private readonly clients = new Map<number, WalrusClient>();
 
-  private constructor(dir: string, config: string, ids: number[], clientPorts: Map<number, number>, options: ClusterOptions) {
+  /** Extra `walrus start` arguments of nodes started outside cluster.nodes (joiners). */
+  private readonly extraArgs = new Map<number, readonly string[]>();
+
+  private constructor(
+    dir: string,
+    config: string,
+    ids: number[],
+    clientPorts: Map<number, number>,
+    raftPorts: Map<number, number>,
+    options: ClusterOptions,
+  ) {
     this.dir = dir;
     this.config = config;
     this.ids = ids;
     this.clientPorts = clientPorts;
+    this.raftPorts = raftPorts;
     this.options = options;
   }
 
@@ -48,15 +60,38 @@ export class TestCluster {
       config,
       `node:\n  dataDir: ${JSON.stringify(join(dir, 'data'))}\nstorage:\n  backend: fd\n${options.fsync === undefined ? '' : `  fsync: ${options.fsync}\n`}cluster:\n  nodes:\n${entries}\n${options.extraConfig ?? ''}`,
     );
-    const cluster = new TestCluster(dir, config, ids, clientPorts, options);
+    const raftPorts = new Map(ids.map((id) => [id, ports[id - 1] as number]));
+    const cluster = new TestCluster(dir, config, ids, clientPorts, raftPorts, options);
     for (const id of ids) cluster.launch(id);
     await Promise.all(ids.map((id) => cluster.ready(id)));
     return cluster;
   }
 
+  /**
+   * Starts node `id`, not in cluster.nodes, with `--join` to member `via`'s internal port, on
+   * free ports of its own (kept for its restarts). Resolves once it has started (or exited).
+   */
+  async startJoiner(id: number, via: number, extra: readonly string[] = [], newPorts = false): Promise<Running> {
+    if (newPorts || !this.clientPorts.has(id)) {
+      const [client, raft] = await freePorts(2);
+      this.clientPorts.set(id, client as number);
+      this.raftPorts.set(id, raft as number);
+    }
+    this.extraArgs.set(id, [
+      '--client-port',
+      String(this.clientPorts.get(id)),
+      '--raft-port',
+      String(this.raftPorts.get(id)),
+      '--join',
+      `127.0.0.1:${this.raftPorts.get(via)}`,
+      ...extra,
+    ]);
+    return this.launch(id);
+  }
+
   /** Starts node `id` (again). */
   launch(id: number): Running {
-    const node = startWalrus(['start', '--config', this.config, '--node-id', String(id)], {
+    const node = startWalrus(['start', '--config', this.config, '--node-id', String(id), ...(this.extraArgs.get(id) ?? [])], {
       cwd: this.dir,
       env: { WALRUS_MAX_SEGMENT_ENTRIES: '10', WALRUS_MONITOR_CHECK_MS: '200', ...this.options.env },
       lifetimeMs: this.options.lifetimeMs ?? 120_000,

@@ -2,7 +2,7 @@
 // directory another node holds (DIRECTORY_LOCKED, the running node's Raft term and files left
 // as they were; with the native addon's flock and with the PID-file fallback), a restart right
 // after kill -9, a data directory that cannot be created (/proc/walrus), a SIGTERM while a start
-// hangs, and `node.join` from the flag, the environment and the config file.
+// hangs.
 
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -159,23 +159,3 @@ test.serial('SIGTERM while a plugin start hangs stops the node within kernel.sto
     t.regex(finished.stdout, /"msg":"stopped"/);
   });
 });
-
-const JOIN_REFUSED =
-  /CONFIG_UNSUPPORTED: node\.join is not supported yet \(set to "127\.0\.0\.1:6001" by (.+?)\): joining a running cluster comes with the cluster release; remove --join \/ WALRUS_JOIN \/ node\.join/;
-
-for (const source of ['flag --join', 'env WALRUS_JOIN', 'file'] as const) {
-  test.serial(`node.join set by ${source} is refused: exit 2 with a message that says so, nothing created`, async (t) => {
-    await withTempDir(async (dir) => {
-      const dataDir = join(dir, 'data');
-      const config = join(dir, 'node.yaml');
-      await writeFile(config, source === 'file' ? 'node:\n  join: 127.0.0.1:6001\n' : 'node: {}\n');
-      const args = [...nodeArgs(dataDir), '--config', config, ...(source === 'flag --join' ? ['--join', '127.0.0.1:6001'] : [])];
-      const env: Record<string, string> = source === 'env WALRUS_JOIN' ? { WALRUS_JOIN: '127.0.0.1:6001' } : {};
-      const finished = await startWalrus(args, { cwd: dir, env, lifetimeMs: 20_000 }).exited;
-      t.is(finished.code, 2, finished.stderr);
-      const by = finished.stderr.match(JOIN_REFUSED)?.[1];
-      t.is(by, source === 'file' ? `file ${config}` : source, finished.stderr);
-      t.false(existsSync(dataDir), 'no data directory was created');
-    });
-  });
-}

@@ -3,7 +3,7 @@
 // requests in order, one write per reply, within named limits; the node controller
 // (src/node/controller.ts) does what each command means. docs/protocol.md has every command.
 
-import { CLIENT_PROTOCOL, CONSENSUS } from '../../contracts/tokens.js';
+import { CLIENT_PROTOCOL, CONSENSUS, INTERNAL_PORT } from '../../contracts/tokens.js';
 import { isWalrusError, walrusError } from '../../kernel/errors.js';
 import { limits } from '../../kernel/limits.js';
 import type { Plugin } from '../../kernel/plugin.js';
@@ -11,11 +11,14 @@ import { s } from '../../kernel/schema.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
 import { NodeController } from '../../node/controller.js';
 import { DATA_PLANE } from '../../node/data-plane.js';
+import { Membership } from '../../node/membership.js';
+import { parseAddress } from '../../node/peers.js';
 import { ProtocolServer } from './server.js';
 
 interface NodeSection {
   readonly clientHost: string;
   readonly clientPort: number;
+  readonly join: string | null;
 }
 
 export const bootstrapSchema = s.object(
@@ -65,7 +68,7 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
     provides: [CAPABILITIES.clientProtocol],
     // rollover-monitor: without it a segment that fills is never rolled over and every PUT to its
     // topic would fail from then on, so a node without one is refused at start instead.
-    requires: [CAPABILITIES.consensus, CAPABILITIES.dataPlane, CAPABILITIES.rolloverMonitor],
+    requires: [CAPABILITIES.consensus, CAPABILITIES.internalPort, CAPABILITIES.dataPlane, CAPABILITIES.rolloverMonitor],
   },
   // `bootstrap` (read at start, below) is a shared section of the catalog: a plugin owns one section.
   config: { key: 'protocol', schema: protocolSchema },
@@ -86,8 +89,38 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
       ...(plane.remoteReads === undefined ? {} : { remoteReads: plane.remoteReads }),
       liveNodes: () => consensus.liveMembers(),
     });
-    // Other nodes' forwarded PUTs and reads are answered from here on.
-    plane.peers?.serve(controller.peerHandlers());
+    let bound: { readonly host: string; readonly port: number } | undefined;
+    const internal = scope.resolve(INTERNAL_PORT);
+    const membership =
+      plane.peers === undefined
+        ? undefined
+        : new Membership({
+            nodeId: plane.nodeId,
+            self: () => ({
+              clientAddress: `${bound?.host ?? node.clientHost}:${bound?.port ?? node.clientPort}`,
+              raftAddress: `${internal.host}:${internal.port}`,
+            }),
+            consensus,
+            metadata: plane.metadata,
+            peers: plane.peers,
+            log: scope.log,
+          });
+    // Other nodes' forwarded PUTs, reads and joins are answered from here on.
+    plane.peers?.serve({ ...controller.peerHandlers(), ...(membership?.handlers() ?? {}) });
+    const unfollow = membership?.followAddresses();
+    if (node.join !== null && membership !== undefined && !membership.isMember()) {
+      const target = parseAddress(node.join);
+      if (target === undefined) throw walrusError('CONFIG_INVALID', `node.join: ${JSON.stringify(node.join)} is not host:port`);
+      try {
+        await membership.join(target);
+      } catch (error) {
+        membership.close();
+        unfollow?.();
+        throw walrusError('PLUGIN_START_FAILED', `could not join the cluster through ${node.join}: ${(error as Error).message}`, {
+          cause: error,
+        });
+      }
+    }
     // Bootstrap topics exist before the port opens: a client that sees the node ready can use them.
     const bootstrap = scope.config.bootstrap as BootstrapConfig;
     for (const topic of bootstrap.topics) {
@@ -113,11 +146,16 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
       timeouts: { idleTimeoutMs: protocol.idleTimeoutMs, frameTimeoutMs: protocol.frameTimeoutMs },
     });
     // The server logs "client protocol listening" with the bound host and port (port 0: the one picked).
-    const bound = await server.listen();
+    const listening = await server.listen();
+    bound = listening;
+    // This node's addresses go into the metadata (in the background: there may be no leader yet).
+    membership?.announceSelf();
     scope.resolve(CLIENT_PROTOCOL).current = {
-      bound,
+      bound: listening,
       close: () => {
         // PUTs waiting for a rollover are answered now, so the server's close can flush them.
+        membership?.close();
+        unfollow?.();
         controller.close();
         return server.close();
       },

@@ -116,6 +116,10 @@ export class RaftConsensus implements Consensus {
     });
   }
 
+  setMemberAddress(id: NodeId, address: { readonly host: string; readonly port: number }): void {
+    this.started().setPeer(id, address);
+  }
+
   status(): ConsensusStatus {
     const status = this.started().status();
     return {

@@ -43,6 +43,7 @@ interface NodeSection {
   readonly dataDir: string;
   readonly raftHost: string;
   readonly raftPort: number;
+  readonly join: string | null;
 }
 
 interface ClusterSection {
@@ -97,6 +98,9 @@ export const raftPlugin: Plugin<RaftConfig> = {
         host: node.raftHost,
         port: node.raftPort,
         members,
+        // Joining: no group of its own; the leader adds it (src/node/membership.ts). Only the
+        // first start counts: after that its files say what it is.
+        joining: node.join !== null,
         timing: timingOf(config),
         snapshotEvery: config.snapshotEvery,
         onProblem: (problem) => scope.log.warn(problem),

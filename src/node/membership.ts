@@ -1,0 +1,277 @@
+// Joining a running cluster, and every node's addresses in the metadata (reference/cluster.md
+// §2.4–2.5, with the original's bugs fixed: any member takes a join, not only the Raft leader; a
+// refusal ends the join at once instead of burning its attempts; the joiner stops with the
+// reason instead of running on alone).
+//
+// - The joiner (`node.join` set, and not a member yet by its own files) sends `join` with its id
+//   and addresses to the member it was pointed at, again on retriable failures, and learns every
+//   member's internal address from the reply.
+// - Any member forwards a join to the Raft leader. The leader adds the node as a learner (so it
+//   receives the log without voting), records its addresses (UpsertNode), answers, and promotes it
+//   to voter once it has caught up. A node id that is a member already at another address is
+//   refused; the same id at the same address is a restarted member and changes nothing.
+// - Every node makes sure the metadata holds its own addresses (announceSelf), so members that
+//   started from cluster.nodes are listed as joined ones are.
+// - Addresses in the metadata reach consensus (setMemberAddress) as they apply, on every node.
+
+import type { Logger } from 'pino';
+import type { Consensus, NodeId } from '../contracts/consensus.js';
+import { walrusError } from '../kernel/errors.js';
+import { headCount, headString, PEER_OPS } from './forwarding.js';
+import { encodeCommand, type MetadataResult, type MetadataStateMachine } from './metadata.js';
+import { type PeerAddress, PeerClient } from './peer-client.js';
+import type { PeerHandler } from './peer-server.js';
+import { type Peers, parseAddress } from './peers.js';
+
+/** Join attempts before the joiner gives up, and the pause after a retriable failure. */
+export const JOIN_ATTEMPTS = 10;
+export const JOIN_RETRY_MS = 1_000;
+/** One join request's time: the leader adds a learner and records its address before it answers. */
+export const JOIN_TIMEOUT_MS = 10_000;
+/** A learner counts as caught up within this many entries of the leader's commit index. */
+export const CAUGHT_UP_ENTRIES = 100;
+/** The leader looks at a learner's progress this often, for at most PROMOTE_WINDOW_MS. */
+const PROMOTE_CHECK_MS = 200;
+const PROMOTE_WINDOW_MS = 60_000;
+/** How often a node tries again to record its own addresses while it cannot (no leader yet). */
+const ANNOUNCE_RETRY_MS = 500;
+/** Hops a join may be forwarded (follower → leader, and once more if leadership moved meanwhile). */
+const JOIN_HOPS_MAX = 3;
+
+export interface SelfAddresses {
+  /** `host:port` clients reach this node at. */
+  readonly clientAddress: string;
+  /** `host:port` of this node's internal port (Raft and node-to-node requests). */
+  readonly raftAddress: string;
+}
+
+export interface MembershipOptions {
+  readonly nodeId: NodeId;
+  readonly self: () => SelfAddresses;
+  readonly consensus: Pick<Consensus, 'status' | 'addLearner' | 'promote' | 'metrics' | 'propose' | 'setMemberAddress'>;
+  readonly metadata: MetadataStateMachine;
+  readonly peers: Peers;
+  readonly log: Pick<Logger, 'info' | 'warn' | 'debug'>;
+}
+
+export class Membership {
+  private readonly options: MembershipOptions;
+  private readonly promoting = new Set<NodeId>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private closed = false;
+
+  constructor(options: MembershipOptions) {
+    this.options = options;
+  }
+
+  /** The node-to-node operations this module answers. */
+  handlers(): Readonly<Record<string, PeerHandler>> {
+    return { [PEER_OPS.join]: async (head) => ({ head: await this.answerJoin(head) }) };
+  }
+
+  /** Whether this node's own files already make it a member (a restart: nothing to join). */
+  isMember(): boolean {
+    const status = this.options.consensus.status();
+    return status.voters.includes(this.options.nodeId) || status.learners.includes(this.options.nodeId);
+  }
+
+  /**
+   * Joins through the member at `target` (its internal address). Resolves once the leader has
+   * added this node as a learner and its reply said where every member is; rejects with the
+   * refusal (not retriable) or, after JOIN_ATTEMPTS, with the last failure.
+   */
+  async join(target: PeerAddress, attempts = JOIN_ATTEMPTS): Promise<void> {
+    const { nodeId, log } = this.options;
+    const client = new PeerClient({
+      peer: 0,
+      label: `the join target ${target.host}:${target.port}`,
+      address: () => target,
+      localHost: this.options.peers.localHost,
+      requestTimeoutMs: JOIN_TIMEOUT_MS,
+    });
+    try {
+      let last: unknown;
+      for (let attempt = 1; attempt <= attempts && !this.closed; attempt++) {
+        try {
+          const self = this.options.self();
+          const reply = await client.request(PEER_OPS.join, { nodeId, ...self, hops: 0 });
+          this.learnMembers(reply.head.members);
+          log.info({ target: `${target.host}:${target.port}`, attempt }, 'joined the cluster as a learner');
+          return;
+        } catch (error) {
+          last = error;
+          const retriable = (error as { retriable?: boolean }).retriable === true;
+          if (!retriable) throw error;
+          log.warn({ target: `${target.host}:${target.port}`, attempt, err: (error as Error).message }, 'join failed; retrying');
+          await this.pause(JOIN_RETRY_MS);
+        }
+      }
+      throw last ?? walrusError('CLOSED', 'the node stopped while joining');
+    } finally {
+      client.close();
+    }
+  }
+
+  /**
+   * Makes sure the metadata lists this node's addresses: proposes UpsertNode until it does, in
+   * the background (a node may start before any leader exists).
+   */
+  announceSelf(): void {
+    const attempt = async (): Promise<void> => {
+      if (this.closed) return;
+      const self = this.options.self();
+      const listed = this.options.metadata.nodes().get(this.options.nodeId);
+      if (listed?.clientAddress === self.clientAddress && listed.raftAddress === self.raftAddress) return;
+      try {
+        await this.propose({ kind: 'UpsertNode', nodeId: this.options.nodeId, ...self });
+        this.options.log.debug(self, 'addresses recorded in the metadata');
+      } catch (error) {
+        this.options.log.debug({ err: (error as Error).message }, 'addresses not recorded yet; retrying');
+        this.later(() => void attempt(), ANNOUNCE_RETRY_MS);
+      }
+    };
+    void attempt();
+  }
+
+  /** Hands every member address the metadata holds to consensus, now and whenever one is recorded. */
+  followAddresses(): () => void {
+    const apply = (): void => {
+      for (const [id, addresses] of this.options.metadata.nodes()) {
+        if (id === this.options.nodeId) continue;
+        const address = parseAddress(addresses.raftAddress);
+        if (address !== undefined) this.options.consensus.setMemberAddress(id, address);
+      }
+    };
+    apply();
+    return this.options.metadata.onChange((change) => {
+      if (change.command === undefined || change.command.kind === 'UpsertNode') apply();
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+  }
+
+  private async answerJoin(head: Readonly<Record<string, unknown>>): Promise<Record<string, unknown>> {
+    const nodeId = headCount(head, 'nodeId');
+    const raftAddress = headString(head, 'raftAddress');
+    const clientAddress = headString(head, 'clientAddress');
+    const hops = head.hops === undefined ? 0 : headCount(head, 'hops');
+    const address = parseAddress(raftAddress);
+    if (nodeId < 1 || address === undefined) {
+      throw walrusError('INVALID_ARGUMENT', `a join needs a node id ≥ 1 and a host:port internal address; got ${nodeId} at ${raftAddress}`);
+    }
+    const { consensus, metadata, peers } = this.options;
+    const status = consensus.status();
+    if (status.role !== 'leader') {
+      if (status.leader === 0) throw walrusError('RAFT_NOT_LEADER', 'no Raft leader is known to take the join (an election?); retry');
+      if (hops >= JOIN_HOPS_MAX)
+        throw walrusError('RAFT_NOT_LEADER', `the join was passed on ${hops} times without reaching the Raft leader; retry`);
+      const reply = await peers
+        .client(status.leader)
+        .request(PEER_OPS.join, { ...head, hops: hops + 1 }, undefined, { timeoutMs: JOIN_TIMEOUT_MS });
+      return { ...reply.head };
+    }
+    const member = status.voters.includes(nodeId) || status.learners.includes(nodeId);
+    if (member) {
+      const known = metadata.nodes().get(nodeId)?.raftAddress ?? format(peers.addressOf(nodeId));
+      if (known !== undefined && known !== raftAddress) {
+        throw walrusError(
+          'INVALID_ARGUMENT',
+          `node ${nodeId} is already a member of this cluster, at ${known}, not ${raftAddress}: give the new node another --node-id, or remove node ${nodeId} first`,
+          { details: { nodeId, known, asked: raftAddress } },
+        );
+      }
+    } else {
+      await consensus.addLearner(nodeId, address);
+      this.options.log.info({ nodeId, raftAddress, clientAddress }, 'node added as a learner');
+    }
+    const listed = metadata.nodes().get(nodeId);
+    if (listed?.raftAddress !== raftAddress || listed.clientAddress !== clientAddress) {
+      await this.propose({ kind: 'UpsertNode', nodeId, clientAddress, raftAddress });
+    }
+    if (!status.voters.includes(nodeId)) this.promoteWhenCaughtUp(nodeId);
+    return { members: this.memberAddresses() };
+  }
+
+  /** Every member's internal address this node knows, for a joiner to reach them. */
+  private memberAddresses(): { id: NodeId; raftAddress: string }[] {
+    const status = this.options.consensus.status();
+    const self = this.options.self();
+    const out: { id: NodeId; raftAddress: string }[] = [];
+    for (const id of new Set([...status.voters, ...status.learners])) {
+      const raftAddress =
+        id === this.options.nodeId
+          ? self.raftAddress
+          : (this.options.metadata.nodes().get(id)?.raftAddress ?? format(this.options.peers.addressOf(id)));
+      if (raftAddress !== undefined) out.push({ id, raftAddress });
+    }
+    return out;
+  }
+
+  private learnMembers(members: unknown): void {
+    if (!Array.isArray(members)) return;
+    for (const member of members) {
+      const { id, raftAddress } = (member ?? {}) as { id?: unknown; raftAddress?: unknown };
+      if (typeof id !== 'number' || typeof raftAddress !== 'string' || id === this.options.nodeId) continue;
+      const address = parseAddress(raftAddress);
+      if (address !== undefined) this.options.consensus.setMemberAddress(id, address);
+    }
+  }
+
+  /** On the leader: promotes learner `id` once its log is within CAUGHT_UP_ENTRIES of the commit index. */
+  private promoteWhenCaughtUp(id: NodeId): void {
+    if (this.promoting.has(id)) return;
+    this.promoting.add(id);
+    const until = Date.now() + PROMOTE_WINDOW_MS;
+    const check = async (): Promise<void> => {
+      if (this.closed) return;
+      const { consensus, log } = this.options;
+      const status = consensus.status();
+      if (status.role !== 'leader' || status.voters.includes(id) || !status.learners.includes(id) || Date.now() > until) {
+        // Done, or no longer ours to do: the joiner asks again if it is still a learner.
+        this.promoting.delete(id);
+        return;
+      }
+      const replication = consensus.metrics().replication as Readonly<Record<string, { readonly index?: number } | number | null>> | null;
+      const progress = replication?.[String(id)];
+      const matched = typeof progress === 'number' ? progress : (progress?.index ?? 0);
+      if (matched + CAUGHT_UP_ENTRIES >= status.commitIndex) {
+        try {
+          await consensus.promote(id);
+          log.info({ nodeId: id, matched, commit: status.commitIndex }, 'learner caught up: promoted to voter');
+          this.promoting.delete(id);
+          return;
+        } catch (error) {
+          log.debug({ nodeId: id, err: (error as Error).message }, 'promotion not possible yet; retrying');
+        }
+      }
+      this.later(() => void check(), PROMOTE_CHECK_MS);
+    };
+    this.later(() => void check(), PROMOTE_CHECK_MS);
+  }
+
+  private async propose(command: Parameters<typeof encodeCommand>[0]): Promise<void> {
+    const result = (await this.options.consensus.propose(encodeCommand(command))) as MetadataResult;
+    if (!result.ok) throw walrusError('METADATA_REJECTED', result.error);
+  }
+
+  private later(work: () => void, ms: number): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      work();
+    }, ms);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => this.later(resolve, ms));
+  }
+}
+
+function format(address: PeerAddress | undefined): string | undefined {
+  return address === undefined ? undefined : `${address.host}:${address.port}`;
+}

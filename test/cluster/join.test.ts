@@ -1,0 +1,113 @@
+// Joining a running cluster with `walrus start --node-id N --join HOST:PORT`, against three real
+// nodes: the join goes through a follower (passed on to the Raft leader), the new node becomes a
+// learner, then a voter once caught up, is listed with its addresses, and serves requests; a
+// restart rejoins from its own files; an id that is a member at another address is refused; a
+// join target that is not there ends the start with the reason.
+
+import test from 'ava';
+import { TestCluster } from '../helpers/cluster.js';
+import { withTempDir } from '../helpers/kernel.js';
+
+interface Metrics {
+  readonly current_leader: number | null;
+  readonly membership_config: {
+    readonly membership: { readonly configs: readonly (readonly number[])[]; readonly nodes: Readonly<Record<string, { addr: string }>> };
+  };
+}
+
+async function votersSeenBy(cluster: TestCluster, id: number, want: readonly number[], timeoutMs = 20_000): Promise<Metrics> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const metrics = (await cluster
+      .client(id)
+      .metrics()
+      .catch(() => undefined)) as Metrics | undefined;
+    const configs = metrics?.membership_config.membership.configs;
+    if (metrics !== undefined && configs?.length === 1 && [...(configs[0] ?? [])].sort().join() === [...want].sort().join()) return metrics;
+    if (Date.now() > deadline)
+      throw new Error(
+        `node ${id} did not see voters ${want.join(', ')} within ${timeoutMs} ms: ${JSON.stringify(metrics?.membership_config)}`,
+      );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+test.serial(
+  'a 4th node joins through a follower, becomes a voter, serves requests, and rejoins from its files after kill -9',
+  async (t) => {
+    t.timeout(120_000);
+    await withTempDir(async (dir) => {
+      const cluster = await TestCluster.start(dir);
+      try {
+        const leader = await cluster.leader();
+        const follower = cluster.ids.find((id) => id !== leader) as number;
+        await cluster.startJoiner(4, follower);
+        await cluster.ready(4, 30_000);
+        // Promoted once caught up: every member (the new one too) lists four voters.
+        for (const id of [1, 2, 3, 4]) await votersSeenBy(cluster, id, [1, 2, 3, 4]);
+        const metrics = await votersSeenBy(cluster, leader, [1, 2, 3, 4]);
+        t.is(metrics.membership_config.membership.nodes['4']?.addr, `127.0.0.1:${cluster.raftPorts.get(4)}`);
+        // Its addresses are in the metadata: the leader's log says so, and the node serves requests.
+        await cluster.client(4).register('joined');
+        for (let index = 0; index < 25; index++) await cluster.client(4).put('joined', `j-${index}`);
+        const read: string[] = [];
+        for (let index = 0; index < 25; index++) read.push((await cluster.client(1).get('joined')) ?? 'EMPTY');
+        t.deepEqual(
+          read,
+          Array.from({ length: 25 }, (_, index) => `j-${index}`),
+        );
+        // Rollovers rotate over the four voters.
+        const state = await cluster.client(4).state('joined');
+        t.true(state.current_segment >= 3, JSON.stringify(state));
+        // kill -9 and a start with the same flags: a member by its own files, no second join.
+        await cluster.kill(4);
+        cluster.launch(4);
+        await cluster.ready(4, 30_000);
+        await votersSeenBy(cluster, 4, [1, 2, 3, 4]);
+        t.false(cluster.node(4).stdout().includes('joined the cluster as a learner'), 'a restart does not join again');
+        t.is(await cluster.client(4).get('joined'), null);
+        await cluster.client(2).put('joined', 'after-restart');
+        t.is(await cluster.client(4).get('joined'), 'after-restart');
+      } finally {
+        await cluster.close();
+      }
+    });
+  },
+);
+
+test.serial(
+  'joining with the id of a member at another address is refused, and a join target that is not there ends the start',
+  async (t) => {
+    t.timeout(120_000);
+    await withTempDir(async (dir) => {
+      const cluster = await TestCluster.start(dir);
+      try {
+        // Node id 2 exists at its own address: a second "node 2" elsewhere is refused, exit 1.
+        const impostor = await cluster.startJoiner(2, 1, ['--data-dir', `${dir}/impostor`], true);
+        const finished = await impostor.exited;
+        t.is(finished.code, 1, finished.stdout);
+        t.regex(finished.stdout + finished.stderr, /node 2 is already a member of this cluster, at 127\.0\.0\.1:\d+, not 127\.0\.0\.1:\d+/);
+        // The cluster is untouched: three voters.
+        await votersSeenBy(cluster, 1, [1, 2, 3]);
+      } finally {
+        await cluster.close();
+      }
+    });
+    // Nothing at the join target: the start gives up after its attempts and says why.
+    await withTempDir(async (dir) => {
+      const lonely = await TestCluster.start(dir, { nodes: 1 });
+      try {
+        await lonely.kill(1);
+        const joiner = await lonely.startJoiner(5, 1);
+        const finished = await joiner.exited;
+        t.is(finished.code, 1);
+        t.regex(
+          finished.stdout + finished.stderr,
+          /could not join the cluster through 127\.0\.0\.1:\d+: the join target 127\.0\.0\.1:\d+ .*not reachable/,
+        );
+      } finally {
+        await lonely.close();
+      }
+    });
+  },
+);

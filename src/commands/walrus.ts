@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import type { NodeConfig } from '../contracts/config.js';
 import { DEFAULT_SOURCE, sourceOf as sourceOfPath, type TextSetting } from '../kernel/config.js';
 import { envValue, LAUNCHER_ENV, processEnvironment } from '../kernel/env.js';
-import { ConfigError, describeError, type ErrorCode, isWalrusError } from '../kernel/errors.js';
+import { describeError, type ErrorCode, isWalrusError } from '../kernel/errors.js';
 import { Kernel, type KernelOptions, LOG_LEVELS } from '../kernel/kernel.js';
 import type { PluginStatus } from '../kernel/plan.js';
 import { isPlainObject } from '../kernel/schema.js';

@@ -23,6 +23,7 @@ import { isModulePath } from '../kernel/load.js';
 import { isPlainObject } from '../kernel/schema.js';
 import { lockNodeDirectory } from '../node/node-lock.js';
 import { walrusCatalog } from '../plugins/catalog.js';
+import { clusterRemove } from './cluster-remove.js';
 import type { Io } from './io.js';
 
 /** More nodes than this on one machine is a typo, not a test. */
@@ -538,9 +539,19 @@ function hostList(text: string): string[] {
   return hosts;
 }
 
-/** Adds `walrus cluster start` to the program. */
-export function addClusterCommand(program: Command, io: Io, done: (code: number) => void, summary: string): void {
-  const cluster = program.command('cluster').description('run several nodes on this machine as one cluster');
+/** Adds `walrus cluster start` and `walrus cluster remove` to the program. */
+export function addClusterCommand(program: Command, io: Io, done: (code: number) => void, summary: string, removeSummary: string): void {
+  const cluster = program.command('cluster').description('run several nodes on this machine as one cluster, or take a member out');
+  const remove = cluster
+    .command('remove')
+    .description(removeSummary)
+    .argument('<id>', 'the node id to remove', integerIn(1, 2 ** 31 - 1, 'a node id'))
+    .requiredOption('--via <host:port>', "any member's internal address (its node.raftHost:node.raftPort)")
+    .option('--force', 'remove it even if it cannot hand its topics over or holds unread entries (they are lost)');
+  remove.action(async (id: number) => {
+    const values = remove.opts<{ via: string; force?: boolean }>();
+    done(await clusterRemove({ nodeId: id, via: values.via, force: values.force === true }, io));
+  });
   const start = cluster
     .command('start')
     .description(summary)

@@ -190,7 +190,7 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
   const start = addConfigOptions(program.command('start').description(summary('start')));
   start.action(async () => done(await startNode(start, io)));
 
-  addClusterCommand(program, io, done, summary('cluster start'));
+  addClusterCommand(program, io, done, summary('cluster start'), summary('cluster remove'));
 
   const plugins = addConfigOptions(program.command('plugins').description(summary('plugins')).option('--json', 'print JSON'));
   plugins.action(async () => done(await listPlugins(plugins, io, plugins.getOptionValue('json') === true)));

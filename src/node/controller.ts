@@ -71,6 +71,12 @@ const PROPOSE_RETRY_MS = 100;
 /** When another node refused a forwarded PUT for the segment this node's view names, the retry pause. */
 const REMOTE_RETRY_PAUSE_MS = 20;
 
+/** What a leaving node reports (handOff): topics moved to other nodes, and entries only it holds unread. */
+export interface HandOffReport {
+  readonly moved: readonly string[];
+  readonly unread: readonly { readonly topic: string; readonly segment: number; readonly entries: number }[];
+}
+
 /** PUTs of one topic forwarded to one node and not answered yet (see put()). */
 interface ForwardGate {
   readonly target: NodeId;
@@ -153,9 +159,56 @@ export class NodeController {
     }
   }
 
+  /**
+   * This node is leaving the cluster: seals every open segment it leads and hands its topic to
+   * the next other live node (the PUTs that meet the closed segment wait for that rollover and go
+   * on there), then reports the entries of segments held here that no GET has read yet (they
+   * would be lost with this node: segments are not replicated).
+   */
+  async handOff(): Promise<HandOffReport> {
+    const { metadata, store, nodeId } = this.options;
+    const moved: string[] = [];
+    for (const { topic, segment } of metadata.ownedOpenSegments(nodeId)) {
+      const others = (this.options.liveNodes?.() ?? []).filter((id) => id !== nodeId).sort((a, b) => a - b);
+      const next = others.find((id) => id > nodeId) ?? others[0];
+      if (next === undefined) {
+        throw walrusError(
+          'PEER_UNAVAILABLE',
+          `no other node is up to take topic ${topic} over from node ${nodeId}; the request was not sent`,
+        );
+      }
+      const count = await store.closeEarly(topic, segment);
+      try {
+        const result = (await this.propose({
+          kind: 'RolloverTopic',
+          topic,
+          expectedSegment: segment,
+          sealedCount: count,
+          newLeader: next,
+        })) as MetadataResult;
+        if (!result.ok) throw walrusError('METADATA_REJECTED', result.error, { details: { topic } });
+      } catch (error) {
+        store.reopen(topic, segment);
+        throw error;
+      }
+      moved.push(topic);
+    }
+    const unread: { topic: string; segment: number; entries: number }[] = [];
+    for (const topic of metadata.topics()) {
+      const open = metadata.topic(topic)?.currentSegment ?? 0;
+      for (let segment = 1; segment <= open; segment++) {
+        if (metadata.segmentLeader(topic, segment) !== nodeId) continue;
+        const entries = store.count(topic, segment) - store.consumed(topic, segment);
+        if (entries > 0) unread.push({ topic, segment, entries });
+      }
+    }
+    return { moved, unread };
+  }
+
   /** How this node answers node-to-node requests (Peers.serve). */
   peerHandlers(): Readonly<Record<string, PeerHandler>> {
     return {
+      [PEER_OPS.handoff]: async () => ({ head: { ...(await this.handOff()) } }),
       [PEER_OPS.append]: (head, data) => this.appendForwarded(headString(head, 'topic'), headCount(head, 'segment'), data),
       [PEER_OPS.take]: async (head) => {
         const sealed = head.sealed === undefined ? undefined : headCount(head, 'sealed');

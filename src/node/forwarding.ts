@@ -19,6 +19,10 @@ export const PEER_OPS = {
   read: 'read',
   /** `{ nodeId, clientAddress, raftAddress, hops }`: add this node to the cluster (membership.ts). */
   join: 'join',
+  /** `{ nodeId, force, hops }`: take a node out of the cluster (membership.ts). */
+  remove: 'remove',
+  /** `{}`: this node is leaving: seal the open segments it leads and say what only it holds unread. */
+  handoff: 'handoff',
 } as const;
 
 /** How long the holder of a segment lets a `take` wait for the segment's turn (below the request timeout). */

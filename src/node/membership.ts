@@ -17,6 +17,7 @@
 import type { Logger } from 'pino';
 import type { Consensus, NodeId } from '../contracts/consensus.js';
 import { walrusError } from '../kernel/errors.js';
+import type { HandOffReport } from './controller.js';
 import { headCount, headString, PEER_OPS } from './forwarding.js';
 import { encodeCommand, type MetadataResult, type MetadataStateMachine } from './metadata.js';
 import { type PeerAddress, PeerClient } from './peer-client.js';
@@ -35,6 +36,8 @@ const PROMOTE_CHECK_MS = 200;
 const PROMOTE_WINDOW_MS = 60_000;
 /** How often a node tries again to record its own addresses while it cannot (no leader yet). */
 const ANNOUNCE_RETRY_MS = 500;
+/** A removal's time: the leaving node seals its open segments (each a Raft proposal) first. */
+export const REMOVE_TIMEOUT_MS = 30_000;
 /** Hops a join may be forwarded (follower → leader, and once more if leadership moved meanwhile). */
 const JOIN_HOPS_MAX = 3;
 
@@ -48,10 +51,12 @@ export interface SelfAddresses {
 export interface MembershipOptions {
   readonly nodeId: NodeId;
   readonly self: () => SelfAddresses;
-  readonly consensus: Pick<Consensus, 'status' | 'addLearner' | 'promote' | 'metrics' | 'propose' | 'setMemberAddress'>;
+  readonly consensus: Pick<Consensus, 'status' | 'addLearner' | 'promote' | 'remove' | 'metrics' | 'propose' | 'setMemberAddress'>;
   readonly metadata: MetadataStateMachine;
   readonly peers: Peers;
   readonly log: Pick<Logger, 'info' | 'warn' | 'debug'>;
+  /** This node's part in its own removal (the controller's handOff). */
+  readonly handOff: () => Promise<HandOffReport>;
 }
 
 export class Membership {
@@ -66,7 +71,10 @@ export class Membership {
 
   /** The node-to-node operations this module answers. */
   handlers(): Readonly<Record<string, PeerHandler>> {
-    return { [PEER_OPS.join]: async (head) => ({ head: await this.answerJoin(head) }) };
+    return {
+      [PEER_OPS.join]: async (head) => ({ head: await this.answerJoin(head) }),
+      [PEER_OPS.remove]: async (head) => ({ head: await this.answerRemove(head) }),
+    };
   }
 
   /** Whether this node's own files already make it a member (a restart: nothing to join). */
@@ -194,6 +202,67 @@ export class Membership {
     }
     if (!status.voters.includes(nodeId)) this.promoteWhenCaughtUp(nodeId);
     return { members: this.memberAddresses() };
+  }
+
+  /**
+   * Removal, on the Raft leader (any other member passes it on): the node hands its topics over
+   * (it seals the open segments it leads, and the next live node takes each topic on) and says
+   * which entries only it holds that no GET has read. Those would be lost with it, so without
+   * `force` that refuses the removal, as does a node that cannot be asked. Then it leaves the
+   * Raft group; the cluster goes on with the others.
+   */
+  private async answerRemove(head: Readonly<Record<string, unknown>>): Promise<Record<string, unknown>> {
+    const nodeId = headCount(head, 'nodeId');
+    const force = head.force === true;
+    const hops = head.hops === undefined ? 0 : headCount(head, 'hops');
+    const { consensus, peers } = this.options;
+    const status = consensus.status();
+    if (status.role !== 'leader') {
+      if (status.leader === 0) throw walrusError('RAFT_NOT_LEADER', 'no Raft leader is known to take the removal (an election?); retry');
+      if (hops >= JOIN_HOPS_MAX)
+        throw walrusError('RAFT_NOT_LEADER', `the removal was passed on ${hops} times without reaching the Raft leader; retry`);
+      const reply = await peers
+        .client(status.leader)
+        .request(PEER_OPS.remove, { ...head, hops: hops + 1 }, undefined, { timeoutMs: REMOVE_TIMEOUT_MS });
+      return { ...reply.head };
+    }
+    if (!status.voters.includes(nodeId) && !status.learners.includes(nodeId)) {
+      throw walrusError('INVALID_ARGUMENT', `node ${nodeId} is not a member of this cluster (voters ${status.voters.join(', ')})`);
+    }
+    if (status.voters.length === 1 && status.voters[0] === nodeId) {
+      throw walrusError('INVALID_ARGUMENT', `node ${nodeId} is the only voter: a cluster cannot remove its last member`);
+    }
+    let report: HandOffReport | undefined;
+    try {
+      report =
+        nodeId === this.options.nodeId
+          ? await this.options.handOff()
+          : ((await peers.client(nodeId).request(PEER_OPS.handoff, {}, undefined, { timeoutMs: REMOVE_TIMEOUT_MS }))
+              .head as unknown as HandOffReport);
+    } catch (error) {
+      if (!force) {
+        throw walrusError(
+          'INVALID_ARGUMENT',
+          `node ${nodeId} could not hand its topics over (${(error as Error).message}); start it again and retry, or remove it with force, losing the entries only it holds`,
+          { cause: error },
+        );
+      }
+    }
+    const unread = report?.unread ?? [];
+    if (unread.length > 0 && !force) {
+      const listed = unread
+        .slice(0, 5)
+        .map((held) => `${held.topic} segment ${held.segment} (${held.entries})`)
+        .join(', ');
+      throw walrusError(
+        'INVALID_ARGUMENT',
+        `node ${nodeId} still holds entries no GET has read: ${listed}${unread.length > 5 ? `, and ${unread.length - 5} more segments` : ''}; read them first (segments are not replicated yet), or remove it with force and lose them`,
+        { details: { nodeId, unread } },
+      );
+    }
+    await consensus.remove(nodeId);
+    this.options.log.info({ nodeId, moved: report?.moved ?? [], forced: force }, 'node removed from the cluster');
+    return { removed: nodeId, moved: report?.moved ?? [], lost: force ? unread : [] };
   }
 
   /** Every member's internal address this node knows, for a joiner to reach them. */

@@ -85,6 +85,8 @@ export class SegmentStore {
   private outage: Outage | undefined;
   /** During an outage: per key, the consumption position GET has reached (not yet written). */
   private readonly consumedInOutage = new Map<string, number>();
+  /** Open segments closed early (handed over before a node leaves): no more appends, as if full. */
+  private readonly closedEarly = new Set<string>();
   private closed = false;
   private readonly dir: string;
   /** The attempt to end an outage that is running, which close() waits for. */
@@ -168,6 +170,11 @@ export class SegmentStore {
     const wal = this.writable();
     const lease = this.options.leases.check(key);
     const count = wal.entryCount(key);
+    if (this.closedEarly.has(key)) {
+      throw walrusError('SEGMENT_FULL', `segment ${key} is being handed over to another node (${count} entries); retry`, {
+        details: { key, count },
+      });
+    }
     if (count >= this.options.maxEntries) {
       this.options.leases.surrender(key);
       this.options.onFull?.(topic, segment, count);
@@ -364,9 +371,28 @@ export class SegmentStore {
     }
   }
 
-  /** Whether the segment holds its full count and takes no more appends until its rollover. */
+  /** Whether the segment holds its full count (or was closed early) and takes no more appends until its rollover. */
   full(topic: string, segment: number): boolean {
-    return this.count(topic, segment) >= this.options.maxEntries;
+    return this.closedEarly.has(segmentKey(topic, segment)) || this.count(topic, segment) >= this.options.maxEntries;
+  }
+
+  /**
+   * Closes an open segment before it is full, so that it can be sealed and its topic moved on to
+   * another node (this one is leaving): later appends are refused as for a full segment, and the
+   * ones in flight finish first. Resolves with the entries it holds, made durable. reopen() undoes
+   * it when the seal could not be proposed.
+   */
+  async closeEarly(topic: string, segment: number): Promise<number> {
+    const key = segmentKey(topic, segment);
+    this.closedEarly.add(key);
+    await this.locks.run(key, async () => undefined);
+    await this.persist();
+    return this.count(topic, segment);
+  }
+
+  /** Takes appends again on a segment closeEarly() closed (its seal was not proposed). */
+  reopen(topic: string, segment: number): void {
+    this.closedEarly.delete(segmentKey(topic, segment));
   }
 
   /** Entries the segment holds on this node (0 for a segment it never wrote). */

@@ -7,6 +7,7 @@
 import test from 'ava';
 import { TestCluster } from '../helpers/cluster.js';
 import { withTempDir } from '../helpers/kernel.js';
+import { runWalrusCommand } from '../helpers/process.js';
 
 interface Metrics {
   readonly current_leader: number | null;
@@ -107,6 +108,57 @@ test.serial(
         );
       } finally {
         await lonely.close();
+      }
+    });
+  },
+);
+
+test.serial(
+  'removal: refused while the node holds unread entries, then its topics move to the others and the cluster of three goes on',
+  async (t) => {
+    t.timeout(120_000);
+    await withTempDir(async (dir) => {
+      const cluster = await TestCluster.start(dir);
+      try {
+        await cluster.startJoiner(4, 1);
+        await cluster.ready(4, 30_000);
+        await votersSeenBy(cluster, 1, [1, 2, 3, 4]);
+        // A topic placed on node 4 (placement hashes the name over the live nodes).
+        let topic = '';
+        for (let index = 0; index < 40 && topic === ''; index++) {
+          await cluster.client(1).register(`moving_${index}`);
+          if ((await cluster.client(1).state(`moving_${index}`)).leader_node === 4) topic = `moving_${index}`;
+        }
+        t.not(topic, '', 'no topic landed on node 4');
+        for (const entry of ['a', 'b', 'c']) await cluster.client(2).put(topic, entry);
+        const via = `127.0.0.1:${cluster.raftPorts.get(2)}`;
+        const refused = await runWalrusCommand(['cluster', 'remove', '4', '--via', via], { cwd: dir });
+        t.is(refused.code, 1, refused.stdout);
+        t.regex(refused.stderr, new RegExp(`node 4 still holds entries no GET has read: ${topic} segment 1 \\(3\\)`));
+        // Its open segment was sealed and handed over meanwhile: new PUTs go to another node.
+        const moved = await cluster.client(3).state(topic);
+        t.not(moved.leader_node, 4);
+        t.deepEqual(moved.sealed_segments, { 1: 3 });
+        await cluster.client(1).put(topic, 'd');
+        for (const entry of ['a', 'b', 'c', 'd']) t.is(await cluster.client(3).get(topic), entry);
+        const removed = await runWalrusCommand(['cluster', 'remove', '4', '--via', via], { cwd: dir });
+        t.is(removed.code, 0, removed.stderr);
+        t.regex(removed.stdout, /node 4 removed from the cluster/);
+        for (const id of [1, 2, 3]) await votersSeenBy(cluster, id, [1, 2, 3]);
+        await cluster.kill(4);
+        // Three nodes go on: REGISTER, PUT and GET through each, across rollovers.
+        await cluster.client(2).register('after_removal');
+        for (let index = 0; index < 15; index++) await cluster.client(cluster.ids[index % 3] as number).put('after_removal', `r-${index}`);
+        for (let index = 0; index < 15; index++)
+          t.is(await cluster.client(cluster.ids[(index + 1) % 3] as number).get('after_removal'), `r-${index}`);
+        const state = await cluster.client(1).state('after_removal');
+        t.false(Object.values(state.segment_leaders).includes(4), JSON.stringify(state));
+        // Removing a node that is not a member says so.
+        const again = await runWalrusCommand(['cluster', 'remove', '4', '--via', via], { cwd: dir });
+        t.is(again.code, 1);
+        t.regex(again.stderr, /node 4 is not a member of this cluster/);
+      } finally {
+        await cluster.close();
       }
     });
   },

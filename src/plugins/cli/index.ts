@@ -10,6 +10,7 @@ import { CAPABILITIES } from '../../kernel/tokens.js';
 export const WALRUS_COMMANDS: readonly CommandInfo[] = [
   { name: 'start', summary: 'run a Walrus node (a single node on the embedded default without --config)' },
   { name: 'cluster start', summary: 'run N nodes on this machine as one cluster, until Ctrl-C (for trying Walrus and for tests)' },
+  { name: 'cluster remove', summary: 'take a member out of a running cluster (its topics move to the other nodes)' },
   { name: 'plugins', summary: 'list every known plugin with its status: loaded, available, or unavailable and why' },
   { name: 'config print', summary: 'show the effective configuration and where each value came from' },
 ];

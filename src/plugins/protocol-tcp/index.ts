@@ -104,6 +104,7 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
             metadata: plane.metadata,
             peers: plane.peers,
             log: scope.log,
+            handOff: () => controller.handOff(),
           });
     // Other nodes' forwarded PUTs, reads and joins are answered from here on.
     plane.peers?.serve({ ...controller.peerHandlers(), ...(membership?.handlers() ?? {}) });

@@ -80,6 +80,8 @@ export interface HandOffReport {
 /** PUTs of one topic forwarded to one node and not answered yet (see put()). */
 interface ForwardGate {
   readonly target: NodeId;
+  /** The segment they were sent for: a node accepts a forwarded PUT only for the segment it names. */
+  readonly segment: number;
   pending: number;
   readonly idle: Promise<void>;
   readonly open: () => void;
@@ -96,6 +98,10 @@ export class NodeController {
   private readonly forwardedIn: RolloverWait;
   /** Per topic: forwards in flight to one node. A PUT routed elsewhere waits until they are answered. */
   private readonly gates = new Map<string, ForwardGate>();
+  /** Per topic: the segment the forwarded PUTs waiting in `forwardedIn` were sent for. */
+  private readonly pinned = new Map<string, number>();
+  /** Per topic: forwarded PUTs for a segment this replica has not applied yet wait here, in order. */
+  private readonly catchingUp = new Map<string, Promise<void>>();
 
   constructor(options: ControllerOptions) {
     this.options = options;
@@ -112,15 +118,22 @@ export class NodeController {
         append: (topic, segment, payload) => this.appendAnywhere(topic, segment, payload),
         full: (topic, segment) => this.leaderOf(topic, segment) === options.nodeId && options.store.full(topic, segment),
         onChange,
+        // Forwards sent straight from put() and not answered yet: a refusal among them joins the
+        // queue ahead of later PUTs, so the queue sends nothing until they are all answered.
+        earlierInFlight: (topic) => this.gates.get(topic)?.idle,
       },
     });
     this.forwardedIn = new RolloverWait({
       waitMs,
       retryPauseMs: RETRY_PAUSE_MS,
       target: {
+        // Only the segment the forwarded PUTs were sent for: once the topic moved on, they go back
+        // to their sender, which sends them on in order (a node never appends them elsewhere).
         openSegment: (topic) => {
           const segment = this.openSegmentHere(topic);
-          return typeof segment === 'number' ? segment : (segment.error ?? new Error('no open segment'));
+          if (typeof segment !== 'number') return segment.error ?? new Error('no open segment');
+          const pinned = this.pinned.get(topic);
+          return pinned === undefined || pinned === segment ? segment : notLeaderFor(segmentKey(topic, segment));
         },
         append: (topic, segment, payload) => options.store.append(topic, segment, payload),
         full: (topic, segment) => options.store.full(topic, segment),
@@ -249,7 +262,9 @@ export class NodeController {
     if (state === undefined) return this.onceKnown(topic, () => this.put(topic, payload));
     const leader = state.leaderNode;
     const gate = this.gates.get(topic);
-    if (gate !== undefined && gate.target !== leader) return gate.idle.then(() => this.put(topic, payload));
+    if (gate !== undefined && (gate.target !== leader || gate.segment !== state.currentSegment)) {
+      return gate.idle.then(() => this.put(topic, payload));
+    }
     if (leader === this.options.nodeId) return this.appendHere(this.rollovers, topic, state.currentSegment, payload, arrival);
     const peers = this.options.peers;
     if (peers === undefined) return { error: notLeaderFor(segmentKey(topic, state.currentSegment)) };
@@ -285,7 +300,7 @@ export class NodeController {
     payload: string | Uint8Array,
     arrival: number,
   ): Promise<ControllerReply> {
-    const gate = this.enterGate(topic, leader);
+    const gate = this.enterGate(topic, leader, segment);
     const sent = peers.client(leader).request(PEER_OPS.append, { topic, segment }, bytesOf(payload));
     return sent.then(
       () => {
@@ -314,30 +329,66 @@ export class NodeController {
       .then(() => 0);
   }
 
-  /** A PUT another node forwarded: appended only here (never forwarded on), else refused back as NotLeaderForPartition. */
+  /**
+   * A PUT another node forwarded for `segment`: appended here to that segment only (never
+   * forwarded on), else refused back as NotLeaderForPartition, so that of the PUTs one node sends
+   * for one segment, those appended are always the first ones. A segment this replica has not
+   * applied yet (the sender's view is ahead) is waited for, up to the rollover wait, with the
+   * PUTs that follow queued behind in arrival order.
+   */
   private appendForwarded(topic: string, segment: number, payload: Buffer): PeerAnswer | Promise<PeerAnswer> {
+    const pending = this.catchingUp.get(topic);
+    if (pending !== undefined) return pending.then(() => this.appendForwardedNow(topic, segment, payload));
+    const state = this.options.metadata.topic(topic);
+    if (state !== undefined && state.currentSegment >= segment) return this.appendForwardedNow(topic, segment, payload);
+    const caughtUp = this.untilSegment(topic, segment, this.options.rolloverWaitMs ?? ROLLOVER_WAIT_MS_DEFAULT);
+    this.catchingUp.set(topic, caughtUp);
+    // Registered first, so it runs before the waiting PUTs' continuations (which run in arrival order).
+    void caughtUp.then(() => {
+      if (this.catchingUp.get(topic) === caughtUp) this.catchingUp.delete(topic);
+    });
+    return caughtUp.then(() => this.appendForwardedNow(topic, segment, payload));
+  }
+
+  private appendForwardedNow(topic: string, segment: number, payload: Buffer): PeerAnswer | Promise<PeerAnswer> {
     const arrival = this.forwardedIn.arrive();
     let reply: ControllerReply | Promise<ControllerReply>;
     if (this.forwardedIn.has(topic)) reply = this.waitForRollover(this.forwardedIn, topic, arrival, payload, undefined);
     else {
       const state = this.options.metadata.topic(topic);
-      // The sender knows the topic: a replica that has not applied it yet refuses, and is asked again.
-      if (state === undefined || state.leaderNode !== this.options.nodeId) {
+      if (state === undefined || state.leaderNode !== this.options.nodeId || state.currentSegment !== segment) {
         throw notLeaderFor(segmentKey(topic, state?.currentSegment ?? segment));
       }
-      reply = this.appendHere(this.forwardedIn, topic, state.currentSegment, payload, arrival);
+      this.pinned.set(topic, segment);
+      reply = this.appendHere(this.forwardedIn, topic, segment, payload, arrival);
     }
     return reply instanceof Promise ? reply.then(peerAnswer) : peerAnswer(reply);
   }
 
-  private enterGate(topic: string, target: NodeId): ForwardGate {
+  /** Resolves once this replica's open segment of `topic` is `segment` or later, or after `ms`. */
+  private untilSegment(topic: string, segment: number, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const stop = this.options.metadata.onChange(() => {
+        if ((this.options.metadata.topic(topic)?.currentSegment ?? 0) < segment) return;
+        clearTimeout(timer);
+        stop();
+        resolve();
+      });
+      const timer = setTimeout(() => {
+        stop();
+        resolve();
+      }, ms);
+    });
+  }
+
+  private enterGate(topic: string, target: NodeId, segment: number): ForwardGate {
     let gate = this.gates.get(topic);
     if (gate === undefined) {
       let open = (): void => undefined;
       const idle = new Promise<void>((resolve) => {
         open = resolve;
       });
-      gate = { target, pending: 0, idle, open };
+      gate = { target, segment, pending: 0, idle, open };
       this.gates.set(topic, gate);
     }
     gate.pending += 1;

@@ -22,6 +22,12 @@ export interface RolloverWaitTarget {
   full(topic: string, segment: number): boolean;
   /** Subscribes to every metadata change; returns the function that unsubscribes. */
   onChange(listener: () => void): () => void;
+  /**
+   * Settles once PUTs of `topic` sent before the queue's and not answered yet are answered (their
+   * refusals join the queue first, at the place of their arrival); undefined when there are none.
+   * A drain waits for it, so nothing is sent ahead of a PUT that arrived earlier.
+   */
+  earlierInFlight?(topic: string): Promise<void> | undefined;
 }
 
 export interface RolloverWaitOptions {
@@ -143,6 +149,15 @@ export class RolloverWait {
     if (queue.draining || this.queues.get(topic) !== queue) return;
     this.expire(topic, queue);
     if (queue.waiters.length === 0) return this.forget(topic, queue);
+    const earlier = this.options.target.earlierInFlight?.(topic);
+    if (earlier !== undefined) {
+      queue.draining = true;
+      await earlier;
+      queue.draining = false;
+      if (this.queues.get(topic) !== queue) return;
+      this.expire(topic, queue);
+      if (queue.waiters.length === 0) return this.forget(topic, queue);
+    }
     const segment = this.options.target.openSegment(topic);
     if (segment instanceof Error) {
       // Unknown topic or another node's segment now: nothing to wait for.

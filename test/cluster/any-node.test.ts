@@ -135,7 +135,7 @@ test.serial('200 PUTs pipelined through a follower across rollovers are in the l
           read.push(entry.payload);
         }
       }
-      t.deepEqual(read, sent);
+      t.deepEqual(read, sent, `read: ${read.join(' ')}`);
       t.true(state.current_segment >= 20, `segments: ${state.current_segment}`);
     } finally {
       await cluster.close();

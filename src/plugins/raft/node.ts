@@ -194,7 +194,9 @@ export class RaftNode {
     const report = this.report;
     const fresh = report !== undefined && report.from === status.leader && report.term === status.term;
     const known = fresh && this.hostTicks - report.atTick <= this.liveWindowTicks ? report.members : [status.leader];
-    return [...new Set([...known, status.leader, this.id])].sort((a, b) => a - b);
+    // Only current voters: a report from before a removal may still name the removed node.
+    const voters = new Set(status.membership.voters);
+    return [...new Set([...known, status.leader, this.id])].filter((id) => id === this.id || voters.has(id)).sort((a, b) => a - b);
   }
 
   /** The storage failure that stopped this member, if one did. */

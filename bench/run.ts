@@ -4,12 +4,14 @@
 // `kernel` is a benchmark.js suite (ops/s ± error); `engine` runs the fixed-count workloads W1–W6
 // (bench/engine.bench.ts); `raft` measures commits per second and failover (bench/raft.bench.ts);
 // `server` runs a Walrus node against redis-server over loopback (bench/server.bench.ts), `flood`
-// only its flood row (a new client's first reply under a write flood).
-// `--smoke` applies to `engine`, `raft`, `server` and `flood`, `--backend` to `engine` only: a comma list of
+// only its flood row (a new client's first reply under a write flood); `cluster` three nodes on
+// loopback, PUT and GET through the node that holds the topic and through another (bench/cluster.bench.ts).
+// `--smoke` applies to `engine`, `raft`, `server`, `flood` and `cluster`, `--backend` to `engine` only: a comma list of
 // backends to run side by side (default: every backend that can run here).
 
 import type Benchmark from 'benchmark';
 import { applyProcessSwitches } from '../src/commands/process-switches.js';
+import { runClusterBench } from './cluster.bench.js';
 import { type EngineBackend, runEngineBench } from './engine.bench.js';
 import { kernelSuite } from './kernel.bench.js';
 import { runRaftBench } from './raft.bench.js';
@@ -27,6 +29,7 @@ const SUITES: Record<string, (options: Options) => Promise<void>> = {
   raft: (options) => runRaftBench(options),
   server: (options) => runServerBench(options),
   flood: (options) => runFloodBench(options),
+  cluster: (options) => runClusterBench(options),
 };
 
 const BACKENDS: readonly EngineBackend[] = ['fd', 'mmap', 'uring'];

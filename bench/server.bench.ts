@@ -103,7 +103,7 @@ const WORKLOADS: readonly Workload[] = [
 type Kind = 'PUT' | 'GET';
 
 /** One operation, told its index in the row (0 … ops − 1). */
-type Operation = (index: number) => Promise<void>;
+export type Operation = (index: number) => Promise<void>;
 
 interface Sample {
   readonly opsPerSecond: number;
@@ -132,7 +132,7 @@ function processSyscalls(pid: number | undefined): { reads: number; writes: numb
 }
 
 /** CPU seconds (user + system) `pid` has used so far, from /proc; NaN where that cannot be read. */
-function processCpuSeconds(pid: number | undefined): number {
+export function processCpuSeconds(pid: number | undefined): number {
   if (pid === undefined) return Number.NaN;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -149,7 +149,7 @@ const CLOCK_TICKS_PER_SECOND = 100;
 
 // --- child processes -------------------------------------------------------------------------
 
-interface Child {
+export interface Child {
   readonly process: ChildProcess;
   /** The first stdout line matching `pattern` (lines already seen included). */
   line(pattern: RegExp, timeoutMs: number): Promise<string>;
@@ -161,10 +161,10 @@ interface Child {
 
 const running = new Set<ChildProcess>();
 /** Temp directories to remove if this process exits without reaching a finally block. */
-const temporary = new Set<string>();
+export const temporary = new Set<string>();
 let exitHookInstalled = false;
 
-function installExitHook(): void {
+export function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   // Last resort when this process dies early (an uncaught error, process.exit elsewhere, EPIPE on
@@ -176,7 +176,7 @@ function installExitHook(): void {
 }
 
 /** Starts `command` with stdout and stderr piped; every line is kept for error reports. */
-function startChild(command: string, args: readonly string[], cwd: string, env: NodeJS.ProcessEnv = process.env): Child {
+export function startChild(command: string, args: readonly string[], cwd: string, env: NodeJS.ProcessEnv = process.env): Child {
   installExitHook();
   const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
@@ -481,7 +481,7 @@ function redisConnection(client: Redis): Connection {
  * Runs `count` operations over `lanes`, each lane awaiting its operations one after another and
  * taking the next index when done; records each operation's latency. Returns the elapsed ms.
  */
-async function drive(count: number, lanes: readonly Operation[], latencies: Float64Array): Promise<number> {
+export async function drive(count: number, lanes: readonly Operation[], latencies: Float64Array): Promise<number> {
   let next = 0;
   const lane = async (operation: Operation): Promise<void> => {
     for (;;) {
@@ -499,7 +499,7 @@ async function drive(count: number, lanes: readonly Operation[], latencies: Floa
 }
 
 /** Nearest-rank percentile of sorted values. */
-function percentile(sorted: Float64Array, fraction: number): number {
+export function percentile(sorted: Float64Array, fraction: number): number {
   return sorted[Math.max(0, Math.ceil(fraction * sorted.length) - 1)] ?? Number.NaN;
 }
 
@@ -627,15 +627,15 @@ async function floodRow(port: number, sizes: FloodSizes): Promise<string> {
 
 // --- output ----------------------------------------------------------------------------------
 
-function formatRate(value: number): string {
+export function formatRate(value: number): string {
   return Math.round(value).toLocaleString('en-US');
 }
 
-function formatMs(value: number): string {
+export function formatMs(value: number): string {
   return value.toFixed(value < 10 ? 3 : 1);
 }
 
-function loadAverage(): string {
+export function loadAverage(): string {
   return loadavg()
     .map((value) => value.toFixed(2))
     .join(' ');
@@ -727,7 +727,7 @@ function formatCpu(us: number): string {
 
 // --- the run ---------------------------------------------------------------------------------
 
-function randomPayload(bytes: number): string {
+export function randomPayload(bytes: number): string {
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
   let text = '';
   for (let index = 0; index < bytes; index++) text += alphabet[Math.floor(Math.random() * alphabet.length)];

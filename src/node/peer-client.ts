@@ -68,6 +68,11 @@ export class PeerClient {
   private retryAt = 0;
   private lastFailure = '';
   private closed = false;
+  private flushScheduled = false;
+  private readonly scheduledFlush = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
 
   constructor(options: PeerClientOptions) {
     this.options = options;
@@ -96,7 +101,12 @@ export class PeerClient {
       const timeoutMs = options.timeoutMs ?? this.options.requestTimeoutMs ?? limits.peerRequestTimeoutMsDefault;
       request.timer = setTimeout(() => this.expire(request, timeoutMs), timeoutMs);
       this.queue.push(request);
-      this.flush();
+      // Written at the end of this turn of the event loop, with whatever else was asked meanwhile:
+      // one corked write for a burst of requests instead of one system call each.
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        queueMicrotask(this.scheduledFlush);
+      }
     });
   }
 

@@ -138,6 +138,12 @@ export class PeerServer {
       return;
     }
     const written = answer?.written;
+    // Answers that become ready in the same turn of the event loop (a group commit settles many
+    // appends at once) leave in one write rather than one system call each.
+    if (socket.writableCorked === 0) {
+      socket.cork();
+      process.nextTick(uncork, socket);
+    }
     if (written === undefined) socket.write(frame);
     else socket.write(frame, (failure) => written(failure === undefined || failure === null));
   }
@@ -150,4 +156,8 @@ export class PeerServer {
     connection.socket.destroy();
     this.connections.delete(connection);
   }
+}
+
+function uncork(socket: Socket): void {
+  if (socket.writableCorked > 0) socket.uncork();
 }

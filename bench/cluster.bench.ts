@@ -1,0 +1,301 @@
+// Three Walrus nodes on loopback, one Raft group from one static cluster.nodes config: what it
+// costs that any node serves any request (issue 13). One topic per repetition, its open segment
+// led by node L (STATE <topic> names it: REGISTER places topics by a hash over the live nodes);
+// F is another node. Four rows of 256 B entries, 64 requests in flight on one connection:
+// - PUT direct:    PUTs through L, which appends them itself;
+// - PUT forwarded: PUTs through F, which forwards each to L (one node-to-node `append`);
+// - GET local:     GETs through L of entries L holds;
+// - GET remote:    GETs through F, served from L's segment (a `take` and then a `settle` per entry).
+// The two GET rows read what the two PUT rows wrote, in that order, so each reads its own count.
+// Each figure is the median of the repetitions; CPU per operation is the sum over the three node
+// processes (/proc/<pid>/stat). Targets: forwarded PUT ≥ 0.5 × direct PUT ops/s, remote GET ≥
+// 0.5 × local GET ops/s.
+//
+// Every node is a `walrus start --config FILE --node-id N` child of this process with its own temp
+// data directory, storage.fsync interval every 1000 ms (as the server benchmark's node) and
+// segments.maxEntries large enough that no rollover happens during a row; all are stopped by PID
+// (SIGTERM, then SIGKILL) however the run ends.
+//
+//   npm run bench -- cluster            # full run
+//   npm run bench -- cluster --smoke    # a few seconds (CI)
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WalrusClient } from '../src/client/index.js';
+import { freePorts } from '../test/helpers/net.js';
+import {
+  type Child,
+  drive,
+  formatMs,
+  formatRate,
+  installExitHook,
+  loadAverage,
+  type Operation,
+  percentile,
+  processCpuSeconds,
+  randomPayload,
+  startChild,
+  temporary,
+} from './server.bench.js';
+
+export interface ClusterBenchOptions {
+  readonly smoke: boolean;
+}
+
+interface Sizes {
+  readonly ops: number;
+  readonly repetitions: number;
+  readonly warmUpOps: number;
+}
+
+const FULL: Sizes = { ops: 30_000, repetitions: 3, warmUpOps: 3_000 };
+const SMOKE: Sizes = { ops: 1_000, repetitions: 1, warmUpOps: 200 };
+
+const NODES = 3;
+const PAYLOAD_BYTES = 256;
+const PIPELINE_DEPTH = 64;
+const START_TIMEOUT_MS = 30_000;
+/** Targets of issue 13: the cross-node row against its one-node counterpart. */
+const TARGET_RATIO = 0.5;
+const WALRUS_BIN = fileURLToPath(new URL('../../bin/walrus', import.meta.url));
+
+type RowName = 'PUT direct' | 'PUT forwarded' | 'GET local' | 'GET remote';
+const ROWS: readonly RowName[] = ['PUT direct', 'PUT forwarded', 'GET local', 'GET remote'];
+
+interface Sample {
+  readonly opsPerSecond: number;
+  readonly p50: number;
+  readonly p99: number;
+  /** CPU µs per operation, summed over the three nodes. */
+  readonly nodesCpuUs: number;
+  /** CPU µs per operation of this (client) process. */
+  readonly clientCpuUs: number;
+}
+
+interface Node {
+  readonly id: number;
+  readonly clientPort: number;
+  readonly child: Child;
+}
+
+async function startCluster(root: string): Promise<Node[]> {
+  const ports = await freePorts(2 * NODES);
+  const ids = Array.from({ length: NODES }, (_, index) => index + 1);
+  const clientPort = (id: number): number => ports[NODES + id - 1] as number;
+  const config = join(root, 'cluster.yaml');
+  writeFileSync(
+    config,
+    [
+      'storage: { fsync: interval, fsyncIntervalMs: 1000 }',
+      'segments: { maxEntries: 1000000000 }',
+      'cluster:',
+      '  nodes:',
+      ...ids.map((id) => `    - { id: ${id}, clientPort: ${clientPort(id)}, raftPort: ${ports[id - 1]} }`),
+      '',
+    ].join('\n'),
+  );
+  // WALRUS_* variables would override the file: the nodes get none of them.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('WALRUS_')));
+  const nodes: Node[] = [];
+  try {
+    for (const id of ids) {
+      const dir = mkdtempSync(join(root, `node${id}-`));
+      const child = startChild(
+        process.execPath,
+        [WALRUS_BIN, 'start', '--config', config, '--node-id', String(id), '--data-dir', join(dir, 'data')],
+        dir,
+        env,
+      );
+      nodes.push({ id, clientPort: clientPort(id), child });
+    }
+    await Promise.all(nodes.map((node) => node.child.line(/"msg":"ready"/, START_TIMEOUT_MS)));
+    return nodes;
+  } catch (error) {
+    await stopAll(nodes);
+    throw error;
+  }
+}
+
+async function stopAll(nodes: readonly Node[]): Promise<void> {
+  await Promise.all(nodes.map((node) => node.child.stop()));
+}
+
+function nodesCpuSeconds(nodes: readonly Node[]): number {
+  return nodes.reduce((sum, node) => sum + processCpuSeconds(node.child.process.pid), 0);
+}
+
+async function timeRow(nodes: readonly Node[], count: number, operation: Operation, latencies: Float64Array): Promise<Sample> {
+  const cpuBefore = nodesCpuSeconds(nodes);
+  const clientBefore = process.cpuUsage();
+  const lanes = Array.from({ length: PIPELINE_DEPTH }, () => operation);
+  const ms = await drive(count, lanes, latencies);
+  const client = process.cpuUsage(clientBefore);
+  const cpu = nodesCpuSeconds(nodes) - cpuBefore;
+  const sorted = latencies.slice(0, count).sort();
+  return {
+    opsPerSecond: (count * 1000) / ms,
+    p50: percentile(sorted, 0.5),
+    p99: percentile(sorted, 0.99),
+    nodesCpuUs: (cpu * 1e6) / count,
+    clientCpuUs: (client.user + client.system) / count,
+  };
+}
+
+/** Registers `topic` and returns the node leading its open segment, once every node knows the topic. */
+async function registerTopic(clients: ReadonlyMap<number, WalrusClient>, topic: string): Promise<number> {
+  const first = clients.get(1);
+  if (first === undefined) throw new Error('invariant: no client of node 1');
+  await first.register(topic);
+  let leader = 0;
+  for (const client of clients.values()) {
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    for (;;) {
+      const state = await client.state(topic).catch(() => undefined);
+      if (state !== undefined) {
+        leader = state.leader_node;
+        break;
+      }
+      if (Date.now() > deadline) throw new Error(`topic ${topic} unknown to a node after ${START_TIMEOUT_MS} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  if (!clients.has(leader)) throw new Error(`STATE ${topic} names leader_node ${leader}, not a node of this run`);
+  return leader;
+}
+
+/** The four rows on a fresh topic: returns the samples and the nodes used. */
+async function measureTopic(
+  nodes: readonly Node[],
+  clients: ReadonlyMap<number, WalrusClient>,
+  topic: string,
+  count: number,
+  payload: string,
+  latencies: Float64Array,
+): Promise<{ samples: Map<RowName, Sample>; leader: number; other: number }> {
+  const leader = await registerTopic(clients, topic);
+  const other = nodes.map((node) => node.id).find((id) => id !== leader) ?? 0;
+  const direct = clients.get(leader);
+  const forwarded = clients.get(other);
+  if (direct === undefined || forwarded === undefined) throw new Error('invariant: no client');
+  const put =
+    (client: WalrusClient): Operation =>
+    () =>
+      client.put(topic, payload);
+  const get =
+    (client: WalrusClient): Operation =>
+    async () => {
+      const value = await client.get(topic);
+      if (value === null || value.length !== PAYLOAD_BYTES)
+        throw new Error(`GET ${topic} returned ${value === null ? 'EMPTY' : `${value.length} chars`}`);
+    };
+  const samples = new Map<RowName, Sample>();
+  samples.set('PUT direct', await timeRow(nodes, count, put(direct), latencies));
+  samples.set('PUT forwarded', await timeRow(nodes, count, put(forwarded), latencies));
+  samples.set('GET local', await timeRow(nodes, count, get(direct), latencies));
+  samples.set('GET remote', await timeRow(nodes, count, get(forwarded), latencies));
+  const after = await forwarded.state(topic);
+  if (after.leader_node !== leader)
+    throw new Error(`the open segment of ${topic} moved from node ${leader} to ${after.leader_node} during the rows`);
+  if ((await direct.get(topic)) !== null) throw new Error(`${topic} still had entries after its GET rows`);
+  return { samples, leader, other };
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+function medianSample(samples: readonly Sample[]): Sample {
+  const of = (field: keyof Sample): number => median(samples.map((sample) => sample[field]));
+  return { opsPerSecond: of('opsPerSecond'), p50: of('p50'), p99: of('p99'), nodesCpuUs: of('nodesCpuUs'), clientCpuUs: of('clientCpuUs') };
+}
+
+function table(rows: ReadonlyMap<RowName, Sample>): string {
+  const header = ['row (64 in flight, 1 connection)', 'ops/s', 'p50 ms', 'p99 ms', 'nodes CPU µs/op', 'client CPU µs/op'];
+  const lines = ROWS.map((name) => {
+    const sample = rows.get(name);
+    if (sample === undefined) return [name, '—', '—', '—', '—', '—'];
+    return [
+      name,
+      formatRate(sample.opsPerSecond),
+      formatMs(sample.p50),
+      formatMs(sample.p99),
+      sample.nodesCpuUs.toFixed(1),
+      sample.clientCpuUs.toFixed(1),
+    ];
+  });
+  const all = [header, ...lines];
+  const widths = header.map((_, column) => Math.max(...all.map((cells) => (cells[column] ?? '').length)));
+  const render = (cells: string[]): string => `| ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join(' | ')} |`;
+  return [render(header), `|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`, ...lines.map(render)].join('\n');
+}
+
+function target(rows: ReadonlyMap<RowName, Sample>, cross: RowName, base: RowName): string {
+  const ratio = (rows.get(cross)?.opsPerSecond ?? Number.NaN) / (rows.get(base)?.opsPerSecond ?? Number.NaN);
+  return `  target ${cross} ≥ ${TARGET_RATIO} × ${base}: ${ratio.toFixed(2)}× — ${ratio >= TARGET_RATIO ? 'MET' : 'NOT MET'}`;
+}
+
+export async function runClusterBench(options: ClusterBenchOptions): Promise<void> {
+  const sizes = options.smoke ? SMOKE : FULL;
+  const log = (line: string): void => console.log(line);
+  log(
+    `cluster: three Walrus nodes on loopback, any node serves any request (${options.smoke ? 'smoke sizes: indicative only' : 'full sizes'})`,
+  );
+  log(
+    `  node ${process.version}, ${availableParallelism()} cores (${cpus()[0]?.model ?? 'unknown cpu'}), load average ${loadAverage()} (three nodes and this client share the cores; other processes skew every figure)`,
+  );
+  log(
+    `  ${sizes.ops.toLocaleString('en-US')} operations of ${PAYLOAD_BYTES} B per row, ${PIPELINE_DEPTH} in flight on one connection; medians of ${sizes.repetitions} repetition(s), a fresh topic each; latency from call to reply`,
+  );
+  installExitHook();
+  const root = mkdtempSync(join(tmpdir(), 'walrus-cluster-bench-'));
+  temporary.add(root);
+  const payload = randomPayload(PAYLOAD_BYTES);
+  const latencies = new Float64Array(Math.max(sizes.ops, sizes.warmUpOps));
+  const samples = new Map<RowName, Sample[]>();
+  let nodes: Node[] = [];
+  const clients = new Map<number, WalrusClient>();
+  try {
+    nodes = await startCluster(root);
+    log(
+      `  nodes: ${nodes.map((node) => `${node.id} (pid ${node.child.process.pid})`).join(', ')}; storage.fsync interval 1000 ms, segments.maxEntries 1e9`,
+    );
+    for (const node of nodes) {
+      clients.set(
+        node.id,
+        await WalrusClient.connect({ host: '127.0.0.1', port: node.clientPort, inFlightMax: PIPELINE_DEPTH, timeoutMs: 30_000 }),
+      );
+    }
+    // Untimed warm-up: the JIT of every process, the node-to-node connections.
+    await measureTopic(nodes, clients, `cluster-warm-${Date.now()}`, sizes.warmUpOps, payload, latencies);
+    for (let repetition = 1; repetition <= sizes.repetitions; repetition++) {
+      const topic = `cluster-${Date.now()}-${repetition}`;
+      const measured = await measureTopic(nodes, clients, topic, sizes.ops, payload, latencies);
+      for (const name of ROWS) {
+        const sample = measured.samples.get(name);
+        if (sample === undefined) continue;
+        samples.set(name, [...(samples.get(name) ?? []), sample]);
+        const through = name === 'PUT direct' || name === 'GET local' ? measured.leader : measured.other;
+        log(
+          `    #${repetition} ${name.padEnd(14)} via node ${through} (L = ${measured.leader}) ${formatRate(sample.opsPerSecond).padStart(8)} ops/s  p50 ${formatMs(sample.p50).padStart(7)} ms  p99 ${formatMs(sample.p99).padStart(7)} ms  nodes CPU ${sample.nodesCpuUs.toFixed(1).padStart(6)} µs/op`,
+        );
+      }
+    }
+    for (const node of nodes) {
+      for (const line of node.child.matching(/"level":[4-6]\d/, 5, /"msg":"ready"/)) log(`  node ${node.id} logged: ${line.slice(0, 300)}`);
+    }
+  } finally {
+    for (const client of clients.values()) await client.close().catch(() => undefined);
+    await stopAll(nodes).catch((error: unknown) => log(`  could not stop a node: ${String(error)}`));
+    rmSync(root, { recursive: true, force: true });
+    temporary.delete(root);
+  }
+  const rows = new Map<RowName, Sample>();
+  for (const [name, list] of samples) rows.set(name, medianSample(list));
+  log(`\n  load average at end: ${loadAverage()}`);
+  log(`\n${table(rows)}\n`);
+  log(target(rows, 'PUT forwarded', 'PUT direct'));
+  log(target(rows, 'GET remote', 'GET local'));
+}

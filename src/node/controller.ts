@@ -448,9 +448,13 @@ export class NodeController {
    * here waits up to TOPIC_APPEAR_WAIT_MS for it before answering `unknown topic`; a node alone
    * answers at once.
    */
+  /** Whether this node is one of several (requests may then need another node's view or data). */
+  private clustered(): boolean {
+    return this.options.peers !== undefined && (this.options.consensus.status?.().voters.length ?? 1) > 1;
+  }
+
   private onceKnown(topic: string, retry: () => ControllerReply | Promise<ControllerReply>): ControllerReply | Promise<ControllerReply> {
-    const voters = this.options.consensus.status?.().voters.length ?? 1;
-    if (this.options.peers === undefined || voters <= 1) return unknownTopic(topic);
+    if (!this.clustered()) return unknownTopic(topic);
     return new Promise<boolean>((resolve) => {
       const stop = this.options.metadata.onChange(() => {
         if (this.options.metadata.topic(topic) === undefined) return;
@@ -468,7 +472,13 @@ export class NodeController {
   private async fetch(topic: string, segment: number, offset: number): Promise<ControllerReply> {
     const state = this.options.metadata.topic(topic);
     if (state === undefined) return this.onceKnown(topic, () => this.fetch(topic, segment, offset));
-    if (segment > state.currentSegment) return EMPTY_REPLY;
+    if (segment > state.currentSegment) {
+      // In a cluster this replica may not have applied that segment's opening yet (just
+      // restarted, or a heartbeat behind): give it a moment before saying there is nothing.
+      if (!this.clustered()) return EMPTY_REPLY;
+      await this.untilSegment(topic, segment, TOPIC_APPEAR_WAIT_MS);
+      if (segment > (this.options.metadata.topic(topic)?.currentSegment ?? 0)) return EMPTY_REPLY;
+    }
     const owner = this.leaderOf(topic, segment);
     const remote = this.options.remoteReads;
     const payload =

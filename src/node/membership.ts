@@ -341,6 +341,29 @@ export class Membership {
   }
 }
 
+/**
+ * Resolves once this member has heard from a Raft leader and applied what it knows to be
+ * committed, with its applied index steady for one more look; at once for a group of one, and
+ * after `maxMs` whatever happens (a cluster restarting as a whole may have no leader for a
+ * while). A node that says "ready" then answers from a current view, not from the one it had
+ * before it went down.
+ */
+export async function catchUp(consensus: Pick<Consensus, 'status'>, maxMs: number, lookMs = 100): Promise<boolean> {
+  const deadline = Date.now() + maxMs;
+  let steady = -1;
+  for (;;) {
+    const status = consensus.status();
+    if (status.voters.length <= 1 && status.learners.length === 0) return true;
+    const heard = status.role === 'leader' || status.leader !== 0;
+    if (heard && status.appliedIndex >= status.commitIndex) {
+      if (steady === status.appliedIndex) return true;
+      steady = status.appliedIndex;
+    } else steady = -1;
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, lookMs));
+  }
+}
+
 function format(address: PeerAddress | undefined): string | undefined {
   return address === undefined ? undefined : `${address.host}:${address.port}`;
 }

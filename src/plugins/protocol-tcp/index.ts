@@ -11,7 +11,7 @@ import { s } from '../../kernel/schema.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
 import { NodeController } from '../../node/controller.js';
 import { DATA_PLANE } from '../../node/data-plane.js';
-import { Membership } from '../../node/membership.js';
+import { catchUp, Membership } from '../../node/membership.js';
 import { parseAddress } from '../../node/peers.js';
 import { ProtocolServer } from './server.js';
 
@@ -58,6 +58,8 @@ export interface ProtocolConfig {
   readonly frameTimeoutMs: number;
 }
 
+/** How long a start waits for this node to catch up with the metadata before it serves anyway. */
+const CATCH_UP_MS = 5_000;
 /** How long a start waits between attempts to create the bootstrap topics (no Raft leader yet). */
 const BOOTSTRAP_RETRY_MS = 100;
 
@@ -121,6 +123,11 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
           cause: error,
         });
       }
+    }
+    // In a cluster, "ready" waits (a bounded while) until this node has caught up with the
+    // metadata: a node just restarted would otherwise answer from the view it had before.
+    if (membership !== undefined && !(await catchUp(consensus, CATCH_UP_MS))) {
+      scope.log.warn({ waitedMs: CATCH_UP_MS }, 'no Raft leader heard from yet: serving with the metadata this node has');
     }
     // Bootstrap topics exist before the port opens: a client that sees the node ready can use them.
     const bootstrap = scope.config.bootstrap as BootstrapConfig;

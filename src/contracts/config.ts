@@ -26,7 +26,7 @@ export const nodeSchema = s.object(
     raftPort: port(6000, 'Raft and node-to-node port (0 picks a free port).'),
     join: s.nullable(
       s.string({ default: '', pattern: HOST_PORT, patternHint: 'host:port', description: 'Raft address of a cluster member.' }),
-      'Raft address (`host:port`) of an existing member to join. Not supported yet: `walrus start` refuses any value but null (CONFIG_UNSUPPORTED) until the cluster release.',
+      'Internal address (`host:port`) of a member of a running cluster to join through; ignored once this node is a member by its own files.',
     ),
   },
   'This node.',

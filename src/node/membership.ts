@@ -166,22 +166,13 @@ export class Membership {
     const nodeId = headCount(head, 'nodeId');
     const raftAddress = headString(head, 'raftAddress');
     const clientAddress = headString(head, 'clientAddress');
-    const hops = head.hops === undefined ? 0 : headCount(head, 'hops');
     const address = parseAddress(raftAddress);
     if (nodeId < 1 || address === undefined) {
       throw walrusError('INVALID_ARGUMENT', `a join needs a node id ≥ 1 and a host:port internal address; got ${nodeId} at ${raftAddress}`);
     }
     const { consensus, metadata, peers } = this.options;
     const status = consensus.status();
-    if (status.role !== 'leader') {
-      if (status.leader === 0) throw walrusError('RAFT_NOT_LEADER', 'no Raft leader is known to take the join (an election?); retry');
-      if (hops >= JOIN_HOPS_MAX)
-        throw walrusError('RAFT_NOT_LEADER', `the join was passed on ${hops} times without reaching the Raft leader; retry`);
-      const reply = await peers
-        .client(status.leader)
-        .request(PEER_OPS.join, { ...head, hops: hops + 1 }, undefined, { timeoutMs: JOIN_TIMEOUT_MS });
-      return { ...reply.head };
-    }
+    if (status.role !== 'leader') return this.passOn(PEER_OPS.join, 'join', head, JOIN_TIMEOUT_MS);
     const member = status.voters.includes(nodeId) || status.learners.includes(nodeId);
     if (member) {
       const known = metadata.nodes().get(nodeId)?.raftAddress ?? format(peers.addressOf(nodeId));
@@ -214,18 +205,9 @@ export class Membership {
   private async answerRemove(head: Readonly<Record<string, unknown>>): Promise<Record<string, unknown>> {
     const nodeId = headCount(head, 'nodeId');
     const force = head.force === true;
-    const hops = head.hops === undefined ? 0 : headCount(head, 'hops');
     const { consensus, peers } = this.options;
     const status = consensus.status();
-    if (status.role !== 'leader') {
-      if (status.leader === 0) throw walrusError('RAFT_NOT_LEADER', 'no Raft leader is known to take the removal (an election?); retry');
-      if (hops >= JOIN_HOPS_MAX)
-        throw walrusError('RAFT_NOT_LEADER', `the removal was passed on ${hops} times without reaching the Raft leader; retry`);
-      const reply = await peers
-        .client(status.leader)
-        .request(PEER_OPS.remove, { ...head, hops: hops + 1 }, undefined, { timeoutMs: REMOVE_TIMEOUT_MS });
-      return { ...reply.head };
-    }
+    if (status.role !== 'leader') return this.passOn(PEER_OPS.remove, 'removal', head, REMOVE_TIMEOUT_MS);
     if (!status.voters.includes(nodeId) && !status.learners.includes(nodeId)) {
       throw walrusError('INVALID_ARGUMENT', `node ${nodeId} is not a member of this cluster (voters ${status.voters.join(', ')})`);
     }
@@ -263,6 +245,22 @@ export class Membership {
     await consensus.remove(nodeId);
     this.options.log.info({ nodeId, moved: report?.moved ?? [], forced: force }, 'node removed from the cluster');
     return { removed: nodeId, moved: report?.moved ?? [], lost: force ? unread : [] };
+  }
+
+  /** On a member that is not the Raft leader: sends `op` on to the leader it knows of, and returns its answer. */
+  private async passOn(
+    op: string,
+    what: string,
+    head: Readonly<Record<string, unknown>>,
+    timeoutMs: number,
+  ): Promise<Record<string, unknown>> {
+    const hops = head.hops === undefined ? 0 : headCount(head, 'hops');
+    const leader = this.options.consensus.status().leader;
+    if (leader === 0) throw walrusError('RAFT_NOT_LEADER', `no Raft leader is known to take the ${what} (an election?); retry`);
+    if (hops >= JOIN_HOPS_MAX)
+      throw walrusError('RAFT_NOT_LEADER', `the ${what} was passed on ${hops} times without reaching the Raft leader; retry`);
+    const reply = await this.options.peers.client(leader).request(op, { ...head, hops: hops + 1 }, undefined, { timeoutMs });
+    return { ...reply.head };
   }
 
   /** Every member's internal address this node knows, for a joiner to reach them. */

@@ -36,18 +36,13 @@ import {
   percentile,
   processCpuSeconds,
   randomPayload,
+  type Sizes,
   startChild,
   temporary,
 } from './server.bench.js';
 
 export interface ClusterBenchOptions {
   readonly smoke: boolean;
-}
-
-interface Sizes {
-  readonly ops: number;
-  readonly repetitions: number;
-  readonly warmUpOps: number;
 }
 
 const FULL: Sizes = { ops: 30_000, repetitions: 3, warmUpOps: 3_000 };

@@ -53,7 +53,7 @@ export interface ServerBenchOptions {
   readonly smoke: boolean;
 }
 
-interface Sizes {
+export interface Sizes {
   /** Operations per row (PUTs in a PUT row, GETs in a GET row). */
   readonly ops: number;
   readonly repetitions: number;

@@ -455,18 +455,10 @@ export class NodeController {
 
   private onceKnown(topic: string, retry: () => ControllerReply | Promise<ControllerReply>): ControllerReply | Promise<ControllerReply> {
     if (!this.clustered()) return unknownTopic(topic);
-    return new Promise<boolean>((resolve) => {
-      const stop = this.options.metadata.onChange(() => {
-        if (this.options.metadata.topic(topic) === undefined) return;
-        clearTimeout(timer);
-        stop();
-        resolve(true);
-      });
-      const timer = setTimeout(() => {
-        stop();
-        resolve(false);
-      }, TOPIC_APPEAR_WAIT_MS);
-    }).then((known) => (known ? retry() : unknownTopic(topic)));
+    // A known topic's open segment is 1 or later.
+    return this.untilSegment(topic, 1, TOPIC_APPEAR_WAIT_MS).then(() =>
+      this.options.metadata.topic(topic) === undefined ? unknownTopic(topic) : retry(),
+    );
   }
 
   private async fetch(topic: string, segment: number, offset: number): Promise<ControllerReply> {

@@ -5,7 +5,7 @@
 // join target that is not there ends the start with the reason.
 
 import test from 'ava';
-import { TestCluster } from '../helpers/cluster.js';
+import { TestCluster, withCluster } from '../helpers/cluster.js';
 import { withTempDir } from '../helpers/kernel.js';
 import { runWalrusCommand } from '../helpers/process.js';
 
@@ -37,41 +37,36 @@ test.serial(
   'a 4th node joins through a follower, becomes a voter, serves requests, and rejoins from its files after kill -9',
   async (t) => {
     t.timeout(120_000);
-    await withTempDir(async (dir) => {
-      const cluster = await TestCluster.start(dir);
-      try {
-        const leader = await cluster.leader();
-        const follower = cluster.ids.find((id) => id !== leader) as number;
-        await cluster.startJoiner(4, follower);
-        await cluster.ready(4, 30_000);
-        // Promoted once caught up: every member (the new one too) lists four voters.
-        for (const id of [1, 2, 3, 4]) await votersSeenBy(cluster, id, [1, 2, 3, 4]);
-        const metrics = await votersSeenBy(cluster, leader, [1, 2, 3, 4]);
-        t.is(metrics.membership_config.membership.nodes['4']?.addr, `127.0.0.1:${cluster.raftPorts.get(4)}`);
-        // Its addresses are in the metadata: the leader's log says so, and the node serves requests.
-        await cluster.client(4).register('joined');
-        for (let index = 0; index < 25; index++) await cluster.client(4).put('joined', `j-${index}`);
-        const read: string[] = [];
-        for (let index = 0; index < 25; index++) read.push((await cluster.client(1).get('joined')) ?? 'EMPTY');
-        t.deepEqual(
-          read,
-          Array.from({ length: 25 }, (_, index) => `j-${index}`),
-        );
-        // Rollovers rotate over the four voters.
-        const state = await cluster.client(4).state('joined');
-        t.true(state.current_segment >= 3, JSON.stringify(state));
-        // kill -9 and a start with the same flags: a member by its own files, no second join.
-        await cluster.kill(4);
-        cluster.launch(4);
-        await cluster.ready(4, 30_000);
-        await votersSeenBy(cluster, 4, [1, 2, 3, 4]);
-        t.false(cluster.node(4).stdout().includes('joined the cluster as a learner'), 'a restart does not join again');
-        t.is(await cluster.client(4).get('joined'), null);
-        await cluster.client(2).put('joined', 'after-restart');
-        t.is(await cluster.client(4).get('joined'), 'after-restart');
-      } finally {
-        await cluster.close();
-      }
+    await withCluster({}, async (cluster) => {
+      const leader = await cluster.leader();
+      const follower = cluster.ids.find((id) => id !== leader) as number;
+      await cluster.startJoiner(4, follower);
+      await cluster.ready(4, 30_000);
+      // Promoted once caught up: every member (the new one too) lists four voters.
+      for (const id of [1, 2, 3, 4]) await votersSeenBy(cluster, id, [1, 2, 3, 4]);
+      const metrics = await votersSeenBy(cluster, leader, [1, 2, 3, 4]);
+      t.is(metrics.membership_config.membership.nodes['4']?.addr, `127.0.0.1:${cluster.raftPorts.get(4)}`);
+      // Its addresses are in the metadata: the leader's log says so, and the node serves requests.
+      await cluster.client(4).register('joined');
+      for (let index = 0; index < 25; index++) await cluster.client(4).put('joined', `j-${index}`);
+      const read: string[] = [];
+      for (let index = 0; index < 25; index++) read.push((await cluster.client(1).get('joined')) ?? 'EMPTY');
+      t.deepEqual(
+        read,
+        Array.from({ length: 25 }, (_, index) => `j-${index}`),
+      );
+      // Rollovers rotate over the four voters.
+      const state = await cluster.client(4).state('joined');
+      t.true(state.current_segment >= 3, JSON.stringify(state));
+      // kill -9 and a start with the same flags: a member by its own files, no second join.
+      await cluster.kill(4);
+      cluster.launch(4);
+      await cluster.ready(4, 30_000);
+      await votersSeenBy(cluster, 4, [1, 2, 3, 4]);
+      t.false(cluster.node(4).stdout().includes('joined the cluster as a learner'), 'a restart does not join again');
+      t.is(await cluster.client(4).get('joined'), null);
+      await cluster.client(2).put('joined', 'after-restart');
+      t.is(await cluster.client(4).get('joined'), 'after-restart');
     });
   },
 );
@@ -80,19 +75,14 @@ test.serial(
   'joining with the id of a member at another address is refused, and a join target that is not there ends the start',
   async (t) => {
     t.timeout(120_000);
-    await withTempDir(async (dir) => {
-      const cluster = await TestCluster.start(dir);
-      try {
-        // Node id 2 exists at its own address: a second "node 2" elsewhere is refused, exit 1.
-        const impostor = await cluster.startJoiner(2, 1, ['--data-dir', `${dir}/impostor`], true);
-        const finished = await impostor.exited;
-        t.is(finished.code, 1, finished.stdout);
-        t.regex(finished.stdout + finished.stderr, /node 2 is already a member of this cluster, at 127\.0\.0\.1:\d+, not 127\.0\.0\.1:\d+/);
-        // The cluster is untouched: three voters.
-        await votersSeenBy(cluster, 1, [1, 2, 3]);
-      } finally {
-        await cluster.close();
-      }
+    await withCluster({}, async (cluster, dir) => {
+      // Node id 2 exists at its own address: a second "node 2" elsewhere is refused, exit 1.
+      const impostor = await cluster.startJoiner(2, 1, ['--data-dir', `${dir}/impostor`], true);
+      const finished = await impostor.exited;
+      t.is(finished.code, 1, finished.stdout);
+      t.regex(finished.stdout + finished.stderr, /node 2 is already a member of this cluster, at 127\.0\.0\.1:\d+, not 127\.0\.0\.1:\d+/);
+      // The cluster is untouched: three voters.
+      await votersSeenBy(cluster, 1, [1, 2, 3]);
     });
     // Nothing at the join target: the start gives up after its attempts and says why.
     await withTempDir(async (dir) => {
@@ -117,49 +107,44 @@ test.serial(
   'removal: refused while the node holds unread entries, then its topics move to the others and the cluster of three goes on',
   async (t) => {
     t.timeout(120_000);
-    await withTempDir(async (dir) => {
-      const cluster = await TestCluster.start(dir);
-      try {
-        await cluster.startJoiner(4, 1);
-        await cluster.ready(4, 30_000);
-        await votersSeenBy(cluster, 1, [1, 2, 3, 4]);
-        // A topic placed on node 4 (placement hashes the name over the live nodes).
-        let topic = '';
-        for (let index = 0; index < 40 && topic === ''; index++) {
-          await cluster.client(1).register(`moving_${index}`);
-          if ((await cluster.client(1).state(`moving_${index}`)).leader_node === 4) topic = `moving_${index}`;
-        }
-        t.not(topic, '', 'no topic landed on node 4');
-        for (const entry of ['a', 'b', 'c']) await cluster.client(2).put(topic, entry);
-        const via = `127.0.0.1:${cluster.raftPorts.get(2)}`;
-        const refused = await runWalrusCommand(['cluster', 'remove', '4', '--via', via], { cwd: dir });
-        t.is(refused.code, 1, refused.stdout);
-        t.regex(refused.stderr, new RegExp(`node 4 still holds entries no GET has read: ${topic} segment 1 \\(3\\)`));
-        // Its open segment was sealed and handed over meanwhile: new PUTs go to another node.
-        const moved = await cluster.client(3).state(topic);
-        t.not(moved.leader_node, 4);
-        t.deepEqual(moved.sealed_segments, { 1: 3 });
-        await cluster.client(1).put(topic, 'd');
-        for (const entry of ['a', 'b', 'c', 'd']) t.is(await cluster.client(3).get(topic), entry);
-        const removed = await runWalrusCommand(['cluster', 'remove', '4', '--via', via], { cwd: dir });
-        t.is(removed.code, 0, removed.stderr);
-        t.regex(removed.stdout, /node 4 removed from the cluster/);
-        for (const id of [1, 2, 3]) await votersSeenBy(cluster, id, [1, 2, 3]);
-        await cluster.kill(4);
-        // Three nodes go on: REGISTER, PUT and GET through each, across rollovers.
-        await cluster.client(2).register('after_removal');
-        for (let index = 0; index < 15; index++) await cluster.client(cluster.ids[index % 3] as number).put('after_removal', `r-${index}`);
-        for (let index = 0; index < 15; index++)
-          t.is(await cluster.client(cluster.ids[(index + 1) % 3] as number).get('after_removal'), `r-${index}`);
-        const state = await cluster.client(1).state('after_removal');
-        t.false(Object.values(state.segment_leaders).includes(4), JSON.stringify(state));
-        // Removing a node that is not a member says so.
-        const again = await runWalrusCommand(['cluster', 'remove', '4', '--via', via], { cwd: dir });
-        t.is(again.code, 1);
-        t.regex(again.stderr, /node 4 is not a member of this cluster/);
-      } finally {
-        await cluster.close();
+    await withCluster({}, async (cluster, dir) => {
+      await cluster.startJoiner(4, 1);
+      await cluster.ready(4, 30_000);
+      await votersSeenBy(cluster, 1, [1, 2, 3, 4]);
+      // A topic placed on node 4 (placement hashes the name over the live nodes).
+      let topic = '';
+      for (let index = 0; index < 40 && topic === ''; index++) {
+        await cluster.client(1).register(`moving_${index}`);
+        if ((await cluster.client(1).state(`moving_${index}`)).leader_node === 4) topic = `moving_${index}`;
       }
+      t.not(topic, '', 'no topic landed on node 4');
+      for (const entry of ['a', 'b', 'c']) await cluster.client(2).put(topic, entry);
+      const via = `127.0.0.1:${cluster.raftPorts.get(2)}`;
+      const refused = await runWalrusCommand(['cluster', 'remove', '4', '--via', via], { cwd: dir });
+      t.is(refused.code, 1, refused.stdout);
+      t.regex(refused.stderr, new RegExp(`node 4 still holds entries no GET has read: ${topic} segment 1 \\(3\\)`));
+      // Its open segment was sealed and handed over meanwhile: new PUTs go to another node.
+      const moved = await cluster.client(3).state(topic);
+      t.not(moved.leader_node, 4);
+      t.deepEqual(moved.sealed_segments, { 1: 3 });
+      await cluster.client(1).put(topic, 'd');
+      for (const entry of ['a', 'b', 'c', 'd']) t.is(await cluster.client(3).get(topic), entry);
+      const removed = await runWalrusCommand(['cluster', 'remove', '4', '--via', via], { cwd: dir });
+      t.is(removed.code, 0, removed.stderr);
+      t.regex(removed.stdout, /node 4 removed from the cluster/);
+      for (const id of [1, 2, 3]) await votersSeenBy(cluster, id, [1, 2, 3]);
+      await cluster.kill(4);
+      // Three nodes go on: REGISTER, PUT and GET through each, across rollovers.
+      await cluster.client(2).register('after_removal');
+      for (let index = 0; index < 15; index++) await cluster.client(cluster.ids[index % 3] as number).put('after_removal', `r-${index}`);
+      for (let index = 0; index < 15; index++)
+        t.is(await cluster.client(cluster.ids[(index + 1) % 3] as number).get('after_removal'), `r-${index}`);
+      const state = await cluster.client(1).state('after_removal');
+      t.false(Object.values(state.segment_leaders).includes(4), JSON.stringify(state));
+      // Removing a node that is not a member says so.
+      const again = await runWalrusCommand(['cluster', 'remove', '4', '--via', via], { cwd: dir });
+      t.is(again.code, 1);
+      t.regex(again.stderr, /node 4 is not a member of this cluster/);
     });
   },
 );

@@ -8,7 +8,7 @@
 
 import test from 'ava';
 import { ClientError, WalrusClient } from '../../src/client/index.js';
-import { TestCluster } from '../helpers/cluster.js';
+import { TestCluster, withCluster } from '../helpers/cluster.js';
 import { withTempDir } from '../helpers/kernel.js';
 
 const SECONDS = Number(process.env.WALRUS_TEST_CLUSTER_SECONDS ?? 4);
@@ -128,35 +128,30 @@ test.serial(
   `multi-topic: 100 topics written at once for ${SECONDS} s through all nodes; each reads back exactly its acknowledged sequence, then EMPTY`,
   async (t) => {
     t.timeout(60_000 + SECONDS * 4_000);
-    await withTempDir(async (dir) => {
-      const cluster = await TestCluster.start(dir);
-      try {
-        const topics = Array.from({ length: 100 }, (_, index) => `stress_topic_${index}`);
-        for (const [index, topic] of topics.entries()) await cluster.client(cluster.ids[index % 3] as number).register(topic);
-        const until = Date.now() + SECONDS * 1000;
-        const writers = topics.map((topic): Writer => ({ topic, acked: [], unsure: new Set(), retriable: 0, fatal: [] }));
-        // One connection per node carries many topics' PUTs at once (pipelined across topics).
-        await Promise.all(writers.map((writer, index) => write(cluster.client(cluster.ids[index % 3] as number), writer, 'm-', 64, until)));
-        t.deepEqual(
-          writers.flatMap((writer) => writer.fatal),
-          [],
-          cluster.problems(),
-        );
-        for (const [index, writer] of writers.entries()) {
-          const reader = cluster.client(cluster.ids[(index + 1) % 3] as number);
-          const read: string[] = [];
-          for (;;) {
-            const entry = await reader.get(writer.topic);
-            if (entry === null) break;
-            read.push(entry);
-          }
-          const problem = sameSequence(read, writer, 'm-');
-          t.is(problem, undefined, `${writer.topic}: ${problem}`);
+    await withCluster({}, async (cluster) => {
+      const topics = Array.from({ length: 100 }, (_, index) => `stress_topic_${index}`);
+      for (const [index, topic] of topics.entries()) await cluster.client(cluster.ids[index % 3] as number).register(topic);
+      const until = Date.now() + SECONDS * 1000;
+      const writers = topics.map((topic): Writer => ({ topic, acked: [], unsure: new Set(), retriable: 0, fatal: [] }));
+      // One connection per node carries many topics' PUTs at once (pipelined across topics).
+      await Promise.all(writers.map((writer, index) => write(cluster.client(cluster.ids[index % 3] as number), writer, 'm-', 64, until)));
+      t.deepEqual(
+        writers.flatMap((writer) => writer.fatal),
+        [],
+        cluster.problems(),
+      );
+      for (const [index, writer] of writers.entries()) {
+        const reader = cluster.client(cluster.ids[(index + 1) % 3] as number);
+        const read: string[] = [];
+        for (;;) {
+          const entry = await reader.get(writer.topic);
+          if (entry === null) break;
+          read.push(entry);
         }
-        t.log(`${writers.reduce((sum, writer) => sum + writer.acked.length, 0)} PUTs acknowledged over 100 topics`);
-      } finally {
-        await cluster.close();
+        const problem = sameSequence(read, writer, 'm-');
+        t.is(problem, undefined, `${writer.topic}: ${problem}`);
       }
+      t.log(`${writers.reduce((sum, writer) => sum + writer.acked.length, 0)} PUTs acknowledged over 100 topics`);
     });
   },
 );

@@ -6,6 +6,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WalrusClient } from '../../src/client/index.js';
+import { withTempDir } from './kernel.js';
 import { freePorts } from './net.js';
 import { type Running, startWalrus } from './process.js';
 
@@ -166,4 +167,16 @@ export class TestCluster {
       )
       .join('\n');
   }
+}
+
+/** Runs `body` with a cluster started in a temp directory of its own, and stops it (and removes the directory) however `body` ends. */
+export async function withCluster(options: ClusterOptions, body: (cluster: TestCluster, dir: string) => Promise<void>): Promise<void> {
+  await withTempDir(async (dir) => {
+    const cluster = await TestCluster.start(dir, options);
+    try {
+      await body(cluster, dir);
+    } finally {
+      await cluster.close();
+    }
+  });
 }

@@ -146,6 +146,16 @@ export const limits = {
   peerRetryDelayMsMax: 1_000,
   /** A connection to the internal port that has not said which channel it is for within this long is closed. */
   peerHelloTimeoutMs: 5_000,
+
+  // GETs of a segment another node holds (src/node/reader.ts): that node lends a run of entries.
+  /** Most entries one `take` lends (the run grows from 1 by doubling while GETs keep using it up). */
+  lendEntriesMax: 64,
+  /** Most payload bytes one `take` lends (at least one entry, whatever its size). */
+  lendBytesMax: 1024 * 1024,
+  /** A lent run no GET has used for this long is handed back (other nodes' GETs of the segment wait meanwhile). */
+  lendIdleMs: 5,
+  /** A lent run is handed back this long after the take at the latest (well below the holder's 10 s hold limit). */
+  lendAgeMsMax: 1_000,
 } as const;
 
 function assertLimit(condition: boolean, what: string): void {
@@ -173,3 +183,4 @@ assertLimit(
   'a forwarded request must fit a node-to-node frame',
 );
 assertLimit(limits.peerRetryDelayMsMin <= limits.peerRetryDelayMsMax, 'peer retry delays out of order');
+assertLimit(limits.lendBytesMax + limits.peerHeadBytesMax <= limits.peerFrameBytesMax, 'a lent run must fit a node-to-node frame');

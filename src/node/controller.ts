@@ -224,14 +224,20 @@ export class NodeController {
       [PEER_OPS.handoff]: async () => ({ head: { ...(await this.handOff()) } }),
       [PEER_OPS.append]: (head, data) => this.appendForwarded(headString(head, 'topic'), headCount(head, 'segment'), data),
       [PEER_OPS.take]: async (head) => {
+        const { reader } = this.options;
+        if (head.closeHold !== undefined) await reader.settleForPeer(headCount(head, 'closeHold'), headCount(head, 'closeConsumed'), true);
         const sealed = head.sealed === undefined ? undefined : headCount(head, 'sealed');
-        const taken = await this.options.reader.takeForPeer(headString(head, 'topic'), headCount(head, 'segment'), sealed, TAKE_WAIT_MS);
-        if (taken.kind !== 'entry') return { head: { kind: taken.kind } };
-        return { head: { kind: 'entry', offset: taken.offset, hold: taken.hold }, data: taken.payload };
+        const max = head.max === undefined ? 1 : headCount(head, 'max');
+        const taken = await reader.takeForPeer(headString(head, 'topic'), headCount(head, 'segment'), sealed, TAKE_WAIT_MS, max);
+        if (taken.kind !== 'entries') return { head: { kind: taken.kind } };
+        const sizes = taken.payloads.map((payload) => payload.length);
+        return { head: { kind: 'entries', offset: taken.offset, hold: taken.hold, sizes }, data: Buffer.concat(taken.payloads) };
       },
       [PEER_OPS.settle]: async (head) => {
-        if (typeof head.delivered !== 'boolean') throw walrusError('PEER_PROTOCOL', 'settle without delivered');
-        return { head: { settled: await this.options.reader.settleForPeer(headCount(head, 'hold'), head.delivered) } };
+        if (typeof head.release !== 'boolean') throw walrusError('PEER_PROTOCOL', 'settle without release');
+        return {
+          head: { settled: await this.options.reader.settleForPeer(headCount(head, 'hold'), headCount(head, 'consumed'), head.release) },
+        };
       },
       [PEER_OPS.read]: async (head) => {
         const payload = await this.options.store.read(headString(head, 'topic'), headCount(head, 'segment'), headCount(head, 'offset'));

@@ -6,14 +6,17 @@
 import type { NodeId } from '../contracts/consensus.js';
 import { walrusError } from '../kernel/errors.js';
 import type { PeerFrame } from './peer-codec.js';
-import type { RemoteReads, RemoteTake } from './reader.js';
+import type { HoldClose, RemoteReads, RemoteTake } from './reader.js';
 
 export const PEER_OPS = {
   /** `{ topic, segment }` + payload: append to the open segment this node leads (a forwarded PUT). */
   append: 'append',
-  /** `{ topic, segment, sealed? }`: peek the next entry of a segment held here, holding it for the asker. */
+  /**
+   * `{ topic, segment, sealed?, max?, closeHold?, closeConsumed? }`: lend a run of the next entries
+   * of a segment held here, holding it for the asker (after ending the asker's earlier hold).
+   */
   take: 'take',
-  /** `{ hold, delivered }`: end a hold made by take (consume the entry, or leave it). */
+  /** `{ hold, consumed, release }`: the asker delivered the run's first `consumed` entries; `release` ends the hold. */
   settle: 'settle',
   /** `{ topic, segment, offset }`: the entry at a position of a segment held here (FETCH). */
   read: 'read',
@@ -41,27 +44,35 @@ export class PeerReads implements RemoteReads {
     this.peers = peers;
   }
 
-  async take(owner: NodeId, topic: string, segment: number, sealed: number | undefined): Promise<RemoteTake> {
-    const reply = await this.peers.client(owner).request(PEER_OPS.take, { topic, segment, ...(sealed === undefined ? {} : { sealed }) });
+  async take(
+    owner: NodeId,
+    topic: string,
+    segment: number,
+    sealed: number | undefined,
+    max: number,
+    close: HoldClose | undefined,
+  ): Promise<RemoteTake> {
+    const head: Record<string, unknown> = { topic, segment, max };
+    if (sealed !== undefined) head.sealed = sealed;
+    if (close !== undefined) {
+      head.closeHold = close.hold;
+      head.closeConsumed = close.consumed;
+    }
+    const reply = await this.peers.client(owner).request(PEER_OPS.take, head);
     const { kind } = reply.head;
-    if (kind === 'entry') {
-      const offset = reply.head.offset;
-      const hold = reply.head.hold;
+    if (kind === 'entries') {
+      const { offset, hold, sizes } = reply.head;
       if (typeof offset !== 'number' || typeof hold !== 'number') throw malformed(owner, 'take', reply);
-      return { kind: 'entry', payload: reply.data, offset, hold };
+      return { kind, payloads: splitRun(owner, reply, sizes), offset, hold };
     }
     if (kind === 'done' || kind === 'empty') return { kind };
     throw malformed(owner, 'take', reply);
   }
 
-  async settle(owner: NodeId, hold: number, delivered: boolean): Promise<void> {
-    const reply = await this.peers.client(owner).request(PEER_OPS.settle, { hold, delivered });
-    if (reply.head.settled !== true && delivered) {
-      // The hold had expired on the holder: the entry was not consumed and will be delivered again.
-      throw walrusError('PEER_TIMEOUT', `node ${owner} had released the entry before it was acknowledged; it will be delivered again`, {
-        details: { peer: owner, hold },
-      });
-    }
+  async settle(owner: NodeId, hold: number, consumed: number, release: boolean): Promise<boolean> {
+    const reply = await this.peers.client(owner).request(PEER_OPS.settle, { hold, consumed, release });
+    if (typeof reply.head.settled !== 'boolean') throw malformed(owner, 'settle', reply);
+    return reply.head.settled;
   }
 
   /** FETCH of a segment held by `owner`: the payload at `offset`, or null. */
@@ -71,6 +82,22 @@ export class PeerReads implements RemoteReads {
     if (reply.head.found === false) return null;
     throw malformed(owner, 'read', reply);
   }
+}
+
+/** A lent run's payloads: the data, cut at the sizes the head lists. */
+function splitRun(owner: NodeId, reply: PeerFrame, sizes: unknown): Buffer[] {
+  if (!Array.isArray(sizes) || sizes.length === 0) throw malformed(owner, 'take', reply);
+  const payloads: Buffer[] = [];
+  let at = 0;
+  for (const size of sizes) {
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || at + size > reply.data.length) {
+      throw malformed(owner, 'take', reply);
+    }
+    payloads.push(reply.data.subarray(at, at + size));
+    at += size;
+  }
+  if (at !== reply.data.length) throw malformed(owner, 'take', reply);
+  return payloads;
 }
 
 function malformed(owner: NodeId, op: string, reply: PeerFrame): Error {

@@ -38,6 +38,11 @@ export class KeyedLock {
     }
   }
 
+  /** How many callers wait for `key` (not counting its holder). */
+  waiting(key: string): number {
+    return this.held.get(key)?.length ?? 0;
+  }
+
   /** Whether someone holds `key` (tests, diagnostics). */
   isHeld(key: string): boolean {
     return this.held.has(key);

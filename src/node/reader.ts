@@ -6,11 +6,18 @@
 // GET of it, from this node or another, waits), then `delivered()` consumes the entry or
 // `abandoned()` leaves it for the next GET. Each segment has its own lock, and a holder never waits
 // for another lock, so GETs served by different nodes cannot wait for each other in a circle.
-// A segment another node holds is read through `remote` (node-to-node `take` and `settle`); the
-// holder keeps the lock while the serving node writes its reply, for at most `remoteHoldMsMax`.
+// A segment another node holds is read through `remote` (node-to-node `take` and `settle`): the
+// holder lends a run of consecutive entries and keeps the segment's lock for the borrower, which
+// hands them out one GET at a time under its own lock of the segment, exactly as a local segment,
+// and tells the holder how many it delivered (`settle`, one in flight at a time, covering all
+// delivered so far). The borrower hands the run back once it is used up (with the next `take`),
+// unused for `lendIdleMs`, or `lendAgeMsMax` old; the holder ends a hold after `remoteHoldMsMax`
+// whatever the borrower does. The run starts at one entry and doubles while GETs use it up, so a
+// lone GET costs what it did with one entry per take, and a busy reader pays a round trip per run.
 
 import type { NodeId } from '../contracts/consensus.js';
 import { walrusError } from '../kernel/errors.js';
+import { limits } from '../kernel/limits.js';
 import { KeyedLock } from './keyed-lock.js';
 import type { SegmentStore } from './segment-store.js';
 
@@ -48,18 +55,39 @@ export type NextResult =
 
 /** What the node holding a segment answers a `take` with. */
 export type RemoteTake =
-  | { readonly kind: 'entry'; readonly payload: Buffer; readonly offset: number; readonly hold: number }
+  /** A run of consecutive entries from `offset` on, held for the asker under `hold`. */
+  | { readonly kind: 'entries'; readonly payloads: readonly Buffer[]; readonly offset: number; readonly hold: number }
   /** Every entry the seal counts has been consumed. */
   | { readonly kind: 'done' }
   /** Nothing at the position (yet, for an open segment). */
   | { readonly kind: 'empty' };
 
+/** A hold to end before a take: the first `consumed` entries of its run were delivered. */
+export interface HoldClose {
+  readonly hold: number;
+  readonly consumed: number;
+}
+
 /** The reads of segments other nodes hold (node-to-node requests). */
 export interface RemoteReads {
-  /** Peeks the next entry of `segment` on `owner`, holding it there; `sealed` is the seal this node knows of. */
-  take(owner: NodeId, topic: string, segment: number, sealed: number | undefined): Promise<RemoteTake>;
-  /** Ends a hold: the entry was delivered (consume it) or not (leave it). */
-  settle(owner: NodeId, hold: number, delivered: boolean): Promise<void>;
+  /**
+   * Borrows up to `max` entries of `segment` on `owner` from its position, held there until
+   * settled; `sealed` is the seal this node knows of. `close` ends an earlier hold of the same
+   * segment first (in the same request).
+   */
+  take(
+    owner: NodeId,
+    topic: string,
+    segment: number,
+    sealed: number | undefined,
+    max: number,
+    close: HoldClose | undefined,
+  ): Promise<RemoteTake>;
+  /**
+   * The first `consumed` entries of a hold's run were delivered: consume them there; `release`
+   * also ends the hold (the rest stay for the next GET). False when the hold had ended already.
+   */
+  settle(owner: NodeId, hold: number, consumed: number, release: boolean): Promise<boolean>;
 }
 
 /** The segment store's read side, as the reader uses it. */
@@ -79,11 +107,45 @@ export interface TopicReaderOptions {
   readonly remote?: RemoteReads;
 }
 
-/** A peeked entry not delivered or abandoned yet. */
+/** A peeked entry not delivered or abandoned yet, or a run lent to another node. */
 interface Hold {
   readonly since: number;
   readonly maxMs: number;
   readonly abandon: () => void;
+}
+
+/** A run of entries lent to another node, on the node that holds the segment. */
+interface PeerLend {
+  readonly topic: string;
+  readonly segment: number;
+  readonly offset: number;
+  readonly count: number;
+  /** How many of the run have been consumed. */
+  consumed: number;
+  /** Ends the hold (releases the segment), consuming nothing more. */
+  readonly end: () => void;
+}
+
+/** A run of entries borrowed from the node that holds the segment, on the node serving GETs of it. */
+interface Lend {
+  readonly key: string;
+  readonly owner: NodeId;
+  readonly hold: number;
+  /** The run's first entry in the segment. */
+  readonly offset: number;
+  readonly payloads: readonly Buffer[];
+  readonly since: number;
+  /** Entries of the run delivered so far (the next to hand out). */
+  next: number;
+  /** Entries the holder was told of (a settle sent, or the close). */
+  told: number;
+  /** Handed back (or being handed back): no more settles. */
+  closed: boolean;
+  /** When a GET last used it. */
+  used: number;
+  /** The settles, one after another. */
+  settling: Promise<void>;
+  idle: NodeJS.Timeout | undefined;
 }
 
 /** One step of the scan with a segment's lock held: an answer, or on to the next segment. */
@@ -105,14 +167,18 @@ export class TopicReader {
   private readonly firstOpen = new Map<string, number>();
   /**
    * Holds outstanding, swept by one timer (a timer per GET cost a measurable share of it). The
-   * sweep runs every quarter of the shorter hold limit while any hold exists, so a hold lasts at
-   * most 1.25 × its limit.
+   * sweep runs every eighth of the shorter hold limit while any hold exists (a borrowed entry's
+   * limit is half the remote one), so a hold lasts at most 1.25 × its limit.
    */
   private readonly holds = new Set<Hold>();
   private sweeper: NodeJS.Timeout | undefined;
-  /** Entries peeked for other nodes, by hold number, until they settle or expire. */
-  private readonly peerHolds = new Map<number, Peeked>();
+  /** Runs lent to other nodes, by hold number, until they are settled or expire. */
+  private readonly peerHolds = new Map<number, PeerLend>();
   private lastHold = 0;
+  /** Runs borrowed from the nodes holding segments, by lock key. */
+  private readonly lends = new Map<string, Lend>();
+  /** The size of the next run to borrow, by lock key, while GETs keep using runs up. */
+  private readonly lendSizes = new Map<string, number>();
 
   constructor(store: SegmentReads, layout: TopicLayout, options: TopicReaderOptions = {}) {
     this.store = store;
@@ -137,11 +203,12 @@ export class TopicReader {
   }
 
   /**
-   * For another node's GET: the next entry of `segment` here, held for it under a number it
-   * settles with settleForPeer(). `sealed` is the seal the asking node knows of (this replica may
-   * not have applied it yet). Waits at most `waitMs` for the segment's turn.
+   * For another node's GET: up to `max` entries of `segment` here from its position (at most
+   * `lendBytesMax` of payload, at least one entry), held for it under a number it settles with
+   * settleForPeer(). `sealed` is the seal the asking node knows of (this replica may not have
+   * applied it yet). Waits at most `waitMs` for the segment's turn.
    */
-  async takeForPeer(topic: string, segment: number, sealed: number | undefined, waitMs: number): Promise<RemoteTake> {
+  async takeForPeer(topic: string, segment: number, sealed: number | undefined, waitMs: number, max = 1): Promise<RemoteTake> {
     const key = lockKey(topic, segment);
     let release = this.locks.tryAcquire(key);
     if (release === undefined) {
@@ -165,30 +232,58 @@ export class TopicReader {
       const open = this.layout.openSegment(topic);
       const known = open !== undefined && segment < open ? this.layout.sealedCount(topic, segment) : undefined;
       const seal = known ?? sealed;
-      const consumed = this.store.consumed(topic, segment);
-      if (seal !== undefined && consumed >= seal) return { kind: 'done' };
-      const payload = this.store.read(topic, segment, consumed);
-      if (payload === null) return { kind: 'empty' };
+      const offset = this.store.consumed(topic, segment);
+      if (seal !== undefined && offset >= seal) return { kind: 'done' };
+      const payloads: Buffer[] = [];
+      let bytes = 0;
+      const last = seal === undefined ? Number.POSITIVE_INFINITY : seal;
+      for (let at = offset; payloads.length < Math.min(Math.max(1, max), limits.lendEntriesMax) && at < last; at++) {
+        const payload = this.store.read(topic, segment, at);
+        if (payload === null || (payloads.length > 0 && bytes + payload.length > limits.lendBytesMax)) break;
+        payloads.push(payload);
+        bytes += payload.length;
+      }
+      if (payloads.length === 0) return { kind: 'empty' };
       handedOut = true;
-      const peeked = this.hold(topic, segment, consumed, payload, release as () => void, this.remoteHoldMsMax, () =>
-        this.peerHolds.delete(hold),
-      );
       this.lastHold = this.lastHold >= 0xffff_ffff ? 1 : this.lastHold + 1;
       const hold = this.lastHold;
-      this.peerHolds.set(hold, peeked);
-      return { kind: 'entry', payload, offset: consumed, hold };
+      const releaseLock = release;
+      let ended = false;
+      const tracked: Hold = { since: performance.now(), maxMs: this.remoteHoldMsMax, abandon: () => end() };
+      const end = (): void => {
+        if (ended) return;
+        ended = true;
+        this.holds.delete(tracked);
+        this.peerHolds.delete(hold);
+        releaseLock();
+      };
+      this.track(tracked);
+      this.peerHolds.set(hold, { topic, segment, offset, count: payloads.length, consumed: 0, end });
+      return { kind: 'entries', payloads, offset, hold };
     } finally {
       if (!handedOut) (release as () => void)();
     }
   }
 
-  /** Ends a hold made for another node; false when it had expired already (the entry stays). */
-  async settleForPeer(hold: number, delivered: boolean): Promise<boolean> {
-    const peeked = this.peerHolds.get(hold);
-    if (peeked === undefined) return false;
-    this.peerHolds.delete(hold);
-    if (delivered) await peeked.delivered();
-    else peeked.abandoned();
+  /**
+   * Another node delivered the first `consumed` entries of the run lent under `hold`: consumes
+   * them (those not consumed yet); `release` ends the hold. False when it had expired already
+   * (the entries not consumed by then stay for the next GET).
+   */
+  async settleForPeer(hold: number, consumed: number, release: boolean): Promise<boolean> {
+    const lend = this.peerHolds.get(hold);
+    if (lend === undefined) return false;
+    const moves: Promise<void>[] = [];
+    try {
+      // With the segment held for the run, its position is the run's next entry: consumeAt moves
+      // it at once (the promises are the writes that persist the moves).
+      for (const upTo = Math.min(consumed, lend.count); lend.consumed < upTo; lend.consumed++) {
+        moves.push(this.store.consumeAt(lend.topic, lend.segment, lend.offset + lend.consumed));
+      }
+    } finally {
+      if (release) lend.end();
+    }
+    await Promise.all(moves);
     return true;
   }
 
@@ -236,73 +331,187 @@ export class TopicReader {
         return { kind: 'empty' };
       }
       handedOut = true;
-      return { kind: 'entry', entry: this.hold(topic, segment, consumed, payload, release, this.holdMsMax) };
+      return { kind: 'entry', entry: this.hold(topic, segment, consumed, payload, release) };
     } finally {
       if (!handedOut) release();
     }
   }
 
-  /** A segment another node holds: ask it. */
+  /** A segment another node holds: its next entry from the run borrowed from there, borrowing one when needed. */
   private async scanRemote(topic: string, segment: number): Promise<NextResult> {
     const owner = this.layout.owner?.(topic, segment);
-    if (this.remote === undefined || owner === undefined) return { kind: 'elsewhere', segment };
-    const open = this.layout.openSegment(topic);
-    if (open === undefined) return { kind: 'unknown-topic' };
-    const sealed = segment < open ? this.layout.sealedCount(topic, segment) : undefined;
-    const taken = await this.remote.take(owner, topic, segment, sealed);
-    if (taken.kind === 'entry') {
-      const remote = this.remote;
-      let settled = false;
-      return {
-        kind: 'entry',
-        entry: {
-          payload: taken.payload,
-          segment,
-          delivered: () => {
-            if (settled) return ACKNOWLEDGED_NOTHING;
-            settled = true;
-            return remote.settle(owner, taken.hold, true);
-          },
-          abandoned: () => {
-            if (settled) return;
-            settled = true;
-            remote.settle(owner, taken.hold, false).catch(() => undefined);
-          },
-        },
+    const remote = this.remote;
+    if (remote === undefined || owner === undefined) return { kind: 'elsewhere', segment };
+    const key = lockKey(topic, segment);
+    const release = this.locks.tryAcquire(key) ?? (await this.locks.acquire(key));
+    let handedOut = false;
+    try {
+      const open = this.layout.openSegment(topic);
+      if (open === undefined) return { kind: 'unknown-topic' };
+      const sealed = segment < open ? this.layout.sealedCount(topic, segment) : undefined;
+      let lend = this.lends.get(key);
+      const onward = (): NextResult | Promise<NextResult> => {
+        this.advance(topic, segment + 1);
+        this.lendSizes.delete(key);
+        release();
+        handedOut = true;
+        return this.scan(topic, segment + 1);
       };
+      // GETs that waited here while the segment was finished go straight on.
+      if ((this.firstOpen.get(topic) ?? 1) > segment) return onward();
+      if (lend !== undefined && lend.next < lend.payloads.length && performance.now() - lend.since < limits.lendAgeMsMax) {
+        handedOut = true;
+        return { kind: 'entry', entry: this.lent(lend, segment, release) };
+      }
+      if (lend !== undefined && sealed !== undefined && lend.next === lend.payloads.length && lend.offset + lend.next >= sealed) {
+        // The run ended the sealed segment: hand it back and go on without asking.
+        const close = this.handBack(lend);
+        remote.settle(owner, close.hold, close.consumed, true).catch(() => undefined);
+        return onward();
+      }
+      // Used up or old: hand it back with this take. A run used up grows the next one.
+      const close = lend === undefined ? undefined : this.handBack(lend);
+      const previous = this.lendSizes.get(key) ?? 1;
+      const size = Math.min(limits.lendEntriesMax, Math.max(1 + this.locks.waiting(key), close === undefined ? 1 : previous * 2));
+      let taken: RemoteTake;
+      try {
+        taken = await remote.take(owner, topic, segment, sealed, size, close);
+      } catch (error) {
+        // The run handed back with it may not have reached the holder: say so on its own (its hold ends there by itself at worst).
+        if (close !== undefined) remote.settle(owner, close.hold, close.consumed, true).catch(() => undefined);
+        throw error;
+      }
+      if (taken.kind === 'entries') {
+        this.lendSizes.set(key, taken.payloads.length);
+        const now = performance.now();
+        lend = {
+          key,
+          owner,
+          hold: taken.hold,
+          offset: taken.offset,
+          payloads: taken.payloads,
+          since: now,
+          next: 0,
+          told: 0,
+          closed: false,
+          used: now,
+          settling: ACKNOWLEDGED_NOTHING,
+          idle: undefined,
+        };
+        this.lends.set(key, lend);
+        handedOut = true;
+        return { kind: 'entry', entry: this.lent(lend, segment, release) };
+      }
+      this.lendSizes.delete(key);
+      // Sealed and done, or sealed as this node knows and nothing more there: on to the next one.
+      if (taken.kind === 'done' || (taken.kind === 'empty' && segment < open)) return onward();
+      return { kind: 'empty' };
+    } finally {
+      if (!handedOut) release();
     }
-    // Sealed and done, or sealed as this node knows and nothing more there: on to the next one.
-    if (taken.kind === 'done' || (taken.kind === 'empty' && segment < open)) {
-      this.advance(topic, segment + 1);
-      return this.scan(topic, segment + 1);
-    }
-    return { kind: 'empty' };
+  }
+
+  /** The next entry of a borrowed run, holding this node's lock of the segment until its reply is written. */
+  private lent(lend: Lend, segment: number, release: () => void): Peeked {
+    const index = lend.next;
+    let settled = false;
+    const tracked: Hold = {
+      since: performance.now(),
+      // Abandoned well before the holder's own limit ends the run's hold there.
+      maxMs: Math.min(this.holdMsMax, this.remoteHoldMsMax / 2),
+      abandon: () => finish(),
+    };
+    const finish = (): void => {
+      if (settled) return;
+      settled = true;
+      this.holds.delete(tracked);
+      lend.used = performance.now();
+      release();
+      this.watchIdle(lend);
+    };
+    this.track(tracked);
+    return {
+      payload: lend.payloads[index] as Buffer,
+      segment,
+      delivered: () => {
+        if (settled) return ACKNOWLEDGED_NOTHING;
+        lend.next = index + 1;
+        finish();
+        return this.tell(lend);
+      },
+      abandoned: finish,
+    };
+  }
+
+  /**
+   * Tells the holder how many entries of the run were delivered: one settle at a time, each
+   * covering all delivered by the time it is sent. The promise settles once the holder has
+   * consumed this call's entries (or the run was handed back, which consumes them too).
+   */
+  private tell(lend: Lend): Promise<void> {
+    const send = async (): Promise<void> => {
+      if (lend.closed || lend.told >= lend.next) return;
+      const consumed = lend.next;
+      lend.told = consumed;
+      const settled = await (this.remote as RemoteReads).settle(lend.owner, lend.hold, consumed, false);
+      if (!settled && !lend.closed) {
+        throw walrusError(
+          'PEER_TIMEOUT',
+          `node ${lend.owner} had released entries before they were acknowledged; they will be delivered again`,
+          {
+            details: { peer: lend.owner, hold: lend.hold },
+          },
+        );
+      }
+    };
+    const link = lend.settling.then(send, send);
+    lend.settling = link.catch(() => undefined);
+    return link;
+  }
+
+  /** Hands a run back after a GET used it, once no GET has for lendIdleMs (other nodes' GETs of the segment wait for it). */
+  private watchIdle(lend: Lend): void {
+    if (lend.idle !== undefined || lend.closed) return;
+    const check = (): void => {
+      lend.idle = undefined;
+      if (lend.closed || this.lends.get(lend.key) !== lend) return;
+      const quiet = performance.now() - lend.used;
+      if (quiet < limits.lendIdleMs || this.locks.isHeld(lend.key)) {
+        lend.idle = setTimeout(check, Math.max(1, limits.lendIdleMs - quiet)).unref();
+        return;
+      }
+      const close = this.handBack(lend);
+      // Unused runs shrink back to one entry; what was not delivered stays there for the next GET.
+      if (lend.next < lend.payloads.length) this.lendSizes.delete(lend.key);
+      (this.remote as RemoteReads).settle(lend.owner, close.hold, close.consumed, true).catch(() => undefined);
+    };
+    lend.idle = setTimeout(check, limits.lendIdleMs).unref();
+  }
+
+  /** Stops using a run: what the holder must be told to end its hold. */
+  private handBack(lend: Lend): HoldClose {
+    lend.closed = true;
+    if (lend.idle !== undefined) clearTimeout(lend.idle);
+    lend.idle = undefined;
+    if (this.lends.get(lend.key) === lend) this.lends.delete(lend.key);
+    lend.told = lend.next;
+    return { hold: lend.hold, consumed: lend.next };
   }
 
   private advance(topic: string, segment: number): void {
     if ((this.firstOpen.get(topic) ?? 1) < segment) this.firstOpen.set(topic, segment);
   }
 
-  private hold(
-    topic: string,
-    segment: number,
-    offset: number,
-    payload: Buffer,
-    release: () => void,
-    maxMs: number,
-    onSettle?: () => void,
-  ): Peeked {
+  private hold(topic: string, segment: number, offset: number, payload: Buffer, release: () => void): Peeked {
     let settled = false;
-    const hold: Hold = { since: performance.now(), maxMs, abandon: () => settle() };
+    const hold: Hold = { since: performance.now(), maxMs: this.holdMsMax, abandon: () => settle() };
     const settle = (): void => {
       if (settled) return;
       settled = true;
       this.holds.delete(hold);
-      onSettle?.();
       release();
     };
-    this.holds.add(hold);
-    this.sweeper ??= setInterval(this.sweep, Math.max(1, Math.floor(Math.min(this.holdMsMax, this.remoteHoldMsMax) / 4))).unref();
+    this.track(hold);
     return {
       payload,
       segment,
@@ -318,6 +527,12 @@ export class TopicReader {
       },
       abandoned: settle,
     };
+  }
+
+  /** Counts a hold in, for the sweep. */
+  private track(hold: Hold): void {
+    this.holds.add(hold);
+    this.sweeper ??= setInterval(this.sweep, Math.max(1, Math.floor(Math.min(this.holdMsMax, this.remoteHoldMsMax) / 8))).unref();
   }
 
   /** Abandons holds older than their limit; stops sweeping when none is left. */

@@ -220,3 +220,118 @@ test('a GET whose position is in a segment another node led is refused, never EM
     t.deepEqual(await n.reader.next('logs'), { kind: 'elsewhere', segment: 2 });
   });
 });
+
+/**
+ * A second node's reader of the topic `owner` holds: every segment is led elsewhere, and its
+ * remote reads call the owner's reader directly (counting the requests a node would send).
+ */
+function borrower(owner: TestNode, layout: Layout) {
+  const requests = { take: 0, settle: 0 };
+  const view: TopicLayout = {
+    openSegment: (topic) => layout.openSegment(topic),
+    sealedCount: (topic, segment) => layout.sealedCount(topic, segment),
+    ledElsewhere: () => true,
+    owner: () => 1,
+  };
+  const noStore = {
+    read: () => {
+      throw new Error('the borrower has no entries of its own');
+    },
+    consumed: () => 0,
+    consumeAt: () => Promise.reject(new Error('the borrower has no entries of its own')),
+  };
+  const reader = new TopicReader(noStore, view, {
+    remote: {
+      take: async (_owner, topic, segment, sealed, max, close) => {
+        requests.take += 1;
+        if (close !== undefined) await owner.reader.settleForPeer(close.hold, close.consumed, true);
+        return owner.reader.takeForPeer(topic, segment, sealed, 2000, max);
+      },
+      settle: async (_owner, hold, consumed, release) => {
+        requests.settle += 1;
+        return owner.reader.settleForPeer(hold, consumed, release);
+      },
+    },
+  });
+  return {
+    reader,
+    requests,
+    async get(topic: string): Promise<string | null> {
+      const result = await reader.next(topic);
+      if (result.kind === 'empty') return null;
+      if (result.kind !== 'entry') throw new Error(`unexpected ${result.kind}`);
+      await result.entry.delivered();
+      return result.entry.payload.toString();
+    },
+  };
+}
+
+const settleTime = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('GETs through another node borrow runs of entries: 300 pipelined GETs get all 300 in order in far fewer takes, then EMPTY', async (t) => {
+  await withNode('far', { maxEntries: 100 }, async (n, layout) => {
+    for (let index = 0; index < 300; index++) await n.put('far', `m${index}`);
+    await new Promise((resolve) => setImmediate(resolve));
+    const other = borrower(n, layout);
+    const got = await Promise.all(Array.from({ length: 300 }, () => other.get('far')));
+    t.deepEqual(
+      got,
+      Array.from({ length: 300 }, (_, index) => `m${index}`),
+    );
+    t.true(other.requests.take <= 30, `${other.requests.take} takes for 300 entries`);
+    t.is(await other.get('far'), null);
+    t.is(await n.get('far'), null, 'the holder consumed them all: the position is shared');
+  });
+});
+
+test('a borrowed run that GETs stop using goes back: the holder serves what was not delivered, once', async (t) => {
+  await withNode('back', { maxEntries: 1000 }, async (n, layout) => {
+    for (let index = 0; index < 40; index++) await n.put('back', `m${index}`);
+    const other = borrower(n, layout);
+    // Grow the run: 20 GETs at once want 20 entries.
+    const first = await Promise.all(Array.from({ length: 20 }, () => other.get('back')));
+    t.deepEqual(
+      first,
+      Array.from({ length: 20 }, (_, index) => `m${index}`),
+    );
+    // One more GET borrows a run bigger than it needs; then the borrower goes quiet.
+    t.is(await other.get('back'), 'm20');
+    await settleTime(50);
+    const rest: (string | null)[] = [];
+    for (let index = 0; index < 20; index++) rest.push(await n.get('back'));
+    t.deepEqual(rest, [...Array.from({ length: 19 }, (_, index) => `m${index + 21}`), null], 'the holder goes on right after m20');
+    t.is(await other.get('back'), null);
+  });
+});
+
+test('a borrowed entry whose reply was not written comes again with the next GET through that node', async (t) => {
+  await withNode('again', { maxEntries: 1000 }, async (n, layout) => {
+    for (const word of ['a', 'b', 'c']) await n.put('again', word);
+    const other = borrower(n, layout);
+    const first = await other.reader.next('again');
+    if (first.kind !== 'entry') return t.fail(`expected an entry, got ${first.kind}`);
+    first.entry.abandoned();
+    t.deepEqual(
+      [await other.get('again'), await other.get('again'), await other.get('again'), await other.get('again')],
+      ['a', 'b', 'c', null],
+    );
+    t.is(await n.get('again'), null);
+  });
+});
+
+test('a borrower that goes away: its hold ends after remoteHoldMsMax and the entries it had not delivered are served', async (t) => {
+  await withNode('gone', { maxEntries: 1000, holdMsMax: 200 }, async (n, layout) => {
+    for (const word of ['a', 'b', 'c']) await n.put('gone', word);
+    // The borrower takes two entries and is never heard from again (its node died).
+    const taken = await n.reader.takeForPeer('gone', 1, undefined, 2000, 2);
+    t.is(taken.kind, 'entries');
+    if (taken.kind === 'entries') t.deepEqual(taken.payloads.map(String), ['a', 'b']);
+    const alive = setInterval(() => undefined, 1000);
+    const started = performance.now();
+    const next = await n.get('gone').finally(() => clearInterval(alive));
+    t.is(next, 'a', 'nothing was delivered: the run is served again');
+    t.true(performance.now() - started >= 100, 'the holder waited for the hold to lapse');
+    if (taken.kind === 'entries') t.false(await n.reader.settleForPeer(taken.hold, 2, true), 'a late settle consumes nothing');
+    t.deepEqual([await n.get('gone'), await n.get('gone'), await n.get('gone')], ['b', 'c', null]);
+  });
+});

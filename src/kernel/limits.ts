@@ -156,6 +156,10 @@ export const limits = {
   lendIdleMs: 5,
   /** A lent run is handed back this long after the take at the latest (well below the holder's 10 s hold limit). */
   lendAgeMsMax: 1_000,
+  /** Most PUTs forwarded in one `append` (those made in one event-loop turn for one segment; src/node/forwarding.ts). */
+  forwardRunEntriesMax: 64,
+  /** Most payload bytes forwarded in one `append` (at least one PUT, whatever its size). */
+  forwardRunBytesMax: 1024 * 1024,
 } as const;
 
 function assertLimit(condition: boolean, what: string): void {
@@ -184,3 +188,7 @@ assertLimit(
 );
 assertLimit(limits.peerRetryDelayMsMin <= limits.peerRetryDelayMsMax, 'peer retry delays out of order');
 assertLimit(limits.lendBytesMax + limits.peerHeadBytesMax <= limits.peerFrameBytesMax, 'a lent run must fit a node-to-node frame');
+assertLimit(
+  limits.forwardRunBytesMax + limits.peerHeadBytesMax <= limits.peerFrameBytesMax,
+  'a forwarded run must fit a node-to-node frame',
+);

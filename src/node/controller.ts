@@ -21,9 +21,19 @@ import { type ErrorCode, walrusError } from '../kernel/errors.js';
 import type { Command } from '../protocol/commands.js';
 import { FRAME_HEADER_BYTES } from '../protocol/frames.js';
 import { EMPTY, fetched, OK, okPayload } from '../protocol/replies.js';
-import { headCount, headString, PEER_OPS, type PeerReads, type PeerRequests, TAKE_WAIT_MS } from './forwarding.js';
+import {
+  ForwardedAppends,
+  headCount,
+  headString,
+  PEER_OPS,
+  type PeerReads,
+  type PeerRequests,
+  splitRun,
+  TAKE_WAIT_MS,
+} from './forwarding.js';
 import { notLeaderFor } from './leases.js';
 import { encodeCommand, type MetadataResult, type MetadataStateMachine, segmentKey, topicNameProblem } from './metadata.js';
+import { failureHead } from './peer-codec.js';
 import type { PeerAnswer, PeerHandler } from './peer-server.js';
 import { placeTopic } from './placement.js';
 import type { NextResult, TopicReader } from './reader.js';
@@ -88,6 +98,9 @@ interface ForwardGate {
 }
 
 const lossy = new TextDecoder('utf-8');
+/** The answer to a run of forwarded PUTs that were all appended. */
+const EMPTY_ANSWER: PeerAnswer = Object.freeze({ head: Object.freeze({}) });
+const byIndex = (a: Record<string, unknown>, b: Record<string, unknown>): number => (a.index as number) - (b.index as number);
 
 export class NodeController {
   private readonly options: ControllerOptions;
@@ -102,9 +115,12 @@ export class NodeController {
   private readonly pinned = new Map<string, number>();
   /** Per topic: forwarded PUTs for a segment this replica has not applied yet wait here, in order. */
   private readonly catchingUp = new Map<string, Promise<void>>();
+  /** PUTs forwarded to the nodes leading their segments, sent in runs (with peers). */
+  private readonly appends: ForwardedAppends | undefined;
 
   constructor(options: ControllerOptions) {
     this.options = options;
+    this.appends = options.peers === undefined ? undefined : new ForwardedAppends(options.peers);
     const waitMs = options.rolloverWaitMs ?? ROLLOVER_WAIT_MS_DEFAULT;
     const onChange = (listener: () => void) => options.metadata.onChange(listener);
     this.rollovers = new RolloverWait({
@@ -222,7 +238,14 @@ export class NodeController {
   peerHandlers(): Readonly<Record<string, PeerHandler>> {
     return {
       [PEER_OPS.handoff]: async () => ({ head: { ...(await this.handOff()) } }),
-      [PEER_OPS.append]: (head, data) => this.appendForwarded(headString(head, 'topic'), headCount(head, 'segment'), data),
+      [PEER_OPS.append]: (head, data) => {
+        const topic = headString(head, 'topic');
+        const segment = headCount(head, 'segment');
+        if (head.sizes === undefined) return this.appendForwarded(topic, segment, data);
+        const payloads = splitRun(head.sizes, data);
+        if (payloads === undefined) throw walrusError('PEER_PROTOCOL', 'an append whose sizes do not add up to its data');
+        return this.appendRun(topic, segment, payloads);
+      },
       [PEER_OPS.take]: async (head) => {
         const { reader } = this.options;
         if (head.closeHold !== undefined) await reader.settleForPeer(headCount(head, 'closeHold'), headCount(head, 'closeConsumed'), true);
@@ -272,9 +295,9 @@ export class NodeController {
       return gate.idle.then(() => this.put(topic, payload));
     }
     if (leader === this.options.nodeId) return this.appendHere(this.rollovers, topic, state.currentSegment, payload, arrival);
-    const peers = this.options.peers;
-    if (peers === undefined) return { error: notLeaderFor(segmentKey(topic, state.currentSegment)) };
-    return this.forward(peers, topic, state.currentSegment, leader, payload, arrival);
+    const appends = this.appends;
+    if (appends === undefined) return { error: notLeaderFor(segmentKey(topic, state.currentSegment)) };
+    return this.forward(appends, topic, state.currentSegment, leader, payload, arrival);
   }
 
   /** Appends to a segment led here; a refusal that a rollover will lift queues the PUT in `wait`. */
@@ -299,7 +322,7 @@ export class NodeController {
 
   /** Sends a PUT to the node leading the open segment, through the topic's gate. */
   private forward(
-    peers: PeerRequests,
+    appends: ForwardedAppends,
     topic: string,
     segment: number,
     leader: NodeId,
@@ -307,7 +330,7 @@ export class NodeController {
     arrival: number,
   ): Promise<ControllerReply> {
     const gate = this.enterGate(topic, leader, segment);
-    const sent = peers.client(leader).request(PEER_OPS.append, { topic, segment }, bytesOf(payload));
+    const sent = appends.send(leader, topic, segment, bytesOf(payload));
     return sent.then(
       () => {
         this.leaveGate(topic, gate);
@@ -326,13 +349,10 @@ export class NodeController {
   private appendAnywhere(topic: string, segment: number, payload: string | Uint8Array): Promise<number> {
     const leader = this.leaderOf(topic, segment);
     if (leader === this.options.nodeId) return this.options.store.append(topic, segment, payload);
-    const peers = this.options.peers;
-    if (peers === undefined || leader === undefined) return Promise.reject(notLeaderFor(segmentKey(topic, segment)));
+    const appends = this.appends;
+    if (appends === undefined || leader === undefined) return Promise.reject(notLeaderFor(segmentKey(topic, segment)));
     // Offsets are not reported across nodes; the queue only needs to know it was written.
-    return peers
-      .client(leader)
-      .request(PEER_OPS.append, { topic, segment }, bytesOf(payload))
-      .then(() => 0);
+    return appends.send(leader, topic, segment, bytesOf(payload)).then(() => 0);
   }
 
   /**
@@ -354,6 +374,27 @@ export class NodeController {
       if (this.catchingUp.get(topic) === caughtUp) this.catchingUp.delete(topic);
     });
     return caughtUp.then(() => this.appendForwardedNow(topic, segment, payload));
+  }
+
+  /**
+   * A run of forwarded PUTs: each appended as if it had come in its own request, in order; the
+   * answer lists the failures by index (none: all appended).
+   */
+  private appendRun(topic: string, segment: number, payloads: readonly Buffer[]): PeerAnswer | Promise<PeerAnswer> {
+    const waiting: Promise<unknown>[] = [];
+    const failures: Record<string, unknown>[] = [];
+    for (const [index, payload] of payloads.entries()) {
+      try {
+        const answer = this.appendForwarded(topic, segment, payload);
+        if (answer instanceof Promise) {
+          waiting.push(answer.catch((error: unknown) => failures.push({ index, ...failureHead(error) })));
+        }
+      } catch (error) {
+        failures.push({ index, ...failureHead(error) });
+      }
+    }
+    const answer = (): PeerAnswer => (failures.length === 0 ? EMPTY_ANSWER : { head: { failures: failures.sort(byIndex) } });
+    return waiting.length === 0 ? answer() : Promise.all(waiting).then(answer);
   }
 
   private appendForwardedNow(topic: string, segment: number, payload: Buffer): PeerAnswer | Promise<PeerAnswer> {

@@ -5,11 +5,15 @@
 
 import type { NodeId } from '../contracts/consensus.js';
 import { walrusError } from '../kernel/errors.js';
-import type { PeerFrame } from './peer-codec.js';
+import { limits } from '../kernel/limits.js';
+import { failureError, type PeerFrame } from './peer-codec.js';
 import type { HoldClose, RemoteReads, RemoteTake } from './reader.js';
 
 export const PEER_OPS = {
-  /** `{ topic, segment }` + payload: append to the open segment this node leads (a forwarded PUT). */
+  /**
+   * `{ topic, segment, sizes? }` + payloads: append to the open segment this node leads (forwarded
+   * PUTs: one, or with `sizes` a run of them, answered `{ failures? }` entry by entry).
+   */
   append: 'append',
   /**
    * `{ topic, segment, sealed?, max?, closeHold?, closeConsumed? }`: lend a run of the next entries
@@ -63,7 +67,9 @@ export class PeerReads implements RemoteReads {
     if (kind === 'entries') {
       const { offset, hold, sizes } = reply.head;
       if (typeof offset !== 'number' || typeof hold !== 'number') throw malformed(owner, 'take', reply);
-      return { kind, payloads: splitRun(owner, reply, sizes), offset, hold };
+      const payloads = splitRun(sizes, reply.data);
+      if (payloads === undefined) throw malformed(owner, 'take', reply);
+      return { kind, payloads, offset, hold };
     }
     if (kind === 'done' || kind === 'empty') return { kind };
     throw malformed(owner, 'take', reply);
@@ -84,20 +90,120 @@ export class PeerReads implements RemoteReads {
   }
 }
 
-/** A lent run's payloads: the data, cut at the sizes the head lists. */
-function splitRun(owner: NodeId, reply: PeerFrame, sizes: unknown): Buffer[] {
-  if (!Array.isArray(sizes) || sizes.length === 0) throw malformed(owner, 'take', reply);
+/** A run's payloads: `data` cut at the sizes a head lists; undefined when they do not add up to it. */
+export function splitRun(sizes: unknown, data: Buffer): Buffer[] | undefined {
+  if (!Array.isArray(sizes) || sizes.length === 0) return undefined;
   const payloads: Buffer[] = [];
   let at = 0;
   for (const size of sizes) {
-    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || at + size > reply.data.length) {
-      throw malformed(owner, 'take', reply);
-    }
-    payloads.push(reply.data.subarray(at, at + size));
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || at + size > data.length) return undefined;
+    payloads.push(data.subarray(at, at + size));
     at += size;
   }
-  if (at !== reply.data.length) throw malformed(owner, 'take', reply);
-  return payloads;
+  return at === data.length ? payloads : undefined;
+}
+
+/** A PUT waiting in a run for its answer. */
+interface RunMember {
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+}
+
+interface Run {
+  readonly leader: NodeId;
+  readonly topic: string;
+  readonly segment: number;
+  readonly payloads: Uint8Array[];
+  readonly members: RunMember[];
+  bytes: number;
+}
+
+/**
+ * Forwarded PUTs (`append`), sent in runs: those for one segment of one node made in one turn of
+ * the event loop (up to forwardRunEntriesMax, forwardRunBytesMax) go as one request, answered
+ * entry by entry. Runs for one node leave in the order they were started, so PUTs keep the order
+ * they were made in, and the node appends a run's entries in order, as it would separate requests
+ * arriving one after another. A run that got no answer fails every PUT in it alike (PEER_TIMEOUT:
+ * none of them is sent again).
+ */
+export class ForwardedAppends {
+  private readonly peers: PeerRequests;
+  private readonly runs = new Map<string, Run>();
+
+  constructor(peers: PeerRequests) {
+    this.peers = peers;
+  }
+
+  /** Appends `payload` to `segment` of `topic` on `leader`; resolves once it has been appended there. */
+  send(leader: NodeId, topic: string, segment: number, payload: Uint8Array): Promise<void> {
+    const key = `${leader}\u0000${segment}\u0000${topic}`;
+    let run = this.runs.get(key);
+    if (
+      run !== undefined &&
+      (run.payloads.length >= limits.forwardRunEntriesMax || run.bytes + payload.length > limits.forwardRunBytesMax)
+    ) {
+      this.flush(key, run);
+      run = undefined;
+    }
+    if (run === undefined) {
+      const started: Run = { leader, topic, segment, payloads: [], members: [], bytes: 0 };
+      this.runs.set(key, started);
+      queueMicrotask(() => {
+        if (this.runs.get(key) === started) this.flush(key, started);
+      });
+      run = started;
+    }
+    const joined = run;
+    return new Promise<void>((resolve, reject) => {
+      joined.payloads.push(payload);
+      joined.bytes += payload.length;
+      joined.members.push({ resolve, reject });
+    });
+  }
+
+  private flush(key: string, run: Run): void {
+    this.runs.delete(key);
+    const { leader, topic, segment, payloads, members } = run;
+    const client = this.peers.client(leader);
+    if (payloads.length === 1) {
+      const [only] = members as [RunMember];
+      client.request(PEER_OPS.append, { topic, segment }, payloads[0]).then(() => only.resolve(), only.reject);
+      return;
+    }
+    const sizes = payloads.map((payload) => payload.length);
+    client.request(PEER_OPS.append, { topic, segment, sizes }, Buffer.concat(payloads)).then(
+      (reply) => {
+        const failures = runFailures(reply.head.failures, members.length, String(leader));
+        if (failures === undefined) {
+          const error = malformed(leader, 'append', reply);
+          for (const member of members) member.reject(error);
+          return;
+        }
+        for (const [index, member] of members.entries()) {
+          const failure = failures.get(index);
+          if (failure === undefined) member.resolve();
+          else member.reject(failure);
+        }
+      },
+      (error: Error) => {
+        for (const member of members) member.reject(error);
+      },
+    );
+  }
+}
+
+/** The failures a run's answer lists, by index; undefined when the list is malformed. */
+function runFailures(list: unknown, count: number, peer: string): Map<number, Error> | undefined {
+  const failures = new Map<number, Error>();
+  if (list === undefined) return failures;
+  if (!Array.isArray(list)) return undefined;
+  for (const item of list) {
+    if (item === null || typeof item !== 'object') return undefined;
+    const { index } = item as { index?: unknown };
+    if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0 || index >= count) return undefined;
+    failures.set(index, failureError(item as Record<string, unknown>, peer));
+  }
+  return failures;
 }
 
 function malformed(owner: NodeId, op: string, reply: PeerFrame): Error {

@@ -148,11 +148,11 @@ export const limits = {
   peerHelloTimeoutMs: 5_000,
 
   // GETs of a segment another node holds (src/node/reader.ts): that node lends a run of entries.
-  /** Most entries one `take` lends (the run grows from 1 by doubling while GETs keep using it up). */
+  /** Most entries one `take` lends (a run is as long as the GETs waiting for the segment on the asking node). */
   lendEntriesMax: 64,
   /** Most payload bytes one `take` lends (at least one entry, whatever its size). */
   lendBytesMax: 1024 * 1024,
-  /** A lent run no GET has used for this long is handed back (other nodes' GETs of the segment wait meanwhile). */
+  /** A lent run with entries left that no GET has used for this long is handed back (other nodes' GETs of the segment wait meanwhile). */
   lendIdleMs: 5,
   /** A lent run is handed back this long after the take at the latest (well below the holder's 10 s hold limit). */
   lendAgeMsMax: 1_000,

@@ -10,10 +10,11 @@
 // holder lends a run of consecutive entries and keeps the segment's lock for the borrower, which
 // hands them out one GET at a time under its own lock of the segment, exactly as a local segment,
 // and tells the holder how many it delivered (`settle`, one in flight at a time, covering all
-// delivered so far). The borrower hands the run back once it is used up (with the next `take`),
-// unused for `lendIdleMs`, or `lendAgeMsMax` old; the holder ends a hold after `remoteHoldMsMax`
-// whatever the borrower does. The run starts at one entry and doubles while GETs use it up, so a
-// lone GET costs what it did with one entry per take, and a busy reader pays a round trip per run.
+// delivered so far). A run is as long as the GETs waiting for the segment on the borrower when it
+// asks (up to lendEntriesMax), so a lone GET borrows one entry and pipelined GETs share one round
+// trip. The borrower hands the run back as its last entry is delivered, after `lendIdleMs` unused
+// (a GET abandoned its entry), or `lendAgeMsMax` old (with the next `take`); the holder ends a
+// hold after `remoteHoldMsMax` whatever the borrower does.
 
 import type { NodeId } from '../contracts/consensus.js';
 import { walrusError } from '../kernel/errors.js';
@@ -129,6 +130,8 @@ interface PeerLend {
 /** A run of entries borrowed from the node that holds the segment, on the node serving GETs of it. */
 interface Lend {
   readonly key: string;
+  readonly topic: string;
+  readonly segment: number;
   readonly owner: NodeId;
   readonly hold: number;
   /** The run's first entry in the segment. */
@@ -175,10 +178,8 @@ export class TopicReader {
   /** Runs lent to other nodes, by hold number, until they are settled or expire. */
   private readonly peerHolds = new Map<number, PeerLend>();
   private lastHold = 0;
-  /** Runs borrowed from the nodes holding segments, by lock key. */
+  /** Runs borrowed from the nodes holding segments, by lock key, while entries of them are left. */
   private readonly lends = new Map<string, Lend>();
-  /** The size of the next run to borrow, by lock key, while GETs keep using runs up. */
-  private readonly lendSizes = new Map<string, number>();
 
   constructor(store: SegmentReads, layout: TopicLayout, options: TopicReaderOptions = {}) {
     this.store = store;
@@ -348,31 +349,26 @@ export class TopicReader {
     try {
       const open = this.layout.openSegment(topic);
       if (open === undefined) return { kind: 'unknown-topic' };
-      const sealed = segment < open ? this.layout.sealedCount(topic, segment) : undefined;
-      let lend = this.lends.get(key);
       const onward = (): NextResult | Promise<NextResult> => {
         this.advance(topic, segment + 1);
-        this.lendSizes.delete(key);
         release();
         handedOut = true;
         return this.scan(topic, segment + 1);
       };
       // GETs that waited here while the segment was finished go straight on.
       if ((this.firstOpen.get(topic) ?? 1) > segment) return onward();
-      if (lend !== undefined && lend.next < lend.payloads.length && performance.now() - lend.since < limits.lendAgeMsMax) {
+      const lend = this.lends.get(key);
+      if (lend !== undefined && performance.now() - lend.since < limits.lendAgeMsMax) {
         handedOut = true;
-        return { kind: 'entry', entry: this.lent(lend, segment, release) };
+        return { kind: 'entry', entry: this.lent(lend, release) };
       }
-      if (lend !== undefined && sealed !== undefined && lend.next === lend.payloads.length && lend.offset + lend.next >= sealed) {
-        // The run ended the sealed segment: hand it back and go on without asking.
-        const close = this.handBack(lend);
-        remote.settle(owner, close.hold, close.consumed, true).catch(() => undefined);
-        return onward();
-      }
-      // Used up or old: hand it back with this take. A run used up grows the next one.
+      // An old run goes back with this take. As many entries as GETs want now: this one and
+      // those waiting behind it (a run lent for nobody would make other nodes' GETs wait), counted
+      // after the GETs started in this same turn (pipelined ones) have queued up.
       const close = lend === undefined ? undefined : this.handBack(lend);
-      const previous = this.lendSizes.get(key) ?? 1;
-      const size = Math.min(limits.lendEntriesMax, Math.max(1 + this.locks.waiting(key), close === undefined ? 1 : previous * 2));
+      await Promise.resolve();
+      const size = Math.min(limits.lendEntriesMax, 1 + this.locks.waiting(key));
+      const sealed = segment < open ? this.layout.sealedCount(topic, segment) : undefined;
       let taken: RemoteTake;
       try {
         taken = await remote.take(owner, topic, segment, sealed, size, close);
@@ -382,27 +378,26 @@ export class TopicReader {
         throw error;
       }
       if (taken.kind === 'entries') {
-        this.lendSizes.set(key, taken.payloads.length);
-        const now = performance.now();
-        lend = {
+        const borrowed: Lend = {
           key,
+          topic,
+          segment,
           owner,
           hold: taken.hold,
           offset: taken.offset,
           payloads: taken.payloads,
-          since: now,
+          since: performance.now(),
           next: 0,
           told: 0,
           closed: false,
-          used: now,
+          used: 0,
           settling: ACKNOWLEDGED_NOTHING,
           idle: undefined,
         };
-        this.lends.set(key, lend);
+        this.lends.set(key, borrowed);
         handedOut = true;
-        return { kind: 'entry', entry: this.lent(lend, segment, release) };
+        return { kind: 'entry', entry: this.lent(borrowed, release) };
       }
-      this.lendSizes.delete(key);
       // Sealed and done, or sealed as this node knows and nothing more there: on to the next one.
       if (taken.kind === 'done' || (taken.kind === 'empty' && segment < open)) return onward();
       return { kind: 'empty' };
@@ -411,8 +406,12 @@ export class TopicReader {
     }
   }
 
-  /** The next entry of a borrowed run, holding this node's lock of the segment until its reply is written. */
-  private lent(lend: Lend, segment: number, release: () => void): Peeked {
+  /**
+   * The next entry of a borrowed run, holding this node's lock of the segment until its reply is
+   * written. The delivery of the run's last entry hands the run back at once; an entry whose
+   * reply was not written stays for the next GET here (or goes back with the run after lendIdleMs).
+   */
+  private lent(lend: Lend, release: () => void): Peeked {
     const index = lend.next;
     let settled = false;
     const tracked: Hold = {
@@ -427,17 +426,26 @@ export class TopicReader {
       this.holds.delete(tracked);
       lend.used = performance.now();
       release();
-      this.watchIdle(lend);
+      if (!lend.closed) this.watchIdle(lend);
     };
     this.track(tracked);
     return {
       payload: lend.payloads[index] as Buffer,
-      segment,
+      segment: lend.segment,
       delivered: () => {
         if (settled) return ACKNOWLEDGED_NOTHING;
         lend.next = index + 1;
+        if (lend.next < lend.payloads.length) {
+          finish();
+          return this.tell(lend);
+        }
+        // Used up: hand it back now, so the next GET of the segment (here or elsewhere) need not wait.
+        const close = this.handBack(lend);
+        const open = this.layout.openSegment(lend.topic);
+        const sealed = open !== undefined && lend.segment < open ? this.layout.sealedCount(lend.topic, lend.segment) : undefined;
+        if (sealed !== undefined && lend.offset + lend.next >= sealed) this.advance(lend.topic, lend.segment + 1);
         finish();
-        return this.tell(lend);
+        return this.remoteSettle(lend, close.consumed, true);
       },
       abandoned: finish,
     };
@@ -449,40 +457,42 @@ export class TopicReader {
    * consumed this call's entries (or the run was handed back, which consumes them too).
    */
   private tell(lend: Lend): Promise<void> {
-    const send = async (): Promise<void> => {
-      if (lend.closed || lend.told >= lend.next) return;
-      const consumed = lend.next;
-      lend.told = consumed;
-      const settled = await (this.remote as RemoteReads).settle(lend.owner, lend.hold, consumed, false);
-      if (!settled && !lend.closed) {
-        throw walrusError(
-          'PEER_TIMEOUT',
-          `node ${lend.owner} had released entries before they were acknowledged; they will be delivered again`,
-          {
-            details: { peer: lend.owner, hold: lend.hold },
-          },
-        );
-      }
+    const send = (): Promise<void> => {
+      if (lend.closed || lend.told >= lend.next) return ACKNOWLEDGED_NOTHING;
+      lend.told = lend.next;
+      return this.remoteSettle(lend, lend.next, false);
     };
     const link = lend.settling.then(send, send);
     lend.settling = link.catch(() => undefined);
     return link;
   }
 
-  /** Hands a run back after a GET used it, once no GET has for lendIdleMs (other nodes' GETs of the segment wait for it). */
+  /** One settle of a borrowed run; fails when the holder had ended the hold (the entries will be delivered again). */
+  private async remoteSettle(lend: Lend, consumed: number, release: boolean): Promise<void> {
+    const settled = await (this.remote as RemoteReads).settle(lend.owner, lend.hold, consumed, release);
+    // A run handed back meanwhile was settled by that (a later count covers this one).
+    if (settled || (lend.closed && !release)) return;
+    throw walrusError(
+      'PEER_TIMEOUT',
+      `node ${lend.owner} had released entries before they were acknowledged; they will be delivered again`,
+      {
+        details: { peer: lend.owner, hold: lend.hold },
+      },
+    );
+  }
+
+  /** Hands back a run whose entries no GET has wanted for lendIdleMs (other nodes' GETs of the segment wait for it). */
   private watchIdle(lend: Lend): void {
-    if (lend.idle !== undefined || lend.closed) return;
+    if (lend.idle !== undefined) return;
     const check = (): void => {
       lend.idle = undefined;
-      if (lend.closed || this.lends.get(lend.key) !== lend) return;
+      if (lend.closed) return;
       const quiet = performance.now() - lend.used;
       if (quiet < limits.lendIdleMs || this.locks.isHeld(lend.key)) {
         lend.idle = setTimeout(check, Math.max(1, limits.lendIdleMs - quiet)).unref();
         return;
       }
       const close = this.handBack(lend);
-      // Unused runs shrink back to one entry; what was not delivered stays there for the next GET.
-      if (lend.next < lend.payloads.length) this.lendSizes.delete(lend.key);
       (this.remote as RemoteReads).settle(lend.owner, close.hold, close.consumed, true).catch(() => undefined);
     };
     lend.idle = setTimeout(check, limits.lendIdleMs).unref();

@@ -4,6 +4,7 @@
 
 import test from 'ava';
 import { Walrus } from '../../src/engine/walrus.js';
+import { limits } from '../../src/kernel/limits.js';
 import { type LeaseSource, LeaseTable } from '../../src/node/leases.js';
 import { type NextResult, type TopicLayout, TopicReader } from '../../src/node/reader.js';
 import { SegmentStore } from '../../src/node/segment-store.js';
@@ -284,22 +285,45 @@ test('GETs through another node borrow runs of entries: 300 pipelined GETs get a
   });
 });
 
-test('a borrowed run that GETs stop using goes back: the holder serves what was not delivered, once', async (t) => {
-  await withNode('back', { maxEntries: 1000 }, async (n, layout) => {
-    for (let index = 0; index < 40; index++) await n.put('back', `m${index}`);
-    const other = borrower(n, layout);
-    // Grow the run: 20 GETs at once want 20 entries.
-    const first = await Promise.all(Array.from({ length: 20 }, () => other.get('back')));
+test('GETs alternating between two other nodes: each borrows one entry and frees the segment with its reply', async (t) => {
+  await withNode('alt', { maxEntries: 4 }, async (n, layout) => {
+    for (let index = 0; index < 10; index++) await n.put('alt', `m${index}`);
+    await new Promise((resolve) => setImmediate(resolve));
+    const [one, two] = [borrower(n, layout), borrower(n, layout)];
+    const got: (string | null)[] = [];
+    for (let index = 0; index < 10; index++) {
+      got.push(await (index % 2 === 0 ? one : two).get('alt'));
+      // The holder's own GET would not have to wait for the segment: the reply freed it.
+      const peek = n.reader.nextNow('alt');
+      t.false(peek instanceof Promise, `segment free after GET ${index}`);
+      if (!(peek instanceof Promise) && peek.kind === 'entry') peek.entry.abandoned();
+    }
     t.deepEqual(
-      first,
-      Array.from({ length: 20 }, (_, index) => `m${index}`),
+      got,
+      Array.from({ length: 10 }, (_, index) => `m${index}`),
     );
-    // One more GET borrows a run bigger than it needs; then the borrower goes quiet.
-    t.is(await other.get('back'), 'm20');
-    await settleTime(50);
-    const rest: (string | null)[] = [];
-    for (let index = 0; index < 20; index++) rest.push(await n.get('back'));
-    t.deepEqual(rest, [...Array.from({ length: 19 }, (_, index) => `m${index + 21}`), null], 'the holder goes on right after m20');
+    t.deepEqual([await one.get('alt'), await two.get('alt'), await n.get('alt')], [null, null, null]);
+  });
+});
+
+test('a borrowed run left with an entry no GET wrote goes back after lendIdleMs: the holder serves it, once', async (t) => {
+  await withNode('back', { maxEntries: 1000 }, async (n, layout) => {
+    for (const word of ['a', 'b', 'c', 'd']) await n.put('back', word);
+    const other = borrower(n, layout);
+    // Three GETs at once borrow a run of three; the last one's reply is never written.
+    const started = [other.reader.next('back'), other.reader.next('back'), other.reader.next('back')];
+    const payloads: string[] = [];
+    for (const [index, next] of started.entries()) {
+      const result = await next;
+      if (result.kind !== 'entry') return t.fail(`GET ${index}: ${result.kind}`);
+      payloads.push(result.entry.payload.toString());
+      if (index < 2) await result.entry.delivered();
+      else result.entry.abandoned();
+    }
+    t.deepEqual(payloads, ['a', 'b', 'c']);
+    t.is(other.requests.take, 1, 'one take for the three');
+    await settleTime(limits.lendIdleMs * 10);
+    t.deepEqual([await n.get('back'), await n.get('back'), await n.get('back')], ['c', 'd', null], 'the holder goes on at c');
     t.is(await other.get('back'), null);
   });
 });

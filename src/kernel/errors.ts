@@ -223,6 +223,12 @@ export const ERROR_CODES = {
     summary:
       'A request to another node was sent but no answer came within its timeout, or the connection broke first: whether it took effect there is unknown, and the node does not repeat it. Check (GET, FETCH, STATE) or retry.',
   },
+  NODE_REMOVED: {
+    kind: 'state',
+    retriable: false,
+    summary:
+      'This node was taken out of its cluster (walrus cluster remove) and serves no more requests: its view of the cluster is no longer kept up to date. Use another node, and stop this one.',
+  },
   PEER_PROTOCOL: {
     kind: 'protocol',
     retriable: false,

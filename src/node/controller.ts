@@ -117,6 +117,8 @@ export class NodeController {
   private readonly catchingUp = new Map<string, Promise<void>>();
   /** PUTs forwarded to the nodes leading their segments, sent in runs (with peers). */
   private readonly appends: ForwardedAppends | undefined;
+  /** Once this node has been taken out of the cluster: every client request but METRICS is refused with it. */
+  private removal: Error | undefined;
 
   constructor(options: ControllerOptions) {
     this.options = options;
@@ -158,6 +160,16 @@ export class NodeController {
     });
   }
 
+  /** This node was taken out of the cluster (by the Raft leader `by`): it serves no more client requests. */
+  markRemoved(by: NodeId): void {
+    const { nodeId } = this.options;
+    this.removal = walrusError(
+      'NODE_REMOVED',
+      `node ${nodeId} was removed from the cluster${by === nodeId ? '' : ` (by node ${by})`} and serves no more requests; use another node, and stop this one`,
+      { details: { nodeId, by } },
+    );
+  }
+
   /** Answers every PUT still waiting for a rollover (the node is stopping). */
   close(): void {
     const stopping = walrusError('CLOSED', 'the node is stopping; the PUT was not written');
@@ -170,6 +182,7 @@ export class NodeController {
    * key is free and the engine acknowledged at once); everything else answers with a promise.
    */
   handle(command: Command): ControllerReply | Promise<ControllerReply> {
+    if (this.removal !== undefined && command.op !== 'METRICS') return { error: this.removal };
     switch (command.op) {
       case 'REGISTER':
         return this.register(command.topic);

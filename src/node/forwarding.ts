@@ -30,6 +30,8 @@ export const PEER_OPS = {
   remove: 'remove',
   /** `{}`: this node is leaving: seal the open segments it leads and say what only it holds unread. */
   handoff: 'handoff',
+  /** `{ by }`: this node has been taken out of the cluster (by the Raft leader `by`): it refuses client requests from now on. */
+  removed: 'removed',
 } as const;
 
 /** How long the holder of a segment lets a `take` wait for the segment's turn (below the request timeout). */

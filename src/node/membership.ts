@@ -57,7 +57,12 @@ export interface MembershipOptions {
   readonly log: Pick<Logger, 'info' | 'warn' | 'debug'>;
   /** This node's part in its own removal (the controller's handOff). */
   readonly handOff: () => Promise<HandOffReport>;
+  /** This node was taken out of the cluster by the Raft leader `by` (the controller stops serving). */
+  readonly onRemoved: (by: NodeId) => void;
 }
+
+/** How long the leader tries to tell a removed node that it was removed. */
+const REMOVED_NOTICE_MS = 2_000;
 
 export class Membership {
   private readonly options: MembershipOptions;
@@ -74,6 +79,10 @@ export class Membership {
     return {
       [PEER_OPS.join]: async (head) => ({ head: await this.answerJoin(head) }),
       [PEER_OPS.remove]: async (head) => ({ head: await this.answerRemove(head) }),
+      [PEER_OPS.removed]: (head) => {
+        this.removedBy(headCount(head, 'by'));
+        return { head: {} };
+      },
     };
   }
 
@@ -244,7 +253,21 @@ export class Membership {
     }
     await consensus.remove(nodeId);
     this.options.log.info({ nodeId, moved: report?.moved ?? [], forced: force }, 'node removed from the cluster');
+    // Told so (best effort: a node that is down is told nothing), it refuses the requests it
+    // could only answer from a view of the cluster that no longer follows the metadata.
+    if (nodeId === this.options.nodeId) this.removedBy(nodeId);
+    else {
+      peers
+        .client(nodeId)
+        .request(PEER_OPS.removed, { by: this.options.nodeId }, undefined, { timeoutMs: REMOVED_NOTICE_MS })
+        .catch((error: unknown) => this.options.log.debug({ nodeId, err: error }, 'the removed node could not be told'));
+    }
     return { removed: nodeId, moved: report?.moved ?? [], lost: force ? unread : [] };
+  }
+
+  private removedBy(by: NodeId): void {
+    this.options.log.warn({ by }, 'this node was removed from the cluster: it refuses client requests from now on; stop it');
+    this.options.onRemoved(by);
   }
 
   /** On a member that is not the Raft leader: sends `op` on to the leader it knows of, and returns its answer. */

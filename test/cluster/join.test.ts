@@ -133,6 +133,16 @@ test.serial(
       t.is(removed.code, 0, removed.stderr);
       t.regex(removed.stdout, /node 4 removed from the cluster/);
       for (const id of [1, 2, 3]) await votersSeenBy(cluster, id, [1, 2, 3]);
+      // The removed node was told: it refuses what it could only answer from a stale view.
+      const gone = await cluster
+        .client(4)
+        .state(topic)
+        .then(
+          () => 'answered',
+          (error: unknown) => `${(error as { serverCode?: string }).serverCode}: ${(error as Error).message}`,
+        );
+      t.regex(gone, /^NODE_REMOVED: node 4 was removed from the cluster \(by node \d\) and serves no more requests/);
+      t.true('current_leader' in (await cluster.client(4).metrics()), 'METRICS still answers there');
       await cluster.kill(4);
       // Three nodes go on: REGISTER, PUT and GET through each, across rollovers.
       await cluster.client(2).register('after_removal');

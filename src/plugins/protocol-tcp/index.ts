@@ -107,6 +107,7 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
             peers: plane.peers,
             log: scope.log,
             handOff: () => controller.handOff(),
+            onRemoved: (by) => controller.markRemoved(by),
           });
     // Other nodes' forwarded PUTs, reads and joins are answered from here on.
     plane.peers?.serve({ ...controller.peerHandlers(), ...(membership?.handlers() ?? {}) });

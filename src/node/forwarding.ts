@@ -7,7 +7,7 @@ import type { NodeId } from '../contracts/consensus.js';
 import { walrusError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
 import { failureError, type PeerFrame } from './peer-codec.js';
-import type { HoldClose, RemoteReads, RemoteTake } from './reader.js';
+import type { RemoteReads, RemoteTake, TakeRequest } from './reader.js';
 
 export const PEER_OPS = {
   /**
@@ -50,14 +50,7 @@ export class PeerReads implements RemoteReads {
     this.peers = peers;
   }
 
-  async take(
-    owner: NodeId,
-    topic: string,
-    segment: number,
-    sealed: number | undefined,
-    max: number,
-    close: HoldClose | undefined,
-  ): Promise<RemoteTake> {
+  async take(owner: NodeId, { topic, segment, sealed, max, close }: TakeRequest): Promise<RemoteTake> {
     const head: Record<string, unknown> = { topic, segment, max };
     if (sealed !== undefined) head.sealed = sealed;
     if (close !== undefined) {

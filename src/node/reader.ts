@@ -69,21 +69,22 @@ export interface HoldClose {
   readonly consumed: number;
 }
 
+/** What a borrowing node asks the holder of a segment for. */
+export interface TakeRequest {
+  readonly topic: string;
+  readonly segment: number;
+  /** The seal this node knows of (the holder's replica may not have applied it yet). */
+  readonly sealed: number | undefined;
+  /** Most entries to lend. */
+  readonly max: number;
+  /** An earlier hold of the same segment to end first (in the same request). */
+  readonly close: HoldClose | undefined;
+}
+
 /** The reads of segments other nodes hold (node-to-node requests). */
 export interface RemoteReads {
-  /**
-   * Borrows up to `max` entries of `segment` on `owner` from its position, held there until
-   * settled; `sealed` is the seal this node knows of. `close` ends an earlier hold of the same
-   * segment first (in the same request).
-   */
-  take(
-    owner: NodeId,
-    topic: string,
-    segment: number,
-    sealed: number | undefined,
-    max: number,
-    close: HoldClose | undefined,
-  ): Promise<RemoteTake>;
+  /** Borrows up to `max` entries of the segment on `owner` from its position, held there until settled. */
+  take(owner: NodeId, request: TakeRequest): Promise<RemoteTake>;
   /**
    * The first `consumed` entries of a hold's run were delivered: consume them there; `release`
    * also ends the hold (the rest stay for the next GET). False when the hold had ended already.
@@ -108,11 +109,30 @@ export interface TopicReaderOptions {
   readonly remote?: RemoteReads;
 }
 
-/** A peeked entry not delivered or abandoned yet, or a run lent to another node. */
-interface Hold {
-  readonly since: number;
+/**
+ * A peeked entry not delivered or abandoned yet, or a run lent to another node: end() ends it
+ * once (later calls do nothing), and the sweep ends it once it is older than `maxMs`.
+ */
+class Hold {
+  readonly since = performance.now();
+  ended = false;
+  private readonly holds: Set<Hold>;
   readonly maxMs: number;
-  readonly abandon: () => void;
+  private readonly onEnd: () => void;
+
+  constructor(holds: Set<Hold>, maxMs: number, onEnd: () => void) {
+    this.holds = holds;
+    this.maxMs = maxMs;
+    this.onEnd = onEnd;
+    holds.add(this);
+  }
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.holds.delete(this);
+    this.onEnd();
+  }
 }
 
 /** A run of entries lent to another node, on the node that holds the segment. */
@@ -249,17 +269,11 @@ export class TopicReader {
       this.lastHold = this.lastHold >= 0xffff_ffff ? 1 : this.lastHold + 1;
       const hold = this.lastHold;
       const releaseLock = release;
-      let ended = false;
-      const tracked: Hold = { since: performance.now(), maxMs: this.remoteHoldMsMax, abandon: () => end() };
-      const end = (): void => {
-        if (ended) return;
-        ended = true;
-        this.holds.delete(tracked);
+      const held = this.newHold(this.remoteHoldMsMax, () => {
         this.peerHolds.delete(hold);
         releaseLock();
-      };
-      this.track(tracked);
-      this.peerHolds.set(hold, { topic, segment, offset, count: payloads.length, consumed: 0, end });
+      });
+      this.peerHolds.set(hold, { topic, segment, offset, count: payloads.length, consumed: 0, end: () => held.end() });
       return { kind: 'entries', payloads, offset, hold };
     } finally {
       if (!handedOut) (release as () => void)();
@@ -371,7 +385,7 @@ export class TopicReader {
       const sealed = segment < open ? this.layout.sealedCount(topic, segment) : undefined;
       let taken: RemoteTake;
       try {
-        taken = await remote.take(owner, topic, segment, sealed, size, close);
+        taken = await remote.take(owner, { topic, segment, sealed, max: size, close });
       } catch (error) {
         // The run handed back with it may not have reached the holder: say so on its own (its hold ends there by itself at worst).
         if (close !== undefined) remote.settle(owner, close.hold, close.consumed, true).catch(() => undefined);
@@ -413,30 +427,20 @@ export class TopicReader {
    */
   private lent(lend: Lend, release: () => void): Peeked {
     const index = lend.next;
-    let settled = false;
-    const tracked: Hold = {
-      since: performance.now(),
-      // Abandoned well before the holder's own limit ends the run's hold there.
-      maxMs: Math.min(this.holdMsMax, this.remoteHoldMsMax / 2),
-      abandon: () => finish(),
-    };
-    const finish = (): void => {
-      if (settled) return;
-      settled = true;
-      this.holds.delete(tracked);
+    // Abandoned well before the holder's own limit ends the run's hold there.
+    const held = this.newHold(Math.min(this.holdMsMax, this.remoteHoldMsMax / 2), () => {
       lend.used = performance.now();
       release();
       if (!lend.closed) this.watchIdle(lend);
-    };
-    this.track(tracked);
+    });
     return {
       payload: lend.payloads[index] as Buffer,
       segment: lend.segment,
       delivered: () => {
-        if (settled) return ACKNOWLEDGED_NOTHING;
+        if (held.ended) return ACKNOWLEDGED_NOTHING;
         lend.next = index + 1;
         if (lend.next < lend.payloads.length) {
-          finish();
+          held.end();
           return this.tell(lend);
         }
         // Used up: hand it back now, so the next GET of the segment (here or elsewhere) need not wait.
@@ -444,10 +448,10 @@ export class TopicReader {
         const open = this.layout.openSegment(lend.topic);
         const sealed = open !== undefined && lend.segment < open ? this.layout.sealedCount(lend.topic, lend.segment) : undefined;
         if (sealed !== undefined && lend.offset + lend.next >= sealed) this.advance(lend.topic, lend.segment + 1);
-        finish();
+        held.end();
         return this.remoteSettle(lend, close.consumed, true);
       },
-      abandoned: finish,
+      abandoned: () => held.end(),
     };
   }
 
@@ -513,42 +517,35 @@ export class TopicReader {
   }
 
   private hold(topic: string, segment: number, offset: number, payload: Buffer, release: () => void): Peeked {
-    let settled = false;
-    const hold: Hold = { since: performance.now(), maxMs: this.holdMsMax, abandon: () => settle() };
-    const settle = (): void => {
-      if (settled) return;
-      settled = true;
-      this.holds.delete(hold);
-      release();
-    };
-    this.track(hold);
+    const held = this.newHold(this.holdMsMax, release);
     return {
       payload,
       segment,
       delivered: () => {
-        if (settled) return ACKNOWLEDGED_NOTHING;
+        if (held.ended) return ACKNOWLEDGED_NOTHING;
         // The cursor moved as consumeAt returned: the next GET of the segment may go on while the
         // record that persists the move is written (GETs then share one write, or one sync).
         try {
           return this.store.consumeAt(topic, segment, offset);
         } finally {
-          settle();
+          held.end();
         }
       },
-      abandoned: settle,
+      abandoned: () => held.end(),
     };
   }
 
-  /** Counts a hold in, for the sweep. */
-  private track(hold: Hold): void {
-    this.holds.add(hold);
+  /** A hold, counted in for the sweep. */
+  private newHold(maxMs: number, onEnd: () => void): Hold {
+    const hold = new Hold(this.holds, maxMs, onEnd);
     this.sweeper ??= setInterval(this.sweep, Math.max(1, Math.floor(Math.min(this.holdMsMax, this.remoteHoldMsMax) / 8))).unref();
+    return hold;
   }
 
   /** Abandons holds older than their limit; stops sweeping when none is left. */
   private readonly sweep = (): void => {
     const now = performance.now();
-    for (const hold of this.holds) if (now - hold.since >= hold.maxMs) hold.abandon();
+    for (const hold of this.holds) if (now - hold.since >= hold.maxMs) hold.end();
     if (this.holds.size === 0 && this.sweeper !== undefined) {
       clearInterval(this.sweeper);
       this.sweeper = undefined;

@@ -243,7 +243,7 @@ function borrower(owner: TestNode, layout: Layout) {
   };
   const reader = new TopicReader(noStore, view, {
     remote: {
-      take: async (_owner, topic, segment, sealed, max, close) => {
+      take: async (_owner, { topic, segment, sealed, max, close }) => {
         requests.take += 1;
         if (close !== undefined) await owner.reader.settleForPeer(close.hold, close.consumed, true);
         return owner.reader.takeForPeer(topic, segment, sealed, 2000, max);

@@ -21,6 +21,7 @@
 import test from 'ava';
 import { ClientError, type TopicStateJson, WalrusClient } from '../../src/client/index.js';
 import { TestCluster } from '../helpers/cluster.js';
+import { clean, describeReport, History } from '../helpers/history.js';
 import { withTempDir } from '../helpers/kernel.js';
 
 const SECONDS = Number(process.env.WALRUS_TEST_RESILIENCE_SECONDS ?? 12);
@@ -178,23 +179,6 @@ function lostWhileUp(acked: readonly string[], index: LogIndex): string[] {
   return lost;
 }
 
-/** Checks the log as read against the writer: acknowledged entries in order, each once. */
-function checkSequence(read: readonly string[], run: Run): string | undefined {
-  const counts = new Map<string, number>();
-  for (const entry of read) counts.set(entry, (counts.get(entry) ?? 0) + 1);
-  const acked = new Set(run.acked);
-  for (const [entry, count] of counts) {
-    if (!acked.has(entry) && !run.unsure.has(entry)) return `${entry} is in the log but was never sent`;
-    if (count > (run.unsure.has(entry) ? 2 : 1)) return `${entry} is there ${count} times`;
-  }
-  const ackedRead = read.filter((entry, at) => acked.has(entry) && read.indexOf(entry) === at);
-  const missing = run.acked.filter((entry) => !counts.has(entry));
-  if (missing.length > 0) return `${missing.length} of ${run.acked.length} acknowledged entries missing: ${missing.slice(0, 10).join(' ')}`;
-  for (const [at, entry] of ackedRead.entries())
-    if (entry !== run.acked[at]) return `out of order at ${at}: ${entry}, expected ${run.acked[at]}`;
-  return undefined;
-}
-
 /**
  * Reads the whole log with FETCH into `index` (through `pick()`'s node each pass), again while a
  * segment answers a retriable refusal or the node's STATE does not show segment `minSegment` yet
@@ -241,6 +225,7 @@ test.serial(
       const up = new Set<number>(cluster.ids);
       const killing = new Set<number>();
       const run: Run = { acked: [], unsure: new Set(), fatal: [], retriable: 0, checks: 0, skipped: 0 };
+      const history = new History();
       const connect = (id: number) =>
         clients.set(id, new WalrusClient({ host: '127.0.0.1', port: cluster.clientPorts.get(id) as number, timeoutMs: 8_000 }));
       // A node that exits while the test did not kill it has crashed.
@@ -275,10 +260,13 @@ test.serial(
               await sleep(50);
               continue;
             }
+            const settle = history.put('writer', entry);
             try {
               await via.put(TOPIC, entry);
               run.acked.push(entry);
+              settle('acked');
             } catch (error) {
+              settle(error instanceof ClientError && isUnsure(error) ? 'unsure' : 'refused');
               if (!(error instanceof ClientError) || !error.retriable) {
                 run.fatal.push(`PUT ${entry}: ${describe(error)}`);
                 return;
@@ -360,7 +348,10 @@ test.serial(
         t.deepEqual(run.fatal, []);
         const bySegment = (log: LogIndex) => [...log.segments.entries()].filter(([, list]) => list.length > 0).sort(([a], [b]) => a - b);
         t.deepEqual(bySegment(again), bySegment(index), 'a second read of the whole log finds the same entries in the same places');
-        t.is(checkSequence(index.log(), run), undefined);
+        for (const [segment, entries] of index.segments)
+          for (const [offset, payload] of entries.entries()) history.fetched(payload, { segment, offset });
+        const logged = history.check({ complete: true });
+        t.true(clean(logged), describeReport(logged));
         const written = [...run.unsure].filter((entry) => index.positions.has(entry)).length;
         t.log(`${state?.current_segment} segments; ${written} of the ${run.unsure.size} unsure entries are in the log`);
 
@@ -379,6 +370,7 @@ test.serial(
             else {
               empties = 0;
               got.push(entry);
+              history.got(entry);
             }
           } catch (error) {
             if (!(error instanceof ClientError) || !error.retriable) {
@@ -388,7 +380,9 @@ test.serial(
             await sleep(100);
           }
         }
-        t.is(checkSequence(got, run), undefined, `GETs delivered ${got.length}`);
+        const report = history.check({ complete: true });
+        t.log(describeReport(report));
+        t.true(clean(report), `GETs delivered ${got.length}: ${describeReport(report)}`);
       } finally {
         for (const client of clients.values()) await client.close();
         for (const id of cluster.ids) killing.add(id);

@@ -13,8 +13,8 @@ import { limits } from '../kernel/limits.js';
 
 /** Version of the command encoding; a command with another version is refused (error result). */
 export const COMMAND_VERSION = 1;
-/** Version of the snapshot encoding; restore refuses any other. */
-export const SNAPSHOT_VERSION = 1;
+/** Version of the snapshot encoding; restore reads this one and the one before it (1: no replica sets). */
+export const SNAPSHOT_VERSION = 2;
 
 /** Bytes a segment key adds to its topic name: `t_`, `_s_` and the longest segment id (16 digits). */
 const SEGMENT_KEY_OVERHEAD_BYTES = 't_'.length + '_s_'.length + String(Number.MAX_SAFE_INTEGER).length;
@@ -35,25 +35,35 @@ export const metadataLimits = {
   addressBytesMax: 300,
   /** Largest encoded command; anything bigger is refused before it is parsed. */
   commandBytesMax: 64 * 1024,
+  /** Most nodes in one segment's replica set. */
+  replicasMax: 7,
 } as const;
 
 // ---------------------------------------------------------------------------------------------
 // Commands and results
 
-/** Creates the topic with segment 1 led by `initialLeader`; no change if it exists. */
+/**
+ * Creates the topic with segment 1 led by `initialLeader`, kept by `replicas` (the leader first;
+ * absent: the leader alone); no change if it exists.
+ */
 export interface CreateTopic {
   readonly kind: 'CreateTopic';
   readonly topic: string;
   readonly initialLeader: NodeId;
+  readonly replicas?: readonly NodeId[];
 }
 
-/** Seals `expectedSegment` with `sealedCount` entries and opens the next one on `newLeader`, if it is still open. */
+/**
+ * Seals `expectedSegment` with `sealedCount` entries and opens the next one on `newLeader`, kept
+ * by `replicas` (the new leader first; absent: the leader alone), if it is still open.
+ */
 export interface RolloverTopic {
   readonly kind: 'RolloverTopic';
   readonly topic: string;
   readonly expectedSegment: number;
   readonly sealedCount: number;
   readonly newLeader: NodeId;
+  readonly replicas?: readonly NodeId[];
 }
 
 /** Inserts or overwrites a node's advertised addresses (`host:port`). */
@@ -85,6 +95,7 @@ export function encodeCommand(command: MetadataCommand): Uint8Array {
   switch (command.kind) {
     case 'CreateTopic':
       wire = { v: COMMAND_VERSION, kind: command.kind, topic: command.topic, initialLeader: command.initialLeader };
+      if (command.replicas !== undefined) wire.replicas = command.replicas;
       break;
     case 'RolloverTopic':
       wire = {
@@ -95,6 +106,7 @@ export function encodeCommand(command: MetadataCommand): Uint8Array {
         sealedCount: command.sealedCount,
         newLeader: command.newLeader,
       };
+      if (command.replicas !== undefined) wire.replicas = command.replicas;
       break;
     case 'UpsertNode':
       wire = {
@@ -114,6 +126,13 @@ const COMMAND_FIELDS: { readonly [K in MetadataCommand['kind']]: Readonly<Record
   CreateTopic: { topic: 'string', initialLeader: 'number' },
   RolloverTopic: { topic: 'string', expectedSegment: 'number', sealedCount: 'number', newLeader: 'number' },
   UpsertNode: { nodeId: 'number', clientAddress: 'string', raftAddress: 'string' },
+};
+
+/** Fields a kind may carry: a replica set is a list of node ids. */
+const OPTIONAL_FIELDS: { readonly [K in MetadataCommand['kind']]: readonly string[] } = {
+  CreateTopic: ['replicas'],
+  RolloverTopic: ['replicas'],
+  UpsertNode: [],
 };
 
 function isCommandKind(kind: unknown): kind is MetadataCommand['kind'] {
@@ -136,10 +155,14 @@ export function decodeCommand(bytes: Uint8Array): MetadataCommand | { readonly e
   if (wire.v !== COMMAND_VERSION) return { error: `unsupported command version ${JSON.stringify(wire.v)} (expected ${COMMAND_VERSION})` };
   if (!isCommandKind(wire.kind)) return { error: `unknown command kind ${JSON.stringify(wire.kind)}` };
   const fields = COMMAND_FIELDS[wire.kind];
+  const optional = OPTIONAL_FIELDS[wire.kind];
   for (const key of Object.keys(wire))
-    if (key !== 'v' && key !== 'kind' && !Object.hasOwn(fields, key)) return { error: `${wire.kind}: unknown field ${key}` };
+    if (key !== 'v' && key !== 'kind' && !Object.hasOwn(fields, key) && !optional.includes(key))
+      return { error: `${wire.kind}: unknown field ${key}` };
   for (const [field, type] of Object.entries(fields))
     if (typeof wire[field] !== type) return { error: `${wire.kind}: field ${field} must be a ${type}` };
+  if (wire.replicas !== undefined && (!Array.isArray(wire.replicas) || !wire.replicas.every((id) => typeof id === 'number')))
+    return { error: `${wire.kind}: field replicas must be a list of node ids` };
   // Every field is present with its type, so the object is a command of its kind.
   const command = wire as unknown as MetadataCommand;
   const problem = commandProblem(command);
@@ -149,7 +172,12 @@ export function decodeCommand(bytes: Uint8Array): MetadataCommand | { readonly e
 function stripVersion(command: MetadataCommand): MetadataCommand {
   switch (command.kind) {
     case 'CreateTopic':
-      return { kind: command.kind, topic: command.topic, initialLeader: command.initialLeader };
+      return {
+        kind: command.kind,
+        topic: command.topic,
+        initialLeader: command.initialLeader,
+        ...(command.replicas === undefined ? {} : { replicas: [...command.replicas] }),
+      };
     case 'RolloverTopic':
       return {
         kind: command.kind,
@@ -157,6 +185,7 @@ function stripVersion(command: MetadataCommand): MetadataCommand {
         expectedSegment: command.expectedSegment,
         sealedCount: command.sealedCount,
         newLeader: command.newLeader,
+        ...(command.replicas === undefined ? {} : { replicas: [...command.replicas] }),
       };
     case 'UpsertNode':
       return { kind: command.kind, nodeId: command.nodeId, clientAddress: command.clientAddress, raftAddress: command.raftAddress };
@@ -167,13 +196,18 @@ function stripVersion(command: MetadataCommand): MetadataCommand {
 export function commandProblem(command: MetadataCommand): string | undefined {
   switch (command.kind) {
     case 'CreateTopic':
-      return topicNameProblem(command.topic) ?? nodeIdProblem('initialLeader', command.initialLeader);
+      return (
+        topicNameProblem(command.topic) ??
+        nodeIdProblem('initialLeader', command.initialLeader) ??
+        replicasProblem(command.replicas, command.initialLeader)
+      );
     case 'RolloverTopic':
       return (
         topicNameProblem(command.topic) ??
         countProblem('expectedSegment', command.expectedSegment, 1) ??
         countProblem('sealedCount', command.sealedCount, 0) ??
-        nodeIdProblem('newLeader', command.newLeader)
+        nodeIdProblem('newLeader', command.newLeader) ??
+        replicasProblem(command.replicas, command.newLeader)
       );
     case 'UpsertNode':
       return (
@@ -196,6 +230,20 @@ export function topicNameProblem(name: string): string | undefined {
   if (bytes > metadataLimits.topicNameBytesMax)
     return `topic name is ${bytes} UTF-8 bytes, more than the limit of ${metadataLimits.topicNameBytesMax}`;
   if (FORBIDDEN_NAME_CHARACTERS.test(name)) return 'topic name must not contain whitespace or control characters';
+  return undefined;
+}
+
+/** A replica set: 1 to replicasMax distinct node ids, the segment's leader first. */
+function replicasProblem(replicas: readonly NodeId[] | undefined, leader: NodeId): string | undefined {
+  if (replicas === undefined) return undefined;
+  if (replicas.length === 0 || replicas.length > metadataLimits.replicasMax)
+    return `replicas must list 1 to ${metadataLimits.replicasMax} nodes, got ${replicas.length}`;
+  for (const id of replicas) {
+    const problem = nodeIdProblem('replicas', id);
+    if (problem !== undefined) return problem;
+  }
+  if (new Set(replicas).size !== replicas.length) return `replicas must be distinct nodes, got ${replicas.join(', ')}`;
+  if (replicas[0] !== leader) return `replicas must start with the segment's leader ${leader}, got ${replicas.join(', ')}`;
   return undefined;
 }
 
@@ -269,6 +317,8 @@ interface TopicRecord {
   readonly sealedEnds: number[];
   /** segmentLeaders[s-1]: leader of segment s; length currentSegment (the open one included). */
   readonly segmentLeaders: NodeId[];
+  /** segmentReplicas[s-1]: the nodes keeping segment s, its leader first; length currentSegment. */
+  readonly segmentReplicas: (readonly NodeId[])[];
 }
 
 /** Reported to onChange listeners after every apply and every restore. */
@@ -354,6 +404,7 @@ export class MetadataStateMachine implements StateMachine {
         lastSealedEntryOffset: record.view.lastSealedEntryOffset,
         sealedCounts: record.sealedCounts,
         segmentLeaders: record.segmentLeaders,
+        segmentReplicas: record.segmentReplicas,
       };
     });
     const nodes = [...this.nodeMap].map(([id, addresses]) => ({
@@ -453,6 +504,13 @@ export class MetadataStateMachine implements StateMachine {
     return record.segmentLeaders[segment - 1] ?? record.view.leaderNode;
   }
 
+  /** The nodes keeping a sealed or the open segment, its leader first; undefined for an unknown topic or a segment not opened yet. */
+  segmentReplicas(topic: string, segment: number): readonly NodeId[] | undefined {
+    const record = this.topicRecords.get(topic);
+    if (record === undefined || !isSegmentBelow(segment, record.view.currentSegment + 1)) return undefined;
+    return record.segmentReplicas[segment - 1];
+  }
+
   /** Logical offset of the first entry of a sealed or the open segment (sum of the counts before it). */
   segmentStart(topic: string, segment: number): number | undefined {
     const record = this.topicRecords.get(topic);
@@ -515,7 +573,7 @@ export class MetadataStateMachine implements StateMachine {
     }
   }
 
-  private createTopic({ topic, initialLeader }: CreateTopic): { result: MetadataResult; changed: boolean } {
+  private createTopic({ topic, initialLeader, replicas }: CreateTopic): { result: MetadataResult; changed: boolean } {
     if (this.topicRecords.has(topic)) return { result: { ok: true, outcome: 'exists' }, changed: false };
     if (this.topicRecords.size >= metadataLimits.topicsMax)
       return {
@@ -527,13 +585,17 @@ export class MetadataStateMachine implements StateMachine {
       sealedCounts: [],
       sealedEnds: [],
       segmentLeaders: [initialLeader],
+      segmentReplicas: [Object.freeze([...(replicas ?? [initialLeader])])],
     });
     this.sortedNames = undefined;
     return { result: { ok: true, outcome: 'created' }, changed: true };
   }
 
   /** As the original (§3.2) — seal the open segment, hand the next to newLeader — but only the segment named. */
-  private rolloverTopic({ topic, expectedSegment, sealedCount, newLeader }: RolloverTopic): { result: MetadataResult; changed: boolean } {
+  private rolloverTopic({ topic, expectedSegment, sealedCount, newLeader, replicas }: RolloverTopic): {
+    result: MetadataResult;
+    changed: boolean;
+  } {
     const record = this.topicRecords.get(topic);
     if (record === undefined) return { result: failure(`unknown topic ${topic}`), changed: false };
     const { currentSegment, lastSealedEntryOffset } = record.view;
@@ -545,6 +607,7 @@ export class MetadataStateMachine implements StateMachine {
     record.sealedCounts.push(sealedCount);
     record.sealedEnds.push(sealedEnd);
     record.segmentLeaders.push(newLeader);
+    record.segmentReplicas.push(Object.freeze([...(replicas ?? [newLeader])]));
     record.view = Object.freeze({ currentSegment: currentSegment + 1, leaderNode: newLeader, lastSealedEntryOffset: sealedEnd });
     return { result: { ok: true, outcome: 'rolled' }, changed: true };
   }
@@ -620,13 +683,15 @@ function readSnapshotFields(data: Uint8Array): RestoredState {
     corrupt(`it is not UTF-8 JSON (${data.byteLength} bytes)`);
   }
   const wire = objectWith(value, ['v', 'lastAppliedIndex', 'epoch', 'topics', 'nodes'], 'the snapshot');
-  if (wire.v !== SNAPSHOT_VERSION) corrupt(`unsupported version ${JSON.stringify(wire.v)} (expected ${SNAPSHOT_VERSION})`);
+  if (wire.v !== SNAPSHOT_VERSION && wire.v !== 1)
+    corrupt(`unsupported version ${JSON.stringify(wire.v)} (expected ${SNAPSHOT_VERSION} or 1)`);
+  const withReplicas = wire.v !== 1;
   const lastAppliedIndex = safeInteger(wire.lastAppliedIndex, 0, 'lastAppliedIndex');
   const epoch = safeInteger(wire.epoch, 0, 'epoch');
   const topicList = arrayOf(wire.topics, metadataLimits.topicsMax, 'topics');
   const topics = new Map<string, TopicRecord>();
   for (const [position, item] of topicList.entries()) {
-    const [name, record] = readTopic(item, `topics[${position}]`);
+    const [name, record] = readTopic(item, `topics[${position}]`, withReplicas);
     if (topics.has(name)) corrupt(`topic ${JSON.stringify(name)} appears twice`);
     topics.set(name, record);
   }
@@ -645,12 +710,9 @@ function readSnapshotFields(data: Uint8Array): RestoredState {
   return { lastAppliedIndex, epoch, topics, nodes: new Map([...nodes].sort(([a], [b]) => a - b)) };
 }
 
-function readTopic(value: unknown, where: string): [string, TopicRecord] {
-  const wire = objectWith(
-    value,
-    ['name', 'currentSegment', 'leaderNode', 'lastSealedEntryOffset', 'sealedCounts', 'segmentLeaders'],
-    where,
-  );
+function readTopic(value: unknown, where: string, withReplicas: boolean): [string, TopicRecord] {
+  const fields = ['name', 'currentSegment', 'leaderNode', 'lastSealedEntryOffset', 'sealedCounts', 'segmentLeaders'];
+  const wire = objectWith(value, withReplicas ? [...fields, 'segmentReplicas'] : fields, where);
   if (typeof wire.name !== 'string') corrupt(`${where}.name must be a string`);
   const nameProblem = topicNameProblem(wire.name);
   if (nameProblem !== undefined) corrupt(`${where}: ${nameProblem}`);
@@ -675,8 +737,20 @@ function readTopic(value: unknown, where: string): [string, TopicRecord] {
     corrupt(`${where}: lastSealedEntryOffset ${lastSealedEntryOffset} is not the sum of the sealed counts (${end})`);
   const segmentLeaders = leaders.map((leader, position) => safeInteger(leader, 1, `${where}.segmentLeaders[${position}]`));
   if (segmentLeaders[currentSegment - 1] !== leaderNode) corrupt(`${where}: leaderNode ${leaderNode} is not the open segment's leader`);
+  // A version 1 snapshot predates replica sets: every segment was kept by its leader alone.
+  const sets = withReplicas
+    ? arrayOf(wire.segmentReplicas, currentSegment, `${where}.segmentReplicas`)
+    : segmentLeaders.map((leader) => [leader]);
+  if (sets.length !== currentSegment) corrupt(`${where}: ${sets.length} replica sets for current segment ${currentSegment}`);
+  const segmentReplicas = sets.map((set, position) => {
+    const at = `${where}.segmentReplicas[${position}]`;
+    const ids = arrayOf(set, metadataLimits.replicasMax, at).map((id, index) => safeInteger(id, 1, `${at}[${index}]`));
+    const problem = replicasProblem(ids, segmentLeaders[position] as NodeId);
+    if (problem !== undefined) corrupt(`${at}: ${problem}`);
+    return Object.freeze(ids);
+  });
   const view = Object.freeze({ currentSegment, leaderNode, lastSealedEntryOffset });
-  return [wire.name, { view, sealedCounts, sealedEnds, segmentLeaders }];
+  return [wire.name, { view, sealedCounts, sealedEnds, segmentLeaders, segmentReplicas }];
 }
 
 /** A plain object with exactly these keys. */

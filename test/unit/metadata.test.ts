@@ -14,6 +14,7 @@ import {
   MetadataStateMachine,
   metadataLimits,
   parseSegmentKey,
+  type RolloverTopic,
   segmentKey,
 } from '../../src/node/metadata.js';
 
@@ -37,7 +38,7 @@ class Replica {
 }
 
 const create = (topic: string, initialLeader: number): MetadataCommand => ({ kind: 'CreateTopic', topic, initialLeader });
-const rollover = (topic: string, expectedSegment: number, sealedCount: number, newLeader: number): MetadataCommand => ({
+const rollover = (topic: string, expectedSegment: number, sealedCount: number, newLeader: number): RolloverTopic => ({
   kind: 'RolloverTopic',
   topic,
   expectedSegment,
@@ -145,7 +146,12 @@ test('bad commands give error results, never throw, and leave the state unchange
     ['an unknown kind', text({ v: 1, kind: 'DeleteTopic', topic: 'logs' })],
     ['a wrong field type', text({ v: 1, kind: 'CreateTopic', topic: 'a', initialLeader: '1' })],
     ['a missing field', text({ v: 1, kind: 'RolloverTopic', topic: 'logs', expectedSegment: 1, newLeader: 2 })],
-    ['an unknown field', text({ v: 1, kind: 'CreateTopic', topic: 'a', initialLeader: 1, replicas: 3 })],
+    ['an unknown field', text({ v: 1, kind: 'CreateTopic', topic: 'a', initialLeader: 1, color: 3 })],
+    ['replicas that are not a list', text({ v: 1, kind: 'CreateTopic', topic: 'a', initialLeader: 1, replicas: 3 })],
+    ['replicas without the leader first', encodeCommand({ kind: 'CreateTopic', topic: 'a', initialLeader: 1, replicas: [2, 1] })],
+    ['replicas twice the same node', encodeCommand({ ...rollover('logs', 1, 1, 2), replicas: [2, 3, 3] })],
+    ['an empty replica set', encodeCommand({ ...rollover('logs', 1, 1, 2), replicas: [] })],
+    ['too many replicas', encodeCommand({ kind: 'CreateTopic', topic: 'a', initialLeader: 1, replicas: [1, 2, 3, 4, 5, 6, 7, 8] })],
     ['a negative count', encodeCommand(rollover('logs', 1, -1, 2))],
     ['a fractional count', encodeCommand(rollover('logs', 1, 1.5, 2))],
     ['segment 0', encodeCommand(rollover('logs', 0, 1, 2))],
@@ -407,4 +413,37 @@ test('determinism: the same commands give byte-identical snapshots, also through
     { numRuns: 300 },
   );
   t.pass();
+});
+
+test('replica sets: each segment keeps the set its CreateTopic or RolloverTopic named (the leader alone when none), through a snapshot', (t) => {
+  const replica = new Replica();
+  replica.run({ kind: 'CreateTopic', topic: 'r', initialLeader: 2, replicas: [2, 3, 1] });
+  replica.run(create('single', 1));
+  replica.run({ ...rollover('r', 1, 5, 3), replicas: [3, 1, 2] });
+  replica.run(rollover('r', 2, 5, 1));
+  const sets = (machine: MetadataStateMachine) => [1, 2, 3, 4].map((segment) => machine.segmentReplicas('r', segment));
+  t.deepEqual(sets(replica.machine), [[2, 3, 1], [3, 1, 2], [1], undefined]);
+  t.deepEqual(replica.machine.segmentReplicas('single', 1), [1]);
+  t.is(replica.machine.segmentReplicas('nope', 1), undefined);
+  const restored = new MetadataStateMachine();
+  restored.restore(replica.machine.snapshot());
+  t.deepEqual(sets(restored), sets(replica.machine));
+  t.is(Buffer.from(restored.snapshot()).toString(), replica.snapshotText());
+});
+
+test('a version 1 snapshot (before replica sets) restores with every segment kept by its leader alone', (t) => {
+  const replica = new Replica();
+  replica.run(create('old', 2));
+  replica.run(rollover('old', 1, 3, 1));
+  const current = JSON.parse(replica.snapshotText()) as { v: number; topics: Record<string, unknown>[] };
+  current.v = 1;
+  for (const topic of current.topics) delete topic.segmentReplicas;
+  const restored = new MetadataStateMachine();
+  restored.restore(Buffer.from(JSON.stringify(current)));
+  t.deepEqual([restored.segmentReplicas('old', 1), restored.segmentReplicas('old', 2)], [[2], [1]]);
+  t.is(restored.stateJson('old'), replica.machine.stateJson('old'));
+  // A version 2 snapshot without them is corrupt.
+  const broken = JSON.parse(replica.snapshotText()) as { topics: Record<string, unknown>[] };
+  for (const topic of broken.topics) delete topic.segmentReplicas;
+  t.throws(() => new MetadataStateMachine().restore(Buffer.from(JSON.stringify(broken))), { message: /has no field segmentReplicas/ });
 });

@@ -87,6 +87,8 @@ export class SegmentStore {
   private readonly consumedInOutage = new Map<string, number>();
   /** Open segments closed early (handed over before a node leaves): no more appends, as if full. */
   private readonly closedEarly = new Set<string>();
+  /** Segments this node keeps as a follower that a failover has ended: no more replica appends. */
+  private readonly fenced = new Set<string>();
   private closed = false;
   private readonly dir: string;
   /** The attempt to end an outage that is running, which close() waits for. */
@@ -393,6 +395,39 @@ export class SegmentStore {
   /** Takes appends again on a segment closeEarly() closed (its seal was not proposed). */
   reopen(topic: string, segment: number): void {
     this.closedEarly.delete(segmentKey(topic, segment));
+  }
+
+  /**
+   * A follower's copy of a segment another node leads: appends `payloads` at `offset` onward and
+   * returns the count it then holds, once the engine has acknowledged them (after their fsync
+   * under `fsync: each`). Entries it holds already are not written again, so a run sent twice
+   * changes nothing; a run past its end (it missed some) writes nothing and the count tells the
+   * leader where to start again. Refused with NOT_LEADER_FOR_PARTITION once fenced.
+   */
+  appendReplica(topic: string, segment: number, offset: number, payloads: readonly Uint8Array[]): Promise<number> {
+    const key = segmentKey(topic, segment);
+    return this.locks.run(key, async () => {
+      const wal = this.writable();
+      if (this.fenced.has(key)) throw notLeaderFor(key, { fenced: true });
+      const count = wal.entryCount(key);
+      if (offset > count || offset + payloads.length <= count) return count;
+      try {
+        await wal.appendBatch(key, payloads.slice(count - offset));
+      } catch (error) {
+        throw this.storageFailed(error);
+      }
+      return wal.entryCount(key);
+    });
+  }
+
+  /**
+   * Ends this node's part in appends to a segment it keeps as a follower (a failover is sealing
+   * it): after the replica append in progress, none is taken. Returns the count it holds.
+   */
+  fence(topic: string, segment: number): Promise<number> {
+    const key = segmentKey(topic, segment);
+    this.fenced.add(key);
+    return this.locks.run(key, async () => this.readable().entryCount(key));
   }
 
   /** Entries the segment holds on this node (0 for a segment it never wrote). */

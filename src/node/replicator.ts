@@ -1,0 +1,199 @@
+// The leader's side of one replicated segment (issue 14): it sends the entries the leader has
+// appended to each follower of the segment's replica set, in runs, several in flight per
+// follower, and works out the commit count: the entries a majority of the replica set holds
+// (the leader counts with what its own engine has acknowledged). A PUT is acknowledged once its
+// entry is committed; committed() tells when.
+//
+// A follower answers each run with the count it holds; a count below what was sent (it missed
+// some, or restarted and lost unsynced ones) makes the leader send again from there, so the
+// follower's copy is always a prefix of the leader's. A follower that cannot be reached is tried
+// again after a pause, from the count it last confirmed. A follower that answers `fenced` has
+// been told by a failover that this segment is over: the leader stops (its epoch has ended) and
+// every PUT still waiting fails with a retriable error, never OK.
+//
+// No sockets here: the transport sends a run and returns the follower's answer.
+
+import type { NodeId } from '../contracts/consensus.js';
+import { notLeaderFor, segmentKey } from './leases.js';
+
+/** One run of entries for a follower: `payloads` go at `offset` onward; `commit` is what the leader knows to be committed. */
+export interface ReplicaRun {
+  readonly topic: string;
+  readonly segment: number;
+  /** The segment's epoch: a follower refuses runs of an epoch older than one it has seen. */
+  readonly epoch: number;
+  readonly offset: number;
+  readonly payloads: readonly Uint8Array[];
+  readonly commit: number;
+}
+
+/** A follower's answer: the count of entries it holds, or that it will take no more of this segment. */
+export type ReplicaAnswer = { readonly held: number } | { readonly fenced: true };
+
+export interface ReplicaTransport {
+  send(follower: NodeId, run: ReplicaRun): Promise<ReplicaAnswer>;
+}
+
+export interface ReplicatorOptions {
+  readonly topic: string;
+  readonly segment: number;
+  readonly epoch: number;
+  /** The other nodes of the replica set (the leader is not listed). */
+  readonly followers: readonly NodeId[];
+  readonly transport: ReplicaTransport;
+  /** The entry at `offset` in the leader's copy (null past its end). */
+  readonly read: (offset: number) => Uint8Array | null;
+  /** Entries the follower already holds when replication starts (a new leader that caught up). Default 0. */
+  readonly startAt?: number;
+  /** Most entries in one run (default 64). */
+  readonly runEntriesMax?: number;
+  /** Runs one follower may have unanswered (default 4). */
+  readonly inFlightMax?: number;
+  /** Pause before trying a follower again after a failed send (default 100 ms). */
+  readonly retryMs?: number;
+  /** Called when the commit count moves. */
+  readonly onCommit?: (commit: number) => void;
+}
+
+interface Follower {
+  readonly id: NodeId;
+  /** Entries it has confirmed holding. */
+  held: number;
+  /** The next offset to send. */
+  next: number;
+  inFlight: number;
+  /** Not before this time (after a failed send). */
+  retryAt: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+interface Waiter {
+  readonly count: number;
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+}
+
+export class SegmentReplicator {
+  private readonly options: ReplicatorOptions;
+  private readonly followers: Follower[];
+  /** The leader's own acknowledged count. */
+  private local = 0;
+  private commitCount = 0;
+  /** How many of the replica set (leader included) must hold an entry for it to be committed. */
+  private readonly quorum: number;
+  /** Waiters for commit counts, in ascending count order (appends arrive in order). */
+  private readonly waiters: Waiter[] = [];
+  private stopped: Error | undefined;
+
+  constructor(options: ReplicatorOptions) {
+    this.options = options;
+    const start = options.startAt ?? 0;
+    this.followers = options.followers.map((id) => ({ id, held: start, next: start, inFlight: 0, retryAt: 0, timer: undefined }));
+    this.quorum = Math.floor((options.followers.length + 1) / 2) + 1;
+    this.local = start;
+    this.commitCount = start;
+  }
+
+  /** Entries a majority of the replica set holds. */
+  get commit(): number {
+    return this.commitCount;
+  }
+
+  /** What each follower has confirmed (for STATE, METRICS and tests). */
+  held(): ReadonlyMap<NodeId, number> {
+    return new Map(this.followers.map((follower) => [follower.id, follower.held]));
+  }
+
+  /** The leader's engine acknowledged its entries up to `count`: send them on. */
+  appended(count: number): void {
+    if (this.stopped !== undefined || count <= this.local) return;
+    this.local = count;
+    this.recount();
+    for (const follower of this.followers) this.pump(follower);
+  }
+
+  /** Resolves once `count` entries are committed; rejects if the segment's epoch ends first. */
+  committed(count: number): Promise<void> {
+    if (count <= this.commitCount) return COMMITTED;
+    if (this.stopped !== undefined) return Promise.reject(this.stopped);
+    return new Promise((resolve, reject) => {
+      const waiter = { count, resolve, reject };
+      // Appends come in order, so this is nearly always the end.
+      let at = this.waiters.length;
+      while (at > 0 && (this.waiters[at - 1] as Waiter).count > count) at -= 1;
+      this.waiters.splice(at, 0, waiter);
+    });
+  }
+
+  /** Stops replicating: waiting PUTs fail with `error` (the segment's epoch ended, or the node is stopping). */
+  stop(error: Error): void {
+    if (this.stopped !== undefined) return;
+    this.stopped = error;
+    for (const follower of this.followers) if (follower.timer !== undefined) clearTimeout(follower.timer);
+    for (const waiter of this.waiters.splice(0)) waiter.reject(error);
+  }
+
+  private pump(follower: Follower): void {
+    const { runEntriesMax = 64, inFlightMax = 4 } = this.options;
+    while (this.stopped === undefined && follower.next < this.local && follower.inFlight < inFlightMax) {
+      const wait = follower.retryAt - performance.now();
+      if (wait > 0) {
+        // Unref'd: a follower being retried is no reason for the process to stay up.
+        follower.timer ??= setTimeout(() => {
+          follower.timer = undefined;
+          this.pump(follower);
+        }, wait).unref();
+        return;
+      }
+      const offset = follower.next;
+      const payloads: Uint8Array[] = [];
+      for (let at = offset; at < this.local && payloads.length < runEntriesMax; at++) {
+        const payload = this.options.read(at);
+        if (payload === null) break;
+        payloads.push(payload);
+      }
+      if (payloads.length === 0) return;
+      follower.next = offset + payloads.length;
+      follower.inFlight += 1;
+      const { topic, segment, epoch } = this.options;
+      this.options.transport.send(follower.id, { topic, segment, epoch, offset, payloads, commit: this.commitCount }).then(
+        (answer) => this.answered(follower, offset + payloads.length, answer),
+        () => this.failed(follower),
+      );
+    }
+  }
+
+  private answered(follower: Follower, sentTo: number, answer: ReplicaAnswer): void {
+    follower.inFlight -= 1;
+    if (this.stopped !== undefined) return;
+    if ('fenced' in answer) {
+      this.stop(notLeaderFor(segmentKey(this.options.topic, this.options.segment), { fenced: true }));
+      return;
+    }
+    if (answer.held > follower.held) follower.held = Math.min(answer.held, this.local);
+    // It holds less than was sent (a gap, or it lost unsynced entries in a restart): from there again.
+    if (answer.held < sentTo && follower.next > answer.held) follower.next = Math.max(answer.held, follower.held);
+    this.recount();
+    this.pump(follower);
+  }
+
+  private failed(follower: Follower): void {
+    follower.inFlight -= 1;
+    if (this.stopped !== undefined) return;
+    // Not known to have arrived: send again from what it confirmed, after a pause.
+    follower.next = follower.held;
+    follower.retryAt = performance.now() + (this.options.retryMs ?? 100);
+    this.pump(follower);
+  }
+
+  private recount(): void {
+    const counts = [this.local, ...this.followers.map((follower) => follower.held)].sort((a, b) => b - a);
+    const commit = counts[this.quorum - 1] ?? 0;
+    if (commit <= this.commitCount) return;
+    this.commitCount = commit;
+    while (this.waiters.length > 0 && (this.waiters[0] as Waiter).count <= commit) (this.waiters.shift() as Waiter).resolve();
+    this.options.onCommit?.(commit);
+  }
+}
+
+const COMMITTED: Promise<void> = Promise.resolve();

@@ -1,0 +1,195 @@
+// Replicated segments, the pieces below the wiring (issue 14): the leader's SegmentReplicator
+// sends appended entries to the followers in runs and commits what a majority holds; a follower's
+// copy (SegmentStore.appendReplica) is a prefix of the leader's whatever is sent twice or
+// skipped; a fenced follower takes nothing more, and the leader it answers stops with a
+// retriable refusal for every PUT still waiting.
+
+import test from 'ava';
+import { Walrus } from '../../src/engine/walrus.js';
+import { isWalrusError } from '../../src/kernel/errors.js';
+import { type ReplicaAnswer, type ReplicaRun, SegmentReplicator } from '../../src/node/replicator.js';
+import type { LeaseCheck } from '../../src/node/segment-store.js';
+import { SegmentStore } from '../../src/node/segment-store.js';
+import { silent, withTempDir } from '../helpers/kernel.js';
+
+/** A follower in memory: holds what it was sent, in order; can be down, slow or fenced. */
+class FakeFollower {
+  readonly entries: string[] = [];
+  down = false;
+  fenced = false;
+  /** Drop this many runs (as if they were lost in a restart) before taking any. */
+  skip = 0;
+  runs = 0;
+
+  async take(run: ReplicaRun): Promise<ReplicaAnswer> {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.down) throw new Error('unreachable');
+    this.runs += 1;
+    if (this.fenced) return { fenced: true };
+    if (this.skip > 0) {
+      this.skip -= 1;
+      return { held: this.entries.length };
+    }
+    if (run.offset <= this.entries.length) {
+      const fresh = run.payloads.slice(this.entries.length - run.offset).map((payload) => Buffer.from(payload).toString());
+      this.entries.push(...fresh);
+    }
+    return { held: this.entries.length };
+  }
+}
+
+function replicated(followers: Record<number, FakeFollower>, options: { retryMs?: number; runEntriesMax?: number } = {}) {
+  const log: string[] = [];
+  const commits: number[] = [];
+  const replicator = new SegmentReplicator({
+    topic: 't',
+    segment: 1,
+    epoch: 1,
+    followers: Object.keys(followers).map(Number),
+    transport: { send: (id, run) => (followers[id] as FakeFollower).take(run) },
+    read: (offset) => (offset < log.length ? Buffer.from(log[offset] as string) : null),
+    onCommit: (commit) => commits.push(commit),
+    ...options,
+  });
+  /** A PUT on the leader: appended locally, then acknowledged once committed. */
+  const put = (payload: string): Promise<void> => {
+    log.push(payload);
+    replicator.appended(log.length);
+    return replicator.committed(log.length);
+  };
+  return { replicator, put, log, commits };
+}
+
+const until = async (condition: () => boolean, ms = 2000): Promise<void> => {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+};
+
+test('three replicas: a PUT is acknowledged once two hold it, and both followers end with the whole log in order', async (t) => {
+  const followers = { 2: new FakeFollower(), 3: new FakeFollower() };
+  const { replicator, put, log } = replicated(followers, { runEntriesMax: 8 });
+  await Promise.all(Array.from({ length: 100 }, (_, index) => put(`e${index}`)));
+  t.true(replicator.commit >= 100);
+  await until(() => followers[2].entries.length === 100 && followers[3].entries.length === 100);
+  t.deepEqual(followers[2].entries, log);
+  t.deepEqual(followers[3].entries, log);
+  t.true(followers[2].runs < 100, `${followers[2].runs} runs for 100 entries`);
+});
+
+test('one follower down: PUTs still commit with the other; it catches up from where it was once back', async (t) => {
+  const followers = { 2: new FakeFollower(), 3: new FakeFollower() };
+  const { put, log, replicator } = replicated(followers, { retryMs: 10 });
+  await put('a');
+  await until(() => followers[3].entries.length === 1);
+  followers[3].down = true;
+  for (const word of ['b', 'c', 'd']) await put(word);
+  t.deepEqual(followers[2].entries, log);
+  t.deepEqual(followers[3].entries, ['a']);
+  followers[3].down = false;
+  await until(() => followers[3].entries.length === 4);
+  t.deepEqual(followers[3].entries, log);
+  t.deepEqual(
+    [...replicator.held()],
+    [
+      [2, 4],
+      [3, 4],
+    ],
+  );
+});
+
+test('no majority: a PUT is not acknowledged while both followers are down, and is once one comes back', async (t) => {
+  const followers = { 2: new FakeFollower(), 3: new FakeFollower() };
+  followers[2].down = true;
+  followers[3].down = true;
+  const { put, replicator } = replicated(followers, { retryMs: 10 });
+  let acknowledged = false;
+  const pending = put('lonely').then(() => {
+    acknowledged = true;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.false(acknowledged, 'the leader alone is not a majority of three');
+  t.is(replicator.commit, 0);
+  followers[2].down = false;
+  // The replicator's retry timer does not keep a process alive (a node's sockets do); this stands in.
+  const alive = setInterval(() => undefined, 1000);
+  await pending.finally(() => clearInterval(alive));
+  t.is(replicator.commit, 1);
+  replicator.stop(new Error('test over'));
+});
+
+test('a follower that lost entries (it holds less than was sent) is sent them again: its copy stays a prefix', async (t) => {
+  const followers = { 2: new FakeFollower(), 3: new FakeFollower() };
+  followers[3].skip = 2;
+  const { put, log } = replicated(followers, { runEntriesMax: 1 });
+  await Promise.all(['a', 'b', 'c', 'd', 'e'].map((word) => put(word)));
+  await until(() => followers[3].entries.length === 5);
+  t.deepEqual(followers[3].entries, log);
+});
+
+test('a fenced follower: the leader stops, and every PUT waiting for a commit fails with a retriable NotLeaderForPartition', async (t) => {
+  const followers = { 2: new FakeFollower(), 3: new FakeFollower() };
+  followers[2].down = true;
+  followers[3].fenced = true;
+  const { put, replicator } = replicated(followers, { retryMs: 10 });
+  const failure = await put('too late').then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+  t.true(isWalrusError(failure) && failure.code === 'NOT_LEADER_FOR_PARTITION' && failure.retriable, String(failure));
+  t.regex((failure as Error).message, /NotLeaderForPartition: t_t_s_1/);
+  t.is(replicator.commit, 0, 'nothing was committed after the fence');
+  await t.throwsAsync(put('after'), { message: /NotLeaderForPartition/ });
+});
+
+test('a single replica (factor 1) commits what the leader holds, with no follower', async (t) => {
+  const { put, replicator } = replicated({});
+  await put('only');
+  t.is(replicator.commit, 1);
+});
+
+/** A follower's store: replica appends need no lease. */
+async function withFollowerStore(body: (store: SegmentStore) => Promise<void>): Promise<void> {
+  await withTempDir(async (dir) => {
+    const wal = await Walrus.open({ dataDir: dir, logger: silent(), fsync: 'each' });
+    const noLeases: LeaseCheck = {
+      check: () => {
+        throw new Error('a follower holds no lease');
+      },
+      stillValid: () => false,
+      surrender: () => undefined,
+    };
+    const store = new SegmentStore({ wal, leases: noLeases, maxEntries: 1000 });
+    try {
+      await body(store);
+    } finally {
+      await store.close();
+    }
+  });
+}
+
+test("a follower's copy: runs appended at their offsets, a run sent twice or overlapping writes nothing twice, a run past the end writes nothing", async (t) => {
+  await withFollowerStore(async (store) => {
+    const bytes = (...words: string[]) => words.map((word) => Buffer.from(word));
+    t.is(await store.appendReplica('t', 1, 0, bytes('a', 'b')), 2);
+    t.is(await store.appendReplica('t', 1, 0, bytes('a', 'b')), 2, 'the same run again');
+    t.is(await store.appendReplica('t', 1, 1, bytes('b', 'c', 'd')), 4, 'overlapping: only c and d are new');
+    t.is(await store.appendReplica('t', 1, 6, bytes('g')), 4, 'past the end: the count says where to go on');
+    const held = [0, 1, 2, 3, 4].map((offset) => store.read('t', 1, offset)?.toString() ?? null);
+    t.deepEqual(held, ['a', 'b', 'c', 'd', null]);
+  });
+});
+
+test('a fenced follower copy takes no more runs and says how many it holds', async (t) => {
+  await withFollowerStore(async (store) => {
+    await store.appendReplica('t', 2, 0, [Buffer.from('x')]);
+    t.is(await store.fence('t', 2), 1);
+    const refused = await store.appendReplica('t', 2, 1, [Buffer.from('y')]).catch((error: unknown) => error);
+    t.true(isWalrusError(refused) && refused.code === 'NOT_LEADER_FOR_PARTITION', String(refused));
+    t.is(store.count('t', 2), 1);
+    // Other segments are not affected.
+    t.is(await store.appendReplica('t', 3, 0, [Buffer.from('z')]), 1);
+  });
+});

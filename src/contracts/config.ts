@@ -87,6 +87,31 @@ export const segmentsSchema = s.object(
 
 export type SegmentsConfig = Infer<typeof segmentsSchema>;
 
+export const replicationSchema = s.object(
+  {
+    factor: s.int({
+      default: 1,
+      min: 1,
+      max: 7,
+      description:
+        'Nodes that keep each new segment: its leader and the next live voters after it (fewer when fewer voters are up). 1 keeps each segment on its leader alone.',
+    }),
+    acks: s.enum(['quorum', 'leader'] as const, {
+      default: 'quorum',
+      description: "When a PUT is acknowledged: `quorum` once a majority of the segment's replicas hold it, `leader` once its leader does.",
+    }),
+    commitTimeoutMs: s.int({
+      default: 5_000,
+      min: 100,
+      max: 600_000,
+      description: 'How long a PUT waits for a majority of the replicas before it fails with NOT_COMMITTED, in milliseconds.',
+    }),
+  },
+  'Segment replication across nodes.',
+);
+
+export type ReplicationConfig = Infer<typeof replicationSchema>;
+
 export interface NodeConfig {
   readonly id: number;
   readonly dataDir: string;

@@ -223,6 +223,12 @@ export const ERROR_CODES = {
     summary:
       'A request to another node was sent but no answer came within its timeout, or the connection broke first: whether it took effect there is unknown, and the node does not repeat it. Check (GET, FETCH, STATE) or retry.',
   },
+  NOT_COMMITTED: {
+    kind: 'timeout',
+    retriable: true,
+    summary:
+      "A PUT was written on its segment's leader but a majority of the segment's replicas did not confirm it in time (replication.commitTimeoutMs): whether it is kept is unknown, and the node does not send it again. Check (FETCH, GET) or retry.",
+  },
   NODE_REMOVED: {
     kind: 'state',
     retriable: false,

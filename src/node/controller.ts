@@ -35,8 +35,9 @@ import { notLeaderFor } from './leases.js';
 import { encodeCommand, type MetadataResult, type MetadataStateMachine, segmentKey, topicNameProblem } from './metadata.js';
 import { failureHead } from './peer-codec.js';
 import type { PeerAnswer, PeerHandler } from './peer-server.js';
-import { placeTopic } from './placement.js';
+import { placeTopic, replicaSet } from './placement.js';
 import type { NextResult, TopicReader } from './reader.js';
+import type { Replication } from './replication.js';
 import { isRolling, RolloverWait } from './rollover-wait.js';
 import type { SegmentStore } from './segment-store.js';
 
@@ -67,6 +68,10 @@ export interface ControllerOptions {
    * Absent, or empty, places every new topic on this node.
    */
   readonly liveNodes?: () => readonly number[];
+  /** Replicated segments: a PUT of a segment led here is acknowledged once committed (absent: at once). */
+  readonly replication?: Pick<Replication, 'appended'>;
+  /** replication.factor: nodes a new topic's first segment is kept by (default 1). */
+  readonly replicationFactor?: number;
 }
 
 /** A PUT that meets a full segment waits this long, at most, for the rollover to apply. */
@@ -153,7 +158,7 @@ export class NodeController {
           const pinned = this.pinned.get(topic);
           return pinned === undefined || pinned === segment ? segment : notLeaderFor(segmentKey(topic, segment));
         },
-        append: (topic, segment, payload) => options.store.append(topic, segment, payload),
+        append: async (topic, segment, payload) => this.appendLocal(topic, segment, payload),
         full: (topic, segment) => options.store.full(topic, segment),
         onChange,
       },
@@ -286,7 +291,11 @@ export class NodeController {
     const problem = topicNameProblem(topic);
     if (problem !== undefined) return failed('INVALID_TOPIC_NAME', problem, { topic });
     if (this.options.metadata.topic(topic) !== undefined) return OK_REPLY;
-    const result = (await this.propose({ kind: 'CreateTopic', topic, initialLeader: this.placement(topic) })) as MetadataResult;
+    const initialLeader = this.placement(topic);
+    const factor = this.options.replicationFactor ?? 1;
+    const live = this.options.liveNodes?.() ?? [];
+    const replicas = factor > 1 ? { replicas: replicaSet(initialLeader, factor, live, live) } : {};
+    const result = (await this.propose({ kind: 'CreateTopic', topic, initialLeader, ...replicas })) as MetadataResult;
     return result.ok ? OK_REPLY : failed('METADATA_REJECTED', result.error, { topic });
   }
 
@@ -322,7 +331,7 @@ export class NodeController {
     arrival: number,
   ): ControllerReply | Promise<ControllerReply> {
     try {
-      const offset = this.options.store.appendNow(topic, segment, payload);
+      const offset = this.appendLocal(topic, segment, payload);
       if (typeof offset === 'number') return OK_REPLY;
       return offset.then(
         () => OK_REPLY,
@@ -358,10 +367,32 @@ export class NodeController {
     );
   }
 
+  /**
+   * Appends to a segment led here; with replication, the offset comes once the entry is committed
+   * (a majority of the segment's replicas hold it). Synchronous when nothing has to be waited for.
+   */
+  private appendLocal(topic: string, segment: number, payload: string | Uint8Array): number | Promise<number> {
+    const offset = this.options.store.appendNow(topic, segment, payload);
+    if (typeof offset === 'number') return this.committed(topic, segment, offset);
+    return offset.then((at) => this.committed(topic, segment, at));
+  }
+
+  private committed(topic: string, segment: number, offset: number): number | Promise<number> {
+    const waiting = this.options.replication?.appended(topic, segment, offset);
+    return waiting === undefined ? offset : waiting.then(() => offset);
+  }
+
   /** A rollover queue's attempt: append here, or forward to the node leading `segment`. */
   private appendAnywhere(topic: string, segment: number, payload: string | Uint8Array): Promise<number> {
     const leader = this.leaderOf(topic, segment);
-    if (leader === this.options.nodeId) return this.options.store.append(topic, segment, payload);
+    if (leader === this.options.nodeId) {
+      try {
+        return Promise.resolve(this.appendLocal(topic, segment, payload));
+      } catch (error) {
+        // A refusal before any waiting (no lease, a full segment) is thrown: the queue takes promises.
+        return Promise.reject(error);
+      }
+    }
     const appends = this.appends;
     if (appends === undefined || leader === undefined) return Promise.reject(notLeaderFor(segmentKey(topic, segment)));
     // Offsets are not reported across nodes; the queue only needs to know it was written.

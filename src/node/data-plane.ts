@@ -17,6 +17,7 @@ import { MetadataStateMachine } from './metadata.js';
 import type { PeerAddress } from './peer-client.js';
 import { Peers } from './peers.js';
 import { TopicReader } from './reader.js';
+import { type Acks, Replication } from './replication.js';
 import { errnoOf, SegmentStore } from './segment-store.js';
 
 export type NodeFsync = 'each' | 'interval' | 'none';
@@ -38,6 +39,8 @@ export interface DataPlaneOptions {
   readonly internalPort?: InternalPort;
   /** Internal addresses of the configured members (`cluster.nodes`), for nodes the metadata does not list yet. */
   readonly configuredPeers?: ReadonlyMap<NodeId, PeerAddress>;
+  /** replication.* (default: each segment kept by its leader alone). */
+  readonly replication?: { readonly factor: number; readonly acks: Acks; readonly commitTimeoutMs: number };
 }
 
 export interface DataPlane {
@@ -53,6 +56,10 @@ export interface DataPlane {
   readonly reader: TopicReader;
   /** The other nodes (undefined without an internal port). */
   readonly peers: Peers | undefined;
+  /** Replicated segments: the leader's side and the followers' (replication.ts). */
+  readonly replication: Replication;
+  /** replication.factor: how many nodes a new segment's replica set names. */
+  readonly replicationFactor: number;
   /** Reads of segments other nodes hold (with peers). */
   readonly remoteReads: PeerReads | undefined;
   /** Calls `listener` when a segment becomes full (the rollover monitor proposes at once). */
@@ -127,6 +134,15 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
     },
     remoteReads === undefined ? {} : { remote: remoteReads },
   );
+  const replication = new Replication({
+    nodeId: options.nodeId,
+    metadata,
+    store,
+    peers,
+    acks: options.replication?.acks ?? 'quorum',
+    commitTimeoutMs: options.replication?.commitTimeoutMs ?? 5_000,
+    log: options.log,
+  });
   if (wal !== undefined) options.log.info({ dir, backend: wal.backendName, fsync: options.fsync }, 'data plane open');
   else options.log.warn({ dir, fsync: options.fsync }, 'data plane open without its engine: the disk refuses writes');
   return {
@@ -140,11 +156,14 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
     reader,
     peers,
     remoteReads,
+    replication,
+    replicationFactor: options.replication?.factor ?? 1,
     onSegmentFull(listener) {
       fullListeners.add(listener);
       return () => fullListeners.delete(listener);
     },
     async close() {
+      replication.close();
       peers?.close();
       leases.stop();
       await store.close();

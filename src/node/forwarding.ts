@@ -30,6 +30,11 @@ export const PEER_OPS = {
   remove: 'remove',
   /** `{}`: this node is leaving: seal the open segments it leads and say what only it holds unread. */
   handoff: 'handoff',
+  /**
+   * `{ topic, segment, epoch, offset, commit, sizes }` + payloads: a run of a segment's entries for
+   * a follower of its replica set (replication.ts); answered `{ held }` or `{ fenced: true }`.
+   */
+  replicate: 'replicate',
   /** `{ by }`: this node has been taken out of the cluster (by the Raft leader `by`): it refuses client requests from now on. */
   removed: 'removed',
 } as const;

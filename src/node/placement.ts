@@ -15,6 +15,18 @@ export function placeTopic(topic: string, live: readonly number[], self: number)
   return sorted[Number(topicHash(topic) % BigInt(sorted.length))] as number;
 }
 
+/**
+ * A segment's replica set: its leader, then the next live voters after it in ascending id order,
+ * wrapping round (leader 2 of voters 1, 2, 3: 2, 3, 1), `factor` nodes at most; fewer when fewer
+ * voters are live. Every node computes the same set from the same view.
+ */
+export function replicaSet(leader: number, factor: number, voters: readonly number[], live: readonly number[]): number[] {
+  const up = new Set(live);
+  const others = [...new Set(voters)].filter((id) => id !== leader && up.has(id)).sort((a, b) => a - b);
+  const inTurn = [...others.filter((id) => id > leader), ...others.filter((id) => id < leader)];
+  return [leader, ...inTurn.slice(0, Math.max(0, factor - 1))];
+}
+
 /** Rust's `DefaultHasher` of a `str`: SipHash-1-3, keys (0, 0), over its UTF-8 bytes and 0xFF. */
 export function topicHash(topic: string): bigint {
   const text = encoder.encode(topic);

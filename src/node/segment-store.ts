@@ -89,6 +89,8 @@ export class SegmentStore {
   private readonly closedEarly = new Set<string>();
   /** Segments this node keeps as a follower that a failover has ended: no more replica appends. */
   private readonly fenced = new Set<string>();
+  /** Per segment key: how many entries readers may see (a replicated segment's commit count). */
+  private readonly readLimits = new Map<string, number>();
   private closed = false;
   private readonly dir: string;
   /** The attempt to end an outage that is running, which close() waits for. */
@@ -435,9 +437,26 @@ export class SegmentStore {
     return this.readable().entryCount(segmentKey(topic, segment));
   }
 
-  /** The entry at 0-based `offset` of the segment, or null past its end. Does not move any cursor. */
+  /**
+   * The entry at 0-based `offset` of the segment, or null past its end — or past its read limit:
+   * readers see only the committed entries of a replicated segment (limitReads). Moves no cursor.
+   */
   read(topic: string, segment: number, offset: number): Buffer | null {
+    const key = segmentKey(topic, segment);
+    const limit = this.readLimits.get(key);
+    if (limit !== undefined && offset >= limit) return null;
+    return this.readable().readAt(key, offset);
+  }
+
+  /** read() without the read limit: what this node holds (a leader sending its entries to the followers). */
+  readHeld(topic: string, segment: number, offset: number): Buffer | null {
     return this.readable().readAt(segmentKey(topic, segment), offset);
+  }
+
+  /** Readers see at most `count` entries of the segment `key` (its commit count); undefined lifts the limit. */
+  limitReads(key: string, count: number | undefined): void {
+    if (count === undefined) this.readLimits.delete(key);
+    else this.readLimits.set(key, count);
   }
 
   /** Entries of the segment consumed by GET so far (its engine cursor, persisted with it). */

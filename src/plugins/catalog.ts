@@ -8,6 +8,7 @@ import {
   clusterNodeSchema,
   clusterSchema,
   nodeSchema,
+  replicationSchema,
   STORAGE_BACKENDS,
   type StorageConfig,
   segmentsSchema,
@@ -127,7 +128,14 @@ export const walrusCatalog: Catalog = {
   builtins: builtinPlugins,
   defaultPlugins: DEFAULT_PLUGINS,
   // bootstrap: read by protocol-tcp at start, which owns `protocol` (a plugin owns one section).
-  sections: { node: nodeSchema, cluster: clusterSchema, bootstrap: bootstrapSchema, storage: storageSchema, segments: segmentsSchema },
+  sections: {
+    node: nodeSchema,
+    cluster: clusterSchema,
+    bootstrap: bootstrapSchema,
+    storage: storageSchema,
+    segments: segmentsSchema,
+    replication: replicationSchema,
+  },
   selectors: [storageSelector],
   derive: deriveNodeFromCluster,
 };

@@ -54,6 +54,8 @@ export const WIRE_ERRORS = {
   // Requests between nodes (src/node/peer-client.ts words both): never sent, or sent with no answer.
   PEER_UNAVAILABLE: { replies: ['ERR node <id> ... the request was not sent'], text: message },
   PEER_TIMEOUT: { replies: ['ERR ... whether it took effect there is unknown'], text: message },
+  // A replicated segment's majority did not confirm the entry in time (replication.ts).
+  NOT_COMMITTED: { replies: ['ERR the PUT was written on this node but ... is unknown'], text: message },
   // The node was removed from its cluster (membership.ts tells it): every request but METRICS.
   NODE_REMOVED: { replies: ['ERR node <id> was removed from the cluster ...'], text: message },
   // The message is the segment holder's refusal of a GET that waited too long for its turn.

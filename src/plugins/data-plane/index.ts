@@ -2,13 +2,14 @@
 // holds this node's segments on the storage backend the selector chose, the metadata replica
 // registered with consensus, the segment store and GET's reader — with the write fencing that
 // lease-fencing provides, and the other nodes as reached through the internal port. It follows
-// `storage.*`, `segments.maxEntries` and `cluster.nodes` (shared sections).
+// `storage.*`, `segments.maxEntries`, `replication.*` and `cluster.nodes` (shared sections).
 
-import type { SegmentsConfig, StorageConfig } from '../../contracts/config.js';
+import type { ReplicationConfig, SegmentsConfig, StorageConfig } from '../../contracts/config.js';
 import { CONSENSUS, INTERNAL_PORT, STORAGE_BACKEND, WRITE_FENCING } from '../../contracts/tokens.js';
 import type { Plugin } from '../../kernel/plugin.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
 import { DATA_PLANE, DataPlaneHolder, type NodeFsync, openDataPlane } from '../../node/data-plane.js';
+import type { Acks } from '../../node/replication.js';
 
 interface NodeSection {
   readonly id: number;
@@ -34,6 +35,7 @@ export const dataPlanePlugin: Plugin = {
     const storage = scope.config.storage as StorageConfig;
     const segments = scope.config.segments as SegmentsConfig;
     const cluster = scope.config.cluster as ClusterSection;
+    const replication = scope.config.replication as ReplicationConfig;
     scope.resolve(DATA_PLANE).plane = await openDataPlane({
       nodeId: node.id,
       dataDir: node.dataDir,
@@ -46,6 +48,7 @@ export const dataPlanePlugin: Plugin = {
       log: scope.log,
       internalPort: scope.resolve(INTERNAL_PORT),
       configuredPeers: new Map(cluster.nodes.map((entry) => [entry.id, { host: entry.raftHost, port: entry.raftPort }])),
+      replication: { ...replication, acks: replication.acks as Acks },
     });
   },
   async stop(scope) {

@@ -90,6 +90,8 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
       ...(plane.peers === undefined ? {} : { peers: plane.peers }),
       ...(plane.remoteReads === undefined ? {} : { remoteReads: plane.remoteReads }),
       liveNodes: () => consensus.liveMembers(),
+      replication: plane.replication,
+      replicationFactor: plane.replicationFactor,
     });
     let bound: { readonly host: string; readonly port: number } | undefined;
     const internal = scope.resolve(INTERNAL_PORT);
@@ -110,7 +112,7 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
             onRemoved: (by) => controller.markRemoved(by),
           });
     // Other nodes' forwarded PUTs, reads and joins are answered from here on.
-    plane.peers?.serve({ ...controller.peerHandlers(), ...(membership?.handlers() ?? {}) });
+    plane.peers?.serve({ ...controller.peerHandlers(), ...plane.replication.handlers(), ...(membership?.handlers() ?? {}) });
     const unfollow = membership?.followAddresses();
     if (node.join !== null && membership !== undefined && !membership.isMember()) {
       const target = parseAddress(node.join);

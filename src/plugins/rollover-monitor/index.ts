@@ -45,6 +45,7 @@ export const rolloverMonitorPlugin: Plugin<RolloverConfig> = {
     const consensus = scope.resolve(CONSENSUS);
     const monitor = new RolloverMonitor({
       nodeId: plane.nodeId,
+      replicationFactor: plane.replicationFactor,
       threshold: (scope.config.segments as SegmentsConfig).maxEntries,
       checkMs: config.monitorCheckMs,
       log: scope.log,
@@ -54,7 +55,9 @@ export const rolloverMonitorPlugin: Plugin<RolloverConfig> = {
         voters: () => consensus.status().voters,
         liveMembers: () => consensus.liveMembers(),
         propose: async (rollover) => {
-          // The sealed count goes into the metadata only once those entries are on disk.
+          // The sealed count goes into the metadata only once those entries are on disk, and
+          // committed: held by a majority of a replicated segment's replicas.
+          await plane.replication.settled(rollover.topic, rollover.expectedSegment, rollover.sealedCount);
           await plane.store.persist();
           const result = (await consensus.propose(encodeCommand({ kind: 'RolloverTopic', ...rollover }))) as MetadataResult;
           if (!result.ok) throw new Error(result.error);

@@ -8,6 +8,8 @@
 // look at a segment (its store refusing a count, a storage fault) is logged and retried at the
 // next tick, because a rejection dropped by a timer would end the node's process.
 
+import { replicaSet } from '../../node/placement.js';
+
 /** What the monitor works with: the metadata replica, the segment store, consensus. */
 export interface RolloverTarget {
   /** Open segments whose leader is this node, per the metadata applied here. */
@@ -27,6 +29,8 @@ export interface Rollover {
   readonly expectedSegment: number;
   readonly sealedCount: number;
   readonly newLeader: number;
+  /** The next segment's replica set (replication.factor above 1). */
+  readonly replicas?: readonly number[];
 }
 
 export interface MonitorLog {
@@ -36,6 +40,8 @@ export interface MonitorLog {
 
 export interface RolloverMonitorOptions {
   readonly nodeId: number;
+  /** replication.factor: nodes in the next segment's replica set (default 1: its leader alone). */
+  readonly replicationFactor?: number;
   /** Entries after which an open segment is sealed (WALRUS_MAX_SEGMENT_ENTRIES). */
   readonly threshold: number;
   /** How often every owned segment is looked at (WALRUS_MONITOR_CHECK_MS). */
@@ -116,11 +122,16 @@ export class RolloverMonitor {
       const count = target.count(topic, segment);
       if (count < threshold) return;
       if (!target.ownedOpenSegments().some((open) => open.topic === topic && open.segment === segment)) return;
+      const voters = target.voters();
+      const live = target.liveMembers();
+      const newLeader = nextLeader(nodeId, voters, live);
+      const factor = this.options.replicationFactor ?? 1;
       rollover = {
         topic,
         expectedSegment: segment,
         sealedCount: count,
-        newLeader: nextLeader(nodeId, target.voters(), target.liveMembers()),
+        newLeader,
+        ...(factor > 1 ? { replicas: replicaSet(newLeader, factor, voters, live) } : {}),
       };
     } catch (error) {
       // E.g. the store cannot be read after a storage failure: looked at again at the next tick.

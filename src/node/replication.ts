@@ -1,0 +1,185 @@
+// Replicated segments on one node (issue 14): for each open segment this node leads whose replica
+// set (metadata) has other nodes, a SegmentReplicator sends the appended entries to them; a PUT's
+// reply waits until a majority of the set holds its entry (`acks: quorum`), and GET and FETCH of
+// that segment see only committed entries (the store's read limit). As a follower, this node
+// keeps the runs its segments' leaders send (`replicate`) and ends its part when fenced.
+//
+// A PUT whose entry does not get committed within commitTimeoutMs (no majority reachable) fails
+// with NOT_COMMITTED: it was written on the leader, so whether it is kept is unknown, and it is
+// never sent again. What is not here yet: failover (sealing a segment whose leader is gone at
+// what a quorum of its replicas holds) and reads from replicas.
+
+import type { NodeId } from '../contracts/consensus.js';
+import { type WalrusError, walrusError } from '../kernel/errors.js';
+import { headCount, headString, PEER_OPS, type PeerRequests, splitRun } from './forwarding.js';
+import { notLeaderFor } from './leases.js';
+import { type MetadataStateMachine, segmentKey } from './metadata.js';
+import type { PeerHandler } from './peer-server.js';
+import { type ReplicaAnswer, type ReplicaRun, SegmentReplicator } from './replicator.js';
+import type { SegmentStore } from './segment-store.js';
+
+export type Acks = 'quorum' | 'leader';
+
+export interface ReplicationOptions {
+  readonly nodeId: NodeId;
+  readonly metadata: MetadataStateMachine;
+  readonly store: SegmentStore;
+  readonly peers: PeerRequests | undefined;
+  /** `quorum`: a PUT is acknowledged once a majority of the segment's replicas hold it; `leader`: once the leader does. */
+  readonly acks: Acks;
+  /** How long a PUT waits for its entry to be committed before NOT_COMMITTED. */
+  readonly commitTimeoutMs: number;
+  readonly log: { warn(fields: object, message: string): void; debug(fields: object, message: string): void };
+}
+
+export class Replication {
+  private readonly options: ReplicationOptions;
+  /** By segment key: the replicators of open segments led here that have followers. */
+  private readonly replicators = new Map<string, SegmentReplicator>();
+  private readonly unsubscribe: () => void;
+  private closed = false;
+
+  constructor(options: ReplicationOptions) {
+    this.options = options;
+    this.unsubscribe = options.metadata.onChange(() => this.follow());
+    this.follow();
+  }
+
+  /**
+   * After the leader appended entry `offset` of a segment: a promise of its commit when the PUT
+   * must wait for it, else undefined (a segment kept by this node alone, or `acks: leader`).
+   */
+  appended(topic: string, segment: number, offset: number): Promise<void> | undefined {
+    const replicator = this.replicators.get(segmentKey(topic, segment));
+    if (replicator === undefined) return undefined;
+    replicator.appended(offset + 1);
+    if (this.options.acks === 'leader') return undefined;
+    // Whatever stops the wait, the entry is written here: never a "not mine" that would have it sent again.
+    return this.committedWithin(replicator, topic, segment, offset + 1).catch((error: unknown) => {
+      if ((error as WalrusError).code === 'NOT_COMMITTED') throw error;
+      throw walrusError(
+        'NOT_COMMITTED',
+        `the PUT was written on this node but ${segmentKey(topic, segment)} stopped taking writes before a majority of its replicas confirmed it (${(error as Error).message}); whether it is kept is unknown`,
+        { details: { topic, segment, offset }, cause: error },
+      );
+    });
+  }
+
+  /** Resolves once the first `count` entries of a segment led here are committed (at once when it is not replicated). */
+  settled(topic: string, segment: number, count: number): Promise<void> {
+    const replicator = this.replicators.get(segmentKey(topic, segment));
+    return replicator === undefined ? Promise.resolve() : this.committedWithin(replicator, topic, segment, count);
+  }
+
+  /** How this node answers its segments' leaders. */
+  handlers(): Readonly<Record<string, PeerHandler>> {
+    return {
+      [PEER_OPS.replicate]: async (head, data) => {
+        const topic = headString(head, 'topic');
+        const segment = headCount(head, 'segment');
+        const offset = headCount(head, 'offset');
+        const payloads = head.sizes === undefined ? [] : splitRun(head.sizes, data);
+        if (payloads === undefined) throw walrusError('PEER_PROTOCOL', 'a replicate whose sizes do not add up to its data');
+        try {
+          return { head: { held: await this.options.store.appendReplica(topic, segment, offset, payloads) } };
+        } catch (error) {
+          if ((error as WalrusError).code === 'NOT_LEADER_FOR_PARTITION') return { head: { fenced: true } };
+          throw error;
+        }
+      },
+    };
+  }
+
+  close(): void {
+    this.closed = true;
+    this.unsubscribe();
+    const stopping = walrusError('CLOSED', 'the node is stopping; whether the PUT is kept is unknown');
+    for (const [key, replicator] of this.replicators) {
+      replicator.stop(stopping);
+      this.options.store.limitReads(key, undefined);
+    }
+    this.replicators.clear();
+  }
+
+  private committedWithin(replicator: SegmentReplicator, topic: string, segment: number, count: number): Promise<void> {
+    if (count <= replicator.commit) return COMMITTED;
+    const { commitTimeoutMs } = this.options;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(
+          walrusError(
+            'NOT_COMMITTED',
+            `the PUT was written on this node but a majority of ${segmentKey(topic, segment)}'s replicas did not confirm it within ${commitTimeoutMs} ms; whether it is kept is unknown`,
+            { details: { topic, segment, offset: count - 1 } },
+          ),
+        );
+      }, commitTimeoutMs);
+      replicator.committed(count).then(
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /** Starts a replicator for each replicated open segment led here, and stops those that are no longer. */
+  private follow(): void {
+    if (this.closed) return;
+    const { metadata, nodeId, store, peers } = this.options;
+    const wanted = new Set<string>();
+    for (const { topic, segment } of metadata.ownedOpenSegments(nodeId)) {
+      const replicas = metadata.segmentReplicas(topic, segment) ?? [nodeId];
+      const followers = replicas.filter((id) => id !== nodeId);
+      if (followers.length === 0 || peers === undefined) continue;
+      const key = segmentKey(topic, segment);
+      wanted.add(key);
+      if (this.replicators.has(key)) continue;
+      const replicator = new SegmentReplicator({
+        topic,
+        segment,
+        epoch: metadata.epoch,
+        followers,
+        transport: { send: (id, run) => this.send(peers, id, run) },
+        read: (offset) => store.readHeld(topic, segment, offset),
+        onCommit: (commit) => store.limitReads(key, commit),
+      });
+      this.replicators.set(key, replicator);
+      store.limitReads(key, 0);
+      // Entries already here (written before a restart) go out too.
+      const held = store.count(topic, segment);
+      if (held > 0) replicator.appended(held);
+    }
+    for (const [key, replicator] of this.replicators) {
+      if (wanted.has(key)) continue;
+      // Sealed (its rollover waited for the commit of every entry) or moved on: nothing waits any more.
+      replicator.stop(notLeaderFor(key));
+      this.replicators.delete(key);
+      store.limitReads(key, undefined);
+    }
+  }
+
+  private async send(peers: PeerRequests, follower: NodeId, run: ReplicaRun): Promise<ReplicaAnswer> {
+    const head = {
+      topic: run.topic,
+      segment: run.segment,
+      epoch: run.epoch,
+      offset: run.offset,
+      commit: run.commit,
+      sizes: run.payloads.map((payload) => payload.length),
+    };
+    const reply = await peers.client(follower).request(PEER_OPS.replicate, head, Buffer.concat(run.payloads));
+    if (reply.head.fenced === true) return { fenced: true };
+    const held = reply.head.held;
+    if (typeof held !== 'number' || !Number.isSafeInteger(held) || held < 0) {
+      throw walrusError('PEER_PROTOCOL', `node ${follower} answered replicate with ${JSON.stringify(reply.head)}`);
+    }
+    return { held };
+  }
+}
+
+const COMMITTED: Promise<void> = Promise.resolve();

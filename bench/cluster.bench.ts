@@ -7,9 +7,11 @@
 // - GET local:     GETs through L of entries L holds;
 // - GET remote:    GETs through F, served from L's segment (a `take` and then a `settle` per entry).
 // The two GET rows read what the two PUT rows wrote, in that order, so each reads its own count.
+// Then a second cluster with replication.factor 3 (acks quorum; issue 14) runs the direct rows
+// again: PUT and GET through L, each PUT acknowledged once two of the three nodes hold it.
 // Each figure is the median of the repetitions; CPU per operation is the sum over the three node
 // processes (/proc/<pid>/stat). Targets: forwarded PUT ≥ 0.5 × direct PUT ops/s, remote GET ≥
-// 0.5 × local GET ops/s.
+// 0.5 × local GET ops/s; PUT direct with factor 3 ≥ 0.5 × PUT direct (factor 1).
 //
 // Every node is a `walrus start --config FILE --node-id N` child of this process with its own temp
 // data directory, storage.fsync interval every 1000 ms (as the server benchmark's node) and
@@ -56,8 +58,10 @@ const START_TIMEOUT_MS = 30_000;
 const TARGET_RATIO = 0.5;
 const WALRUS_BIN = fileURLToPath(new URL('../../bin/walrus', import.meta.url));
 
-type RowName = 'PUT direct' | 'PUT forwarded' | 'GET local' | 'GET remote';
-const ROWS: readonly RowName[] = ['PUT direct', 'PUT forwarded', 'GET local', 'GET remote'];
+type RowName = 'PUT direct' | 'PUT forwarded' | 'GET local' | 'GET remote' | 'PUT factor 3' | 'GET factor 3';
+const ROWS: readonly RowName[] = ['PUT direct', 'PUT forwarded', 'GET local', 'GET remote', 'PUT factor 3', 'GET factor 3'];
+/** The rows of the replicated cluster: PUT and GET through the segment's leader. */
+const REPLICATED_ROWS: readonly RowName[] = ['PUT factor 3', 'GET factor 3'];
 
 interface Sample {
   readonly opsPerSecond: number;
@@ -75,7 +79,7 @@ interface Node {
   readonly child: Child;
 }
 
-async function startCluster(root: string): Promise<Node[]> {
+async function startCluster(root: string, factor = 1): Promise<Node[]> {
   const ports = await freePorts(2 * NODES);
   const ids = Array.from({ length: NODES }, (_, index) => index + 1);
   const clientPort = (id: number): number => ports[NODES + id - 1] as number;
@@ -85,6 +89,7 @@ async function startCluster(root: string): Promise<Node[]> {
     [
       'storage: { fsync: interval, fsyncIntervalMs: 1000 }',
       'segments: { maxEntries: 1000000000 }',
+      `replication: { factor: ${factor} }`,
       'cluster:',
       '  nodes:',
       ...ids.map((id) => `    - { id: ${id}, clientPort: ${clientPort(id)}, raftPort: ${ports[id - 1]} }`),
@@ -197,6 +202,37 @@ async function measureTopic(
   return { samples, leader, other };
 }
 
+/** The replicated cluster's rows on a fresh topic: PUTs, then GETs, through the segment's leader. */
+async function measureReplicated(
+  nodes: readonly Node[],
+  clients: ReadonlyMap<number, WalrusClient>,
+  topic: string,
+  count: number,
+  payload: string,
+  latencies: Float64Array,
+): Promise<{ samples: Map<RowName, Sample>; leader: number; other: number }> {
+  const leader = await registerTopic(clients, topic);
+  const client = clients.get(leader);
+  if (client === undefined) throw new Error('invariant: no client');
+  const samples = new Map<RowName, Sample>();
+  samples.set('PUT factor 3', await timeRow(nodes, count, () => client.put(topic, payload), latencies));
+  samples.set(
+    'GET factor 3',
+    await timeRow(
+      nodes,
+      count,
+      async () => {
+        const value = await client.get(topic);
+        if (value === null || value.length !== PAYLOAD_BYTES)
+          throw new Error(`GET ${topic} returned ${value === null ? 'EMPTY' : 'a short entry'}`);
+      },
+      latencies,
+    ),
+  );
+  if ((await client.get(topic)) !== null) throw new Error(`${topic} still had entries after its GET row`);
+  return { samples, leader, other: leader };
+}
+
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
@@ -250,40 +286,52 @@ export async function runClusterBench(options: ClusterBenchOptions): Promise<voi
   const payload = randomPayload(PAYLOAD_BYTES);
   const latencies = new Float64Array(Math.max(sizes.ops, sizes.warmUpOps));
   const samples = new Map<RowName, Sample[]>();
-  let nodes: Node[] = [];
-  const clients = new Map<number, WalrusClient>();
-  try {
-    nodes = await startCluster(root);
-    log(
-      `  nodes: ${nodes.map((node) => `${node.id} (pid ${node.child.process.pid})`).join(', ')}; storage.fsync interval 1000 ms, segments.maxEntries 1e9`,
-    );
-    for (const node of nodes) {
-      clients.set(
-        node.id,
-        await WalrusClient.connect({ host: '127.0.0.1', port: node.clientPort, inFlightMax: PIPELINE_DEPTH, timeoutMs: 30_000 }),
+  const phase = async (factor: number, names: readonly RowName[], measure: typeof measureTopic): Promise<void> => {
+    let nodes: Node[] = [];
+    const clients = new Map<number, WalrusClient>();
+    try {
+      nodes = await startCluster(root, factor);
+      log(
+        `  nodes: ${nodes.map((node) => `${node.id} (pid ${node.child.process.pid})`).join(', ')}; replication.factor ${factor}, storage.fsync interval 1000 ms, segments.maxEntries 1e9`,
       );
-    }
-    // Untimed warm-up: the JIT of every process, the node-to-node connections.
-    await measureTopic(nodes, clients, `cluster-warm-${Date.now()}`, sizes.warmUpOps, payload, latencies);
-    for (let repetition = 1; repetition <= sizes.repetitions; repetition++) {
-      const topic = `cluster-${Date.now()}-${repetition}`;
-      const measured = await measureTopic(nodes, clients, topic, sizes.ops, payload, latencies);
-      for (const name of ROWS) {
-        const sample = measured.samples.get(name);
-        if (sample === undefined) continue;
-        samples.set(name, [...(samples.get(name) ?? []), sample]);
-        const through = name === 'PUT direct' || name === 'GET local' ? measured.leader : measured.other;
-        log(
-          `    #${repetition} ${name.padEnd(14)} via node ${through} (L = ${measured.leader}) ${formatRate(sample.opsPerSecond).padStart(8)} ops/s  p50 ${formatMs(sample.p50).padStart(7)} ms  p99 ${formatMs(sample.p99).padStart(7)} ms  nodes CPU ${sample.nodesCpuUs.toFixed(1).padStart(6)} µs/op`,
+      for (const node of nodes) {
+        clients.set(
+          node.id,
+          await WalrusClient.connect({ host: '127.0.0.1', port: node.clientPort, inFlightMax: PIPELINE_DEPTH, timeoutMs: 30_000 }),
         );
       }
+      // Untimed warm-up: the JIT of every process, the node-to-node connections.
+      await measure(nodes, clients, `cluster-warm-${Date.now()}`, sizes.warmUpOps, payload, latencies);
+      for (let repetition = 1; repetition <= sizes.repetitions; repetition++) {
+        const topic = `cluster-${Date.now()}-${repetition}`;
+        const measured = await measure(nodes, clients, topic, sizes.ops, payload, latencies);
+        for (const name of names) {
+          const sample = measured.samples.get(name);
+          if (sample === undefined) continue;
+          samples.set(name, [...(samples.get(name) ?? []), sample]);
+          const through = name === 'PUT forwarded' || name === 'GET remote' ? measured.other : measured.leader;
+          log(
+            `    #${repetition} ${name.padEnd(14)} via node ${through} (L = ${measured.leader}) ${formatRate(sample.opsPerSecond).padStart(8)} ops/s  p50 ${formatMs(sample.p50).padStart(7)} ms  p99 ${formatMs(sample.p99).padStart(7)} ms  nodes CPU ${sample.nodesCpuUs.toFixed(1).padStart(6)} µs/op`,
+          );
+        }
+      }
+      for (const node of nodes) {
+        for (const line of node.child.matching(/"level":[4-6]\d/, 5, /"msg":"ready"/))
+          log(`  node ${node.id} logged: ${line.slice(0, 300)}`);
+      }
+    } finally {
+      for (const client of clients.values()) await client.close().catch(() => undefined);
+      await stopAll(nodes).catch((error: unknown) => log(`  could not stop a node: ${String(error)}`));
     }
-    for (const node of nodes) {
-      for (const line of node.child.matching(/"level":[4-6]\d/, 5, /"msg":"ready"/)) log(`  node ${node.id} logged: ${line.slice(0, 300)}`);
-    }
+  };
+  try {
+    await phase(
+      1,
+      ROWS.filter((name) => !REPLICATED_ROWS.includes(name)),
+      measureTopic,
+    );
+    await phase(3, REPLICATED_ROWS, measureReplicated);
   } finally {
-    for (const client of clients.values()) await client.close().catch(() => undefined);
-    await stopAll(nodes).catch((error: unknown) => log(`  could not stop a node: ${String(error)}`));
     rmSync(root, { recursive: true, force: true });
     temporary.delete(root);
   }
@@ -293,4 +341,5 @@ export async function runClusterBench(options: ClusterBenchOptions): Promise<voi
   log(`\n${table(rows)}\n`);
   log(target(rows, 'PUT forwarded', 'PUT direct'));
   log(target(rows, 'GET remote', 'GET local'));
+  log(target(rows, 'PUT factor 3', 'PUT direct'));
 }

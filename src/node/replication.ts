@@ -55,7 +55,7 @@ export class Replication {
     replicator.appended(offset + 1);
     if (this.options.acks === 'leader') return undefined;
     // Whatever stops the wait, the entry is written here: never a "not mine" that would have it sent again.
-    return this.committedWithin(replicator, topic, segment, offset + 1).catch((error: unknown) => {
+    return this.committedWithin(replicator, offset + 1).catch((error: unknown) => {
       if ((error as WalrusError).code === 'NOT_COMMITTED') throw error;
       throw walrusError(
         'NOT_COMMITTED',
@@ -68,7 +68,7 @@ export class Replication {
   /** Resolves once the first `count` entries of a segment led here are committed (at once when it is not replicated). */
   settled(topic: string, segment: number, count: number): Promise<void> {
     const replicator = this.replicators.get(segmentKey(topic, segment));
-    return replicator === undefined ? Promise.resolve() : this.committedWithin(replicator, topic, segment, count);
+    return replicator === undefined ? Promise.resolve() : this.committedWithin(replicator, count);
   }
 
   /** How this node answers its segments' leaders. */
@@ -101,30 +101,8 @@ export class Replication {
     this.replicators.clear();
   }
 
-  private committedWithin(replicator: SegmentReplicator, topic: string, segment: number, count: number): Promise<void> {
-    if (count <= replicator.commit) return COMMITTED;
-    const { commitTimeoutMs } = this.options;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(
-          walrusError(
-            'NOT_COMMITTED',
-            `the PUT was written on this node but a majority of ${segmentKey(topic, segment)}'s replicas did not confirm it within ${commitTimeoutMs} ms; whether it is kept is unknown`,
-            { details: { topic, segment, offset: count - 1 } },
-          ),
-        );
-      }, commitTimeoutMs);
-      replicator.committed(count).then(
-        () => {
-          clearTimeout(timer);
-          resolve();
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      );
-    });
+  private committedWithin(replicator: SegmentReplicator, count: number): Promise<void> {
+    return count <= replicator.commit ? COMMITTED : replicator.committed(count);
   }
 
   /** Starts a replicator for each replicated open segment led here, and stops those that are no longer. */
@@ -147,6 +125,13 @@ export class Replication {
         transport: { send: (id, run) => this.send(peers, id, run) },
         read: (offset) => store.readHeld(topic, segment, offset),
         onCommit: (commit) => store.limitReads(key, commit),
+        waitMs: this.options.commitTimeoutMs,
+        timedOut: (count) =>
+          walrusError(
+            'NOT_COMMITTED',
+            `the PUT was written on this node but a majority of ${key}'s replicas did not confirm it within ${this.options.commitTimeoutMs} ms; whether it is kept is unknown`,
+            { details: { topic, segment, offset: count - 1 } },
+          ),
       });
       this.replicators.set(key, replicator);
       store.limitReads(key, 0);

@@ -53,6 +53,9 @@ export interface ReplicatorOptions {
   readonly retryMs?: number;
   /** Called when the commit count moves. */
   readonly onCommit?: (commit: number) => void;
+  /** How long committed() waits before it rejects with `timedOut(count)` (default: no limit). */
+  readonly waitMs?: number;
+  readonly timedOut?: (count: number) => Error;
 }
 
 interface Follower {
@@ -69,6 +72,7 @@ interface Follower {
 
 interface Waiter {
   readonly count: number;
+  readonly since: number;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
 }
@@ -84,6 +88,10 @@ export class SegmentReplicator {
   /** Waiters for commit counts, in ascending count order (appends arrive in order). */
   private readonly waiters: Waiter[] = [];
   private stopped: Error | undefined;
+  /** A send to the followers is due at the end of this turn (appends of one turn go as one run). */
+  private pumpDue = false;
+  /** Rejects waiters older than waitMs; runs while any waits (one timer, not one per PUT). */
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(options: ReplicatorOptions) {
     this.options = options;
@@ -109,15 +117,24 @@ export class SegmentReplicator {
     if (this.stopped !== undefined || count <= this.local) return;
     this.local = count;
     this.recount();
-    for (const follower of this.followers) this.pump(follower);
+    if (this.pumpDue) return;
+    this.pumpDue = true;
+    queueMicrotask(() => {
+      this.pumpDue = false;
+      for (const follower of this.followers) this.pump(follower);
+    });
   }
 
   /** Resolves once `count` entries are committed; rejects if the segment's epoch ends first. */
   committed(count: number): Promise<void> {
     if (count <= this.commitCount) return COMMITTED;
     if (this.stopped !== undefined) return Promise.reject(this.stopped);
+    if (this.options.waitMs !== undefined && this.sweeper === undefined) {
+      const every = Math.max(10, Math.floor(this.options.waitMs / 4));
+      this.sweeper = setInterval(() => this.sweep(), every).unref();
+    }
     return new Promise((resolve, reject) => {
-      const waiter = { count, resolve, reject };
+      const waiter = { count, since: performance.now(), resolve, reject };
       // Appends come in order, so this is nearly always the end.
       let at = this.waiters.length;
       while (at > 0 && (this.waiters[at - 1] as Waiter).count > count) at -= 1;
@@ -131,6 +148,27 @@ export class SegmentReplicator {
     this.stopped = error;
     for (const follower of this.followers) if (follower.timer !== undefined) clearTimeout(follower.timer);
     for (const waiter of this.waiters.splice(0)) waiter.reject(error);
+    this.stopSweeping();
+  }
+
+  /** Rejects the waiters that have waited waitMs; stops once none waits. */
+  private sweep(): void {
+    const { waitMs, timedOut } = this.options;
+    if (waitMs !== undefined) {
+      const now = performance.now();
+      for (let at = this.waiters.length - 1; at >= 0; at--) {
+        const waiter = this.waiters[at] as Waiter;
+        if (now - waiter.since < waitMs) continue;
+        this.waiters.splice(at, 1);
+        waiter.reject(timedOut?.(waiter.count) ?? new Error(`entry ${waiter.count - 1} not committed within ${waitMs} ms`));
+      }
+    }
+    if (this.waiters.length === 0) this.stopSweeping();
+  }
+
+  private stopSweeping(): void {
+    if (this.sweeper !== undefined) clearInterval(this.sweeper);
+    this.sweeper = undefined;
   }
 
   private pump(follower: Follower): void {
@@ -191,7 +229,10 @@ export class SegmentReplicator {
     const commit = counts[this.quorum - 1] ?? 0;
     if (commit <= this.commitCount) return;
     this.commitCount = commit;
-    while (this.waiters.length > 0 && (this.waiters[0] as Waiter).count <= commit) (this.waiters.shift() as Waiter).resolve();
+    let done = 0;
+    while (done < this.waiters.length && (this.waiters[done] as Waiter).count <= commit) done += 1;
+    for (const waiter of this.waiters.splice(0, done)) waiter.resolve();
+    if (this.waiters.length === 0) this.stopSweeping();
     this.options.onCommit?.(commit);
   }
 }

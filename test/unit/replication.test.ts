@@ -193,3 +193,39 @@ test('a fenced follower copy takes no more runs and says how many it holds', asy
     t.is(await store.appendReplica('t', 3, 0, [Buffer.from('z')]), 1);
   });
 });
+
+test('a PUT whose entry no majority confirms within waitMs fails with the timed-out error; later ones wait their own time', async (t) => {
+  const followers = { 2: new FakeFollower(), 3: new FakeFollower() };
+  followers[2].down = true;
+  followers[3].down = true;
+  const log: string[] = [];
+  const replicator = new SegmentReplicator({
+    topic: 't',
+    segment: 1,
+    epoch: 1,
+    followers: [2, 3],
+    transport: { send: (id, run) => (followers[id as 2 | 3] as FakeFollower).take(run) },
+    read: (offset) => (offset < log.length ? Buffer.from(log[offset] as string) : null),
+    retryMs: 10,
+    waitMs: 80,
+    timedOut: (count) => new Error(`entry ${count - 1} timed out`),
+  });
+  log.push('a');
+  replicator.appended(1);
+  const started = performance.now();
+  const alive = setInterval(() => undefined, 1000);
+  const failure = await replicator
+    .committed(1)
+    .then(
+      () => 'committed',
+      (error: Error) => error.message,
+    )
+    .finally(() => clearInterval(alive));
+  t.is(failure, 'entry 0 timed out');
+  t.true(performance.now() - started >= 70, 'not before waitMs');
+  followers[2].down = false;
+  const keep = setInterval(() => undefined, 1000);
+  await replicator.committed(1).finally(() => clearInterval(keep));
+  t.is(replicator.commit, 1, 'the entry itself is committed once a follower answers');
+  replicator.stop(new Error('test over'));
+});

@@ -1,17 +1,44 @@
 // Small helpers for tests (and benchmarks) that run real servers on loopback.
 
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { StateMachine } from '../../src/contracts/consensus.js';
 
-/** `count` ports that were free a moment ago on 127.0.0.1 (bound to port 0, then closed). */
+/**
+ * The ports tests give their servers: below the kernel's ephemeral range, where the source ports
+ * of outgoing connections come from. A port the kernel handed out for "port 0" could be taken by
+ * one of the cluster's own node-to-node connections before the node listened on it (seen in CI:
+ * EADDRINUSE at start). Each test process starts at its own place in the range (by its PID).
+ */
+const PORT_RANGE = ((): { readonly low: number; readonly high: number } => {
+  let ephemeralLow = 32_768;
+  try {
+    const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low !== undefined && Number.isInteger(low) && low > 2_048) ephemeralLow = low;
+  } catch {
+    // Not Linux, or no /proc: keep the usual Linux bound.
+  }
+  return { low: Math.max(1_024, ephemeralLow - 12_000), high: ephemeralLow };
+})();
+let nextPort = PORT_RANGE.low + ((process.pid * 197) % (PORT_RANGE.high - PORT_RANGE.low));
+
+/** Whether 127.0.0.1:`port` can be listened on now. */
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** `count` ports that were free a moment ago on 127.0.0.1, outside the ephemeral range (see PORT_RANGE). */
 export async function freePorts(count: number): Promise<number[]> {
   const ports: number[] = [];
-  for (let index = 0; index < count; index++) {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const address = server.address();
-    ports.push(typeof address === 'object' && address !== null ? address.port : 0);
-    await new Promise((resolve) => server.close(resolve));
+  for (let tried = 0; ports.length < count; tried++) {
+    if (tried > PORT_RANGE.high - PORT_RANGE.low) throw new Error(`no free port in ${PORT_RANGE.low}..${PORT_RANGE.high - 1}`);
+    const port = nextPort;
+    nextPort = nextPort + 1 >= PORT_RANGE.high ? PORT_RANGE.low : nextPort + 1;
+    if (await bindable(port)) ports.push(port);
   }
   return ports;
 }

@@ -41,7 +41,12 @@ export class Replication {
 
   constructor(options: ReplicationOptions) {
     this.options = options;
-    this.unsubscribe = options.metadata.onChange(() => this.follow());
+    const unfollow = options.metadata.onChange(() => this.follow());
+    const unconsume = options.store.onConsume((topic, segment, consumed) => this.consumed(topic, segment, consumed));
+    this.unsubscribe = () => {
+      unfollow();
+      unconsume();
+    };
     this.follow();
   }
 
@@ -81,7 +86,8 @@ export class Replication {
         const payloads = head.sizes === undefined ? [] : splitRun(head.sizes, data);
         if (payloads === undefined) throw walrusError('PEER_PROTOCOL', 'a replicate whose sizes do not add up to its data');
         try {
-          return { head: { held: await this.options.store.appendReplica(topic, segment, offset, payloads) } };
+          const consumed = head.consumed === undefined ? 0 : headCount(head, 'consumed');
+          return { head: { held: await this.options.store.appendReplica(topic, segment, offset, payloads, consumed) } };
         } catch (error) {
           if ((error as WalrusError).code === 'NOT_LEADER_FOR_PARTITION') return { head: { fenced: true } };
           throw error;
@@ -105,58 +111,93 @@ export class Replication {
     return count <= replicator.commit ? COMMITTED : replicator.committed(count);
   }
 
-  /** Starts a replicator for each replicated open segment led here, and stops those that are no longer. */
+  /**
+   * GET consumed entries of a segment here: its followers' cursors follow. A sealed segment led
+   * here gets a replicator for that when it has none (it was sealed before this process started).
+   */
+  private consumed(topic: string, segment: number, consumed: number): void {
+    const key = segmentKey(topic, segment);
+    let replicator = this.replicators.get(key);
+    if (replicator === undefined) {
+      const { metadata, nodeId } = this.options;
+      const sealed = metadata.sealedCount(topic, segment);
+      if (sealed === undefined || metadata.segmentLeader(topic, segment) !== nodeId) return;
+      replicator = this.start(topic, segment, sealed);
+      if (replicator === undefined) return;
+      // All of a sealed segment is committed: readers see it whole.
+      this.options.store.limitReads(key, undefined);
+    }
+    replicator.consumedTo(consumed);
+  }
+
+  /** A replicator for a segment led here whose replica set has other nodes (undefined when it has none). */
+  private start(topic: string, segment: number, startAt: number): SegmentReplicator | undefined {
+    const { metadata, nodeId, store, peers } = this.options;
+    const followers = (metadata.segmentReplicas(topic, segment) ?? [nodeId]).filter((id) => id !== nodeId);
+    if (followers.length === 0 || peers === undefined) return undefined;
+    const key = segmentKey(topic, segment);
+    const replicator = new SegmentReplicator({
+      topic,
+      segment,
+      epoch: metadata.epoch,
+      followers,
+      startAt,
+      transport: { send: (id, run) => this.send(peers, id, run) },
+      read: (offset) => store.readHeld(topic, segment, offset),
+      onCommit: (commit) => {
+        if (metadata.sealedCount(topic, segment) === undefined) store.limitReads(key, commit);
+      },
+      waitMs: this.options.commitTimeoutMs,
+      timedOut: (count) =>
+        walrusError(
+          'NOT_COMMITTED',
+          `the PUT was written on this node but a majority of ${key}'s replicas did not confirm it within ${this.options.commitTimeoutMs} ms; whether it is kept is unknown`,
+          { details: { topic, segment, offset: count - 1 } },
+        ),
+    });
+    this.replicators.set(key, replicator);
+    const held = store.count(topic, segment);
+    if (held > startAt) replicator.appended(held);
+    else replicator.appended(startAt);
+    return replicator;
+  }
+
+  /**
+   * Starts a replicator for each replicated open segment led here. One whose segment was sealed
+   * since goes on until its followers hold every entry and GET's position, then goes; one whose
+   * segment another node leads now stops.
+   */
   private follow(): void {
     if (this.closed) return;
-    const { metadata, nodeId, store, peers } = this.options;
-    const wanted = new Set<string>();
+    const { metadata, nodeId, store } = this.options;
     for (const { topic, segment } of metadata.ownedOpenSegments(nodeId)) {
-      const replicas = metadata.segmentReplicas(topic, segment) ?? [nodeId];
-      const followers = replicas.filter((id) => id !== nodeId);
-      if (followers.length === 0 || peers === undefined) continue;
       const key = segmentKey(topic, segment);
-      wanted.add(key);
       if (this.replicators.has(key)) continue;
-      const replicator = new SegmentReplicator({
-        topic,
-        segment,
-        epoch: metadata.epoch,
-        followers,
-        transport: { send: (id, run) => this.send(peers, id, run) },
-        read: (offset) => store.readHeld(topic, segment, offset),
-        onCommit: (commit) => store.limitReads(key, commit),
-        waitMs: this.options.commitTimeoutMs,
-        timedOut: (count) =>
-          walrusError(
-            'NOT_COMMITTED',
-            `the PUT was written on this node but a majority of ${key}'s replicas did not confirm it within ${this.options.commitTimeoutMs} ms; whether it is kept is unknown`,
-            { details: { topic, segment, offset: count - 1 } },
-          ),
-      });
-      this.replicators.set(key, replicator);
-      store.limitReads(key, 0);
-      // Entries already here (written before a restart) go out too.
-      const held = store.count(topic, segment);
-      if (held > 0) replicator.appended(held);
+      if (this.start(topic, segment, 0) !== undefined) store.limitReads(key, this.replicators.get(key)?.commit ?? 0);
     }
     for (const [key, replicator] of this.replicators) {
-      if (wanted.has(key)) continue;
-      // Sealed (its rollover waited for the commit of every entry) or moved on: nothing waits any more.
+      const { topic, segment } = replicator.segmentOf;
+      const sealed = metadata.sealedCount(topic, segment);
+      if (sealed === undefined && metadata.segmentLeader(topic, segment) === nodeId) continue;
+      // Sealed: its rollover waited for the commit of every entry, so readers see it whole.
+      store.limitReads(key, undefined);
+      if (sealed !== undefined && metadata.segmentLeader(topic, segment) === nodeId && !replicator.caughtUp()) continue;
       replicator.stop(notLeaderFor(key));
       this.replicators.delete(key);
-      store.limitReads(key, undefined);
     }
   }
 
   private async send(peers: PeerRequests, follower: NodeId, run: ReplicaRun): Promise<ReplicaAnswer> {
-    const head = {
+    const head: Record<string, unknown> = {
       topic: run.topic,
       segment: run.segment,
       epoch: run.epoch,
       offset: run.offset,
       commit: run.commit,
-      sizes: run.payloads.map((payload) => payload.length),
+      consumed: run.consumed,
     };
+    // A run that only moves the GET position has no entries (and no sizes).
+    if (run.payloads.length > 0) head.sizes = run.payloads.map((payload) => payload.length);
     const reply = await peers.client(follower).request(PEER_OPS.replicate, head, Buffer.concat(run.payloads));
     if (reply.head.fenced === true) return { fenced: true };
     const held = reply.head.held;

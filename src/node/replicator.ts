@@ -11,6 +11,10 @@
 // been told by a failover that this segment is over: the leader stops (its epoch has ended) and
 // every PUT still waiting fails with a retriable error, never OK.
 //
+// The GET position goes along: each run carries how many entries GET has consumed on the leader,
+// and a move of that position alone is sent as a run without entries, so the followers' cursors
+// follow the leader's (a failover then replays at most what was in flight).
+//
 // No sockets here: the transport sends a run and returns the follower's answer.
 
 import type { NodeId } from '../contracts/consensus.js';
@@ -25,6 +29,8 @@ export interface ReplicaRun {
   readonly offset: number;
   readonly payloads: readonly Uint8Array[];
   readonly commit: number;
+  /** Entries GET has consumed on the leader: the follower moves its cursor there (as far as it holds). */
+  readonly consumed: number;
 }
 
 /** A follower's answer: the count of entries it holds, or that it will take no more of this segment. */
@@ -64,6 +70,9 @@ interface Follower {
   held: number;
   /** The next offset to send. */
   next: number;
+  /** The GET position last sent to it (-1: to be sent again) and the one it confirmed. */
+  toldConsumed: number;
+  confirmedConsumed: number;
   inFlight: number;
   /** Not before this time (after a failed send). */
   retryAt: number;
@@ -88,6 +97,8 @@ export class SegmentReplicator {
   /** Waiters for commit counts, in ascending count order (appends arrive in order). */
   private readonly waiters: Waiter[] = [];
   private stopped: Error | undefined;
+  /** The leader's GET position in this segment. */
+  private cursor = 0;
   /** A send to the followers is due at the end of this turn (appends of one turn go as one run). */
   private pumpDue = false;
   /** Rejects waiters older than waitMs; runs while any waits (one timer, not one per PUT). */
@@ -96,10 +107,24 @@ export class SegmentReplicator {
   constructor(options: ReplicatorOptions) {
     this.options = options;
     const start = options.startAt ?? 0;
-    this.followers = options.followers.map((id) => ({ id, held: start, next: start, inFlight: 0, retryAt: 0, timer: undefined }));
+    this.followers = options.followers.map((id) => ({
+      id,
+      held: start,
+      next: start,
+      toldConsumed: 0,
+      confirmedConsumed: 0,
+      inFlight: 0,
+      retryAt: 0,
+      timer: undefined,
+    }));
     this.quorum = Math.floor((options.followers.length + 1) / 2) + 1;
     this.local = start;
     this.commitCount = start;
+  }
+
+  /** The segment this replicates. */
+  get segmentOf(): { readonly topic: string; readonly segment: number } {
+    return { topic: this.options.topic, segment: this.options.segment };
   }
 
   /** Entries a majority of the replica set holds. */
@@ -112,11 +137,27 @@ export class SegmentReplicator {
     return new Map(this.followers.map((follower) => [follower.id, follower.held]));
   }
 
+  /** GET has consumed the first `count` entries on the leader: the followers' cursors follow. */
+  consumedTo(count: number): void {
+    if (this.stopped !== undefined || count <= this.cursor) return;
+    this.cursor = count;
+    this.schedulePump();
+  }
+
+  /** Every follower holds all of the leader's entries and has confirmed the GET position (nothing left to send). */
+  caughtUp(): boolean {
+    return this.followers.every((follower) => follower.held >= this.local && follower.confirmedConsumed >= this.cursor);
+  }
+
   /** The leader's engine acknowledged its entries up to `count`: send them on. */
   appended(count: number): void {
     if (this.stopped !== undefined || count <= this.local) return;
     this.local = count;
     this.recount();
+    this.schedulePump();
+  }
+
+  private schedulePump(): void {
     if (this.pumpDue) return;
     this.pumpDue = true;
     queueMicrotask(() => {
@@ -173,7 +214,11 @@ export class SegmentReplicator {
 
   private pump(follower: Follower): void {
     const { runEntriesMax = 64, inFlightMax = 4 } = this.options;
-    while (this.stopped === undefined && follower.next < this.local && follower.inFlight < inFlightMax) {
+    while (
+      this.stopped === undefined &&
+      (follower.next < this.local || follower.toldConsumed < this.cursor) &&
+      follower.inFlight < inFlightMax
+    ) {
       const wait = follower.retryAt - performance.now();
       if (wait > 0) {
         // Unref'd: a follower being retried is no reason for the process to stay up.
@@ -190,18 +235,21 @@ export class SegmentReplicator {
         if (payload === null) break;
         payloads.push(payload);
       }
-      if (payloads.length === 0) return;
+      // No entry to send (they are all out, or the copy cannot be read): only a position move goes.
+      if (payloads.length === 0 && follower.toldConsumed >= this.cursor) return;
       follower.next = offset + payloads.length;
       follower.inFlight += 1;
+      const consumed = this.cursor;
+      follower.toldConsumed = consumed;
       const { topic, segment, epoch } = this.options;
-      this.options.transport.send(follower.id, { topic, segment, epoch, offset, payloads, commit: this.commitCount }).then(
-        (answer) => this.answered(follower, offset + payloads.length, answer),
+      this.options.transport.send(follower.id, { topic, segment, epoch, offset, payloads, commit: this.commitCount, consumed }).then(
+        (answer) => this.answered(follower, offset + payloads.length, consumed, answer),
         () => this.failed(follower),
       );
     }
   }
 
-  private answered(follower: Follower, sentTo: number, answer: ReplicaAnswer): void {
+  private answered(follower: Follower, sentTo: number, consumed: number, answer: ReplicaAnswer): void {
     follower.inFlight -= 1;
     if (this.stopped !== undefined) return;
     if ('fenced' in answer) {
@@ -209,6 +257,10 @@ export class SegmentReplicator {
       return;
     }
     if (answer.held > follower.held) follower.held = Math.min(answer.held, this.local);
+    // It moved its cursor as far as it holds entries: the rest of the move goes with later runs.
+    const reached = Math.min(consumed, answer.held);
+    if (reached > follower.confirmedConsumed) follower.confirmedConsumed = reached;
+    if (reached < consumed && follower.toldConsumed > reached) follower.toldConsumed = reached;
     // It holds less than was sent (a gap, or it lost unsynced entries in a restart): from there again.
     if (answer.held < sentTo && follower.next > answer.held) follower.next = Math.max(answer.held, follower.held);
     this.recount();
@@ -220,6 +272,7 @@ export class SegmentReplicator {
     if (this.stopped !== undefined) return;
     // Not known to have arrived: send again from what it confirmed, after a pause.
     follower.next = follower.held;
+    follower.toldConsumed = follower.confirmedConsumed;
     follower.retryAt = performance.now() + (this.options.retryMs ?? 100);
     this.pump(follower);
   }

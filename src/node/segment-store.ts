@@ -91,6 +91,8 @@ export class SegmentStore {
   private readonly fenced = new Set<string>();
   /** Per segment key: how many entries readers may see (a replicated segment's commit count). */
   private readonly readLimits = new Map<string, number>();
+  /** Told of every move of a GET position (replication sends it to the followers). */
+  private readonly consumeListeners = new Set<(topic: string, segment: number, consumed: number) => void>();
   private closed = false;
   private readonly dir: string;
   /** The attempt to end an outage that is running, which close() waits for. */
@@ -406,19 +408,25 @@ export class SegmentStore {
    * changes nothing; a run past its end (it missed some) writes nothing and the count tells the
    * leader where to start again. Refused with NOT_LEADER_FOR_PARTITION once fenced.
    */
-  appendReplica(topic: string, segment: number, offset: number, payloads: readonly Uint8Array[]): Promise<number> {
+  appendReplica(topic: string, segment: number, offset: number, payloads: readonly Uint8Array[], consumed = 0): Promise<number> {
     const key = segmentKey(topic, segment);
     return this.locks.run(key, async () => {
       const wal = this.writable();
       if (this.fenced.has(key)) throw notLeaderFor(key, { fenced: true });
       const count = wal.entryCount(key);
-      if (offset > count || offset + payloads.length <= count) return count;
-      try {
-        await wal.appendBatch(key, payloads.slice(count - offset));
-      } catch (error) {
-        throw this.storageFailed(error);
+      if (offset <= count && offset + payloads.length > count) {
+        try {
+          await wal.appendBatch(key, payloads.slice(count - offset));
+        } catch (error) {
+          throw this.storageFailed(error);
+        }
       }
-      return wal.entryCount(key);
+      const held = wal.entryCount(key);
+      // The leader's GET position, as far as this copy holds entries (the engine persists it).
+      const moves: Promise<void>[] = [];
+      for (let at = this.consumed(topic, segment); at < Math.min(consumed, held); at++) moves.push(this.consumeAt(topic, segment, at));
+      await Promise.all(moves);
+      return held;
     });
   }
 
@@ -453,6 +461,12 @@ export class SegmentStore {
     return this.readable().readAt(segmentKey(topic, segment), offset);
   }
 
+  /** Calls `listener` with the new position each time GET consumes an entry of a segment here. */
+  onConsume(listener: (topic: string, segment: number, consumed: number) => void): () => void {
+    this.consumeListeners.add(listener);
+    return () => this.consumeListeners.delete(listener);
+  }
+
   /** Readers see at most `count` entries of the segment `key` (its commit count); undefined lifts the limit. */
   limitReads(key: string, count: number | undefined): void {
     if (count === undefined) this.readLimits.delete(key);
@@ -483,6 +497,7 @@ export class SegmentStore {
       return CONSUMED_IN_MEMORY;
     }
     const moved = this.readable().consumeAt(key, offset);
+    for (const listener of this.consumeListeners) listener(topic, segment, offset + 1);
     if (Walrus.acknowledged(moved)) return moved;
     return moved.catch((error: unknown) => {
       throw this.storageFailed(error);

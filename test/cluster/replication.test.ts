@@ -26,18 +26,20 @@ async function drain(cluster: TestCluster, via: number, topic: string, max: numb
   return got;
 }
 
-/** What node `id`'s engine holds of segments 1..`segments` of `topic` (the node must be stopped). */
-async function onDisk(dir: string, id: number, topic: string, segments: number): Promise<string[][]> {
+/** What node `id`'s engine holds of segments 1..`segments` of `topic`, and its GET position in each (the node must be stopped). */
+async function onDisk(dir: string, id: number, topic: string, segments: number): Promise<{ held: string[][]; consumed: number[] }> {
   const wal = await Walrus.open({ dataDir: join(dir, 'data', `node_${id}`, 'data'), logger: silent() });
   try {
     const held: string[][] = [];
+    const consumed: number[] = [];
     for (let segment = 1; segment <= segments; segment++) {
       const key = `t_${topic}_s_${segment}`;
       const entries: string[] = [];
       for (let offset = 0; offset < wal.entryCount(key); offset++) entries.push(wal.readAt(key, offset)?.toString() ?? '');
       held.push(entries);
+      consumed.push(wal.entryCount(key) - wal.pendingCount(key));
     }
-    return held;
+    return { held, consumed };
   } finally {
     await wal.close();
   }
@@ -55,8 +57,11 @@ test.serial(
       const state = await cluster.client(2).state('copies');
       t.deepEqual(state.sealed_segments, { 1: 10, 2: 10, 3: 10 });
       t.deepEqual(await drain(cluster, 2, 'copies', 40), sent);
+      // The followers' GET positions follow the leader's a moment later.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
       for (const id of cluster.ids) await cluster.kill(id);
-      const disks = await Promise.all(cluster.ids.map((id) => onDisk(dir, id, 'copies', 4)));
+      const read = await Promise.all(cluster.ids.map((id) => onDisk(dir, id, 'copies', 4)));
+      const disks = read.map((node) => node.held);
       const log = [sent.slice(0, 10), sent.slice(10, 20), sent.slice(20, 30), sent.slice(30)];
       for (const [segment, entries] of log.entries()) {
         for (const [offset, entry] of entries.entries()) {
@@ -65,6 +70,12 @@ test.serial(
         }
         // No node holds anything else there: each copy is a prefix of the log.
         for (const [node, held] of disks.entries()) t.deepEqual(held[segment], entries.slice(0, held[segment]?.length), `node ${node + 1}`);
+        // Every GET went out before the kill: a majority's cursors are at the segment's end.
+        const atEnd = read.filter((node) => node.consumed[segment] === entries.length).length;
+        t.true(
+          atEnd >= 2,
+          `segment ${segment + 1}: GET positions ${read.map((node) => node.consumed[segment]).join(', ')} of ${entries.length}`,
+        );
       }
     });
   },

@@ -20,6 +20,9 @@ class FakeFollower {
   /** Drop this many runs (as if they were lost in a restart) before taking any. */
   skip = 0;
   runs = 0;
+  /** Its GET position (as far as it holds entries). */
+  consumed = 0;
+  emptyRuns = 0;
 
   async take(run: ReplicaRun): Promise<ReplicaAnswer> {
     await new Promise((resolve) => setImmediate(resolve));
@@ -34,6 +37,8 @@ class FakeFollower {
       const fresh = run.payloads.slice(this.entries.length - run.offset).map((payload) => Buffer.from(payload).toString());
       this.entries.push(...fresh);
     }
+    if (run.payloads.length === 0) this.emptyRuns += 1;
+    this.consumed = Math.max(this.consumed, Math.min(run.consumed, this.entries.length));
     return { held: this.entries.length };
   }
 }
@@ -228,4 +233,30 @@ test('a PUT whose entry no majority confirms within waitMs fails with the timed-
   await replicator.committed(1).finally(() => clearInterval(keep));
   t.is(replicator.commit, 1, 'the entry itself is committed once a follower answers');
   replicator.stop(new Error('test over'));
+});
+
+test('the GET position goes to the followers: with the entries, and alone (a run without entries) when only it moves', async (t) => {
+  const followers = { 2: new FakeFollower(), 3: new FakeFollower() };
+  const { put, replicator } = replicated(followers);
+  for (const word of ['a', 'b', 'c', 'd']) await put(word);
+  await until(() => replicator.caughtUp());
+  replicator.consumedTo(3);
+  t.false(replicator.caughtUp(), 'the move is not confirmed yet');
+  await until(() => followers[2].consumed === 3 && followers[3].consumed === 3);
+  t.true(followers[2].emptyRuns >= 1, 'sent without entries');
+  await until(() => replicator.caughtUp());
+  replicator.consumedTo(4);
+  await until(() => followers[2].consumed === 4 && followers[3].consumed === 4);
+});
+
+test("a follower's copy moves its cursor to the leader's GET position, as far as it holds entries, and keeps it", async (t) => {
+  await withFollowerStore(async (store) => {
+    const bytes = (...words: string[]) => words.map((word) => Buffer.from(word));
+    t.is(await store.appendReplica('t', 1, 0, bytes('a', 'b', 'c'), 2), 3);
+    t.is(store.consumed('t', 1), 2);
+    t.is(await store.appendReplica('t', 1, 3, [], 5), 3, 'a position past its entries moves it to its end only');
+    t.is(store.consumed('t', 1), 3);
+    t.is(await store.appendReplica('t', 1, 3, [], 1), 3);
+    t.is(store.consumed('t', 1), 3, 'never back');
+  });
 });

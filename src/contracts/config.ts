@@ -112,6 +112,21 @@ export const replicationSchema = s.object(
 
 export type ReplicationConfig = Infer<typeof replicationSchema>;
 
+export const failoverSchema = s.object(
+  {
+    timeoutMs: s.int({
+      default: 1_500,
+      min: 100,
+      max: 600_000,
+      description:
+        "How long the Raft leader must not hear from a node before that node's replicated segments fail over (open ones sealed at what a majority of their replicas holds and moved on to a live replica; sealed ones served by another replica), in milliseconds.",
+    }),
+  },
+  'Failover of replicated segments whose node is gone.',
+);
+
+export type FailoverConfig = Infer<typeof failoverSchema>;
+
 export interface NodeConfig {
   readonly id: number;
   readonly dataDir: string;

@@ -96,6 +96,13 @@ export interface Consensus {
    */
   quorumContactAgeMs(): number;
   /**
+   * On the leader: milliseconds since member `id` last answered it, counted from no earlier than
+   * the start of this leadership (so a new leader judges nobody down before a full timeout); 0
+   * for itself. Undefined on a member that does not lead. Failover decides with it that a
+   * segment's leader is unreachable.
+   */
+  memberSilenceMs(id: NodeId): number | undefined;
+  /**
    * The voters known to be up, this member always included, in ascending id order: what rollover
    * rotation and topic placement choose from. It may leave out a member that is up (it has not
    * been heard from lately, or this member has not been told); it never names one that nobody has

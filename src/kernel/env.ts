@@ -28,6 +28,7 @@ export const ENV_TABLE: readonly EnvVariable[] = [
   { name: ENGINE_VARIABLES.disableIoUring, path: 'storage.disableIoUring' },
   { name: 'WALRUS_MAX_SEGMENT_ENTRIES', path: 'segments.maxEntries' },
   { name: 'WALRUS_REPLICATION_FACTOR', path: 'replication.factor' },
+  { name: 'WALRUS_FAILOVER_TIMEOUT_MS', path: 'failover.timeoutMs' },
   { name: 'WALRUS_MONITOR_CHECK_MS', path: 'rollover.monitorCheckMs' },
   { name: 'WALRUS_LOG_LEVEL', path: 'log.level' },
   { name: 'WALRUS_PLUGINS', path: 'plugins' },

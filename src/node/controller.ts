@@ -124,10 +124,30 @@ export class NodeController {
   private readonly appends: ForwardedAppends | undefined;
   /** Once this node has been taken out of the cluster: every client request but METRICS is refused with it. */
   private removal: Error | undefined;
+  private readonly unfollowFailovers: () => void;
 
   constructor(options: ControllerOptions) {
     this.options = options;
     this.appends = options.peers === undefined ? undefined : new ForwardedAppends(options.peers);
+    // A failover sealed a segment whose leader is unreachable: PUTs forwarded to it and not
+    // answered fail now (unsure), rather than at the request timeout, so writers move on.
+    const appends = this.appends;
+    this.unfollowFailovers = options.metadata.onChange(({ command, result }) => {
+      if (appends === undefined || command?.kind !== 'RolloverTopic' || command.sealedOwner === undefined || !result.ok) return;
+      // Only the old leader took forwards for that segment; its id is no longer in the metadata.
+      for (const id of options.metadata.nodes().keys()) {
+        appends.abandon(
+          id,
+          command.topic,
+          command.expectedSegment,
+          walrusError(
+            'PEER_TIMEOUT',
+            `node ${id} was unreachable and ${segmentKey(command.topic, command.expectedSegment)} failed over while this PUT was forwarded to it; whether it took effect there is unknown`,
+            { details: { peer: id, topic: command.topic, segment: command.expectedSegment } },
+          ),
+        );
+      }
+    });
     const waitMs = options.rolloverWaitMs ?? ROLLOVER_WAIT_MS_DEFAULT;
     const onChange = (listener: () => void) => options.metadata.onChange(listener);
     this.rollovers = new RolloverWait({
@@ -177,6 +197,7 @@ export class NodeController {
 
   /** Answers every PUT still waiting for a rollover (the node is stopping). */
   close(): void {
+    this.unfollowFailovers();
     const stopping = walrusError('CLOSED', 'the node is stopping; the PUT was not written');
     this.rollovers.close(stopping);
     this.forwardedIn.close(stopping);
@@ -281,7 +302,7 @@ export class NodeController {
         };
       },
       [PEER_OPS.read]: async (head) => {
-        const payload = await this.options.store.read(headString(head, 'topic'), headCount(head, 'segment'), headCount(head, 'offset'));
+        const payload = this.readSealedAware(headString(head, 'topic'), headCount(head, 'segment'), headCount(head, 'offset'));
         return payload === null ? { head: { found: false } } : { head: { found: true }, data: payload };
       },
     };
@@ -567,8 +588,19 @@ export class NodeController {
     const payload =
       owner !== undefined && owner !== this.options.nodeId && remote !== undefined
         ? await remote.read(owner, topic, segment, offset)
-        : await this.options.store.read(topic, segment, offset);
+        : this.readSealedAware(topic, segment, offset);
     return payload === null ? EMPTY_REPLY : { text: fetched(offset + 1, lossy.decode(payload)) };
+  }
+
+  /**
+   * The entry at `offset` of a segment here, never past its seal: a copy can hold entries beyond
+   * it (an old leader's, written but never committed before a failover sealed the segment), and
+   * those do not exist for readers.
+   */
+  private readSealedAware(topic: string, segment: number, offset: number): Buffer | null {
+    const sealed = this.options.metadata.sealedCount(topic, segment);
+    if (sealed !== undefined && offset >= sealed) return null;
+    return this.options.store.read(topic, segment, offset);
   }
 
   /**

@@ -31,7 +31,7 @@ export interface DataPlaneOptions {
   readonly fsyncIntervalMs: number;
   /** Entries after which an open segment takes no more appends (segments.maxEntries). */
   readonly maxEntries: number;
-  readonly consensus: Pick<Consensus, 'register'>;
+  readonly consensus: Pick<Consensus, 'register' | 'status'>;
   /** Builds the write fencing over the metadata replica (the lease-fencing plugin's factory). */
   readonly fencing: WriteFencingFactory;
   readonly log: Logger;
@@ -103,6 +103,7 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
     openFailure,
     leases,
     maxEntries: options.maxEntries,
+    fencesFile: join(options.dataDir, `node_${options.nodeId}`, 'fences.json'),
     // After a storage failure the store reopens the directory once the disk takes writes again.
     reopen: openEngine,
     log: options.log,
@@ -141,6 +142,14 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
     peers,
     acks: options.replication?.acks ?? 'quorum',
     commitTimeoutMs: options.replication?.commitTimeoutMs ?? 5_000,
+    raftLeader: () => {
+      try {
+        const leader = options.consensus.status().leader;
+        return leader === 0 ? undefined : leader;
+      } catch {
+        return undefined; // consensus not started, or stopping
+      }
+    },
     log: options.log,
   });
   if (wal !== undefined) options.log.info({ dir, backend: wal.backendName, fsync: options.fsync }, 'data plane open');

@@ -35,6 +35,13 @@ export const PEER_OPS = {
    * a follower of its replica set (replication.ts); answered `{ held }` or `{ fenced: true }`.
    */
   replicate: 'replicate',
+  /**
+   * `{ topic, segment }`: a failover is sealing (or moving) this segment: take no more of its
+   * leader's runs and answer `{ held }`, the entries this node's copy holds.
+   */
+  fence: 'fence',
+  /** `{ topic, segment }`, to the Raft leader: a failover fenced this open segment of the asker: seal it. */
+  finish: 'finish',
   /** `{ by }`: this node has been taken out of the cluster (by the Raft leader `by`): it refuses client requests from now on. */
   removed: 'removed',
 } as const;
@@ -129,6 +136,8 @@ interface Run {
 export class ForwardedAppends {
   private readonly peers: PeerRequests;
   private readonly runs = new Map<string, Run>();
+  /** Per run key: the members of runs sent and not answered yet. */
+  private readonly inFlight = new Map<string, Set<readonly RunMember[]>>();
 
   constructor(peers: PeerRequests) {
     this.peers = peers;
@@ -161,18 +170,52 @@ export class ForwardedAppends {
     });
   }
 
+  /**
+   * A failover took `segment` of `topic` from `leader` (it is unreachable): the PUTs in flight to
+   * it fail now with `error` (their outcome is unknown: they may have been appended) rather than
+   * at the request timeout; a late answer changes nothing.
+   */
+  abandon(leader: NodeId, topic: string, segment: number, error: Error): void {
+    const key = `${leader}\u0000${segment}\u0000${topic}`;
+    const sets = this.inFlight.get(key);
+    if (sets === undefined) return;
+    this.inFlight.delete(key);
+    for (const members of sets) for (const member of members) member.reject(error);
+  }
+
   private flush(key: string, run: Run): void {
     this.runs.delete(key);
     const { leader, topic, segment, payloads, members } = run;
     const client = this.peers.client(leader);
+    let sets = this.inFlight.get(key);
+    if (sets === undefined) {
+      sets = new Set();
+      this.inFlight.set(key, sets);
+    }
+    sets.add(members);
+    const answered = (): void => {
+      const current = this.inFlight.get(key);
+      current?.delete(members);
+      if (current?.size === 0) this.inFlight.delete(key);
+    };
     if (payloads.length === 1) {
       const [only] = members as [RunMember];
-      client.request(PEER_OPS.append, { topic, segment }, payloads[0]).then(() => only.resolve(), only.reject);
+      client.request(PEER_OPS.append, { topic, segment }, payloads[0]).then(
+        () => {
+          answered();
+          only.resolve();
+        },
+        (error: Error) => {
+          answered();
+          only.reject(error);
+        },
+      );
       return;
     }
     const sizes = payloads.map((payload) => payload.length);
     client.request(PEER_OPS.append, { topic, segment, sizes }, Buffer.concat(payloads)).then(
       (reply) => {
+        answered();
         const failures = runFailures(reply.head.failures, members.length, String(leader));
         if (failures === undefined) {
           const error = malformed(leader, 'append', reply);
@@ -186,6 +229,7 @@ export class ForwardedAppends {
         }
       },
       (error: Error) => {
+        answered();
         for (const member of members) member.reject(error);
       },
     );

@@ -55,7 +55,9 @@ export interface CreateTopic {
 
 /**
  * Seals `expectedSegment` with `sealedCount` entries and opens the next one on `newLeader`, kept
- * by `replicas` (the new leader first; absent: the leader alone), if it is still open.
+ * by `replicas` (the new leader first; absent: the leader alone), if it is still open. A failover
+ * (its leader is gone) also names `sealedOwner`: the replica of the sealed segment that holds all
+ * of it, which serves it from then on in place of its old leader.
  */
 export interface RolloverTopic {
   readonly kind: 'RolloverTopic';
@@ -64,6 +66,19 @@ export interface RolloverTopic {
   readonly sealedCount: number;
   readonly newLeader: NodeId;
   readonly replicas?: readonly NodeId[];
+  readonly sealedOwner?: NodeId;
+}
+
+/**
+ * A sealed segment is served by `owner` (one of its replicas, holding all of it) in place of
+ * `expectedOwner`, whose node is gone; stale (no change) when its owner is no longer that.
+ */
+export interface MoveSegment {
+  readonly kind: 'MoveSegment';
+  readonly topic: string;
+  readonly segment: number;
+  readonly expectedOwner: NodeId;
+  readonly owner: NodeId;
 }
 
 /** Inserts or overwrites a node's advertised addresses (`host:port`). */
@@ -74,10 +89,10 @@ export interface UpsertNode {
   readonly raftAddress: string;
 }
 
-export type MetadataCommand = CreateTopic | RolloverTopic | UpsertNode;
+export type MetadataCommand = CreateTopic | RolloverTopic | MoveSegment | UpsertNode;
 
-/** created / exists: CreateTopic; rolled / stale: RolloverTopic; node: UpsertNode. */
-export type MetadataOutcome = 'created' | 'exists' | 'rolled' | 'stale' | 'node';
+/** created / exists: CreateTopic; rolled / stale: RolloverTopic; moved / stale: MoveSegment; node: UpsertNode. */
+export type MetadataOutcome = 'created' | 'exists' | 'rolled' | 'moved' | 'stale' | 'node';
 
 /** What apply returns (and what propose() resolves with): plain JSON, so it can be forwarded. */
 export type MetadataResult = { readonly ok: true; readonly outcome: MetadataOutcome } | { readonly ok: false; readonly error: string };
@@ -107,6 +122,17 @@ export function encodeCommand(command: MetadataCommand): Uint8Array {
         newLeader: command.newLeader,
       };
       if (command.replicas !== undefined) wire.replicas = command.replicas;
+      if (command.sealedOwner !== undefined) wire.sealedOwner = command.sealedOwner;
+      break;
+    case 'MoveSegment':
+      wire = {
+        v: COMMAND_VERSION,
+        kind: command.kind,
+        topic: command.topic,
+        segment: command.segment,
+        expectedOwner: command.expectedOwner,
+        owner: command.owner,
+      };
       break;
     case 'UpsertNode':
       wire = {
@@ -125,13 +151,15 @@ export function encodeCommand(command: MetadataCommand): Uint8Array {
 const COMMAND_FIELDS: { readonly [K in MetadataCommand['kind']]: Readonly<Record<string, 'string' | 'number'>> } = {
   CreateTopic: { topic: 'string', initialLeader: 'number' },
   RolloverTopic: { topic: 'string', expectedSegment: 'number', sealedCount: 'number', newLeader: 'number' },
+  MoveSegment: { topic: 'string', segment: 'number', expectedOwner: 'number', owner: 'number' },
   UpsertNode: { nodeId: 'number', clientAddress: 'string', raftAddress: 'string' },
 };
 
-/** Fields a kind may carry: a replica set is a list of node ids. */
+/** Fields a kind may carry: a replica set is a list of node ids, a sealed segment's owner a node id. */
 const OPTIONAL_FIELDS: { readonly [K in MetadataCommand['kind']]: readonly string[] } = {
   CreateTopic: ['replicas'],
-  RolloverTopic: ['replicas'],
+  RolloverTopic: ['replicas', 'sealedOwner'],
+  MoveSegment: [],
   UpsertNode: [],
 };
 
@@ -163,6 +191,8 @@ export function decodeCommand(bytes: Uint8Array): MetadataCommand | { readonly e
     if (typeof wire[field] !== type) return { error: `${wire.kind}: field ${field} must be a ${type}` };
   if (wire.replicas !== undefined && (!Array.isArray(wire.replicas) || !wire.replicas.every((id) => typeof id === 'number')))
     return { error: `${wire.kind}: field replicas must be a list of node ids` };
+  if (wire.sealedOwner !== undefined && typeof wire.sealedOwner !== 'number')
+    return { error: `${wire.kind}: field sealedOwner must be a node id` };
   // Every field is present with its type, so the object is a command of its kind.
   const command = wire as unknown as MetadataCommand;
   const problem = commandProblem(command);
@@ -186,6 +216,15 @@ function stripVersion(command: MetadataCommand): MetadataCommand {
         sealedCount: command.sealedCount,
         newLeader: command.newLeader,
         ...(command.replicas === undefined ? {} : { replicas: [...command.replicas] }),
+        ...(command.sealedOwner === undefined ? {} : { sealedOwner: command.sealedOwner }),
+      };
+    case 'MoveSegment':
+      return {
+        kind: command.kind,
+        topic: command.topic,
+        segment: command.segment,
+        expectedOwner: command.expectedOwner,
+        owner: command.owner,
       };
     case 'UpsertNode':
       return { kind: command.kind, nodeId: command.nodeId, clientAddress: command.clientAddress, raftAddress: command.raftAddress };
@@ -207,7 +246,15 @@ export function commandProblem(command: MetadataCommand): string | undefined {
         countProblem('expectedSegment', command.expectedSegment, 1) ??
         countProblem('sealedCount', command.sealedCount, 0) ??
         nodeIdProblem('newLeader', command.newLeader) ??
-        replicasProblem(command.replicas, command.newLeader)
+        replicasProblem(command.replicas, command.newLeader) ??
+        (command.sealedOwner === undefined ? undefined : nodeIdProblem('sealedOwner', command.sealedOwner))
+      );
+    case 'MoveSegment':
+      return (
+        topicNameProblem(command.topic) ??
+        countProblem('segment', command.segment, 1) ??
+        nodeIdProblem('expectedOwner', command.expectedOwner) ??
+        nodeIdProblem('owner', command.owner)
       );
     case 'UpsertNode':
       return (
@@ -233,8 +280,11 @@ export function topicNameProblem(name: string): string | undefined {
   return undefined;
 }
 
-/** A replica set: 1 to replicasMax distinct node ids, the segment's leader first. */
-function replicasProblem(replicas: readonly NodeId[] | undefined, leader: NodeId): string | undefined {
+/**
+ * A replica set: 1 to replicasMax distinct node ids, the segment's leader first (`anywhere`: the
+ * leader among them — a sealed segment's owner after a failover need not be first).
+ */
+function replicasProblem(replicas: readonly NodeId[] | undefined, leader: NodeId, anywhere = false): string | undefined {
   if (replicas === undefined) return undefined;
   if (replicas.length === 0 || replicas.length > metadataLimits.replicasMax)
     return `replicas must list 1 to ${metadataLimits.replicasMax} nodes, got ${replicas.length}`;
@@ -243,6 +293,8 @@ function replicasProblem(replicas: readonly NodeId[] | undefined, leader: NodeId
     if (problem !== undefined) return problem;
   }
   if (new Set(replicas).size !== replicas.length) return `replicas must be distinct nodes, got ${replicas.join(', ')}`;
+  if (anywhere)
+    return replicas.includes(leader) ? undefined : `replicas must include the segment's owner ${leader}, got ${replicas.join(', ')}`;
   if (replicas[0] !== leader) return `replicas must start with the segment's leader ${leader}, got ${replicas.join(', ')}`;
   return undefined;
 }
@@ -568,6 +620,8 @@ export class MetadataStateMachine implements StateMachine {
         return this.createTopic(command);
       case 'RolloverTopic':
         return this.rolloverTopic(command);
+      case 'MoveSegment':
+        return this.moveSegment(command);
       case 'UpsertNode':
         return this.upsertNode(command);
     }
@@ -592,7 +646,7 @@ export class MetadataStateMachine implements StateMachine {
   }
 
   /** As the original (§3.2) — seal the open segment, hand the next to newLeader — but only the segment named. */
-  private rolloverTopic({ topic, expectedSegment, sealedCount, newLeader, replicas }: RolloverTopic): {
+  private rolloverTopic({ topic, expectedSegment, sealedCount, newLeader, replicas, sealedOwner }: RolloverTopic): {
     result: MetadataResult;
     changed: boolean;
   } {
@@ -603,6 +657,15 @@ export class MetadataStateMachine implements StateMachine {
     const sealedEnd = lastSealedEntryOffset + sealedCount;
     if (!Number.isSafeInteger(sealedEnd) || !Number.isSafeInteger(currentSegment + 1))
       return { result: failure(`rollover of ${topic} would overflow its offsets`), changed: false };
+    const sealedSet = record.segmentReplicas[currentSegment - 1] ?? [];
+    if (sealedOwner !== undefined && !sealedSet.includes(sealedOwner))
+      return {
+        result: failure(
+          `${topic} segment ${currentSegment} cannot be served by node ${sealedOwner}: it is not one of its replicas (${sealedSet.join(', ')})`,
+        ),
+        changed: false,
+      };
+    if (sealedOwner !== undefined) record.segmentLeaders[currentSegment - 1] = sealedOwner;
     // The open segment's leader entry already names the old leader, as the original's rewrite would.
     record.sealedCounts.push(sealedCount);
     record.sealedEnds.push(sealedEnd);
@@ -610,6 +673,24 @@ export class MetadataStateMachine implements StateMachine {
     record.segmentReplicas.push(Object.freeze([...(replicas ?? [newLeader])]));
     record.view = Object.freeze({ currentSegment: currentSegment + 1, leaderNode: newLeader, lastSealedEntryOffset: sealedEnd });
     return { result: { ok: true, outcome: 'rolled' }, changed: true };
+  }
+
+  /** A sealed segment served by another of its replicas (its owner's node is gone). */
+  private moveSegment({ topic, segment, expectedOwner, owner }: MoveSegment): { result: MetadataResult; changed: boolean } {
+    const record = this.topicRecords.get(topic);
+    if (record === undefined) return { result: failure(`unknown topic ${topic}`), changed: false };
+    if (!isSegmentBelow(segment, record.view.currentSegment))
+      return { result: failure(`${topic} segment ${segment} is not sealed: only a sealed segment moves`), changed: false };
+    if (record.segmentLeaders[segment - 1] !== expectedOwner) return { result: { ok: true, outcome: 'stale' }, changed: false };
+    const set = record.segmentReplicas[segment - 1] ?? [];
+    if (!set.includes(owner))
+      return {
+        result: failure(`${topic} segment ${segment} cannot be served by node ${owner}: it is not one of its replicas (${set.join(', ')})`),
+        changed: false,
+      };
+    if (owner === expectedOwner) return { result: { ok: true, outcome: 'stale' }, changed: false };
+    record.segmentLeaders[segment - 1] = owner;
+    return { result: { ok: true, outcome: 'moved' }, changed: true };
   }
 
   private upsertNode({ nodeId, clientAddress, raftAddress }: UpsertNode): { result: MetadataResult; changed: boolean } {
@@ -745,7 +826,8 @@ function readTopic(value: unknown, where: string, withReplicas: boolean): [strin
   const segmentReplicas = sets.map((set, position) => {
     const at = `${where}.segmentReplicas[${position}]`;
     const ids = arrayOf(set, metadataLimits.replicasMax, at).map((id, index) => safeInteger(id, 1, `${at}[${index}]`));
-    const problem = replicasProblem(ids, segmentLeaders[position] as NodeId);
+    // A sealed segment's owner may be any of its replicas (a failover moved it); the open one's leads.
+    const problem = replicasProblem(ids, segmentLeaders[position] as NodeId, position < currentSegment - 1);
     if (problem !== undefined) corrupt(`${at}: ${problem}`);
     return Object.freeze(ids);
   });

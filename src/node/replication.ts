@@ -6,14 +6,18 @@
 //
 // A PUT whose entry does not get committed within commitTimeoutMs (no majority reachable) fails
 // with NOT_COMMITTED: it was written on the leader, so whether it is kept is unknown, and it is
-// never sent again. What is not here yet: failover (sealing a segment whose leader is gone at
-// what a quorum of its replicas holds) and reads from replicas.
+// never sent again.
+//
+// Failover (failover.ts, on the Raft leader) fences the replicas of a segment whose leader is
+// gone (`fence`: this node's copy takes no more of that leader's runs, a fence kept on disk) and
+// seals it at what they hold, or moves a sealed segment to a replica holding all of it. The
+// replica named to serve a segment then catches the others up to its seal from its own copy.
 
 import type { NodeId } from '../contracts/consensus.js';
 import { type WalrusError, walrusError } from '../kernel/errors.js';
 import { headCount, headString, PEER_OPS, type PeerRequests, splitRun } from './forwarding.js';
 import { notLeaderFor } from './leases.js';
-import { type MetadataStateMachine, segmentKey } from './metadata.js';
+import { type MetadataCommand, type MetadataStateMachine, segmentKey } from './metadata.js';
 import type { PeerHandler } from './peer-server.js';
 import { type ReplicaAnswer, type ReplicaRun, SegmentReplicator } from './replicator.js';
 import type { SegmentStore } from './segment-store.js';
@@ -29,7 +33,13 @@ export interface ReplicationOptions {
   readonly acks: Acks;
   /** How long a PUT waits for its entry to be committed before NOT_COMMITTED. */
   readonly commitTimeoutMs: number;
-  readonly log: { warn(fields: object, message: string): void; debug(fields: object, message: string): void };
+  /** The Raft leader as this node knows it (whom to ask to finish a failover that fenced a segment led here). */
+  readonly raftLeader?: () => NodeId | undefined;
+  readonly log: {
+    info(fields: object, message: string): void;
+    warn(fields: object, message: string): void;
+    debug(fields: object, message: string): void;
+  };
 }
 
 export class Replication {
@@ -38,10 +48,17 @@ export class Replication {
   private readonly replicators = new Map<string, SegmentReplicator>();
   private readonly unsubscribe: () => void;
   private closed = false;
+  /** On the Raft leader: finishes a failover an old leader asks for (failover.ts). */
+  private finisher: ((topic: string, segment: number) => Promise<void>) | undefined;
+  /** Segment keys whose seal this node is asking the Raft leader for. */
+  private readonly asking = new Set<string>();
 
   constructor(options: ReplicationOptions) {
     this.options = options;
-    const unfollow = options.metadata.onChange(() => this.follow());
+    const unfollow = options.metadata.onChange((change) => {
+      this.follow();
+      this.served(change.command, change.result);
+    });
     const unconsume = options.store.onConsume((topic, segment, consumed) => this.consumed(topic, segment, consumed));
     this.unsubscribe = () => {
       unfollow();
@@ -87,13 +104,40 @@ export class Replication {
         if (payloads === undefined) throw walrusError('PEER_PROTOCOL', 'a replicate whose sizes do not add up to its data');
         try {
           const consumed = head.consumed === undefined ? 0 : headCount(head, 'consumed');
-          return { head: { held: await this.options.store.appendReplica(topic, segment, offset, payloads, consumed) } };
+          const sealed = this.options.metadata.sealedCount(topic, segment);
+          return { head: { held: await this.options.store.appendReplica(topic, segment, offset, payloads, consumed, sealed) } };
         } catch (error) {
           if ((error as WalrusError).code === 'NOT_LEADER_FOR_PARTITION') return { head: { fenced: true } };
           throw error;
         }
       },
+      [PEER_OPS.finish]: async (head) => {
+        const finisher = this.finisher;
+        if (finisher === undefined) throw walrusError('RAFT_NOT_LEADER', 'this node runs no failover: ask the Raft leader');
+        await finisher(headString(head, 'topic'), headCount(head, 'segment'));
+        return { head: {} };
+      },
+      [PEER_OPS.fence]: async (head) => ({
+        head: { held: await this.fence(headString(head, 'topic'), headCount(head, 'segment')) },
+      }),
     };
+  }
+
+  /**
+   * Fences this node's copy of a segment for a failover and returns the entries it holds. A copy
+   * this node leads is not fenced (its leader is alive: it is this node) and is answered as held.
+   */
+  async fence(topic: string, segment: number): Promise<number> {
+    const { store, metadata, nodeId } = this.options;
+    if (metadata.segmentLeader(topic, segment) === nodeId && metadata.sealedCount(topic, segment) === undefined) {
+      throw walrusError('INVALID_ARGUMENT', `${segmentKey(topic, segment)} is led by this node, which is up: no failover`);
+    }
+    return store.fence(topic, segment);
+  }
+
+  /** Where `finish` requests go (the failover monitor of this node, when it runs one). */
+  setFinisher(finisher: ((topic: string, segment: number) => Promise<void>) | undefined): void {
+    this.finisher = finisher;
   }
 
   close(): void {
@@ -105,6 +149,35 @@ export class Replication {
       this.options.store.limitReads(key, undefined);
     }
     this.replicators.clear();
+  }
+
+  /**
+   * A failover (or a move) named this node to serve a sealed segment: its copy holds all of it, the
+   * other replicas may not (a follower that lagged, the old leader with entries past the seal):
+   * a replicator brings each of them to the seal, with GET's position.
+   */
+  private served(command: MetadataCommand | undefined, result: unknown): void {
+    if (this.closed || command === undefined || (result as { ok?: unknown } | undefined)?.ok !== true) return;
+    const { nodeId, metadata, store } = this.options;
+    let topic: string;
+    let segment: number;
+    if (command.kind === 'RolloverTopic' && command.sealedOwner === nodeId) {
+      topic = command.topic;
+      segment = command.expectedSegment;
+    } else if (command.kind === 'MoveSegment' && command.owner === nodeId) {
+      topic = command.topic;
+      segment = command.segment;
+    } else return;
+    const sealed = metadata.sealedCount(topic, segment);
+    const key = segmentKey(topic, segment);
+    if (sealed === undefined || metadata.segmentLeader(topic, segment) !== nodeId || this.replicators.has(key)) return;
+    const replicator = this.start(topic, segment, 0, sealed);
+    if (replicator === undefined) return;
+    replicator.consumedTo(store.consumed(topic, segment));
+    this.options.log.info(
+      { topic, segment, sealed, followers: [...replicator.held().keys()] },
+      'serving a sealed segment after a failover: catching its other replicas up',
+    );
   }
 
   private committedWithin(replicator: SegmentReplicator, count: number): Promise<void> {
@@ -122,7 +195,7 @@ export class Replication {
       const { metadata, nodeId } = this.options;
       const sealed = metadata.sealedCount(topic, segment);
       if (sealed === undefined || metadata.segmentLeader(topic, segment) !== nodeId) return;
-      replicator = this.start(topic, segment, sealed);
+      replicator = this.start(topic, segment, sealed, sealed);
       if (replicator === undefined) return;
       // All of a sealed segment is committed: readers see it whole.
       this.options.store.limitReads(key, undefined);
@@ -131,7 +204,7 @@ export class Replication {
   }
 
   /** A replicator for a segment led here whose replica set has other nodes (undefined when it has none). */
-  private start(topic: string, segment: number, startAt: number): SegmentReplicator | undefined {
+  private start(topic: string, segment: number, startAt: number, local?: number): SegmentReplicator | undefined {
     const { metadata, nodeId, store, peers } = this.options;
     const followers = (metadata.segmentReplicas(topic, segment) ?? [nodeId]).filter((id) => id !== nodeId);
     if (followers.length === 0 || peers === undefined) return undefined;
@@ -144,6 +217,7 @@ export class Replication {
       startAt,
       transport: { send: (id, run) => this.send(peers, id, run) },
       read: (offset) => store.readHeld(topic, segment, offset),
+      onFenced: () => this.askToFinish(topic, segment),
       onCommit: (commit) => {
         if (metadata.sealedCount(topic, segment) === undefined) store.limitReads(key, commit);
       },
@@ -156,7 +230,8 @@ export class Replication {
         ),
     });
     this.replicators.set(key, replicator);
-    const held = store.count(topic, segment);
+    // A sealed segment's copy here may hold entries past its seal (an old leader's): never sent.
+    const held = local ?? store.count(topic, segment);
     if (held > startAt) replicator.appended(held);
     else replicator.appended(startAt);
     return replicator;
@@ -187,6 +262,44 @@ export class Replication {
     }
   }
 
+  /**
+   * A follower says a failover fenced a segment this node still leads (per its metadata): the
+   * failover may have stopped before the seal (the Raft leader changed), and until the seal the
+   * topic takes no writes, so ask the Raft leader to finish it, until the metadata shows it sealed.
+   */
+  private askToFinish(topic: string, segment: number): void {
+    const key = segmentKey(topic, segment);
+    const { peers, raftLeader, metadata, nodeId } = this.options;
+    if (this.asking.has(key) || peers === undefined || raftLeader === undefined) return;
+    this.asking.add(key);
+    const stillOpen = (): boolean =>
+      metadata.sealedCount(topic, segment) === undefined && metadata.segmentLeader(topic, segment) === nodeId;
+    const attempt = async (): Promise<void> => {
+      for (let tries = 0; !this.closed && stillOpen() && tries < FINISH_TRIES_MAX; tries++) {
+        const leader = raftLeader();
+        if (leader !== undefined && leader !== nodeId) {
+          try {
+            await peers.client(leader).request(PEER_OPS.finish, { topic, segment });
+          } catch (error) {
+            this.options.log.debug(
+              { topic, segment, leader, error: (error as Error).message },
+              'asking the Raft leader to finish a failover failed',
+            );
+          }
+        } else if (leader === nodeId && this.finisher !== undefined) {
+          await this.finisher(topic, segment).catch(() => undefined);
+        }
+        if (!stillOpen()) break;
+        await new Promise((resolve) => setTimeout(resolve, FINISH_RETRY_MS).unref());
+      }
+    };
+    this.options.log.warn(
+      { topic, segment },
+      'a follower is fenced: a failover is sealing a segment this node led; asking the Raft leader to finish it',
+    );
+    void attempt().finally(() => this.asking.delete(key));
+  }
+
   private async send(peers: PeerRequests, follower: NodeId, run: ReplicaRun): Promise<ReplicaAnswer> {
     const head: Record<string, unknown> = {
       topic: run.topic,
@@ -209,3 +322,6 @@ export class Replication {
 }
 
 const COMMITTED: Promise<void> = Promise.resolve();
+/** Pause between requests to finish a failover, and how many are made. */
+const FINISH_RETRY_MS = 500;
+const FINISH_TRIES_MAX = 120;

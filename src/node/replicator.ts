@@ -59,6 +59,8 @@ export interface ReplicatorOptions {
   readonly retryMs?: number;
   /** Called when the commit count moves. */
   readonly onCommit?: (commit: number) => void;
+  /** Called once when a follower answers `fenced` (a failover is sealing the segment), after the stop. */
+  readonly onFenced?: () => void;
   /** How long committed() waits before it rejects with `timedOut(count)` (default: no limit). */
   readonly waitMs?: number;
   readonly timedOut?: (count: number) => Error;
@@ -254,9 +256,12 @@ export class SegmentReplicator {
     if (this.stopped !== undefined) return;
     if ('fenced' in answer) {
       this.stop(notLeaderFor(segmentKey(this.options.topic, this.options.segment), { fenced: true }));
+      this.options.onFenced?.();
       return;
     }
     if (answer.held > follower.held) follower.held = Math.min(answer.held, this.local);
+    // It holds more than this leader had sent it (a catch-up that started from nothing): skip those.
+    if (follower.held > follower.next) follower.next = follower.held;
     // It moved its cursor as far as it holds entries: the rest of the move goes with later runs.
     const reached = Math.min(consumed, answer.held);
     if (reached > follower.confirmedConsumed) follower.confirmedConsumed = reached;

@@ -13,8 +13,8 @@
 // store writes and syncs a probe file; once the disk takes it, the engine is closed (cutting off
 // the refused appends) and reopened, the kept consumption moves are written, and appends resume.
 
-import { closeSync, fdatasyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fdatasyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Lease, WriteFencing } from '../contracts/fencing.js';
 import { Walrus } from '../engine/walrus.js';
 import { type WalrusError, walrusError } from '../kernel/errors.js';
@@ -43,6 +43,12 @@ export interface SegmentStoreOptions {
   readonly log?: StoreLog;
   /** Time between attempts to end an outage (default limits.storageRetryMs; tests shorten it). */
   readonly retryMs?: number;
+  /**
+   * Where the fences (segments a failover ended this node's part in) are kept, so that a restart
+   * does not forget one (an old leader could otherwise get an entry past the seal confirmed by a
+   * restarted follower). Absent: kept in memory only.
+   */
+  readonly fencesFile?: string;
 }
 
 export interface StoreLog {
@@ -105,6 +111,7 @@ export class SegmentStore {
     if (dir === undefined) throw walrusError('INVALID_ARGUMENT', 'a segment store needs its engine or its directory');
     this.dir = dir;
     if (options.wal === undefined) this.fail(options.openFailure ?? new Error(`cannot open ${dir}`));
+    if (options.fencesFile !== undefined) for (const key of readFences(options.fencesFile)) this.fenced.add(key);
   }
 
   /** The engine in use (replaced by a reopen after an outage); undefined while an outage has none. */
@@ -408,15 +415,25 @@ export class SegmentStore {
    * changes nothing; a run past its end (it missed some) writes nothing and the count tells the
    * leader where to start again. Refused with NOT_LEADER_FOR_PARTITION once fenced.
    */
-  appendReplica(topic: string, segment: number, offset: number, payloads: readonly Uint8Array[], consumed = 0): Promise<number> {
+  appendReplica(
+    topic: string,
+    segment: number,
+    offset: number,
+    payloads: readonly Uint8Array[],
+    consumed = 0,
+    sealed: number | undefined = undefined,
+  ): Promise<number> {
     const key = segmentKey(topic, segment);
     return this.locks.run(key, async () => {
       const wal = this.writable();
-      if (this.fenced.has(key)) throw notLeaderFor(key, { fenced: true });
+      // A sealed segment (as this node's metadata has it) takes only what its seal counts: the
+      // catch-up of a copy from the replica that serves it. Else a fence ends every append.
+      if (sealed === undefined && this.fenced.has(key)) throw notLeaderFor(key, { fenced: true });
       const count = wal.entryCount(key);
-      if (offset <= count && offset + payloads.length > count) {
+      const end = Math.min(offset + payloads.length, sealed ?? Number.POSITIVE_INFINITY);
+      if (offset <= count && end > count) {
         try {
-          await wal.appendBatch(key, payloads.slice(count - offset));
+          await wal.appendBatch(key, payloads.slice(count - offset, end - offset));
         } catch (error) {
           throw this.storageFailed(error);
         }
@@ -436,8 +453,17 @@ export class SegmentStore {
    */
   fence(topic: string, segment: number): Promise<number> {
     const key = segmentKey(topic, segment);
-    this.fenced.add(key);
+    if (!this.fenced.has(key)) {
+      this.fenced.add(key);
+      // On disk before the count is told: a restart must not take a replica append after it.
+      if (this.options.fencesFile !== undefined) writeFences(this.options.fencesFile, this.fenced);
+    }
     return this.locks.run(key, async () => this.readable().entryCount(key));
+  }
+
+  /** Whether a failover fenced this node's copy of the segment. */
+  isFenced(topic: string, segment: number): boolean {
+    return this.fenced.has(segmentKey(topic, segment));
   }
 
   /** Entries the segment holds on this node (0 for a segment it never wrote). */
@@ -506,6 +532,46 @@ export class SegmentStore {
 }
 
 const CONSUMED_IN_MEMORY: Promise<void> = Promise.resolve();
+
+/** The fenced segment keys kept in `file` (none when it does not exist yet). */
+function readFences(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  const value: unknown = JSON.parse(text);
+  if (!Array.isArray(value) || !value.every((key) => typeof key === 'string'))
+    throw walrusError(
+      'CORRUPT_RECORD',
+      `${file} is not a list of fenced segment keys; it is written only by this node: restore it or, if no failover ever fenced this node, remove it`,
+    );
+  return value;
+}
+
+/** Writes the fenced keys to `file` durably: a temp file, synced, renamed over it. */
+function writeFences(file: string, keys: ReadonlySet<string>): void {
+  mkdirSync(dirname(file), { recursive: true });
+  const temp = `${file}.tmp`;
+  const fd = openSync(temp, 'w');
+  try {
+    const bytes = Buffer.from(JSON.stringify([...keys]));
+    let written = 0;
+    while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, file);
+  const dirFd = openSync(dirname(file), 'r');
+  try {
+    fdatasyncSync(dirFd);
+  } finally {
+    closeSync(dirFd);
+  }
+}
 
 /** Writes and syncs a probe file in `dir`, then removes it: throws if the disk does not take it. */
 function probeDisk(dir: string): void {

@@ -7,6 +7,7 @@
 import {
   clusterNodeSchema,
   clusterSchema,
+  failoverSchema,
   nodeSchema,
   replicationSchema,
   STORAGE_BACKENDS,
@@ -135,6 +136,7 @@ export const walrusCatalog: Catalog = {
     storage: storageSchema,
     segments: segmentsSchema,
     replication: replicationSchema,
+    failover: failoverSchema,
   },
   selectors: [storageSelector],
   derive: deriveNodeFromCluster,

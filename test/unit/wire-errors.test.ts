@@ -79,6 +79,7 @@ function controller(topics: Record<string, { leaderNode: number; currentSegment:
   const metadata = {
     topic: (name: string) => topics[name],
     stateJson: (name: string) => (topics[name] === undefined ? undefined : '{}'),
+    onChange: () => () => undefined,
   };
   const store = {
     appendNow: () => 0,

@@ -138,6 +138,10 @@ export class RaftConsensus implements Consensus {
     return this.node?.quorumContactAgeMs() ?? Number.POSITIVE_INFINITY;
   }
 
+  memberSilenceMs(id: NodeId): number | undefined {
+    return this.node?.memberSilenceMs(id);
+  }
+
   metrics(): RaftMetrics {
     return raftMetrics(this.started());
   }

@@ -172,6 +172,12 @@ export class RaftNode {
     return this.transport?.port ?? this.options.port;
   }
 
+  /** On a leader, milliseconds since member `id` last answered it (see Raft.silenceTicks); undefined elsewhere. */
+  memberSilenceMs(id: NodeId): number | undefined {
+    const ticks = this.raft.silenceTicks(id);
+    return ticks === undefined ? undefined : ticks * this.timing.tickMs;
+  }
+
   /** Milliseconds since this member last had contact with a quorum (see Raft.quorumContactTicks). */
   quorumContactAgeMs(): number {
     return this.raft.quorumContactTicks() * this.timing.tickMs;

@@ -170,7 +170,11 @@ export class TcpTransport {
       peer.timer.unref();
       return;
     }
-    const socket = connect({ host: peer.address.host, port: peer.address.port });
+    // From this node's own internal address (node.raftHost), as node-to-node requests do: a test
+    // can give each node its own loopback address and cut one off by address.
+    const local = this.options.host;
+    const bindLocal = local !== '0.0.0.0' && local !== '::' && local !== '';
+    const socket = connect({ host: peer.address.host, port: peer.address.port, ...(bindLocal ? { localAddress: local } : {}) });
     socket.setNoDelay(true);
     peer.socket = socket;
     socket.on('connect', () => {

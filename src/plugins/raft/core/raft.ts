@@ -102,6 +102,12 @@ export class Raft {
   private ticks = 0;
   /** Follower: the tick at which the leader was last heard from. */
   private leaderHeardAtTick = Number.NEGATIVE_INFINITY;
+  /** The tick this member last became leader. */
+  private leaderSinceTick = 0;
+  /** The leader this member last followed, and (once it leads) that one with when it was last heard from. */
+  private lastFollowed: NodeId = NONE;
+  private formerLeader: NodeId = NONE;
+  private formerLeaderHeardAtTick = Number.NEGATIVE_INFINITY;
   private heartbeatElapsed = 0;
   private electionTimeout = 0;
   private votes = new Map<NodeId, boolean>();
@@ -352,6 +358,24 @@ export class Raft {
     return live.sort((a, b) => a - b);
   }
 
+  /**
+   * On a leader, ticks since member `id` last answered it, counted from no earlier than this
+   * leadership's start (a new leader has heard from nobody yet, which says nothing of who is
+   * down) — except the leader this member followed before, counted from when it last heard from
+   * it (its silence is what started the election). 0 for itself. Undefined when this member does
+   * not lead (it cannot see the others).
+   */
+  silenceTicks(id: NodeId): number | undefined {
+    if (this.role !== 'leader') return undefined;
+    if (id === this.id) return 0;
+    const heard = this.progress.get(id)?.heardAtTick ?? Number.NEGATIVE_INFINITY;
+    const since =
+      id === this.formerLeader && this.formerLeaderHeardAtTick > Number.NEGATIVE_INFINITY
+        ? this.formerLeaderHeardAtTick
+        : this.leaderSinceTick;
+    return this.ticks - Math.max(heard, since);
+  }
+
   /** The term of the entry at `index`: undefined when the log no longer (or not yet) holds it. */
   termAt(index: number): number | undefined {
     return this.log.termAt(index);
@@ -464,6 +488,9 @@ export class Raft {
   private becomeLeader(): void {
     this.role = 'leader';
     this.leader = this.id;
+    this.leaderSinceTick = this.ticks;
+    this.formerLeader = this.lastFollowed;
+    this.formerLeaderHeardAtTick = this.leaderHeardAtTick;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
     this.transferee = NONE;
@@ -491,6 +518,7 @@ export class Raft {
     if (this.role !== 'follower' || this.leader !== leader) this.becomeFollower(this.term, leader);
     this.electionElapsed = 0;
     this.leaderHeardAtTick = this.ticks;
+    this.lastFollowed = leader;
   }
 
   // --- terms -----------------------------------------------------------------------------------

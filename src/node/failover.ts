@@ -1,0 +1,307 @@
+// Failover of replicated segments (issue 14), run by the Raft leader. Every checkMs it looks for
+// voters it has not heard from for timeoutMs (Consensus.memberSilenceMs) and, for each segment
+// such a node serves:
+//
+// - an open segment it leads is sealed and the topic moves on: the other replicas are fenced
+//   (each stops taking that leader's runs, a fence kept on disk, and answers the count its copy
+//   holds); once a majority of the replica set has answered, the segment is sealed at the
+//   largest count among them and a replica holding that many serves it and leads the next
+//   segment. Every committed entry is on a majority, and any two majorities share a node, so the
+//   largest count of a fenced majority covers every acknowledged PUT; the old leader, with a
+//   majority fenced, cannot get another entry committed.
+// - a sealed segment it serves moves to another replica whose copy holds the whole seal.
+//
+// A fence placed without the seal that should follow (the proposal failed, then the leader came
+// back) would leave the segment taking no writes, so fenced segments are finished even when their
+// leader answers again, and an old leader that finds its followers fenced asks for the seal
+// (`finish`). With a replica set of one (replication.factor 1) nothing can be done: the topic
+// waits for its node, which is logged.
+
+import type { NodeId } from '../contracts/consensus.js';
+import { walrusError } from '../kernel/errors.js';
+import { type MetadataCommand, type MetadataResult, type MetadataStateMachine, segmentKey } from './metadata.js';
+import { replicaSet } from './placement.js';
+
+export interface FailoverTarget {
+  /** Whether this node leads the Raft group now. */
+  isLeader(): boolean;
+  /** Milliseconds since voter `id` last answered this leader (Consensus.memberSilenceMs). */
+  silenceMs(id: NodeId): number | undefined;
+  voters(): readonly NodeId[];
+  readonly metadata: Pick<MetadataStateMachine, 'topics' | 'topic' | 'segmentReplicas' | 'segmentLeader' | 'sealedCount'>;
+  /** Fences node `id`'s copy of the segment and resolves with the count it holds (this node's own copy too). */
+  fence(id: NodeId, topic: string, segment: number): Promise<number>;
+  /** Proposes through consensus; resolves with the result once applied here. */
+  propose(command: MetadataCommand): Promise<MetadataResult>;
+}
+
+export interface FailoverLog {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
+
+export interface FailoverOptions {
+  readonly nodeId: NodeId;
+  /** How long a segment's node must be silent before its segments fail over (failover.timeoutMs). */
+  readonly timeoutMs: number;
+  /** How often to look (default timeoutMs / 5, at least 20 ms). */
+  readonly checkMs?: number;
+  /** How long one fence request may take. */
+  readonly fenceTimeoutMs?: number;
+  /** replication.factor: the next segment's replica set. */
+  readonly replicationFactor: number;
+  readonly target: FailoverTarget;
+  readonly log: FailoverLog;
+}
+
+/** A majority of `size` nodes. */
+export function majority(size: number): number {
+  return Math.floor(size / 2) + 1;
+}
+
+/**
+ * Where a fenced majority says a segment ends: the largest count among the answers, and the first
+ * replica (in replica-set order) holding that many. Undefined when fewer than a majority answered.
+ */
+export function sealPoint(
+  replicas: readonly NodeId[],
+  held: ReadonlyMap<NodeId, number>,
+): { readonly count: number; readonly owner: NodeId } | undefined {
+  if (held.size < majority(replicas.length)) return undefined;
+  let best: { count: number; owner: NodeId } | undefined;
+  for (const id of replicas) {
+    const count = held.get(id);
+    if (count !== undefined && (best === undefined || count > best.count)) best = { count, owner: id };
+  }
+  return best;
+}
+
+export class FailoverMonitor {
+  private readonly options: FailoverOptions;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  /** Segment keys with a failover or move in progress. */
+  private readonly busy = new Set<string>();
+  /** Open segments this leader fenced whose seal has not applied yet: finished even if their leader is back. */
+  private readonly fencedOpen = new Map<string, { readonly topic: string; readonly segment: number; readonly leader: NodeId }>();
+  /** Keys whose "cannot" was logged, with the reason, so a stuck segment logs once per reason. */
+  private readonly told = new Map<string, string>();
+
+  constructor(options: FailoverOptions) {
+    this.options = options;
+  }
+
+  start(): void {
+    if (this.timer !== undefined) return;
+    const every = this.options.checkMs ?? Math.max(20, Math.floor(this.options.timeoutMs / 5));
+    this.timer = setInterval(() => {
+      this.tick().catch((error: unknown) => this.options.log.warn({ error: (error as Error).message }, 'failover check failed'));
+    }, every);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.ticking;
+  }
+
+  /** One look at every segment of every down node (and at the fenced ones); one run at a time. */
+  tick(): Promise<void> {
+    this.ticking ??= this.check().finally(() => {
+      this.ticking = undefined;
+    });
+    return this.ticking;
+  }
+
+  /**
+   * An old leader found its followers fenced while its segment is still open: seal it (on the Raft
+   * leader; elsewhere refused so that the asker tries the leader it learns of).
+   */
+  async finish(topic: string, segment: number): Promise<void> {
+    const { target } = this.options;
+    if (!target.isLeader())
+      throw walrusError('RAFT_NOT_LEADER', 'this node does not lead the Raft group: ask its leader to finish the failover');
+    const view = target.metadata.topic(topic);
+    if (view === undefined || view.currentSegment !== segment) return;
+    await this.failOver(topic, segment, view.leaderNode, new Set());
+  }
+
+  private async check(): Promise<void> {
+    const { target, nodeId, timeoutMs } = this.options;
+    if (!target.isLeader()) {
+      // Another leader decides now; what this one fenced is finished by the old leader's request.
+      this.fencedOpen.clear();
+      return;
+    }
+    const down = new Set(target.voters().filter((id) => id !== nodeId && (target.silenceMs(id) ?? 0) >= timeoutMs));
+    const runs: Promise<void>[] = [];
+    for (const [key, { topic, segment, leader }] of this.fencedOpen) {
+      const view = target.metadata.topic(topic);
+      if (view === undefined || view.currentSegment !== segment || view.leaderNode !== leader) this.fencedOpen.delete(key);
+      else if (!down.has(leader)) runs.push(this.failOver(topic, segment, leader, down));
+    }
+    if (down.size > 0) {
+      for (const topic of target.metadata.topics()) {
+        const view = target.metadata.topic(topic);
+        if (view === undefined) continue;
+        if (down.has(view.leaderNode)) runs.push(this.failOver(topic, view.currentSegment, view.leaderNode, down));
+        for (let segment = 1; segment < view.currentSegment; segment++) {
+          const owner = target.metadata.segmentLeader(topic, segment);
+          if (owner !== undefined && down.has(owner)) runs.push(this.move(topic, segment, owner, down));
+        }
+      }
+    }
+    await Promise.all(runs);
+  }
+
+  /** Seals an open segment whose leader is gone at what a fenced majority holds; never rejects. */
+  private async failOver(topic: string, segment: number, leader: NodeId, down: ReadonlySet<NodeId>): Promise<void> {
+    const key = segmentKey(topic, segment);
+    if (this.busy.has(key)) return;
+    this.busy.add(key);
+    const started = performance.now();
+    try {
+      const { target, replicationFactor } = this.options;
+      const replicas = target.metadata.segmentReplicas(topic, segment) ?? [leader];
+      if (replicas.length < 2) {
+        this.once(
+          key,
+          'alone',
+          { topic, segment, leader },
+          `${key} is kept by node ${leader} alone (replication.factor 1): its topic takes no writes until that node is back`,
+        );
+        return;
+      }
+      const asked = replicas.filter((id) => id !== leader && !down.has(id));
+      const need = majority(replicas.length);
+      if (asked.length < need) {
+        this.once(
+          key,
+          `few:${asked.join(',')}`,
+          { topic, segment, leader, replicas, up: asked },
+          `${key} cannot fail over yet: ${asked.length} of its ${replicas.length} replicas are up and ${need} are needed; its topic takes no writes until more are back`,
+        );
+        return;
+      }
+      this.fencedOpen.set(key, { topic, segment, leader });
+      const held = await this.fenceAll(asked, topic, segment);
+      const point = sealPoint(replicas, held);
+      if (point === undefined) {
+        this.once(
+          key,
+          `unanswered:${[...held.keys()].join(',')}`,
+          { topic, segment, leader, answered: [...held.keys()] },
+          `${key} cannot fail over yet: too few replicas answered the fence; trying again`,
+        );
+        return;
+      }
+      const view = target.metadata.topic(topic);
+      if (view === undefined || view.currentSegment !== segment) return;
+      const live = target.voters().filter((id) => id !== leader && !down.has(id));
+      const command: MetadataCommand = {
+        kind: 'RolloverTopic',
+        topic,
+        expectedSegment: segment,
+        sealedCount: point.count,
+        newLeader: point.owner,
+        sealedOwner: point.owner,
+        ...(replicationFactor > 1 ? { replicas: replicaSet(point.owner, replicationFactor, target.voters(), live) } : {}),
+      };
+      const result = await target.propose(command);
+      if (!result.ok) throw new Error(result.error);
+      this.fencedOpen.delete(key);
+      this.told.delete(key);
+      this.options.log.info(
+        {
+          topic,
+          segment,
+          oldLeader: leader,
+          sealedCount: point.count,
+          newLeader: point.owner,
+          held: Object.fromEntries(held),
+          outcome: result.outcome,
+          tookMs: Math.round(performance.now() - started),
+        },
+        'failover: segment sealed at what a majority of its replicas holds; the next one is led by a live replica',
+      );
+    } catch (error) {
+      this.options.log.warn({ topic, segment, leader, error: (error as Error).message }, 'failover attempt failed; trying again');
+    } finally {
+      this.busy.delete(key);
+    }
+  }
+
+  /** Moves a sealed segment whose node is gone to a replica holding all of it; never rejects. */
+  private async move(topic: string, segment: number, owner: NodeId, down: ReadonlySet<NodeId>): Promise<void> {
+    const key = segmentKey(topic, segment);
+    if (this.busy.has(key)) return;
+    const { target } = this.options;
+    const sealed = target.metadata.sealedCount(topic, segment);
+    const replicas = target.metadata.segmentReplicas(topic, segment) ?? [owner];
+    const asked = replicas.filter((id) => id !== owner && !down.has(id));
+    if (sealed === undefined || asked.length === 0) {
+      if (replicas.length < 2)
+        this.once(
+          key,
+          'alone',
+          { topic, segment, owner },
+          `${key} is kept by node ${owner} alone: it cannot be read until that node is back`,
+        );
+      return;
+    }
+    this.busy.add(key);
+    try {
+      const held = await this.fenceAll(asked, topic, segment);
+      const next = asked.find((id) => (held.get(id) ?? -1) >= sealed);
+      if (next === undefined) {
+        this.once(
+          key,
+          `short:${JSON.stringify([...held])}`,
+          { topic, segment, owner, sealed, held: Object.fromEntries(held) },
+          `${key} cannot move: no live replica holds all ${sealed} of its entries; it can be read again when node ${owner} is back`,
+        );
+        return;
+      }
+      const result = await target.propose({ kind: 'MoveSegment', topic, segment, expectedOwner: owner, owner: next });
+      if (!result.ok) throw new Error(result.error);
+      this.told.delete(key);
+      this.options.log.info(
+        { topic, segment, from: owner, to: next, sealed, outcome: result.outcome },
+        'sealed segment now served by another replica',
+      );
+    } catch (error) {
+      this.options.log.warn({ topic, segment, owner, error: (error as Error).message }, 'moving a sealed segment failed; trying again');
+    } finally {
+      this.busy.delete(key);
+    }
+  }
+
+  /** The counts of the replicas that answered the fence within fenceTimeoutMs. */
+  private async fenceAll(ids: readonly NodeId[], topic: string, segment: number): Promise<Map<NodeId, number>> {
+    const timeoutMs = this.options.fenceTimeoutMs ?? Math.max(200, this.options.timeoutMs);
+    const answers = await Promise.all(
+      ids.map(async (id) => {
+        let timer: NodeJS.Timeout | undefined;
+        try {
+          const late = new Promise<undefined>((resolve) => {
+            timer = setTimeout(() => resolve(undefined), timeoutMs);
+          });
+          const count = await Promise.race([this.options.target.fence(id, topic, segment), late]);
+          return count === undefined ? undefined : ([id, count] as const);
+        } catch {
+          return undefined;
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
+    return new Map(answers.filter((answer) => answer !== undefined));
+  }
+
+  private once(key: string, reason: string, fields: object, message: string): void {
+    if (this.told.get(key) === reason) return;
+    this.told.set(key, reason);
+    this.options.log.warn(fields, message);
+  }
+}

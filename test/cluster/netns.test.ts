@@ -1,0 +1,143 @@
+// Link faults between real nodes, with nftables in a private network namespace. The scenario
+// (test/helpers/netns-leader-child.ts) runs entirely inside `unshare -rn`: three nodes on
+// 127.0.0.1..3 of the namespace's own loopback, the test driver's client connections from
+// 127.0.0.100 (test/helpers/netns.ts). It cuts the Raft leader off from the other two nodes and
+// heals the cut; this test checks its JSON report:
+// - before the cut all three name one leader, and every connection leaves from the address the
+//   nftables rules expect (so the rules cut exactly node-to-node traffic);
+// - with the leader cut off, the other two name another leader within 10 s, the cut dropped
+//   packets, and the cut-off node still answers METRICS on its own address (clients are not cut);
+// - after the heal all three name one leader again within 10 s, and no node exited on its own.
+// Where unshare cannot make the namespaces, or nft is missing, the test is skipped and its title
+// says why.
+
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import test from 'ava';
+import { withTempDir } from '../helpers/kernel.js';
+import { netNamespaceProblem } from '../helpers/namespaces.js';
+import type { Report } from '../helpers/netns-leader-child.js';
+import { NODE_FLAGS } from '../helpers/process.js';
+
+const CHILD = resolve('build/test/helpers/netns-leader-child.js');
+/** The scenario's own deadline; this test stops it (SIGTERM, then SIGKILL) a little after. */
+const SCENARIO_MS = 25_000;
+
+const unavailable = netNamespaceProblem();
+
+interface Outcome {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the scenario in `unshare -rn`, bounded; afterwards stops any node it announced that is still running (by PID). */
+function runScenario(dir: string): Promise<Outcome> {
+  return new Promise((done) => {
+    const env: NodeJS.ProcessEnv = {};
+    for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALRUS_')) env[key] = value;
+    const child = spawn('unshare', ['-rn', process.execPath, ...NODE_FLAGS, CHILD, dir, String(SCENARIO_MS)], {
+      cwd: process.cwd(),
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    const term = setTimeout(() => child.kill('SIGTERM'), SCENARIO_MS + 5_000);
+    const kill = setTimeout(() => child.kill('SIGKILL'), SCENARIO_MS + 10_000);
+    child.on('close', (code, signal) => {
+      clearTimeout(term);
+      clearTimeout(kill);
+      // `unshare` execs node, so the child's PID was the scenario's; its nodes are its children.
+      // Normally it has stopped them; if it died first, stop each one still running from this dir.
+      for (const [, pid] of stderr.matchAll(/^netns-node \d+ (\d+)$/gm)) {
+        try {
+          if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // Gone already.
+        }
+      }
+      done({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+const title =
+  'a Raft leader cut off by nftables loses leadership to the other two, still answers its client, and after the heal all three agree';
+if (unavailable !== undefined) {
+  test.skip(`${title} (skipped: ${unavailable})`, (t) => t.pass());
+} else {
+  test(title, async (t) => {
+    t.timeout(SCENARIO_MS + 20_000);
+    await withTempDir(async (dir) => {
+      const run = await runScenario(dir);
+      const line = run.stdout.trim().split('\n').pop() ?? '';
+      let report: Report | undefined;
+      try {
+        report = JSON.parse(line) as Report;
+      } catch {
+        report = undefined;
+      }
+      if (report === undefined) {
+        t.fail(`no report; the scenario exited ${run.code ?? run.signal}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
+        return;
+      }
+      t.log(
+        `start ${report.startMs} ms, first leader ${report.initialLeader} after ${report.initialAgreeMs} ms; ` +
+          `cut off ${report.isolated}: new leader ${report.newLeader} after ${report.electionMs} ms, ` +
+          `the cut-off one stepped down after ${report.stepDownMs} ms; healed: leader ${report.healedLeader} after ${report.healMs} ms; ` +
+          `dropped ${JSON.stringify(report.dropped)}; total ${report.totalMs} ms`,
+      );
+      const context = `${report.error ?? ''}\nreport: ${JSON.stringify(report)}\nstderr:\n${run.stderr}`;
+      t.is(report.error, undefined, context);
+      t.true(report.ok, context);
+      t.is(run.code, 0, context);
+
+      // The namespace was private: only lo, inside a user namespace; the node addresses were reached from the driver's.
+      t.deepEqual(report.namespace?.interfaces, ['lo']);
+      t.deepEqual(report.namespace?.reached, {
+        '127.0.0.1': '127.0.0.100',
+        '127.0.0.2': '127.0.0.100',
+        '127.0.0.3': '127.0.0.100',
+        '127.0.0.100': '127.0.0.100',
+      });
+
+      // Every connection left from where the rules expect, before the cut and after the heal.
+      t.deepEqual(report.sources?.wrong, [], context);
+      t.true((report.sources?.nodeToNode ?? 0) >= 2, `node-to-node connections before the cut: ${report.sources?.nodeToNode}`);
+      t.true((report.sources?.clientConnections ?? 0) >= 3, `client connections before the cut: ${report.sources?.clientConnections}`);
+      t.deepEqual(report.sourcesAfterHeal?.wrong, [], context);
+
+      // The cut: the leader from both others, both ways, and it did drop packets.
+      const isolated = report.isolated as number;
+      t.is(isolated, report.initialLeader ?? -1);
+      const others = [1, 2, 3].filter((id) => id !== isolated);
+      t.deepEqual(report.cutsInForce, others.flatMap((id) => [`${id}>${isolated}`, `${isolated}>${id}`]).sort());
+      const dropped = Object.values(report.dropped ?? {}).reduce((sum, packets) => sum + packets, 0);
+      t.true(dropped > 0, `packets dropped by the cut: ${JSON.stringify(report.dropped)}`);
+
+      // The other two named another leader, one of them, within the bound.
+      t.true(others.includes(report.newLeader as number), `new leader ${report.newLeader}, others ${others.join(', ')}`);
+      t.true((report.electionMs ?? Number.POSITIVE_INFINITY) < 10_000);
+      for (const id of others) t.is(report.othersViews?.[id]?.leader, report.newLeader);
+
+      // The cut-off node still answered its client on its own address.
+      t.is(report.isolatedAnswered, true, context);
+      t.truthy(report.isolatedView);
+
+      // Healed: all three agree on one leader.
+      t.truthy(report.healedLeader);
+      t.true((report.healMs ?? Number.POSITIVE_INFINITY) < 10_000);
+      for (const id of [1, 2, 3]) t.is(report.healedViews?.[id]?.leader, report.healedLeader);
+      t.deepEqual(report.unexpectedExits, [], context);
+    });
+  });
+}

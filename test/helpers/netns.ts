@@ -1,0 +1,554 @@
+// A cluster of real `walrus start` processes inside a private network namespace, with nftables
+// to cut the links between them. Everything here runs INSIDE the namespace: the test starts its
+// scenario script with `unshare -rn node <script>` (a user and network namespace that has only
+// `lo`), and the script uses this module to set the namespace up, start the nodes, talk to them
+// and cut links. Nothing here sends a packet outside the namespace's loopback.
+//
+// Addresses: node i binds its client port and its internal (Raft and node-to-node) port on
+// 127.0.0.i; the test driver's own connections leave from 127.0.0.100 (DRIVER_ADDRESS), which is
+// no node's. 127.0.0.0/8 is all local on `lo` once it is up. An unbound connection to 127.0.0.x
+// would leave from 127.0.0.1 (the loopback route's source), so every process binds its outgoing
+// connections to its own address through ./netns-bind.ts (nodes: `--import` of it with
+// NETNS_LOCAL_ADDRESS; the driver: prepareNamespace() calls bindOutgoingTcp). A link fault is
+// then a rule on addresses alone: `ip saddr 127.0.0.a ip daddr 127.0.0.b drop` in the output
+// hook of one table, `inet walrus_test`. Client traffic (from 127.0.0.100) matches no rule.
+// NetnsCluster.sourceCheck() reads /proc/net/tcp to show that every connection left from where
+// the rules expect.
+//
+// Ports are fixed (the namespace is private): node i's client port is 9090 + i, its internal
+// port 7070 + i. Each node's data is under the cluster's temp dir; every node is stopped by its
+// own PID; every wait is bounded.
+
+import { spawn } from 'node:child_process';
+import { readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { createServer, connect as netConnect, type Server } from 'node:net';
+import { endianness } from 'node:os';
+import { join } from 'node:path';
+import { WalrusClient } from '../../src/client/index.js';
+import { ipTool, nftTool } from './namespaces.js';
+import { bindOutgoingTcp } from './netns-bind.js';
+import { type Finished, NODE_FLAGS, type Running, startProcess, WALRUS_BIN } from './process.js';
+
+/** The source address of the test driver's connections: no node's. */
+export const DRIVER_ADDRESS = '127.0.0.100';
+/** The one nftables table the harness writes (family inet). */
+export const NFT_TABLE = 'walrus_test';
+export const MAX_NODES = 50;
+
+/** Node `id`'s address: 127.0.0.<id>. */
+export function nodeAddress(id: number): string {
+  if (!Number.isInteger(id) || id < 1 || id > MAX_NODES) throw new Error(`node ids are 1..${MAX_NODES}, got ${id}`);
+  return `127.0.0.${id}`;
+}
+export const clientPortOf = (id: number): number => 9090 + id;
+export const raftPortOf = (id: number): number => 7070 + id;
+
+/** The node module that binds a process's outgoing connections (see netns-bind.ts). */
+const BIND_MODULE = new URL('./netns-bind.js', import.meta.url).href;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Runs a tool to completion (SIGKILL after `timeoutMs`), with `input` on its stdin; resolves with its stdout. */
+export function runTool(file: string, args: readonly string[], input = '', timeoutMs = 5_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      out += chunk;
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      err += chunk;
+    });
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(new Error(`${file} cannot run: ${error.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out);
+      else reject(new Error(`${file} ${args.join(' ')} exited ${code ?? signal}: ${err.trim()}`));
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input);
+  });
+}
+
+/** netfilter's nft by its absolute path (never node_modules/.bin/nft, see namespaces.ts). */
+function nftPath(): string {
+  const path = nftTool();
+  if (path === undefined) throw new Error('nft (nftables) is not installed');
+  return path;
+}
+
+function ipPath(): string {
+  const path = ipTool();
+  if (path === undefined) throw new Error('ip (iproute2) is not installed');
+  return path;
+}
+
+/** Runs an nft script (`nft -f -`): one atomic batch. */
+function nft(script: string): Promise<string> {
+  return runTool(nftPath(), ['-f', '-'], script);
+}
+
+export interface NamespaceInfo {
+  /** The namespace's interfaces (only `lo`). */
+  readonly interfaces: readonly string[];
+  /** This process's uid_map: a user namespace maps a small range, never the whole. */
+  readonly uidMap: string;
+  /** Addresses that were listened on and reached from DRIVER_ADDRESS, each with the source the listener saw. */
+  readonly reached: Readonly<Record<string, string>>;
+}
+
+let prepared: NamespaceInfo | undefined;
+
+/**
+ * Checks that this process is in a private network namespace (only `lo`, inside a user
+ * namespace) and refuses otherwise, so nothing here ever touches the machine's own network;
+ * brings `lo` up; checks that 127.0.0.1..`nodes` and DRIVER_ADDRESS can be listened on and
+ * reached (from DRIVER_ADDRESS); makes the nft table afresh; binds this process's outgoing
+ * connections to DRIVER_ADDRESS. Idempotent.
+ */
+export async function prepareNamespace(nodes = 3): Promise<NamespaceInfo> {
+  if (prepared !== undefined && Object.keys(prepared.reached).length >= nodes + 1) return prepared;
+  const links = await runTool(ipPath(), ['-o', 'link', 'show']);
+  const interfaces = links
+    .split('\n')
+    .map((line) => /^\d+:\s*([^:@\s]+)/.exec(line)?.[1])
+    .filter((name): name is string => name !== undefined);
+  if (interfaces.length !== 1 || interfaces[0] !== 'lo') {
+    throw new Error(`refusing to run: not a private network namespace (interfaces: ${interfaces.join(', ')}); run under \`unshare -rn\``);
+  }
+  const uidMap = (await readFile('/proc/self/uid_map', 'utf8')).trim().replace(/\s+/g, ' ');
+  if (/^0 0 4294967295$/.test(uidMap)) throw new Error('refusing to run: not inside a user namespace (run under `unshare -rn`)');
+  await runTool(ipPath(), ['link', 'set', 'lo', 'up']);
+  const reached: Record<string, string> = {};
+  for (const address of [...Array.from({ length: nodes }, (_, index) => nodeAddress(index + 1)), DRIVER_ADDRESS]) {
+    reached[address] = await reachFromDriver(address);
+    if (reached[address] !== DRIVER_ADDRESS) throw new Error(`${address} saw a connection from ${reached[address]}, not ${DRIVER_ADDRESS}`);
+  }
+  // Declaring the table first makes the delete succeed whether or not it existed: one atomic batch.
+  await nft(
+    `table inet ${NFT_TABLE} {}\ndelete table inet ${NFT_TABLE}\n` +
+      `table inet ${NFT_TABLE} {\n  chain output {\n    type filter hook output priority 0; policy accept;\n  }\n}\n`,
+  );
+  bindOutgoingTcp(DRIVER_ADDRESS);
+  prepared = { interfaces, uidMap, reached };
+  return prepared;
+}
+
+/** Listens on `address` (a free port), connects to it from DRIVER_ADDRESS; resolves with the source address the listener saw. */
+function reachFromDriver(address: string, timeoutMs = 3_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let server: Server | undefined;
+    const timer = setTimeout(() => {
+      server?.close();
+      reject(new Error(`${address}: no connection from ${DRIVER_ADDRESS} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    server = createServer((socket) => {
+      const seen = socket.remoteAddress ?? '?';
+      socket.destroy();
+      clearTimeout(timer);
+      server?.close(() => resolve(seen));
+    });
+    server.once('error', (error) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot listen on ${address}: ${error.message}`));
+    });
+    server.listen(0, address, () => {
+      const bound = server?.address();
+      if (bound === null || bound === undefined || typeof bound === 'string') return;
+      const socket = netConnect({ host: address, port: bound.port, localAddress: DRIVER_ADDRESS });
+      socket.on('error', (error) => {
+        clearTimeout(timer);
+        server?.close();
+        reject(new Error(`cannot reach ${address} from ${DRIVER_ADDRESS}: ${error.message}`));
+      });
+    });
+  });
+}
+
+export interface NetnsClusterOptions {
+  /** Nodes, on 127.0.0.1..nodes (default 3). */
+  readonly nodes?: number;
+  /** Environment of every node, over the defaults WALRUS_MAX_SEGMENT_ENTRIES=10, WALRUS_MONITOR_CHECK_MS=200. */
+  readonly env?: Record<string, string>;
+  /** Extra YAML appended to the shared config (top-level sections other than node, storage, cluster). */
+  readonly extraConfig?: string;
+  readonly fsync?: 'each' | 'interval' | 'none';
+  /** Each node process is SIGKILLed after this long whatever happens (default 60 s). */
+  readonly lifetimeMs?: number;
+  /** Timeout of the driver's clients' requests (default 2 s, so that a probe of a cut-off node returns soon). */
+  readonly clientTimeoutMs?: number;
+  /** How long a start waits for a node's "ready" line (default 15 s). */
+  readonly readyTimeoutMs?: number;
+  /** Called with (id, pid) at every node start, e.g. to tell a parent which PIDs to clean up. */
+  readonly onLaunch?: (id: number, pid: number) => void;
+}
+
+/** A node's view of the Raft group, from its METRICS. */
+export interface RaftView {
+  readonly state: string;
+  readonly leader: number | null;
+  readonly term: number;
+}
+
+/** An established TCP connection in the namespace (one end of it), with the PID owning that end. */
+export interface TcpEnd {
+  readonly local: string;
+  readonly localPort: number;
+  readonly remote: string;
+  readonly remotePort: number;
+  readonly pid: number | undefined;
+}
+
+export interface SourceCheck {
+  /** Outgoing node-to-node connection ends that left from their node's own address. */
+  readonly nodeToNode: number;
+  /** Client connections (driver → a node's client port), counted at the node's end. */
+  readonly clientConnections: number;
+  /** Every connection end that left from, or came from, an address the rules do not expect. */
+  readonly wrong: readonly string[];
+}
+
+export class NetnsCluster {
+  readonly ids: readonly number[];
+  private readonly dir: string;
+  private readonly config: string;
+  private readonly options: NetnsClusterOptions;
+  private readonly running = new Map<number, Running>();
+  private readonly stopping = new Set<Running>();
+  private readonly clients = new Map<number, WalrusClient>();
+  private readonly cuts = new Set<string>();
+  private readonly exits: { id: number; code: number | null; signal: NodeJS.Signals | null }[] = [];
+
+  private constructor(dir: string, config: string, ids: number[], options: NetnsClusterOptions) {
+    this.dir = dir;
+    this.config = config;
+    this.ids = ids;
+    this.options = options;
+  }
+
+  /** Prepares the namespace, writes the config into `dir`, starts every node; resolves once each has logged "ready". */
+  static async start(dir: string, options: NetnsClusterOptions = {}): Promise<NetnsCluster> {
+    const count = options.nodes ?? 3;
+    if (!Number.isInteger(count) || count < 1 || count > MAX_NODES) throw new Error(`nodes must be 1..${MAX_NODES}, got ${count}`);
+    await prepareNamespace(count);
+    const ids = Array.from({ length: count }, (_, index) => index + 1);
+    const entries = ids
+      .map((id) => {
+        const host = nodeAddress(id);
+        return `    - { id: ${id}, clientHost: ${host}, clientPort: ${clientPortOf(id)}, raftHost: ${host}, raftPort: ${raftPortOf(id)} }`;
+      })
+      .join('\n');
+    const config = join(dir, 'cluster.yaml');
+    await writeFile(
+      config,
+      `node:\n  dataDir: ${JSON.stringify(join(dir, 'data'))}\nstorage:\n  backend: fd\n${options.fsync === undefined ? '' : `  fsync: ${options.fsync}\n`}cluster:\n  nodes:\n${entries}\n${options.extraConfig ?? ''}`,
+    );
+    const cluster = new NetnsCluster(dir, config, ids, options);
+    try {
+      for (const id of ids) cluster.launch(id);
+      await Promise.all(ids.map((id) => cluster.ready(id)));
+    } catch (error) {
+      await cluster.close();
+      throw error;
+    }
+    return cluster;
+  }
+
+  host(id: number): string {
+    return nodeAddress(id);
+  }
+
+  /** Starts node `id` (again), bound to 127.0.0.<id>. Throws when it is running. */
+  launch(id: number): Running {
+    if (!this.ids.includes(id)) throw new Error(`node ${id} is not in this cluster`);
+    if (this.running.has(id)) throw new Error(`node ${id} is running`);
+    const node = startProcess(
+      process.execPath,
+      [...NODE_FLAGS, `--import=${BIND_MODULE}`, WALRUS_BIN, 'start', '--config', this.config, '--node-id', String(id)],
+      {
+        cwd: this.dir,
+        env: {
+          WALRUS_MAX_SEGMENT_ENTRIES: '10',
+          WALRUS_MONITOR_CHECK_MS: '200',
+          ...this.options.env,
+          NETNS_LOCAL_ADDRESS: nodeAddress(id),
+        },
+        lifetimeMs: this.options.lifetimeMs ?? 60_000,
+      },
+    );
+    this.running.set(id, node);
+    if (node.child.pid !== undefined) this.options.onLaunch?.(id, node.child.pid);
+    void node.exited.then((finished) => {
+      if (!this.stopping.has(node)) this.exits.push({ id, code: finished.code, signal: finished.signal });
+      if (this.running.get(id) === node) this.running.delete(id);
+    });
+    return node;
+  }
+
+  async ready(id: number, timeoutMs = this.options.readyTimeoutMs ?? 15_000): Promise<void> {
+    await this.node(id).waitForLine(/"msg":"ready"/, timeoutMs);
+  }
+
+  node(id: number): Running {
+    const node = this.running.get(id);
+    if (node === undefined) throw new Error(`node ${id} is not running`);
+    return node;
+  }
+
+  pid(id: number): number | undefined {
+    return this.running.get(id)?.child.pid;
+  }
+
+  /** Node exits the harness did not cause (kill, close), in order. */
+  unexpectedExits(): readonly { id: number; code: number | null; signal: NodeJS.Signals | null }[] {
+    return [...this.exits];
+  }
+
+  /** Sends `signal` to node `id` by its PID; resolves once it has exited (SIGKILL after `timeoutMs` if it has not). */
+  async kill(id: number, signal: NodeJS.Signals = 'SIGKILL', timeoutMs = 10_000): Promise<Finished> {
+    const node = this.node(id);
+    await this.clients.get(id)?.close();
+    this.clients.delete(id);
+    this.stopping.add(node);
+    node.child.kill(signal);
+    const timer = setTimeout(() => node.child.kill('SIGKILL'), timeoutMs);
+    const finished = await node.exited;
+    clearTimeout(timer);
+    this.running.delete(id);
+    return finished;
+  }
+
+  /** Starts node `id` again (it must be stopped) and waits for its "ready". */
+  async restart(id: number): Promise<void> {
+    this.launch(id);
+    await this.ready(id);
+  }
+
+  /** The driver's client of node `id` (one per node, made on first use), from DRIVER_ADDRESS. */
+  client(id: number): WalrusClient {
+    let client = this.clients.get(id);
+    if (client === undefined) {
+      client = new WalrusClient({ host: nodeAddress(id), port: clientPortOf(id), timeoutMs: this.options.clientTimeoutMs ?? 2_000 });
+      this.clients.set(id, client);
+    }
+    return client;
+  }
+
+  /** Node `id`'s METRICS, or undefined when it does not answer. */
+  async metrics(id: number): Promise<Record<string, unknown> | undefined> {
+    return this.client(id)
+      .metrics()
+      .catch(() => undefined);
+  }
+
+  /** Node `id`'s view of the Raft group, or undefined when it does not answer. */
+  async raftView(id: number): Promise<RaftView | undefined> {
+    const metrics = await this.metrics(id);
+    if (metrics === undefined) return undefined;
+    const leader = metrics.current_leader;
+    return {
+      state: String(metrics.state),
+      leader: typeof leader === 'number' && leader > 0 ? leader : null,
+      term: typeof metrics.current_term === 'number' ? metrics.current_term : -1,
+    };
+  }
+
+  /**
+   * Polls every 50 ms until every node of `ids` names the same Raft leader, one that `accept`
+   * takes (default: any); resolves with it and the views. Throws after `timeoutMs`, with the last views.
+   */
+  async agreedLeader(
+    ids: readonly number[] = this.ids,
+    timeoutMs = 15_000,
+    accept: (leader: number) => boolean = () => true,
+  ): Promise<{ leader: number; views: Record<number, RaftView | undefined> }> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const views: Record<number, RaftView | undefined> = {};
+      await Promise.all(
+        ids.map(async (id) => {
+          views[id] = await this.raftView(id);
+        }),
+      );
+      const leaders = new Set(ids.map((id) => views[id]?.leader ?? null));
+      const [leader] = leaders;
+      if (leaders.size === 1 && typeof leader === 'number' && accept(leader)) return { leader, views };
+      if (Date.now() > deadline)
+        throw new Error(`nodes ${ids.join(', ')} named no common leader within ${timeoutMs} ms: ${JSON.stringify(views)}`);
+      await sleep(50);
+    }
+  }
+
+  // --- link faults (nftables) ------------------------------------------------------------------
+
+  /** Drops every packet from node `from`'s address to node `to`'s (TCP needs both ways, so connections between them stall too). */
+  async cutOneWay(from: number, to: number): Promise<void> {
+    await this.addCuts([[from, to]]);
+  }
+
+  /** Drops every packet between nodes `a` and `b`, both ways. */
+  async cut(a: number, b: number): Promise<void> {
+    await this.addCuts([
+      [a, b],
+      [b, a],
+    ]);
+  }
+
+  /** Cuts node `id` from every other node, both ways; its clients (from DRIVER_ADDRESS) still reach it. */
+  async isolate(id: number): Promise<void> {
+    await this.addCuts(
+      this.ids
+        .filter((other) => other !== id)
+        .flatMap((other): [number, number][] => [
+          [id, other],
+          [other, id],
+        ]),
+    );
+  }
+
+  /** Removes every cut (flushes the table). */
+  async heal(): Promise<void> {
+    await nft(`flush table inet ${NFT_TABLE}\n`);
+    this.cuts.clear();
+  }
+
+  /** The directed cuts in force, as `from>to`. */
+  activeCuts(): string[] {
+    return [...this.cuts].sort();
+  }
+
+  /** Packets dropped so far by each cut in force (`from>to` → packets), from the rules' counters. */
+  async dropped(): Promise<Record<string, number>> {
+    const listing = JSON.parse(await runTool(nftPath(), ['-j', 'list', 'table', 'inet', NFT_TABLE])) as {
+      nftables: { rule?: { comment?: string; expr?: { counter?: { packets: number } }[] } }[];
+    };
+    const counts: Record<string, number> = {};
+    for (const item of listing.nftables) {
+      const rule = item.rule;
+      if (rule?.comment === undefined) continue;
+      const counter = rule.expr?.find((expr) => expr.counter !== undefined)?.counter;
+      counts[rule.comment] = counter?.packets ?? 0;
+    }
+    return counts;
+  }
+
+  private async addCuts(pairs: readonly (readonly [number, number])[]): Promise<void> {
+    const fresh = pairs.filter(([from, to]) => {
+      if (from === to) throw new Error(`cannot cut node ${from} from itself`);
+      for (const id of [from, to]) if (!this.ids.includes(id)) throw new Error(`node ${id} is not in this cluster`);
+      return !this.cuts.has(`${from}>${to}`);
+    });
+    if (fresh.length === 0) return;
+    await nft(
+      fresh
+        .map(
+          ([from, to]) =>
+            `add rule inet ${NFT_TABLE} output ip saddr ${nodeAddress(from)} ip daddr ${nodeAddress(to)} counter drop comment "${from}>${to}"\n`,
+        )
+        .join(''),
+    );
+    for (const [from, to] of fresh) this.cuts.add(`${from}>${to}`);
+  }
+
+  // --- what the connections look like ----------------------------------------------------------
+
+  /** The namespace's established TCP connection ends, each with the PID (of a node or this driver) that owns it. */
+  async tcpEnds(): Promise<TcpEnd[]> {
+    const owners = new Map<number, number>();
+    const pids = [process.pid, ...[...this.running.values()].map((node) => node.child.pid)].filter(
+      (pid): pid is number => pid !== undefined,
+    );
+    for (const pid of pids) {
+      const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+      for (const fd of fds) {
+        const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+        const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+        if (inode !== undefined) owners.set(Number(inode), pid);
+      }
+    }
+    const table = await readFile('/proc/net/tcp', 'utf8');
+    const ends: TcpEnd[] = [];
+    for (const line of table.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields.length < 10 || fields[3] !== '01') continue; // 01: ESTABLISHED
+      const [local, localPort] = hexEndpoint(fields[1] as string);
+      const [remote, remotePort] = hexEndpoint(fields[2] as string);
+      ends.push({ local, localPort, remote, remotePort, pid: owners.get(Number(fields[9])) });
+    }
+    return ends;
+  }
+
+  /**
+   * Whether every established connection left from the address the rules expect: a node's
+   * outgoing connections to another node's internal port from its own address, the driver's
+   * connections to client ports from DRIVER_ADDRESS, and nothing else reaching a client port.
+   */
+  async sourceCheck(): Promise<SourceCheck> {
+    const nodeOf = new Map([...this.running.entries()].map(([id, node]) => [node.child.pid, id]));
+    const raftPorts = new Set(this.ids.map(raftPortOf));
+    const clientPorts = new Set(this.ids.map(clientPortOf));
+    let nodeToNode = 0;
+    let clientConnections = 0;
+    const wrong: string[] = [];
+    for (const end of await this.tcpEnds()) {
+      const text = `${end.local}:${end.localPort} -> ${end.remote}:${end.remotePort} (pid ${end.pid ?? '?'})`;
+      const id = end.pid === undefined ? undefined : nodeOf.get(end.pid);
+      if (id !== undefined && end.localPort === clientPortOf(id)) {
+        clientConnections += 1;
+        if (end.remote !== DRIVER_ADDRESS) wrong.push(`client connection to node ${id} from ${end.remote}: ${text}`);
+      } else if (id !== undefined && end.localPort === raftPortOf(id)) {
+        if (end.remote === DRIVER_ADDRESS) wrong.push(`driver connected to node ${id}'s internal port: ${text}`);
+      } else if (id !== undefined && raftPorts.has(end.remotePort)) {
+        nodeToNode += 1;
+        if (end.local !== nodeAddress(id)) wrong.push(`node ${id} reached another node from ${end.local}: ${text}`);
+      } else if (end.pid === process.pid && clientPorts.has(end.remotePort)) {
+        if (end.local !== DRIVER_ADDRESS) wrong.push(`driver client left from ${end.local}: ${text}`);
+      } else if (id !== undefined) {
+        wrong.push(`node ${id} has an unexpected connection: ${text}`);
+      }
+    }
+    return { nodeToNode, clientConnections, wrong };
+  }
+
+  /** Every log line of every running node that is a warning or worse, for failure messages. */
+  problems(): string {
+    return [...this.running.entries()]
+      .flatMap(([id, node]) =>
+        node
+          .stdout()
+          .split('\n')
+          .filter((line) => /"level":(40|50|60)/.test(line))
+          .map((line) => `node ${id}: ${line}`),
+      )
+      .join('\n');
+  }
+
+  /** Closes the clients, removes every cut, SIGKILLs every node by its PID and waits for each to exit. */
+  async close(): Promise<void> {
+    for (const client of this.clients.values()) await client.close().catch(() => undefined);
+    this.clients.clear();
+    await this.heal().catch(() => undefined);
+    const nodes = [...this.running.values()];
+    for (const node of nodes) {
+      this.stopping.add(node);
+      node.child.kill('SIGKILL');
+    }
+    await Promise.all(nodes.map((node) => node.exited));
+    this.running.clear();
+  }
+}
+
+/** `0100007F:1F91` (an entry of /proc/net/tcp) → ['127.0.0.1', 8081]. */
+function hexEndpoint(text: string): [string, number] {
+  const [addressHex = '0', portHex = '0'] = text.split(':');
+  const value = Number.parseInt(addressHex, 16);
+  const bytes = [value >>> 24, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff];
+  // The kernel prints the address as a host-order number of the network-order bytes.
+  if (endianness() === 'LE') bytes.reverse();
+  return [bytes.join('.'), Number.parseInt(portHex, 16)];
+}

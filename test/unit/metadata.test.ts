@@ -447,3 +447,41 @@ test('a version 1 snapshot (before replica sets) restores with every segment kep
   for (const topic of broken.topics) delete topic.segmentReplicas;
   t.throws(() => new MetadataStateMachine().restore(Buffer.from(JSON.stringify(broken))), { message: /has no field segmentReplicas/ });
 });
+
+test('a failover rollover names the replica that serves the sealed segment; MoveSegment moves a sealed one; both survive a snapshot', (t) => {
+  const replica = new Replica();
+  replica.run({ kind: 'CreateTopic', topic: 'f', initialLeader: 1, replicas: [1, 2, 3] });
+  // Node 1 is gone: node 2 holds the most, serves segment 1 and leads segment 2.
+  t.deepEqual(replica.run({ ...rollover('f', 1, 7, 2), replicas: [2, 3], sealedOwner: 2 }), { ok: true, outcome: 'rolled' });
+  t.is(replica.machine.segmentLeader('f', 1), 2);
+  t.deepEqual(replica.machine.segmentReplicas('f', 1), [1, 2, 3]);
+  t.is(replica.machine.sealedCount('f', 1), 7);
+  t.is(replica.machine.segmentLeader('f', 2), 2);
+  // A sealed owner must be one of the sealed segment's replicas; a refusal changes nothing.
+  const before = replica.machine.stateJson('f');
+  const refused = replica.run({ ...rollover('f', 2, 3, 3), replicas: [3, 1], sealedOwner: 1 });
+  t.false(refused.ok);
+  t.regex((refused as { error: string }).error, /not one of its replicas/);
+  t.is(replica.machine.stateJson('f'), before);
+  t.deepEqual(replica.run(rollover('f', 2, 3, 3)), { ok: true, outcome: 'rolled' });
+  // Segment 1's node 2 is gone too: node 3 serves it. A second move naming the old owner is stale.
+  t.deepEqual(replica.run({ kind: 'MoveSegment', topic: 'f', segment: 1, expectedOwner: 2, owner: 3 }), { ok: true, outcome: 'moved' });
+  t.deepEqual(replica.run({ kind: 'MoveSegment', topic: 'f', segment: 1, expectedOwner: 2, owner: 1 }), { ok: true, outcome: 'stale' });
+  t.is(replica.machine.segmentLeader('f', 1), 3);
+  t.false(replica.run({ kind: 'MoveSegment', topic: 'f', segment: 1, expectedOwner: 3, owner: 4 }).ok, 'not a replica');
+  t.false(replica.run({ kind: 'MoveSegment', topic: 'f', segment: 3, expectedOwner: 3, owner: 1 }).ok, 'the open segment does not move');
+  t.is(
+    replica.machine.stateJson('f'),
+    '{"current_segment":3,"leader_node":3,"last_sealed_entry_offset":10,"sealed_segments":{"1":7,"2":3},"segment_leaders":{"1":3,"2":2,"3":3}}',
+  );
+  const restored = new MetadataStateMachine();
+  restored.restore(replica.machine.snapshot());
+  t.is(restored.stateJson('f'), replica.machine.stateJson('f'));
+  t.deepEqual(restored.segmentReplicas('f', 1), [1, 2, 3]);
+  for (const command of [
+    { ...rollover('f', 3, 1, 1), replicas: [1, 2], sealedOwner: 3 },
+    { kind: 'MoveSegment', topic: 'f', segment: 2, expectedOwner: 2, owner: 3 },
+  ] as MetadataCommand[]) {
+    t.deepEqual(decodeCommand(encodeCommand(command)), command);
+  }
+});

@@ -4,6 +4,7 @@
 // skipped; a fenced follower takes nothing more, and the leader it answers stops with a
 // retriable refusal for every PUT still waiting.
 
+import { join } from 'node:path';
 import test from 'ava';
 import { Walrus } from '../../src/engine/walrus.js';
 import { isWalrusError } from '../../src/kernel/errors.js';
@@ -196,6 +197,38 @@ test('a fenced follower copy takes no more runs and says how many it holds', asy
     t.is(store.count('t', 2), 1);
     // Other segments are not affected.
     t.is(await store.appendReplica('t', 3, 0, [Buffer.from('z')]), 1);
+  });
+});
+
+test('a fence is kept on disk: after a restart the copy still refuses its old leader; a sealed segment takes a catch-up only up to its seal', async (t) => {
+  await withTempDir(async (dir) => {
+    const fencesFile = join(dir, 'fences.json');
+    const open = async () =>
+      new SegmentStore({
+        wal: await Walrus.open({ dataDir: join(dir, 'data'), logger: silent(), fsync: 'each' }),
+        leases: { check: () => ({ key: '', epoch: 0 }), stillValid: () => false, surrender: () => undefined },
+        maxEntries: 1000,
+        fencesFile,
+      });
+    let store = await open();
+    t.is(await store.appendReplica('t', 1, 0, [Buffer.from('a'), Buffer.from('b')]), 2);
+    t.is(await store.fence('t', 1), 2);
+    await store.close();
+    store = await open();
+    try {
+      t.true(store.isFenced('t', 1));
+      const refused = await store.appendReplica('t', 1, 2, [Buffer.from('c')]).catch((error: unknown) => error);
+      t.true(isWalrusError(refused) && refused.code === 'NOT_LEADER_FOR_PARTITION', String(refused));
+      // Once the seal (3 entries) is known, the replica serving the segment catches this copy up to
+      // it, and not one entry further.
+      t.is(await store.appendReplica('t', 1, 2, [Buffer.from('c'), Buffer.from('past-the-seal')], 0, 3), 3);
+      t.deepEqual(
+        [0, 1, 2, 3].map((offset) => store.read('t', 1, offset)?.toString() ?? null),
+        ['a', 'b', 'c', null],
+      );
+    } finally {
+      await store.close();
+    }
   });
 });
 

@@ -90,11 +90,11 @@ export type SegmentsConfig = Infer<typeof segmentsSchema>;
 export const replicationSchema = s.object(
   {
     factor: s.int({
-      default: 1,
+      default: 3,
       min: 1,
       max: 7,
       description:
-        'Nodes that keep each new segment: its leader and the next live voters after it (fewer when fewer voters are up). 1 keeps each segment on its leader alone.',
+        'Nodes that keep each new segment: its leader and the next live voters after it (capped at the voters that are up: a single node keeps its segments alone). 1 keeps each segment on its leader alone, with no failover.',
     }),
     acks: s.enum(['quorum', 'leader'] as const, {
       default: 'quorum',

@@ -218,6 +218,19 @@ export class Replication {
       transport: { send: (id, run) => this.send(peers, id, run) },
       read: (offset) => store.readHeld(topic, segment, offset),
       onFenced: () => this.askToFinish(topic, segment),
+      // An open segment only: a sealed one's other copies may hold more (an old leader's tail).
+      ...(metadata.sealedCount(topic, segment) === undefined
+        ? {
+            onBehind: (follower: NodeId, held: number, local: number) => {
+              this.options.log.warn(
+                { topic, segment, follower, held, local },
+                "a follower holds more of a segment than its leader (the leader lost entries it had, e.g. to a power cut under fsync 'interval'): the leader stops taking PUTs for it and asks for a failover",
+              );
+              void store.closeEarly(topic, segment).catch(() => undefined);
+              this.askToFinish(topic, segment);
+            },
+          }
+        : {}),
       onCommit: (commit) => {
         if (metadata.sealedCount(topic, segment) === undefined) store.limitReads(key, commit);
       },

@@ -61,6 +61,12 @@ export interface ReplicatorOptions {
   readonly onCommit?: (commit: number) => void;
   /** Called once when a follower answers `fenced` (a failover is sealing the segment), after the stop. */
   readonly onFenced?: () => void;
+  /**
+   * Called once, after the stop, when a follower holds more than this leader (its copy lost
+   * entries it had acknowledged: a power cut under fsync `interval`); appending on would give the
+   * follower's copy other entries at the same offsets. Absent: such an answer is taken as `held`.
+   */
+  readonly onBehind?: (follower: NodeId, held: number, local: number) => void;
   /** How long committed() waits before it rejects with `timedOut(count)` (default: no limit). */
   readonly waitMs?: number;
   readonly timedOut?: (count: number) => Error;
@@ -257,6 +263,17 @@ export class SegmentReplicator {
     if ('fenced' in answer) {
       this.stop(notLeaderFor(segmentKey(this.options.topic, this.options.segment), { fenced: true }));
       this.options.onFenced?.();
+      return;
+    }
+    if (answer.held > this.local && this.options.onBehind !== undefined) {
+      const local = this.local;
+      this.stop(
+        notLeaderFor(segmentKey(this.options.topic, this.options.segment), {
+          behind: true,
+          detail: `node ${follower.id} holds ${answer.held} entries, this leader ${local}`,
+        }),
+      );
+      this.options.onBehind(follower.id, answer.held, local);
       return;
     }
     if (answer.held > follower.held) follower.held = Math.min(answer.held, this.local);

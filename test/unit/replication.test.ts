@@ -200,6 +200,35 @@ test('a fenced follower copy takes no more runs and says how many it holds', asy
   });
 });
 
+test('a follower holding more than its leader (the leader lost acknowledged entries) stops the leader: no PUT is acknowledged on top of it', async (t) => {
+  const followers = { 2: new FakeFollower(), 3: new FakeFollower() };
+  // Node 2 kept entries 0..4 of an earlier run of this leader, which came back with none of them.
+  followers[2].entries.push('old-0', 'old-1', 'old-2', 'old-3', 'old-4');
+  followers[3].down = true;
+  const behind: string[] = [];
+  const log: string[] = [];
+  const replicator = new SegmentReplicator({
+    topic: 't',
+    segment: 1,
+    epoch: 1,
+    followers: [2, 3],
+    transport: { send: (id, run) => (followers[id as 2 | 3] as FakeFollower).take(run) },
+    read: (offset) => (offset < log.length ? Buffer.from(log[offset] as string) : null),
+    retryMs: 10,
+    onBehind: (follower, held, local) => behind.push(`${follower}: ${held} > ${local}`),
+  });
+  log.push('new-0');
+  replicator.appended(1);
+  const outcome = await replicator.committed(1).then(
+    () => 'OK',
+    (error: Error) => (isWalrusError(error) ? error.code : error.message),
+  );
+  t.is(outcome, 'NOT_LEADER_FOR_PARTITION', 'never OK on top of a longer copy');
+  t.deepEqual(behind, ['2: 5 > 1']);
+  t.is(replicator.commit, 0);
+  t.deepEqual(followers[2].entries.slice(0, 1), ['old-0'], "the follower's entries are left as they were");
+});
+
 test('a fence is kept on disk: after a restart the copy still refuses its old leader; a sealed segment takes a catch-up only up to its seal', async (t) => {
   await withTempDir(async (dir) => {
     const fencesFile = join(dir, 'fences.json');

@@ -227,7 +227,7 @@ export const ERROR_CODES = {
     kind: 'timeout',
     retriable: true,
     summary:
-      "A PUT was written on its segment's leader but a majority of the segment's replicas did not confirm it in time (replication.commitTimeoutMs): whether it is kept is unknown, and the node does not send it again. Check (FETCH, GET) or retry.",
+      "A PUT was written on its segment's leader but a majority of the segment's replicas did not confirm it in time (replication.commitTimeoutMs), or the leader's write lease ended during the write: whether it is kept is unknown, and the node does not send it again. Check (FETCH, GET) or retry.",
   },
   NODE_REMOVED: {
     kind: 'state',

@@ -21,6 +21,7 @@ import type { NodeId } from '../contracts/consensus.js';
 import { walrusError } from '../kernel/errors.js';
 import { type MetadataCommand, type MetadataResult, type MetadataStateMachine, segmentKey } from './metadata.js';
 import { replicaSet } from './placement.js';
+import { REAL_CLOCK, type ReplicatorClock } from './replicator.js';
 
 export interface FailoverTarget {
   /** Whether this node leads the Raft group now. */
@@ -52,6 +53,8 @@ export interface FailoverOptions {
   readonly replicationFactor: number;
   readonly target: FailoverTarget;
   readonly log: FailoverLog;
+  /** The clock of the fence timeout (default: the process's; the data-path simulator's is virtual). */
+  readonly clock?: ReplicatorClock;
 }
 
 /** A majority of `size` nodes. */
@@ -160,7 +163,8 @@ export class FailoverMonitor {
     const key = segmentKey(topic, segment);
     if (this.busy.has(key)) return;
     this.busy.add(key);
-    const started = performance.now();
+    const clock = this.options.clock ?? REAL_CLOCK;
+    const started = clock.now();
     try {
       const { target, replicationFactor } = this.options;
       const replicas = target.metadata.segmentReplicas(topic, segment) ?? [leader];
@@ -221,7 +225,7 @@ export class FailoverMonitor {
           newLeader: point.owner,
           held: Object.fromEntries(held),
           outcome: result.outcome,
-          tookMs: Math.round(performance.now() - started),
+          tookMs: Math.round(clock.now() - started),
         },
         'failover: segment sealed at what a majority of its replicas holds; the next one is led by a live replica',
       );
@@ -280,19 +284,20 @@ export class FailoverMonitor {
   /** The counts of the replicas that answered the fence within fenceTimeoutMs. */
   private async fenceAll(ids: readonly NodeId[], topic: string, segment: number): Promise<Map<NodeId, number>> {
     const timeoutMs = this.options.fenceTimeoutMs ?? Math.max(200, this.options.timeoutMs);
+    const clock = this.options.clock ?? REAL_CLOCK;
     const answers = await Promise.all(
       ids.map(async (id) => {
-        let timer: NodeJS.Timeout | undefined;
+        let timer: unknown;
         try {
           const late = new Promise<undefined>((resolve) => {
-            timer = setTimeout(() => resolve(undefined), timeoutMs);
+            timer = clock.setTimeout(() => resolve(undefined), timeoutMs);
           });
           const count = await Promise.race([this.options.target.fence(id, topic, segment), late]);
           return count === undefined ? undefined : ([id, count] as const);
         } catch {
           return undefined;
         } finally {
-          clearTimeout(timer);
+          if (timer !== undefined) clock.clearTimeout(timer);
         }
       }),
     );

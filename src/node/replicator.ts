@@ -70,7 +70,26 @@ export interface ReplicatorOptions {
   /** How long committed() waits before it rejects with `timedOut(count)` (default: no limit). */
   readonly waitMs?: number;
   readonly timedOut?: (count: number) => Error;
+  /** The clock and timers (default: the process's); the data-path simulator runs on a virtual one. */
+  readonly clock?: ReplicatorClock;
 }
+
+export interface ReplicatorClock {
+  now(): number;
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+  setInterval(callback: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+}
+
+/** The process's clock; timers are unref'd: a replicator is no reason for the process to stay up. */
+export const REAL_CLOCK: ReplicatorClock = {
+  now: () => performance.now(),
+  setTimeout: (callback, ms) => setTimeout(callback, ms).unref(),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+  setInterval: (callback, ms) => setInterval(callback, ms).unref(),
+  clearInterval: (handle) => clearInterval(handle as NodeJS.Timeout),
+};
 
 interface Follower {
   readonly id: NodeId;
@@ -84,7 +103,7 @@ interface Follower {
   inFlight: number;
   /** Not before this time (after a failed send). */
   retryAt: number;
-  timer: NodeJS.Timeout | undefined;
+  timer: unknown;
 }
 
 interface Waiter {
@@ -110,10 +129,12 @@ export class SegmentReplicator {
   /** A send to the followers is due at the end of this turn (appends of one turn go as one run). */
   private pumpDue = false;
   /** Rejects waiters older than waitMs; runs while any waits (one timer, not one per PUT). */
-  private sweeper: NodeJS.Timeout | undefined;
+  private sweeper: unknown;
+  private readonly clock: ReplicatorClock;
 
   constructor(options: ReplicatorOptions) {
     this.options = options;
+    this.clock = options.clock ?? REAL_CLOCK;
     const start = options.startAt ?? 0;
     this.followers = options.followers.map((id) => ({
       id,
@@ -180,10 +201,10 @@ export class SegmentReplicator {
     if (this.stopped !== undefined) return Promise.reject(this.stopped);
     if (this.options.waitMs !== undefined && this.sweeper === undefined) {
       const every = Math.max(10, Math.floor(this.options.waitMs / 4));
-      this.sweeper = setInterval(() => this.sweep(), every).unref();
+      this.sweeper = this.clock.setInterval(() => this.sweep(), every);
     }
     return new Promise((resolve, reject) => {
-      const waiter = { count, since: performance.now(), resolve, reject };
+      const waiter = { count, since: this.clock.now(), resolve, reject };
       // Appends come in order, so this is nearly always the end.
       let at = this.waiters.length;
       while (at > 0 && (this.waiters[at - 1] as Waiter).count > count) at -= 1;
@@ -195,7 +216,7 @@ export class SegmentReplicator {
   stop(error: Error): void {
     if (this.stopped !== undefined) return;
     this.stopped = error;
-    for (const follower of this.followers) if (follower.timer !== undefined) clearTimeout(follower.timer);
+    for (const follower of this.followers) if (follower.timer !== undefined) this.clock.clearTimeout(follower.timer);
     for (const waiter of this.waiters.splice(0)) waiter.reject(error);
     this.stopSweeping();
   }
@@ -204,7 +225,7 @@ export class SegmentReplicator {
   private sweep(): void {
     const { waitMs, timedOut } = this.options;
     if (waitMs !== undefined) {
-      const now = performance.now();
+      const now = this.clock.now();
       for (let at = this.waiters.length - 1; at >= 0; at--) {
         const waiter = this.waiters[at] as Waiter;
         if (now - waiter.since < waitMs) continue;
@@ -216,7 +237,7 @@ export class SegmentReplicator {
   }
 
   private stopSweeping(): void {
-    if (this.sweeper !== undefined) clearInterval(this.sweeper);
+    if (this.sweeper !== undefined) this.clock.clearInterval(this.sweeper);
     this.sweeper = undefined;
   }
 
@@ -227,13 +248,13 @@ export class SegmentReplicator {
       (follower.next < this.local || follower.toldConsumed < this.cursor) &&
       follower.inFlight < inFlightMax
     ) {
-      const wait = follower.retryAt - performance.now();
+      const wait = follower.retryAt - this.clock.now();
       if (wait > 0) {
-        // Unref'd: a follower being retried is no reason for the process to stay up.
-        follower.timer ??= setTimeout(() => {
+        // (The real clock's timers are unref'd: a follower being retried keeps no process up.)
+        follower.timer ??= this.clock.setTimeout(() => {
           follower.timer = undefined;
           this.pump(follower);
-        }, wait).unref();
+        }, wait);
         return;
       }
       const offset = follower.next;
@@ -295,7 +316,7 @@ export class SegmentReplicator {
     // Not known to have arrived: send again from what it confirmed, after a pause.
     follower.next = follower.held;
     follower.toldConsumed = follower.confirmedConsumed;
-    follower.retryAt = performance.now() + (this.options.retryMs ?? 100);
+    follower.retryAt = this.clock.now() + (this.options.retryMs ?? 100);
     this.pump(follower);
   }
 

@@ -360,7 +360,14 @@ export class SegmentStore {
   private appended(lease: Lease, topic: string, segment: number, count: number): number {
     const key = lease.key;
     if (!this.options.leases.stillValid(lease)) {
-      throw notLeaderFor(key, { epoch: lease.epoch });
+      // The entry is written: whether it stays readable is unknown (it may be replicated and
+      // sealed in by a failover, or be past a seal), so the PUT is neither OK nor a "not mine"
+      // that would be sent again — that could put the entry in the log twice.
+      throw walrusError(
+        'NOT_COMMITTED',
+        `the PUT was written on this node but its write lease on ${key} ended during the write (no contact with the Raft majority, or the segment moved); whether it is kept is unknown`,
+        { details: { key, epoch: lease.epoch, offset: count } },
+      );
     }
     if (count + 1 >= this.options.maxEntries) {
       this.options.leases.surrender(key);
@@ -426,14 +433,12 @@ export class SegmentStore {
     const key = segmentKey(topic, segment);
     return this.locks.run(key, async () => {
       const wal = this.writable();
-      // A sealed segment (as this node's metadata has it) takes only what its seal counts: the
-      // catch-up of a copy from the replica that serves it. Else a fence ends every append.
-      if (sealed === undefined && this.fenced.has(key)) throw notLeaderFor(key, { fenced: true });
       const count = wal.entryCount(key);
-      const end = Math.min(offset + payloads.length, sealed ?? Number.POSITIVE_INFINITY);
-      if (offset <= count && end > count) {
+      const plan = replicaWrite(count, offset, payloads.length, sealed, this.fenced.has(key));
+      if (plan === 'fenced') throw notLeaderFor(key, { fenced: true });
+      if (plan.to > plan.from) {
         try {
-          await wal.appendBatch(key, payloads.slice(count - offset, end - offset));
+          await wal.appendBatch(key, payloads.slice(plan.from, plan.to));
         } catch (error) {
           throw this.storageFailed(error);
         }
@@ -532,6 +537,27 @@ export class SegmentStore {
 }
 
 const CONSUMED_IN_MEMORY: Promise<void> = Promise.resolve();
+
+/**
+ * What a follower's copy holding `count` entries writes of a run of `length` entries at `offset`:
+ * the run's entries `from`..`to` (none when it holds them already, or the run starts past its end:
+ * its count tells the leader where to go on), or `fenced`. A sealed segment (`sealed`, as this
+ * node's metadata has it) takes only what its seal counts — the catch-up of a copy from the
+ * replica that serves it, fenced or not; an open one takes nothing once fenced. The data-path
+ * simulator applies the same rule.
+ */
+export function replicaWrite(
+  count: number,
+  offset: number,
+  length: number,
+  sealed: number | undefined,
+  fenced: boolean,
+): 'fenced' | { readonly from: number; readonly to: number } {
+  if (sealed === undefined && fenced) return 'fenced';
+  const end = Math.min(offset + length, sealed ?? Number.POSITIVE_INFINITY);
+  if (offset > count || end <= count) return { from: 0, to: 0 };
+  return { from: count - offset, to: end - offset };
+}
 
 /** The fenced segment keys kept in `file` (none when it does not exist yet). */
 function readFences(file: string): string[] {

@@ -159,7 +159,7 @@ test('a full segment takes no more appends, even from concurrent callers, and th
   });
 });
 
-test('an append whose lease lapses or moves while it is written is not acknowledged', async (t) => {
+test('an append whose lease lapses or moves while it is written is not acknowledged, and says its outcome is unknown (never a refusal to send again)', async (t) => {
   await withTempDir(async (dir) => {
     const metadata = new FakeMetadata();
     metadata.set('a', 1, 1);
@@ -172,20 +172,27 @@ test('an append whose lease lapses or moves while it is written is not acknowled
     try {
       t.is(await store.append('a', 1, 'kept'), 0);
 
-      // Quorum contact lost during the write: refused with the segment key (retriable).
+      // Quorum contact lost during the write: the entry is written, so the PUT is unsure
+      // (NOT_COMMITTED: retriable, never sent again by a node), not a "not mine" refusal.
       const lapsed = store.append('a', 1, 'lapsed');
       confirmed = false;
       const refused = await t.throwsAsync<WalrusError>(lapsed);
-      t.is(refused?.code, 'NOT_LEADER_FOR_PARTITION');
-      t.is(refused?.message, 'NotLeaderForPartition: t_a_s_1');
+      t.is(refused?.code, 'NOT_COMMITTED');
+      t.regex(refused?.message ?? '', /written on this node but its write lease on t_a_s_1 ended during the write/);
       t.true(refused?.retriable);
+      t.is(store.count('a', 1), 2, 'it is in the copy');
+      confirmed = true;
+      // Before any write, a lapsed lease is a plain refusal (nothing written).
+      confirmed = false;
+      t.is((await t.throwsAsync<WalrusError>(store.append('a', 1, 'not-written')))?.code, 'NOT_LEADER_FOR_PARTITION');
+      t.is(store.count('a', 1), 2);
       confirmed = true;
 
       // The lease moves to node 2 and back during the write: a new epoch, so the old grant is void.
       const moved = store.append('a', 1, 'moved');
       metadata.set('a', 1, 2);
       metadata.set('a', 1, 1);
-      t.is((await t.throwsAsync<WalrusError>(moved))?.code, 'NOT_LEADER_FOR_PARTITION');
+      t.is((await t.throwsAsync<WalrusError>(moved))?.code, 'NOT_COMMITTED');
 
       // Under the new lease, appends are acknowledged again.
       t.is(await store.append('a', 1, 'again'), 3);

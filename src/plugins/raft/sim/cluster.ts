@@ -20,7 +20,7 @@ import {
   type Status,
 } from '../core/types.js';
 import { type MessageCounters, Network, type NetworkOptions } from './network.js';
-import { Rng } from './rng.js';
+import { Rng } from '../../../kernel/rng.js';
 import { NodeStorage, type PersistedView } from './storage.js';
 
 /** Something the harness itself noticed: the core threw, or handed out a Ready it cannot honour. */

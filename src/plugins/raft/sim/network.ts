@@ -3,7 +3,7 @@
 // links, so one-way faults (A hears B but B does not hear A) are as easy as symmetric ones.
 
 import type { Message, MessageType, NodeId } from '../core/types.js';
-import type { Rng } from './rng.js';
+import type { Rng } from '../../../kernel/rng.js';
 
 export interface NetworkOptions {
   /** Probability that a message is dropped. */

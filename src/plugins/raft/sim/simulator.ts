@@ -10,7 +10,7 @@ import type { Membership, NodeId } from '../core/types.js';
 import { SafetyChecker, type Violation } from './checks.js';
 import { bytes, Cluster, type ClusterOptions } from './cluster.js';
 import { type NetworkOptions, RELIABLE } from './network.js';
-import { Rng } from './rng.js';
+import { Rng } from '../../../kernel/rng.js';
 
 export interface SimOptions {
   readonly seed: number;

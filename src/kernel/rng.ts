@@ -1,5 +1,6 @@
-// A small seeded PRNG so that a simulation run is a pure function of its seed: every random
-// choice (network faults, timeouts, actions) comes from one of these, never from Math.random.
+// A small seeded PRNG so that a simulation run (the Raft simulator, the data-path simulator) is
+// a pure function of its seed: every random choice (network faults, timeouts, actions) comes from
+// one of these, never from Math.random.
 
 /** mulberry32: 32 bits of state, fast, and good enough to drive fault injection. */
 export class Rng {

@@ -69,7 +69,7 @@ export interface ControllerOptions {
    */
   readonly liveNodes?: () => readonly number[];
   /** Replicated segments: a PUT of a segment led here is acknowledged once committed (absent: at once). */
-  readonly replication?: Pick<Replication, 'appended'>;
+  readonly replication?: Pick<Replication, 'appended' | 'settled'>;
   /** replication.factor: nodes a new topic's first segment is kept by (default 1). */
   readonly replicationFactor?: number;
 }
@@ -228,10 +228,11 @@ export class NodeController {
   }
 
   /**
-   * This node is leaving the cluster: seals every open segment it leads and hands its topic to
-   * the next other live node (the PUTs that meet the closed segment wait for that rollover and go
-   * on there), then reports the entries of segments held here that no GET has read yet (they
-   * would be lost with this node: segments are not replicated).
+   * This node is leaving the cluster: seals every open segment it leads (once its entries are
+   * committed) and hands its topic to the next other live node (the PUTs that meet the closed
+   * segment wait for that rollover and go on there), then reports the entries no GET has read
+   * yet of segments kept here alone (replication.factor 1): they would be lost with this node. A
+   * replicated segment is served by another of its replicas once this node has left (failover.ts).
    */
   async handOff(): Promise<HandOffReport> {
     const { metadata, store, nodeId } = this.options;
@@ -247,12 +248,15 @@ export class NodeController {
       }
       const count = await store.closeEarly(topic, segment);
       try {
+        await this.options.replication?.settled(topic, segment, count);
+        const factor = this.options.replicationFactor ?? 1;
         const result = (await this.propose({
           kind: 'RolloverTopic',
           topic,
           expectedSegment: segment,
           sealedCount: count,
           newLeader: next,
+          ...(factor > 1 ? { replicas: replicaSet(next, factor, others, others) } : {}),
         })) as MetadataResult;
         if (!result.ok) throw walrusError('METADATA_REJECTED', result.error, { details: { topic } });
       } catch (error) {
@@ -266,6 +270,7 @@ export class NodeController {
       const open = metadata.topic(topic)?.currentSegment ?? 0;
       for (let segment = 1; segment <= open; segment++) {
         if (metadata.segmentLeader(topic, segment) !== nodeId) continue;
+        if ((metadata.segmentReplicas(topic, segment) ?? [nodeId]).some((id) => id !== nodeId)) continue;
         const entries = store.count(topic, segment) - store.consumed(topic, segment);
         if (entries > 0) unread.push({ topic, segment, entries });
       }

@@ -11,6 +11,11 @@
 //   majority fenced, cannot get another entry committed.
 // - a sealed segment it serves moves to another replica whose copy holds the whole seal.
 //
+// - a sealed segment kept on a node that left the cluster (removed: no longer a voter) gets a new
+//   copy on a live voter outside its replica set (ReplaceReplica); the replica serving it then
+//   copies it there in the background, logging its progress (replication.ts). An open segment
+//   gets a whole new replica set at its next rollover.
+//
 // A fence placed without the seal that should follow (the proposal failed, then the leader came
 // back) would leave the segment taking no writes, so fenced segments are finished even when their
 // leader answers again, and an old leader that finds its followers fenced asks for the seal
@@ -79,6 +84,12 @@ export function sealPoint(
   return best;
 }
 
+/** The nodes failover treats as gone: silent for timeoutMs, or no longer voters (removed). */
+type Unavailable = { has(id: NodeId): boolean };
+
+/** Repairs proposed per check at most (a removal can leave thousands of sealed segments to copy). */
+const REPAIRS_PER_CHECK = 8;
+
 export class FailoverMonitor {
   private readonly options: FailoverOptions;
   private timer: NodeJS.Timeout | undefined;
@@ -89,6 +100,9 @@ export class FailoverMonitor {
   private readonly fencedOpen = new Map<string, { readonly topic: string; readonly segment: number; readonly leader: NodeId }>();
   /** Keys whose "cannot" was logged, with the reason, so a stuck segment logs once per reason. */
   private readonly told = new Map<string, string>();
+  /** The voters at the last look at the sealed segments, and whether repairs were left for later. */
+  private scannedMembership = '';
+  private repairsLeft = false;
 
   constructor(options: FailoverOptions) {
     this.options = options;
@@ -137,29 +151,52 @@ export class FailoverMonitor {
       this.fencedOpen.clear();
       return;
     }
-    const down = new Set(target.voters().filter((id) => id !== nodeId && (target.silenceMs(id) ?? 0) >= timeoutMs));
+    const voters = target.voters();
+    const members = new Set(voters);
+    const silent = new Set(voters.filter((id) => id !== nodeId && (target.silenceMs(id) ?? 0) >= timeoutMs));
+    const down: Unavailable = { has: (id) => silent.has(id) || !members.has(id) };
     const runs: Promise<void>[] = [];
     for (const [key, { topic, segment, leader }] of this.fencedOpen) {
       const view = target.metadata.topic(topic);
       if (view === undefined || view.currentSegment !== segment || view.leaderNode !== leader) this.fencedOpen.delete(key);
       else if (!down.has(leader)) runs.push(this.failOver(topic, segment, leader, down));
     }
-    if (down.size > 0) {
-      for (const topic of target.metadata.topics()) {
-        const view = target.metadata.topic(topic);
-        if (view === undefined) continue;
-        if (down.has(view.leaderNode)) runs.push(this.failOver(topic, view.currentSegment, view.leaderNode, down));
-        for (let segment = 1; segment < view.currentSegment; segment++) {
-          const owner = target.metadata.segmentLeader(topic, segment);
-          if (owner !== undefined && down.has(owner)) runs.push(this.move(topic, segment, owner, down));
+    // The sealed segments are looked at while a node is silent, after a membership change, and
+    // while repairs are left to do; otherwise only the open ones (a check is then cheap).
+    const membership = voters.join(',');
+    const scanSealed = silent.size > 0 || membership !== this.scannedMembership || this.repairsLeft;
+    this.scannedMembership = membership;
+    this.repairsLeft = false;
+    let repairs = 0;
+    for (const topic of target.metadata.topics()) {
+      const view = target.metadata.topic(topic);
+      if (view === undefined) continue;
+      if (down.has(view.leaderNode)) runs.push(this.failOver(topic, view.currentSegment, view.leaderNode, down));
+      if (!scanSealed) continue;
+      for (let segment = 1; segment < view.currentSegment; segment++) {
+        const owner = target.metadata.segmentLeader(topic, segment);
+        if (owner === undefined) continue;
+        if (down.has(owner)) {
+          runs.push(this.move(topic, segment, owner, down));
+          this.repairsLeft = true;
+        }
+        else if (repairs >= REPAIRS_PER_CHECK) this.repairsLeft = true;
+        else {
+          const repair = this.repair(topic, segment, owner, members, down);
+          if (repair !== undefined) {
+            repairs += 1;
+            runs.push(repair);
+          }
         }
       }
     }
+    // Look again next time until a scan starts nothing (proposals can fail, and are retried).
+    if (repairs > 0) this.repairsLeft = true;
     await Promise.all(runs);
   }
 
   /** Seals an open segment whose leader is gone at what a fenced majority holds; never rejects. */
-  private async failOver(topic: string, segment: number, leader: NodeId, down: ReadonlySet<NodeId>): Promise<void> {
+  private async failOver(topic: string, segment: number, leader: NodeId, down: Unavailable): Promise<void> {
     const key = segmentKey(topic, segment);
     if (this.busy.has(key)) return;
     this.busy.add(key);
@@ -237,7 +274,7 @@ export class FailoverMonitor {
   }
 
   /** Moves a sealed segment whose node is gone to a replica holding all of it; never rejects. */
-  private async move(topic: string, segment: number, owner: NodeId, down: ReadonlySet<NodeId>): Promise<void> {
+  private async move(topic: string, segment: number, owner: NodeId, down: Unavailable): Promise<void> {
     const key = segmentKey(topic, segment);
     if (this.busy.has(key)) return;
     const { target } = this.options;
@@ -279,6 +316,43 @@ export class FailoverMonitor {
     } finally {
       this.busy.delete(key);
     }
+  }
+
+  /**
+   * A sealed segment with a copy on a node that is no longer a member: a ReplaceReplica naming a
+   * live voter outside its set (the next after its server in id order), when there is one.
+   * Undefined when the segment needs no repair (or one is in flight).
+   */
+  private repair(
+    topic: string,
+    segment: number,
+    owner: NodeId,
+    members: ReadonlySet<NodeId>,
+    down: Unavailable,
+  ): Promise<void> | undefined {
+    const key = segmentKey(topic, segment);
+    const replicas = this.options.target.metadata.segmentReplicas(topic, segment) ?? [owner];
+    const removed = replicas.find((id) => !members.has(id));
+    if (removed === undefined || this.busy.has(key)) return undefined;
+    const candidates = [...members].filter((id) => !replicas.includes(id) && !down.has(id)).sort((a, b) => a - b);
+    const added = candidates.find((id) => id > owner) ?? candidates[0];
+    if (added === undefined) {
+      this.once(key, `repair:${removed}`, { topic, segment, removed, replicas }, `${key} lost its copy on node ${removed} (removed) and no live node outside its replica set can take one`);
+      return undefined;
+    }
+    this.busy.add(key);
+    return (async () => {
+      try {
+        const result = await this.options.target.propose({ kind: 'ReplaceReplica', topic, segment, removed, added });
+        if (!result.ok) throw new Error(result.error);
+        this.told.delete(key);
+        this.options.log.info({ topic, segment, removed, added, outcome: result.outcome }, 'repair: a sealed segment gets a new copy in place of a removed node');
+      } catch (error) {
+        this.options.log.warn({ topic, segment, removed, added, error: (error as Error).message }, 'repair proposal failed; trying again');
+      } finally {
+        this.busy.delete(key);
+      }
+    })();
   }
 
   /** The counts of the replicas that answered the fence within fenceTimeoutMs. */

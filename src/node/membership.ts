@@ -207,7 +207,8 @@ export class Membership {
   /**
    * Removal, on the Raft leader (any other member passes it on): the node hands its topics over
    * (it seals the open segments it leads, and the next live node takes each topic on) and says
-   * which entries only it holds that no GET has read. Those would be lost with it, so without
+   * which entries only it holds that no GET has read (segments it keeps alone; a replicated
+   * segment is served by another replica once it has left, and repaired onto another node). Those would be lost with it, so without
    * `force` that refuses the removal, as does a node that cannot be asked. Then it leaves the
    * Raft group; the cluster goes on with the others.
    */
@@ -247,7 +248,7 @@ export class Membership {
         .join(', ');
       throw walrusError(
         'INVALID_ARGUMENT',
-        `node ${nodeId} still holds entries no GET has read: ${listed}${unread.length > 5 ? `, and ${unread.length - 5} more segments` : ''}; read them first (segments are not replicated yet), or remove it with force and lose them`,
+        `node ${nodeId} still holds entries no GET has read: ${listed}${unread.length > 5 ? `, and ${unread.length - 5} more segments` : ''}; they are kept there alone (replication.factor 1): read them first, or remove it with force and lose them`,
         { details: { nodeId, unread } },
       );
     }

@@ -89,10 +89,23 @@ export interface UpsertNode {
   readonly raftAddress: string;
 }
 
-export type MetadataCommand = CreateTopic | RolloverTopic | MoveSegment | UpsertNode;
+/**
+ * A sealed segment's copy on `removed` (a node that left the cluster) is replaced by one on
+ * `added`, which the segment's server then fills: the replica set lists `added` in its place.
+ * Stale (no change) when `removed` is no longer in the set.
+ */
+export interface ReplaceReplica {
+  readonly kind: 'ReplaceReplica';
+  readonly topic: string;
+  readonly segment: number;
+  readonly removed: NodeId;
+  readonly added: NodeId;
+}
 
-/** created / exists: CreateTopic; rolled / stale: RolloverTopic; moved / stale: MoveSegment; node: UpsertNode. */
-export type MetadataOutcome = 'created' | 'exists' | 'rolled' | 'moved' | 'stale' | 'node';
+export type MetadataCommand = CreateTopic | RolloverTopic | MoveSegment | ReplaceReplica | UpsertNode;
+
+/** created / exists: CreateTopic; rolled / stale: RolloverTopic; moved / stale: MoveSegment; replaced / stale: ReplaceReplica; node: UpsertNode. */
+export type MetadataOutcome = 'created' | 'exists' | 'rolled' | 'moved' | 'replaced' | 'stale' | 'node';
 
 /** What apply returns (and what propose() resolves with): plain JSON, so it can be forwarded. */
 export type MetadataResult = { readonly ok: true; readonly outcome: MetadataOutcome } | { readonly ok: false; readonly error: string };
@@ -134,6 +147,16 @@ export function encodeCommand(command: MetadataCommand): Uint8Array {
         owner: command.owner,
       };
       break;
+    case 'ReplaceReplica':
+      wire = {
+        v: COMMAND_VERSION,
+        kind: command.kind,
+        topic: command.topic,
+        segment: command.segment,
+        removed: command.removed,
+        added: command.added,
+      };
+      break;
     case 'UpsertNode':
       wire = {
         v: COMMAND_VERSION,
@@ -152,6 +175,7 @@ const COMMAND_FIELDS: { readonly [K in MetadataCommand['kind']]: Readonly<Record
   CreateTopic: { topic: 'string', initialLeader: 'number' },
   RolloverTopic: { topic: 'string', expectedSegment: 'number', sealedCount: 'number', newLeader: 'number' },
   MoveSegment: { topic: 'string', segment: 'number', expectedOwner: 'number', owner: 'number' },
+  ReplaceReplica: { topic: 'string', segment: 'number', removed: 'number', added: 'number' },
   UpsertNode: { nodeId: 'number', clientAddress: 'string', raftAddress: 'string' },
 };
 
@@ -160,6 +184,7 @@ const OPTIONAL_FIELDS: { readonly [K in MetadataCommand['kind']]: readonly strin
   CreateTopic: ['replicas'],
   RolloverTopic: ['replicas', 'sealedOwner'],
   MoveSegment: [],
+  ReplaceReplica: [],
   UpsertNode: [],
 };
 
@@ -226,6 +251,8 @@ function stripVersion(command: MetadataCommand): MetadataCommand {
         expectedOwner: command.expectedOwner,
         owner: command.owner,
       };
+    case 'ReplaceReplica':
+      return { kind: command.kind, topic: command.topic, segment: command.segment, removed: command.removed, added: command.added };
     case 'UpsertNode':
       return { kind: command.kind, nodeId: command.nodeId, clientAddress: command.clientAddress, raftAddress: command.raftAddress };
   }
@@ -255,6 +282,14 @@ export function commandProblem(command: MetadataCommand): string | undefined {
         countProblem('segment', command.segment, 1) ??
         nodeIdProblem('expectedOwner', command.expectedOwner) ??
         nodeIdProblem('owner', command.owner)
+      );
+    case 'ReplaceReplica':
+      return (
+        topicNameProblem(command.topic) ??
+        countProblem('segment', command.segment, 1) ??
+        nodeIdProblem('removed', command.removed) ??
+        nodeIdProblem('added', command.added) ??
+        (command.removed === command.added ? `removed and added must be different nodes, got ${command.added} twice` : undefined)
       );
     case 'UpsertNode':
       return (
@@ -622,6 +657,8 @@ export class MetadataStateMachine implements StateMachine {
         return this.rolloverTopic(command);
       case 'MoveSegment':
         return this.moveSegment(command);
+      case 'ReplaceReplica':
+        return this.replaceReplica(command);
       case 'UpsertNode':
         return this.upsertNode(command);
     }
@@ -691,6 +728,25 @@ export class MetadataStateMachine implements StateMachine {
     if (owner === expectedOwner) return { result: { ok: true, outcome: 'stale' }, changed: false };
     record.segmentLeaders[segment - 1] = owner;
     return { result: { ok: true, outcome: 'moved' }, changed: true };
+  }
+
+  /** A sealed segment's copy on a node that left is replaced by one on another node. */
+  private replaceReplica({ topic, segment, removed, added }: ReplaceReplica): { result: MetadataResult; changed: boolean } {
+    const record = this.topicRecords.get(topic);
+    if (record === undefined) return { result: failure(`unknown topic ${topic}`), changed: false };
+    if (!isSegmentBelow(segment, record.view.currentSegment))
+      return {
+        result: failure(`${topic} segment ${segment} is open: an open segment gets a new replica set at its rollover`),
+        changed: false,
+      };
+    const set = record.segmentReplicas[segment - 1] ?? [];
+    if (!set.includes(removed)) return { result: { ok: true, outcome: 'stale' }, changed: false };
+    if (set.includes(added))
+      return { result: failure(`node ${added} already keeps ${topic} segment ${segment} (${set.join(', ')})`), changed: false };
+    if (record.segmentLeaders[segment - 1] === removed)
+      return { result: failure(`node ${removed} serves ${topic} segment ${segment}: move the segment first`), changed: false };
+    record.segmentReplicas[segment - 1] = Object.freeze(set.map((id) => (id === removed ? added : id)));
+    return { result: { ok: true, outcome: 'replaced' }, changed: true };
   }
 
   private upsertNode({ nodeId, clientAddress, raftAddress }: UpsertNode): { result: MetadataResult; changed: boolean } {

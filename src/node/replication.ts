@@ -161,23 +161,62 @@ export class Replication {
     const { nodeId, metadata, store } = this.options;
     let topic: string;
     let segment: number;
+    let repaired: NodeId | undefined;
     if (command.kind === 'RolloverTopic' && command.sealedOwner === nodeId) {
       topic = command.topic;
       segment = command.expectedSegment;
     } else if (command.kind === 'MoveSegment' && command.owner === nodeId) {
       topic = command.topic;
       segment = command.segment;
+    } else if (command.kind === 'ReplaceReplica' && metadata.segmentLeader(command.topic, command.segment) === nodeId) {
+      topic = command.topic;
+      segment = command.segment;
+      repaired = command.added;
     } else return;
     const sealed = metadata.sealedCount(topic, segment);
     const key = segmentKey(topic, segment);
-    if (sealed === undefined || metadata.segmentLeader(topic, segment) !== nodeId || this.replicators.has(key)) return;
+    if (sealed === undefined || metadata.segmentLeader(topic, segment) !== nodeId) return;
+    if (repaired !== undefined) {
+      // A new replica set: the replicator (if one is still catching the old set up) starts again.
+      this.replicators.get(key)?.stop(notLeaderFor(key, { replaced: true }));
+      this.replicators.delete(key);
+    }
+    if (this.replicators.has(key)) return;
     const replicator = this.start(topic, segment, 0, sealed);
     if (replicator === undefined) return;
     replicator.consumedTo(store.consumed(topic, segment));
-    this.options.log.info(
-      { topic, segment, sealed, followers: [...replicator.held().keys()] },
-      'serving a sealed segment after a failover: catching its other replicas up',
-    );
+    if (repaired === undefined) {
+      this.options.log.info(
+        { topic, segment, sealed, followers: [...replicator.held().keys()] },
+        'serving a sealed segment after a failover: catching its other replicas up',
+      );
+      return;
+    }
+    this.reportRepair(replicator, topic, segment, sealed, repaired);
+  }
+
+  /** Logs a repair's progress every REPAIR_REPORT_MS until the new copy holds the whole segment. */
+  private reportRepair(replicator: SegmentReplicator, topic: string, segment: number, sealed: number, added: NodeId): void {
+    const started = performance.now();
+    const log = this.options.log;
+    log.info({ topic, segment, sealed, to: added }, 'repair: copying a sealed segment to its new replica');
+    const timer = setInterval(() => {
+      const held = replicator.held().get(added) ?? 0;
+      if (held < sealed && (this.closed || this.replicators.get(segmentKey(topic, segment)) !== replicator)) {
+        clearInterval(timer);
+        return;
+      }
+      if (held >= sealed) {
+        clearInterval(timer);
+        log.info(
+          { topic, segment, sealed, to: added, tookMs: Math.round(performance.now() - started) },
+          'repair: done, the new replica holds the whole segment',
+        );
+        return;
+      }
+      log.info({ topic, segment, to: added, held, sealed, percent: Math.floor((100 * held) / Math.max(1, sealed)) }, 'repair: copying');
+    }, REPAIR_REPORT_MS);
+    timer.unref();
   }
 
   private committedWithin(replicator: SegmentReplicator, count: number): Promise<void> {
@@ -338,3 +377,5 @@ const COMMITTED: Promise<void> = Promise.resolve();
 /** Pause between requests to finish a failover, and how many are made. */
 const FINISH_RETRY_MS = 500;
 const FINISH_TRIES_MAX = 120;
+/** How often a repair's progress is logged. */
+const REPAIR_REPORT_MS = 1_000;

@@ -104,10 +104,10 @@ test.serial(
 );
 
 test.serial(
-  'removal: refused while the node holds unread entries, then its topics move to the others and the cluster of three goes on',
+  'removal with replication.factor 1: refused while the node holds unread entries only it keeps, then its topics move to the others and the cluster of three goes on',
   async (t) => {
     t.timeout(120_000);
-    await withCluster({}, async (cluster, dir) => {
+    await withCluster({ extraConfig: 'replication:\n  factor: 1\n' }, async (cluster, dir) => {
       await cluster.startJoiner(4, 1);
       await cluster.ready(4, 30_000);
       await votersSeenBy(cluster, 1, [1, 2, 3, 4]);
@@ -160,6 +160,64 @@ test.serial(
       const again = await runWalrusCommand(['cluster', 'remove', '4', '--via', via], { cwd: dir });
       t.is(again.code, 1);
       t.regex(again.stderr, /node 4 is not a member of this cluster/);
+    });
+  },
+);
+
+test.serial(
+  "removal with replication.factor 3: the removed node's sealed segments are served by other replicas and copied onto the node that was outside their sets (repair, logged), nothing lost",
+  async (t) => {
+    t.timeout(150_000);
+    await withCluster({ nodes: 4, extraConfig: 'replication:\n  factor: 3\n' }, async (cluster, dir) => {
+      await votersSeenBy(cluster, 1, [1, 2, 3, 4]);
+      await cluster.client(1).register('repaired');
+      const sent = Array.from({ length: 40 }, (_, index) => `r-${index}`);
+      for (const [index, entry] of sent.entries()) await cluster.client(cluster.ids[index % 4] as number).put('repaired', entry);
+      // The 40th PUT filled segment 4: its rollover applies a moment later.
+      let before = await cluster.client(1).state('repaired');
+      for (let tries = 0; tries < 100 && before.current_segment < 5; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        before = await cluster.client(1).state('repaired');
+      }
+      t.deepEqual(before.sealed_segments, { 1: 10, 2: 10, 3: 10, 4: 10 });
+      // Node 4 dies for good and is removed (with force: it cannot be asked to hand over).
+      await cluster.kill(4);
+      // (If node 4 led the Raft group, the others elect another leader first.)
+      for (let tries = 0; tries < 100 && (await cluster.leader(1)) === 4; tries++) await new Promise((resolve) => setTimeout(resolve, 100));
+      const via = `127.0.0.1:${cluster.raftPorts.get(1)}`;
+      const removed = await runWalrusCommand(['cluster', 'remove', '4', '--via', via, '--force'], { cwd: dir });
+      t.is(removed.code, 0, removed.stderr);
+      for (const id of [1, 2, 3]) await votersSeenBy(cluster, id, [1, 2, 3]);
+      // Each sealed segment that node 4 kept gets a copy on the node outside its set, and the
+      // repair says when that copy is whole.
+      const logs = () => [1, 2, 3].map((id) => cluster.node(id).stdout()).join('\n');
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline && (logs().match(/repair: done/g) ?? []).length < 3)
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      const done = (logs().match(/repair: done/g) ?? []).length;
+      t.true(
+        done >= 3,
+        `repairs done: ${done}; ${logs()
+          .split('\n')
+          .filter((line) => line.includes('repair'))
+          .join('\n')}`,
+      );
+      const repairedSegments = logs()
+        .split('\n')
+        .filter((line) => line.includes('repair: done'))
+        .map((line) => JSON.parse(line) as { segment: number; to: number })
+        .map(({ segment, to }) => `segment ${segment} to node ${to}`);
+      t.log(`repairs done: ${repairedSegments.join(', ')}`);
+      // Everything is read back, in order, through each remaining node, with node 4 gone.
+      const got: string[] = [];
+      for (let index = 0; index < 45; index++) {
+        const entry = await cluster.client(cluster.ids[index % 3] as number).get('repaired');
+        if (entry === null) break;
+        got.push(entry);
+      }
+      t.deepEqual(got, sent);
+      const after = await cluster.client(2).state('repaired');
+      t.false(Object.values(after.segment_leaders).includes(4), JSON.stringify(after.segment_leaders));
     });
   },
 );

@@ -191,3 +191,23 @@ test('a fenced segment whose leader answers again is still sealed (else it would
   cluster.leader = false;
   await t.throwsAsync(monitor.finish('f', 2), { message: /does not lead the Raft group/ });
 });
+
+test('repair: a sealed segment kept on a node that is no longer a voter gets a copy on a live voter outside its set; one that serves it moves first', async (t) => {
+  const cluster = new FakeCluster();
+  cluster.run({ kind: 'CreateTopic', topic: 'r', initialLeader: 2, replicas: [2, 3, 4] });
+  cluster.run({ kind: 'RolloverTopic', topic: 'r', expectedSegment: 1, sealedCount: 5, newLeader: 4, replicas: [4, 1, 2] });
+  cluster.run({ kind: 'RolloverTopic', topic: 'r', expectedSegment: 2, sealedCount: 5, newLeader: 1, replicas: [1, 2, 3] });
+  cluster.held.set(1, new Map([['r/2', 5]]));
+  cluster.held.set(2, new Map([['r/2', 5]]));
+  // Node 4 was removed: the voters are 1, 2, 3 (the fake's list).
+  const monitor = cluster.monitor();
+  await monitor.tick();
+  await monitor.tick();
+  const kinds = cluster.proposed.map((command) => JSON.stringify(command));
+  t.true(kinds.includes(JSON.stringify({ kind: 'ReplaceReplica', topic: 'r', segment: 1, removed: 4, added: 1 })), kinds.join('\n'));
+  t.true(kinds.includes(JSON.stringify({ kind: 'MoveSegment', topic: 'r', segment: 2, expectedOwner: 4, owner: 1 })), kinds.join('\n'));
+  await monitor.tick();
+  t.deepEqual(cluster.metadata.segmentReplicas('r', 1), [2, 3, 1]);
+  t.deepEqual(cluster.metadata.segmentReplicas('r', 2), [3, 1, 2], 'moved, then repaired onto node 3');
+  t.is(cluster.metadata.segmentLeader('r', 2), 1);
+});

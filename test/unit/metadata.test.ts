@@ -485,3 +485,23 @@ test('a failover rollover names the replica that serves the sealed segment; Move
     t.deepEqual(decodeCommand(encodeCommand(command)), command);
   }
 });
+
+test("ReplaceReplica swaps a removed node out of a sealed segment's replica set; open segments, unknown members and the server are refused", (t) => {
+  const replica = new Replica();
+  replica.run({ kind: 'CreateTopic', topic: 'r', initialLeader: 2, replicas: [2, 3, 4] });
+  t.false(
+    replica.run({ kind: 'ReplaceReplica', topic: 'r', segment: 1, removed: 4, added: 1 }).ok,
+    'the open segment waits for its rollover',
+  );
+  replica.run({ ...rollover('r', 1, 6, 3), replicas: [3, 4, 1] });
+  t.deepEqual(replica.run({ kind: 'ReplaceReplica', topic: 'r', segment: 1, removed: 4, added: 1 }), { ok: true, outcome: 'replaced' });
+  t.deepEqual(replica.machine.segmentReplicas('r', 1), [2, 3, 1]);
+  t.deepEqual(replica.run({ kind: 'ReplaceReplica', topic: 'r', segment: 1, removed: 4, added: 5 }), { ok: true, outcome: 'stale' });
+  t.false(replica.run({ kind: 'ReplaceReplica', topic: 'r', segment: 1, removed: 3, added: 2 }).ok, 'node 2 keeps it already');
+  t.false(replica.run({ kind: 'ReplaceReplica', topic: 'r', segment: 1, removed: 2, added: 4 }).ok, 'node 2 serves it: move it first');
+  const restored = new MetadataStateMachine();
+  restored.restore(replica.machine.snapshot());
+  t.deepEqual(restored.segmentReplicas('r', 1), [2, 3, 1]);
+  const command: MetadataCommand = { kind: 'ReplaceReplica', topic: 'r', segment: 1, removed: 3, added: 4 };
+  t.deepEqual(decodeCommand(encodeCommand(command)), command);
+});

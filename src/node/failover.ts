@@ -179,8 +179,7 @@ export class FailoverMonitor {
         if (down.has(owner)) {
           runs.push(this.move(topic, segment, owner, down));
           this.repairsLeft = true;
-        }
-        else if (repairs >= REPAIRS_PER_CHECK) this.repairsLeft = true;
+        } else if (repairs >= REPAIRS_PER_CHECK) this.repairsLeft = true;
         else {
           const repair = this.repair(topic, segment, owner, members, down);
           if (repair !== undefined) {
@@ -337,7 +336,12 @@ export class FailoverMonitor {
     const candidates = [...members].filter((id) => !replicas.includes(id) && !down.has(id)).sort((a, b) => a - b);
     const added = candidates.find((id) => id > owner) ?? candidates[0];
     if (added === undefined) {
-      this.once(key, `repair:${removed}`, { topic, segment, removed, replicas }, `${key} lost its copy on node ${removed} (removed) and no live node outside its replica set can take one`);
+      this.once(
+        key,
+        `repair:${removed}`,
+        { topic, segment, removed, replicas },
+        `${key} lost its copy on node ${removed} (removed) and no live node outside its replica set can take one`,
+      );
       return undefined;
     }
     this.busy.add(key);
@@ -346,7 +350,10 @@ export class FailoverMonitor {
         const result = await this.options.target.propose({ kind: 'ReplaceReplica', topic, segment, removed, added });
         if (!result.ok) throw new Error(result.error);
         this.told.delete(key);
-        this.options.log.info({ topic, segment, removed, added, outcome: result.outcome }, 'repair: a sealed segment gets a new copy in place of a removed node');
+        this.options.log.info(
+          { topic, segment, removed, added, outcome: result.outcome },
+          'repair: a sealed segment gets a new copy in place of a removed node',
+        );
       } catch (error) {
         this.options.log.warn({ topic, segment, removed, added, error: (error as Error).message }, 'repair proposal failed; trying again');
       } finally {

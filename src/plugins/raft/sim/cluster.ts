@@ -7,6 +7,7 @@
 // idle until a membership change adds them), and membership changes may later add, promote and
 // remove servers among the slots.
 
+import { Rng } from '../../../kernel/rng.js';
 import { NotLeaderError, Raft, RaftBusyError } from '../core/raft.js';
 import {
   type Entry,
@@ -20,7 +21,6 @@ import {
   type Status,
 } from '../core/types.js';
 import { type MessageCounters, Network, type NetworkOptions } from './network.js';
-import { Rng } from '../../../kernel/rng.js';
 import { NodeStorage, type PersistedView } from './storage.js';
 
 /** Something the harness itself noticed: the core threw, or handed out a Ready it cannot honour. */

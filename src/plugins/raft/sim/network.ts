@@ -2,8 +2,8 @@
 // lost, duplicated, delayed or overtaken on the way. Partitions are sets of blocked directed
 // links, so one-way faults (A hears B but B does not hear A) are as easy as symmetric ones.
 
-import type { Message, MessageType, NodeId } from '../core/types.js';
 import type { Rng } from '../../../kernel/rng.js';
+import type { Message, MessageType, NodeId } from '../core/types.js';
 
 export interface NetworkOptions {
   /** Probability that a message is dropped. */

@@ -5,12 +5,12 @@
 // must still make progress: a leader is elected and a fresh proposal commits on every member
 // within a bound. The run is a pure function of its options, so a failing seed replays exactly.
 
+import { Rng } from '../../../kernel/rng.js';
 import { NotLeaderError, RaftBusyError } from '../core/raft.js';
 import type { Membership, NodeId } from '../core/types.js';
 import { SafetyChecker, type Violation } from './checks.js';
 import { bytes, Cluster, type ClusterOptions } from './cluster.js';
 import { type NetworkOptions, RELIABLE } from './network.js';
-import { Rng } from '../../../kernel/rng.js';
 
 export interface SimOptions {
   readonly seed: number;

@@ -5,10 +5,10 @@
 import { SafetyChecker, type Violation } from '../../src/plugins/raft/sim/checks.js';
 import { Cluster, type ClusterOptions } from '../../src/plugins/raft/sim/cluster.js';
 
+export { Rng } from '../../src/kernel/rng.js';
 export { SafetyChecker, type Violation } from '../../src/plugins/raft/sim/checks.js';
 export { bytes, Cluster, type ClusterOptions, type Proposal, sameBytes, text } from '../../src/plugins/raft/sim/cluster.js';
 export { type NetworkOptions, RELIABLE } from '../../src/plugins/raft/sim/network.js';
-export { Rng } from '../../src/kernel/rng.js';
 
 /** Timing used by the scenario tests: elections in [10, 20) ticks, heartbeats every 2. */
 export const TIMING = { electionTicksMin: 10, electionTicksMax: 20, heartbeatTicks: 2 } as const;

@@ -5,14 +5,19 @@
 // (bench/engine.bench.ts); `raft` measures commits per second and failover (bench/raft.bench.ts);
 // `server` runs a Walrus node against redis-server over loopback (bench/server.bench.ts), `flood`
 // only its flood row (a new client's first reply under a write flood); `cluster` three nodes on
-// loopback, PUT and GET through the node that holds the topic and through another (bench/cluster.bench.ts).
-// `--smoke` applies to `engine`, `raft`, `server`, `flood` and `cluster`, `--backend` to `engine` only: a comma list of
+// loopback, PUT and GET through the node that holds the topic and through another (bench/cluster.bench.ts);
+// `jetstream` three replicated Walrus nodes against a three-server NATS JetStream R3 cluster, the same
+// 256 B publish→ack and read workload (bench/jetstream.bench.ts; skipped without nats-server);
+// `failover` SIGKILLs the open segment's leader again and again and times writes resuming (bench/failover.bench.ts).
+// `--smoke` applies to `engine`, `raft`, `server`, `flood`, `cluster`, `jetstream` and `failover`, `--backend` to `engine` only: a comma list of
 // backends to run side by side (default: every backend that can run here).
 
 import type Benchmark from 'benchmark';
 import { applyProcessSwitches } from '../src/commands/process-switches.js';
 import { runClusterBench } from './cluster.bench.js';
 import { type EngineBackend, runEngineBench } from './engine.bench.js';
+import { runFailoverBench } from './failover.bench.js';
+import { runJetStreamBench } from './jetstream.bench.js';
 import { kernelSuite } from './kernel.bench.js';
 import { runRaftBench } from './raft.bench.js';
 import { runFloodBench, runServerBench } from './server.bench.js';
@@ -30,6 +35,8 @@ const SUITES: Record<string, (options: Options) => Promise<void>> = {
   server: (options) => runServerBench(options),
   flood: (options) => runFloodBench(options),
   cluster: (options) => runClusterBench(options),
+  jetstream: (options) => runJetStreamBench(options),
+  failover: (options) => runFailoverBench(options),
 };
 
 const BACKENDS: readonly EngineBackend[] = ['fd', 'mmap', 'uring'];

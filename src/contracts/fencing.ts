@@ -28,6 +28,12 @@ export interface WriteFencing {
   /** True while `lease` is still this node's lease on its key: same epoch, and a quorum heard from recently. */
   stillValid(lease: Lease): boolean;
   holds(key: string): boolean;
+  /**
+   * Whether this node has had contact with a quorum recently enough for a lease (what every lease
+   * rests on). GET of a replicated segment needs it too: a node cut off from the majority may
+   * already have lost its segments to a failover.
+   */
+  inContact(): boolean;
   /** Gives up the lease on `key` now, before the metadata moves it (the segment is being sealed). */
   surrender(key: string): void;
   /** Keys this node may write now. */

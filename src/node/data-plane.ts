@@ -122,6 +122,10 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
           log: options.log,
         });
   const remoteReads = peers === undefined ? undefined : new PeerReads(peers);
+  // GET hands an entry of a replicated segment out once a majority has recorded its position.
+  let replicationOf: Replication | undefined;
+  const confirm = (topic: string, segment: number, position: number, waitMs: number) =>
+    replicationOf?.positionConfirmed(topic, segment, position, waitMs);
   const reader = new TopicReader(
     store,
     {
@@ -133,7 +137,7 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
       },
       owner: (topic, segment) => metadata.segmentLeader(topic, segment),
     },
-    remoteReads === undefined ? {} : { remote: remoteReads },
+    remoteReads === undefined ? { confirm } : { remote: remoteReads, confirm },
   );
   const replication = new Replication({
     nodeId: options.nodeId,
@@ -142,6 +146,7 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
     peers,
     acks: options.replication?.acks ?? 'quorum',
     commitTimeoutMs: options.replication?.commitTimeoutMs ?? 5_000,
+    inContact: () => leases.inContact(),
     raftLeader: () => {
       try {
         const leader = options.consensus.status().leader;
@@ -152,6 +157,7 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
     },
     log: options.log,
   });
+  replicationOf = replication;
   if (wal !== undefined) options.log.info({ dir, backend: wal.backendName, fsync: options.fsync }, 'data plane open');
   else options.log.warn({ dir, fsync: options.fsync }, 'data plane open without its engine: the disk refuses writes');
   return {

@@ -95,6 +95,10 @@ export class LeaseTable implements WriteFencing {
     return this.leases.has(key) && !this.surrendered.has(key) && (this.options.confirmed?.() ?? true);
   }
 
+  inContact(): boolean {
+    return this.options.confirmed?.() ?? true;
+  }
+
   /** Gives up the lease on `key` now, before the metadata moves it (the segment is being sealed). */
   surrender(key: string): void {
     if (this.leases.has(key)) this.surrendered.add(key);

@@ -107,7 +107,17 @@ export interface TopicReaderOptions {
   readonly remoteHoldMsMax?: number;
   /** Reads of segments other nodes hold; without it such a GET answers 'elsewhere'. */
   readonly remote?: RemoteReads;
+  /**
+   * Before the entry at `position` of a segment here goes out (locally, or lent to another node):
+   * undefined when it may go at once, else a promise that resolves once it may (a majority of the
+   * segment's replicas recorded that position: Replication.positionConfirmed) or rejects with a
+   * retriable error. Absent: always at once.
+   */
+  readonly confirm?: (topic: string, segment: number, position: number, waitMs: number) => Promise<void> | undefined;
 }
+
+/** How long a GET waits for the replicas to record a segment's position before a retriable error. */
+export const CONFIRM_WAIT_MS = 2_000;
 
 /**
  * A peeked entry not delivered or abandoned yet, or a run lent to another node: end() ends it
@@ -184,6 +194,7 @@ export class TopicReader {
   private readonly holdMsMax: number;
   private readonly remoteHoldMsMax: number;
   private readonly remote: RemoteReads | undefined;
+  private readonly confirm: TopicReaderOptions['confirm'];
   /** Per segment: one GET at a time, from its peek until its reply is written or abandoned. */
   private readonly locks = new KeyedLock();
   /** Per topic: the first segment that may still hold unconsumed entries (segments before it are done). */
@@ -207,6 +218,7 @@ export class TopicReader {
     this.holdMsMax = options.holdMsMax ?? PEEK_HOLD_MS_MAX;
     this.remoteHoldMsMax = options.remoteHoldMsMax ?? Math.min(REMOTE_HOLD_MS_MAX, this.holdMsMax);
     this.remote = options.remote;
+    this.confirm = options.confirm;
   }
 
   /** The next entry for `topic` (held until delivered() or abandoned()), EMPTY, or an unknown topic. */
@@ -255,6 +267,8 @@ export class TopicReader {
       const seal = known ?? sealed;
       const offset = this.store.consumed(topic, segment);
       if (seal !== undefined && offset >= seal) return { kind: 'done' };
+      // A run lent out is delivered by the borrower: its start must be recorded by the replicas.
+      await this.confirm?.(topic, segment, offset, Math.min(waitMs, CONFIRM_WAIT_MS));
       const payloads: Buffer[] = [];
       let bytes = 0;
       const last = seal === undefined ? Number.POSITIVE_INFINITY : seal;
@@ -310,25 +324,33 @@ export class TopicReader {
       if (this.layout.ledElsewhere?.(topic, segment) === true) return this.scanRemote(topic, segment);
       const key = lockKey(topic, segment);
       const release = this.locks.tryAcquire(key);
+      const at = segment;
+      const onward = (step: Step): NextResult | Promise<NextResult> => (step === 'next' ? this.scan(topic, at + 1) : step);
       if (release === undefined) {
-        const at = segment;
         return this.locks.acquire(key).then((acquired) => {
           const step = this.local(topic, at, acquired);
-          return step === 'next' ? this.scan(topic, at + 1) : step;
+          return step instanceof Promise ? step.then(onward) : onward(step);
         });
       }
       const step = this.local(topic, segment, release);
+      if (step instanceof Promise) return step.then(onward);
       if (step !== 'next') return step;
       segment += 1;
     }
   }
 
-  /** With the lock of a segment held here: its next entry (passing the lock to it), empty, or on. */
-  private local(topic: string, segment: number, release: () => void): Step {
+  /**
+   * With the lock of a segment held here: its next entry (passing the lock to it), empty, or on —
+   * after the replicas have recorded its position, when they have not yet (a promise then).
+   */
+  private local(topic: string, segment: number, release: () => void, confirmed = false): Step | Promise<Step> {
     let handedOut = false;
     try {
       const open = this.layout.openSegment(topic);
       if (open === undefined) return { kind: 'unknown-topic' };
+      // A segment this node's metadata does not know yet (a holder said the one before is done):
+      // its copy here, if any, is not this node's to hand out.
+      if (segment > open) return { kind: 'elsewhere', segment };
       const sealed = segment < open ? this.layout.sealedCount(topic, segment) : undefined;
       const consumed = this.store.consumed(topic, segment);
       if (sealed !== undefined && consumed >= sealed) {
@@ -344,6 +366,18 @@ export class TopicReader {
           return 'next';
         }
         return { kind: 'empty' };
+      }
+      const waiting = confirmed ? undefined : this.confirm?.(topic, segment, consumed, CONFIRM_WAIT_MS);
+      if (waiting !== undefined) {
+        // The lock stays with this GET while the replicas record the position.
+        handedOut = true;
+        return waiting.then(
+          () => this.local(topic, segment, release, true),
+          (error: unknown) => {
+            release();
+            throw error;
+          },
+        );
       }
       handedOut = true;
       return { kind: 'entry', entry: this.hold(topic, segment, consumed, payload, release) };

@@ -33,6 +33,8 @@ export interface ReplicationOptions {
   readonly acks: Acks;
   /** How long a PUT waits for its entry to be committed before NOT_COMMITTED. */
   readonly commitTimeoutMs: number;
+  /** Whether this node is in contact with a quorum (WriteFencing.inContact); absent: always. */
+  readonly inContact?: () => boolean;
   /** The Raft leader as this node knows it (whom to ask to finish a failover that fenced a segment led here). */
   readonly raftLeader?: () => NodeId | undefined;
   readonly log: {
@@ -93,6 +95,48 @@ export class Replication {
     return replicator === undefined ? Promise.resolve() : this.committedWithin(replicator, count);
   }
 
+  /**
+   * Before GET hands out the entry at `position` of a segment this node serves: undefined when it
+   * may at once (the segment is kept here alone, or a majority of its replicas has recorded a GET
+   * position of at least `position`), else a promise of that — so a failover, which hands the
+   * segment to a copy with at least a majority's position, replays at most the one entry each
+   * GET of it had out, never entries delivered before. A node cut off from its followers (or
+   * serving from a stale view, whose runs the others refuse) gets no confirmation: its GETs fail
+   * with a retriable error after `waitMs` instead of delivering entries twice.
+   */
+  positionConfirmed(topic: string, segment: number, position: number, waitMs: number): Promise<void> | undefined {
+    const { metadata, nodeId, store } = this.options;
+    const key = segmentKey(topic, segment);
+    let replicator = this.replicators.get(key);
+    if (replicator === undefined) {
+      if (this.closed || metadata.segmentLeader(topic, segment) !== nodeId) return undefined;
+      const sealed = metadata.sealedCount(topic, segment);
+      // An open segment led here has its replicator from follow(); a sealed one gets one now.
+      if (sealed === undefined) return undefined;
+      replicator = this.start(topic, segment, 0, sealed);
+      if (replicator === undefined) return undefined;
+      this.options.store.limitReads(key, undefined);
+      replicator.consumedTo(store.consumed(topic, segment));
+    }
+    if (!(this.options.inContact?.() ?? true)) {
+      return Promise.reject(
+        walrusError(
+          'TOPIC_BUSY',
+          `GET of ${topic}: this node has no recent contact with the Raft majority, and ${key} may have moved to another of its replicas; retry (through another node)`,
+          { details: { topic, segment } },
+        ),
+      );
+    }
+    if (position <= replicator.confirmedPosition) return undefined;
+    return replicator.positionConfirmed(position, waitMs, () =>
+      walrusError(
+        'TOPIC_BUSY',
+        `GET of ${topic} waits for a majority of ${key}'s replicas to record its position (${position}), and they do not answer within ${waitMs} ms; retry`,
+        { details: { topic, segment, position } },
+      ),
+    );
+  }
+
   /** How this node answers its segments' leaders. */
   handlers(): Readonly<Record<string, PeerHandler>> {
     return {
@@ -102,6 +146,19 @@ export class Replication {
         const offset = headCount(head, 'offset');
         const payloads = head.sizes === undefined ? [] : splitRun(head.sizes, data);
         if (payloads === undefined) throw walrusError('PEER_PROTOCOL', 'a replicate whose sizes do not add up to its data');
+        // Only the node serving the segment (as this node's metadata has it) moves this copy: an
+        // old leader with a stale view is told it is fenced; a sender whose metadata is newer than
+        // this node's is asked to try again (this node will learn that it serves the segment).
+        const from = head.from;
+        const server = this.options.metadata.segmentLeader(topic, segment);
+        if (typeof from === 'number' && server !== undefined && from !== server) {
+          const epoch = typeof head.epoch === 'number' ? head.epoch : 0;
+          if (epoch <= this.options.metadata.epoch) return { head: { fenced: true } };
+          throw walrusError(
+            'RAFT_NOT_LEADER',
+            `node ${this.options.nodeId} has not applied the metadata that makes node ${from} serve ${segmentKey(topic, segment)} yet; retry`,
+          );
+        }
         try {
           const consumed = head.consumed === undefined ? 0 : headCount(head, 'consumed');
           const sealed = this.options.metadata.sealedCount(topic, segment);
@@ -234,7 +291,7 @@ export class Replication {
       const { metadata, nodeId } = this.options;
       const sealed = metadata.sealedCount(topic, segment);
       if (sealed === undefined || metadata.segmentLeader(topic, segment) !== nodeId) return;
-      replicator = this.start(topic, segment, sealed, sealed);
+      replicator = this.start(topic, segment, 0, sealed);
       if (replicator === undefined) return;
       // All of a sealed segment is committed: readers see it whole.
       this.options.store.limitReads(key, undefined);
@@ -354,6 +411,7 @@ export class Replication {
 
   private async send(peers: PeerRequests, follower: NodeId, run: ReplicaRun): Promise<ReplicaAnswer> {
     const head: Record<string, unknown> = {
+      from: this.options.nodeId,
       topic: run.topic,
       segment: run.segment,
       epoch: run.epoch,

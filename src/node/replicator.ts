@@ -123,6 +123,8 @@ export class SegmentReplicator {
   private readonly quorum: number;
   /** Waiters for commit counts, in ascending count order (appends arrive in order). */
   private readonly waiters: Waiter[] = [];
+  /** Waiters for a GET position a majority has recorded (positionConfirmed). */
+  private readonly positionWaiters: Waiter[] = [];
   private stopped: Error | undefined;
   /** The leader's GET position in this segment. */
   private cursor = 0;
@@ -170,7 +172,47 @@ export class SegmentReplicator {
   consumedTo(count: number): void {
     if (this.stopped !== undefined || count <= this.cursor) return;
     this.cursor = count;
+    this.positionMoved();
     this.schedulePump();
+  }
+
+  /**
+   * The GET position a majority of the replica set has recorded (this leader counts with its own):
+   * a failover hands the segment to a copy whose position is at least this.
+   */
+  get confirmedPosition(): number {
+    const positions = [this.cursor, ...this.followers.map((follower) => follower.confirmedConsumed)].sort((a, b) => b - a);
+    return positions[this.quorum - 1] ?? 0;
+  }
+
+  /**
+   * Resolves once a majority has recorded a GET position of at least `position` (at once when it
+   * has); rejects with `timedOut` after `ms`, or when replication stops.
+   */
+  positionConfirmed(position: number, ms: number, timedOut: () => Error): Promise<void> {
+    if (position <= this.confirmedPosition) return COMMITTED;
+    if (this.stopped !== undefined) return Promise.reject(this.stopped);
+    this.consumedTo(position);
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        count: position,
+        since: this.clock.now(),
+        resolve: () => {
+          this.clock.clearTimeout(timer);
+          resolve();
+        },
+        reject: (error) => {
+          this.clock.clearTimeout(timer);
+          reject(error);
+        },
+      };
+      const timer = this.clock.setTimeout(() => {
+        const at = this.positionWaiters.indexOf(waiter);
+        if (at >= 0) this.positionWaiters.splice(at, 1);
+        reject(timedOut());
+      }, ms);
+      this.positionWaiters.push(waiter);
+    });
   }
 
   /** Every follower holds all of the leader's entries and has confirmed the GET position (nothing left to send). */
@@ -218,6 +260,7 @@ export class SegmentReplicator {
     this.stopped = error;
     for (const follower of this.followers) if (follower.timer !== undefined) this.clock.clearTimeout(follower.timer);
     for (const waiter of this.waiters.splice(0)) waiter.reject(error);
+    for (const waiter of this.positionWaiters.splice(0)) waiter.reject(error);
     this.stopSweeping();
   }
 
@@ -302,7 +345,10 @@ export class SegmentReplicator {
     if (follower.held > follower.next) follower.next = follower.held;
     // It moved its cursor as far as it holds entries: the rest of the move goes with later runs.
     const reached = Math.min(consumed, answer.held);
-    if (reached > follower.confirmedConsumed) follower.confirmedConsumed = reached;
+    if (reached > follower.confirmedConsumed) {
+      follower.confirmedConsumed = reached;
+      this.positionMoved();
+    }
     if (reached < consumed && follower.toldConsumed > reached) follower.toldConsumed = reached;
     // It holds less than was sent (a gap, or it lost unsynced entries in a restart): from there again.
     if (answer.held < sentTo && follower.next > answer.held) follower.next = Math.max(answer.held, follower.held);
@@ -318,6 +364,17 @@ export class SegmentReplicator {
     follower.toldConsumed = follower.confirmedConsumed;
     follower.retryAt = this.clock.now() + (this.options.retryMs ?? 100);
     this.pump(follower);
+  }
+
+  private positionMoved(): void {
+    if (this.positionWaiters.length === 0) return;
+    const confirmed = this.confirmedPosition;
+    for (let at = this.positionWaiters.length - 1; at >= 0; at--) {
+      const waiter = this.positionWaiters[at] as Waiter;
+      if (waiter.count > confirmed) continue;
+      this.positionWaiters.splice(at, 1);
+      waiter.resolve();
+    }
   }
 
   private recount(): void {

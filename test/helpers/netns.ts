@@ -20,7 +20,7 @@
 // own PID; every wait is bounded.
 
 import { spawn } from 'node:child_process';
-import { readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { createServer, connect as netConnect, type Server } from 'node:net';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
@@ -188,6 +188,16 @@ export interface NetnsClusterOptions {
   readonly onLaunch?: (id: number, pid: number) => void;
 }
 
+/** One run of a node process (a restart is a new one), with what it wrote so far. */
+export interface Incarnation {
+  readonly id: number;
+  /** 1 for the first start of node `id`, 2 for its first restart, ... */
+  readonly run: number;
+  readonly pid: number | undefined;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
 /** A node's view of the Raft group, from its METRICS. */
 export interface RaftView {
   readonly state: string;
@@ -221,6 +231,12 @@ export class NetnsCluster {
   private readonly running = new Map<number, Running>();
   private readonly stopping = new Set<Running>();
   private readonly clients = new Map<number, WalrusClient>();
+  /** Clients made by newClient(), closed with the cluster. */
+  private readonly extraClients = new Set<WalrusClient>();
+  /** Every node process started, in order (for logs()). */
+  private readonly incarnations: { readonly id: number; readonly run: number; readonly node: Running }[] = [];
+  /** Nodes stopped by pause() and not resumed yet. */
+  private readonly paused = new Set<number>();
   private readonly cuts = new Set<string>();
   private readonly exits: { id: number; code: number | null; signal: NodeJS.Signals | null }[] = [];
 
@@ -282,6 +298,7 @@ export class NetnsCluster {
       },
     );
     this.running.set(id, node);
+    this.incarnations.push({ id, run: this.incarnations.filter((known) => known.id === id).length + 1, node });
     if (node.child.pid !== undefined) this.options.onLaunch?.(id, node.child.pid);
     void node.exited.then((finished) => {
       if (!this.stopping.has(node)) this.exits.push({ id, code: finished.code, signal: finished.signal });
@@ -316,11 +333,37 @@ export class NetnsCluster {
     this.clients.delete(id);
     this.stopping.add(node);
     node.child.kill(signal);
+    // A stopped process acts on no signal but SIGKILL until it is continued.
+    if (this.paused.delete(id) && signal !== 'SIGKILL') node.child.kill('SIGCONT');
     const timer = setTimeout(() => node.child.kill('SIGKILL'), timeoutMs);
     const finished = await node.exited;
     clearTimeout(timer);
     this.running.delete(id);
     return finished;
+  }
+
+  /** Freezes node `id` (SIGSTOP by its PID): it keeps its sockets and answers nothing until resume(). */
+  pause(id: number): void {
+    const node = this.node(id);
+    if (!node.child.kill('SIGSTOP')) throw new Error(`node ${id} could not be sent SIGSTOP`);
+    this.paused.add(id);
+  }
+
+  /** Continues node `id` after pause() (SIGCONT by its PID). */
+  resume(id: number): void {
+    const node = this.node(id);
+    node.child.kill('SIGCONT');
+    this.paused.delete(id);
+  }
+
+  /** Nodes paused and not resumed. */
+  pausedNodes(): number[] {
+    return [...this.paused].sort((a, b) => a - b);
+  }
+
+  /** Whether node `id` has a running process (it may be paused). */
+  isRunning(id: number): boolean {
+    return this.running.has(id);
   }
 
   /** Starts node `id` again (it must be stopped) and waits for its "ready". */
@@ -336,6 +379,17 @@ export class NetnsCluster {
       client = new WalrusClient({ host: nodeAddress(id), port: clientPortOf(id), timeoutMs: this.options.clientTimeoutMs ?? 2_000 });
       this.clients.set(id, client);
     }
+    return client;
+  }
+
+  /**
+   * Another client of node `id` (from DRIVER_ADDRESS), on a connection of its own: a writer or
+   * reader that must not share the harness client's connection (a TIMEOUT fails every request
+   * of a connection). Closed with the cluster; kill() leaves it (it reconnects by itself).
+   */
+  newClient(id: number, timeoutMs = this.options.clientTimeoutMs ?? 2_000): WalrusClient {
+    const client = new WalrusClient({ host: nodeAddress(id), port: clientPortOf(id), timeoutMs });
+    this.extraClients.add(client);
     return client;
   }
 
@@ -397,6 +451,11 @@ export class NetnsCluster {
       [a, b],
       [b, a],
     ]);
+  }
+
+  /** Drops every packet of each directed link `[from, to]`, all in one nft batch (so they take effect together). */
+  async cutLinks(links: readonly (readonly [number, number])[]): Promise<void> {
+    await this.addCuts(links);
   }
 
   /** Cuts node `id` from every other node, both ways; its clients (from DRIVER_ADDRESS) still reach it. */
@@ -528,10 +587,33 @@ export class NetnsCluster {
       .join('\n');
   }
 
+  /** What every node process started so far wrote (stopped ones included), in start order. */
+  logs(): Incarnation[] {
+    return this.incarnations.map(({ id, run, node }) => ({ id, run, pid: node.child.pid, stdout: node.stdout(), stderr: node.stderr() }));
+  }
+
+  /** Writes logs() into `dir` as node-<id>-run<run>.log (stdout) and .err (stderr, when not empty); resolves with the file names. */
+  async writeLogs(dir: string): Promise<string[]> {
+    await mkdir(dir, { recursive: true });
+    const names: string[] = [];
+    for (const { id, run, stdout, stderr } of this.logs()) {
+      const base = `node-${id}-run${run}`;
+      await writeFile(join(dir, `${base}.log`), stdout);
+      names.push(`${base}.log`);
+      if (stderr !== '') {
+        await writeFile(join(dir, `${base}.err`), stderr);
+        names.push(`${base}.err`);
+      }
+    }
+    return names;
+  }
+
   /** Closes the clients, removes every cut, SIGKILLs every node by its PID and waits for each to exit. */
   async close(): Promise<void> {
-    for (const client of this.clients.values()) await client.close().catch(() => undefined);
+    for (const client of [...this.clients.values(), ...this.extraClients]) await client.close().catch(() => undefined);
     this.clients.clear();
+    this.extraClients.clear();
+    this.paused.clear();
     await this.heal().catch(() => undefined);
     const nodes = [...this.running.values()];
     for (const node of nodes) {

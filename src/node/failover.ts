@@ -50,7 +50,7 @@ export interface FailoverOptions {
   readonly nodeId: NodeId;
   /** How long a segment's node must be silent before its segments fail over (failover.timeoutMs). */
   readonly timeoutMs: number;
-  /** How often to look (default timeoutMs / 5, at least 20 ms). */
+  /** How often to look (default timeoutMs / 10, 20 to 50 ms: a look at the open segments is cheap, and each ms of it is failover time). */
   readonly checkMs?: number;
   /** How long one fence request may take. */
   readonly fenceTimeoutMs?: number;
@@ -89,6 +89,8 @@ type Unavailable = { has(id: NodeId): boolean };
 
 /** Repairs proposed per check at most (a removal can leave thousands of sealed segments to copy). */
 const REPAIRS_PER_CHECK = 8;
+/** How often the sealed segments are looked at while something may need moving or repairing. */
+const SEALED_SCAN_MS = 250;
 
 export class FailoverMonitor {
   private readonly options: FailoverOptions;
@@ -102,6 +104,7 @@ export class FailoverMonitor {
   private readonly told = new Map<string, string>();
   /** The voters at the last look at the sealed segments, and whether repairs were left for later. */
   private scannedMembership = '';
+  private sealedScanAt = Number.NEGATIVE_INFINITY;
   private repairsLeft = false;
 
   constructor(options: FailoverOptions) {
@@ -110,7 +113,7 @@ export class FailoverMonitor {
 
   start(): void {
     if (this.timer !== undefined) return;
-    const every = this.options.checkMs ?? Math.max(20, Math.floor(this.options.timeoutMs / 5));
+    const every = this.options.checkMs ?? Math.max(20, Math.min(50, Math.floor(this.options.timeoutMs / 10)));
     this.timer = setInterval(() => {
       this.tick().catch((error: unknown) => this.options.log.warn({ error: (error as Error).message }, 'failover check failed'));
     }, every);
@@ -161,17 +164,31 @@ export class FailoverMonitor {
       if (view === undefined || view.currentSegment !== segment || view.leaderNode !== leader) this.fencedOpen.delete(key);
       else if (!down.has(leader)) runs.push(this.failOver(topic, segment, leader, down));
     }
-    // The sealed segments are looked at while a node is silent, after a membership change, and
-    // while repairs are left to do; otherwise only the open ones (a check is then cheap).
+    // The sealed segments are looked at (at most every SEALED_SCAN_MS) while a node is silent or
+    // repairs are left to do, and at once after a membership change; the open ones at every check
+    // while a node is silent. With all answering and nothing left, a check looks at nothing.
     const membership = voters.join(',');
-    const scanSealed = silent.size > 0 || membership !== this.scannedMembership || this.repairsLeft;
+    const now = (this.options.clock ?? REAL_CLOCK).now();
+    const scanSealed =
+      membership !== this.scannedMembership || ((silent.size > 0 || this.repairsLeft) && now - this.sealedScanAt >= SEALED_SCAN_MS);
     this.scannedMembership = membership;
-    this.repairsLeft = false;
+    if (scanSealed) {
+      this.sealedScanAt = now;
+      this.repairsLeft = false;
+    }
     let repairs = 0;
+    // With every voter answering and the membership as it was, there is nothing to look for.
+    if (silent.size === 0 && !scanSealed) {
+      await Promise.all(runs);
+      return;
+    }
     for (const topic of target.metadata.topics()) {
       const view = target.metadata.topic(topic);
       if (view === undefined) continue;
-      if (down.has(view.leaderNode)) runs.push(this.failOver(topic, view.currentSegment, view.leaderNode, down));
+      if (down.has(view.leaderNode)) {
+        runs.push(this.failOver(topic, view.currentSegment, view.leaderNode, down));
+        this.repairsLeft = true;
+      }
       if (!scanSealed) continue;
       for (let segment = 1; segment < view.currentSegment; segment++) {
         const owner = target.metadata.segmentLeader(topic, segment);

@@ -8,6 +8,7 @@
 import test from 'ava';
 import { type FailoverLog, FailoverMonitor, type FailoverTarget, majority, sealPoint } from '../../src/node/failover.js';
 import { encodeCommand, type MetadataCommand, MetadataStateMachine } from '../../src/node/metadata.js';
+import { REAL_CLOCK } from '../../src/node/replicator.js';
 
 class FakeCluster {
   readonly metadata = new MetadataStateMachine();
@@ -50,7 +51,10 @@ class FakeCluster {
   }
 
   monitor(factor = 3): FailoverMonitor {
-    return new FailoverMonitor({ nodeId: 3, timeoutMs: 1_000, replicationFactor: factor, target: this.target(), log: this.log() });
+    // Each look at the clock is a second later: every check may look at the sealed segments.
+    let now = 0;
+    const clock = { ...REAL_CLOCK, now: () => (now += 1_000) };
+    return new FailoverMonitor({ nodeId: 3, timeoutMs: 1_000, replicationFactor: factor, target: this.target(), log: this.log(), clock });
   }
 }
 

@@ -367,7 +367,11 @@ export class TopicReader {
         }
         return { kind: 'empty' };
       }
-      const waiting = confirmed ? undefined : this.confirm?.(topic, segment, consumed, CONFIRM_WAIT_MS);
+      // The GETs queued behind this one are out too: up to that many entries may go before the
+      // replicas record their positions (a failover replays at most the GETs that were out), so
+      // pipelined GETs share a round trip to the followers and a lone GET waits for its own.
+      const ahead = Math.min(limits.lendEntriesMax - 1, this.locks.waiting(lockKey(topic, segment)));
+      const waiting = confirmed ? undefined : this.confirm?.(topic, segment, Math.max(0, consumed - ahead), CONFIRM_WAIT_MS);
       if (waiting !== undefined) {
         // The lock stays with this GET while the replicas record the position.
         handedOut = true;

@@ -307,8 +307,10 @@ export class SegmentReplicator {
         if (payload === null) break;
         payloads.push(payload);
       }
-      // No entry to send (they are all out, or the copy cannot be read): only a position move goes.
-      if (payloads.length === 0 && follower.toldConsumed >= this.cursor) return;
+      // No entry to send (they are all out, or the copy cannot be read): only a position move goes,
+      // and only when nothing else is in flight to that follower (its answer sends the moves made
+      // meanwhile in one run: GETs would otherwise cost a run each).
+      if (payloads.length === 0 && (follower.toldConsumed >= this.cursor || follower.inFlight > 0)) return;
       follower.next = offset + payloads.length;
       follower.inFlight += 1;
       const consumed = this.cursor;

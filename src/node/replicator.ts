@@ -53,7 +53,11 @@ export interface ReplicatorOptions {
   readonly startAt?: number;
   /** Most entries in one run (default 64). */
   readonly runEntriesMax?: number;
-  /** Runs one follower may have unanswered (default 4). */
+  /**
+   * Runs one follower may have unanswered (default 1: the entries appended while a run is out go
+   * in the next one, fewer and larger runs; in the cluster bench this cost less CPU per PUT than
+   * 4 or 16 and gave more PUTs per second).
+   */
   readonly inFlightMax?: number;
   /** Pause before trying a follower again after a failed send (default 100 ms). */
   readonly retryMs?: number;
@@ -285,7 +289,7 @@ export class SegmentReplicator {
   }
 
   private pump(follower: Follower): void {
-    const { runEntriesMax = 64, inFlightMax = 4 } = this.options;
+    const { runEntriesMax = 64, inFlightMax = 1 } = this.options;
     while (
       this.stopped === undefined &&
       (follower.next < this.local || follower.toldConsumed < this.cursor) &&

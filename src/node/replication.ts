@@ -122,7 +122,7 @@ export class Replication {
       return Promise.reject(
         walrusError(
           'TOPIC_BUSY',
-          `GET of ${topic}: this node has no recent contact with the Raft majority, and ${key} may have moved to another of its replicas; retry (through another node)`,
+          `GET of ${topic} waited for contact with the Raft majority, which this node has lost (${key} may have moved to another of its replicas); retry, through another node`,
           { details: { topic, segment } },
         ),
       );
@@ -131,7 +131,7 @@ export class Replication {
     return replicator.positionConfirmed(position, waitMs, () =>
       walrusError(
         'TOPIC_BUSY',
-        `GET of ${topic} waits for a majority of ${key}'s replicas to record its position (${position}), and they do not answer within ${waitMs} ms; retry`,
+        `GET of ${topic} waited ${waitMs} ms for a majority of ${key}'s replicas to record its position (${position}), and they do not answer; retry`,
         { details: { topic, segment, position } },
       ),
     );

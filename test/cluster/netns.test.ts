@@ -11,14 +11,11 @@
 // Where unshare cannot make the namespaces, or nft is missing, the test is skipped and its title
 // says why.
 
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import test from 'ava';
 import { withTempDir } from '../helpers/kernel.js';
-import { netNamespaceProblem } from '../helpers/namespaces.js';
+import { type NetnsOutcome, netNamespaceProblem, runInNetNamespace } from '../helpers/namespaces.js';
 import type { Report } from '../helpers/netns-leader-child.js';
-import { NODE_FLAGS } from '../helpers/process.js';
 
 const CHILD = resolve('build/test/helpers/netns-leader-child.js');
 /** The scenario's own deadline; this test stops it (SIGTERM, then SIGKILL) a little after. */
@@ -26,48 +23,9 @@ const SCENARIO_MS = 25_000;
 
 const unavailable = netNamespaceProblem();
 
-interface Outcome {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs the scenario in `unshare -rn`, bounded; afterwards stops any node it announced that is still running (by PID). */
-function runScenario(dir: string): Promise<Outcome> {
-  return new Promise((done) => {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALRUS_')) env[key] = value;
-    const child = spawn('unshare', ['-rn', process.execPath, ...NODE_FLAGS, CHILD, dir, String(SCENARIO_MS)], {
-      cwd: process.cwd(),
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk;
-    });
-    const term = setTimeout(() => child.kill('SIGTERM'), SCENARIO_MS + 5_000);
-    const kill = setTimeout(() => child.kill('SIGKILL'), SCENARIO_MS + 10_000);
-    child.on('close', (code, signal) => {
-      clearTimeout(term);
-      clearTimeout(kill);
-      // `unshare` execs node, so the child's PID was the scenario's; its nodes are its children.
-      // Normally it has stopped them; if it died first, stop each one still running from this dir.
-      for (const [, pid] of stderr.matchAll(/^netns-node \d+ (\d+)$/gm)) {
-        try {
-          if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          // Gone already.
-        }
-      }
-      done({ code, signal, stdout, stderr });
-    });
-  });
+/** Runs the scenario in `unshare -rn`, bounded. */
+function runScenario(dir: string): Promise<NetnsOutcome> {
+  return runInNetNamespace(CHILD, [dir, String(SCENARIO_MS)], dir, SCENARIO_MS);
 }
 
 const title =

@@ -40,15 +40,12 @@
 // position) under /tmp/partition-findings/<scenario>-<time>/. Where unshare cannot make the
 // namespaces, or nft is missing, the tests are skipped and their titles say why.
 
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { cp, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { withTempDir } from '../helpers/kernel.js';
-import { netNamespaceProblem } from '../helpers/namespaces.js';
+import { type NetnsOutcome, netNamespaceProblem, runInNetNamespace } from '../helpers/namespaces.js';
 import type { PartitionReport } from '../helpers/netns-partition-child.js';
-import { NODE_FLAGS } from '../helpers/process.js';
 
 const CHILD = resolve('build/test/helpers/netns-partition-child.js');
 const FINDINGS = '/tmp/partition-findings';
@@ -65,48 +62,11 @@ const FAULT_SEED =
 
 const unavailable = netNamespaceProblem();
 
-interface Outcome {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+type Outcome = NetnsOutcome;
 
-/** Runs one scenario in `unshare -rn`, bounded; afterwards stops any node it announced that is still running (by PID). */
+/** Runs one scenario in `unshare -rn`, bounded. */
 function runScenario(args: readonly string[], dir: string, deadlineMs: number): Promise<Outcome> {
-  return new Promise((done) => {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALRUS_')) env[key] = value;
-    const child = spawn('unshare', ['-rn', process.execPath, ...NODE_FLAGS, CHILD, ...args], {
-      cwd: process.cwd(),
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk;
-    });
-    const term = setTimeout(() => child.kill('SIGTERM'), deadlineMs + 5_000);
-    const kill = setTimeout(() => child.kill('SIGKILL'), deadlineMs + 10_000);
-    child.on('close', (code, signal) => {
-      clearTimeout(term);
-      clearTimeout(kill);
-      // `unshare` execs node, so the child's PID was the scenario's; its nodes are its children.
-      // Normally it has stopped them; if it died first, stop each one still running from this dir.
-      for (const [, pid] of stderr.matchAll(/^netns-node \d+ (\d+)$/gm)) {
-        try {
-          if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          // Gone already.
-        }
-      }
-      done({ code, signal, stdout, stderr });
-    });
-  });
+  return runInNetNamespace(CHILD, args, dir, deadlineMs);
 }
 
 /** A check of the report: what is expected, and whether it held. */

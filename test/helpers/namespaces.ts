@@ -4,9 +4,10 @@
 // with nftables inside: the network-namespace cluster tests (test/helpers/netns.ts) need that.
 // Each answer is the reason it cannot, for a skipped test's title.
 
-import { spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { NODE_FLAGS } from './process.js';
 
 /**
  * undefined when `unshare -rm` can mount a tmpfs here, else why not. With `procRoot`, also that
@@ -86,4 +87,53 @@ export function netNamespaceProblem(): string | undefined {
     return `unshare -rn with ip and nft does not work here: ${why || `exit ${probe.status ?? probe.signal}`}`;
   }
   return undefined;
+}
+
+/** What a scenario run in a network namespace of its own ended with. */
+export interface NetnsOutcome {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs the built script `child` with `args` in `unshare -rn` (a network namespace of its own),
+ * stopped with SIGTERM, then SIGKILL, a little after `deadlineMs`; afterwards stops by PID any
+ * node it announced on stderr (`netns-node <id> <pid>`) that is still running from `dir`.
+ */
+export function runInNetNamespace(child: string, args: readonly string[], dir: string, deadlineMs: number): Promise<NetnsOutcome> {
+  return new Promise((done) => {
+    const env: NodeJS.ProcessEnv = {};
+    for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALRUS_')) env[key] = value;
+    const running = spawn('unshare', ['-rn', process.execPath, ...NODE_FLAGS, child, ...args], {
+      cwd: process.cwd(),
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    running.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    running.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    const term = setTimeout(() => running.kill('SIGTERM'), deadlineMs + 5_000);
+    const kill = setTimeout(() => running.kill('SIGKILL'), deadlineMs + 10_000);
+    running.on('close', (code, signal) => {
+      clearTimeout(term);
+      clearTimeout(kill);
+      // `unshare` execs node, so the child's PID was the scenario's; its nodes are its children.
+      // Normally it has stopped them; if it died first, stop each one still running from this dir.
+      for (const [, pid] of stderr.matchAll(/^netns-node \d+ (\d+)$/gm)) {
+        try {
+          if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // Gone already.
+        }
+      }
+      done({ code, signal, stdout, stderr });
+    });
+  });
 }

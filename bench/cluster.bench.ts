@@ -34,6 +34,7 @@ import {
   formatRate,
   installExitHook,
   loadAverage,
+  markdownTable,
   type Operation,
   percentile,
   processCpuSeconds,
@@ -257,10 +258,7 @@ function table(rows: ReadonlyMap<RowName, Sample>): string {
       sample.clientCpuUs.toFixed(1),
     ];
   });
-  const all = [header, ...lines];
-  const widths = header.map((_, column) => Math.max(...all.map((cells) => (cells[column] ?? '').length)));
-  const render = (cells: string[]): string => `| ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join(' | ')} |`;
-  return [render(header), `|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`, ...lines.map(render)].join('\n');
+  return markdownTable(header, lines);
 }
 
 function target(rows: ReadonlyMap<RowName, Sample>, cross: RowName, base: RowName): string {

@@ -19,6 +19,7 @@ import { crc32 } from 'node:zlib';
 import { pino } from 'pino';
 import { resolveBackend } from '../src/engine/storage/select.js';
 import { Walrus } from '../src/engine/walrus.js';
+import { markdownTable } from './server.bench.js';
 
 export type EngineBackend = 'fd' | 'mmap' | 'uring';
 
@@ -806,10 +807,7 @@ function table(rows: readonly Row[], backends: readonly EngineBackend[]): string
       result,
     ];
   });
-  const all = [header, ...lines];
-  const widths = header.map((_, column) => Math.max(...all.map((cells) => (cells[column] ?? '').length)));
-  const render = (cells: string[]): string => `| ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join(' | ')} |`;
-  return [render(header), `|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`, ...lines.map(render)].join('\n');
+  return markdownTable(header, lines);
 }
 
 /** The backends to compare: the ones asked for, or every one that can run here; each says why when it cannot. */

@@ -54,6 +54,7 @@ import {
   formatRate,
   installExitHook,
   loadAverage,
+  markdownTable,
   type Operation,
   percentile,
   processCpuSeconds,
@@ -491,10 +492,7 @@ function table(systems: readonly System[], results: ReadonlyMap<string, { put: S
       );
     }
   }
-  const all = [header, ...lines];
-  const widths = header.map((_, column) => Math.max(...all.map((cells) => (cells[column] ?? '').length)));
-  const render = (cells: string[]): string => `| ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join(' | ')} |`;
-  return [render(header), `|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`, ...lines.map(render)].join('\n');
+  return markdownTable(header, lines);
 }
 
 export async function runJetStreamBench(options: JetStreamBenchOptions): Promise<void> {

@@ -627,6 +627,14 @@ async function floodRow(port: number, sizes: FloodSizes): Promise<string> {
 
 // --- output ----------------------------------------------------------------------------------
 
+/** A Markdown table of `header` and `lines`, each column padded to its widest cell. */
+export function markdownTable(header: readonly string[], lines: readonly (readonly string[])[]): string {
+  const all = [header, ...lines];
+  const widths = header.map((_, column) => Math.max(...all.map((cells) => (cells[column] ?? '').length)));
+  const render = (cells: readonly string[]): string => `| ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join(' | ')} |`;
+  return [render(header), `|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`, ...lines.map(render)].join('\n');
+}
+
 export function formatRate(value: number): string {
   return Math.round(value).toLocaleString('en-US');
 }
@@ -676,10 +684,7 @@ function table(rows: readonly Row[]): string {
       row.floor === undefined ? '—' : formatRate(row.floor.opsPerSecond),
     ];
   });
-  const all = [header, ...lines];
-  const widths = header.map((_, column) => Math.max(...all.map((cells) => (cells[column] ?? '').length)));
-  const render = (cells: string[]): string => `| ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join(' | ')} |`;
-  return [render(header), `|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`, ...lines.map(render)].join('\n');
+  return markdownTable(header, lines);
 }
 
 /**
@@ -708,10 +713,7 @@ function cpuTable(rows: readonly Row[]): string {
     row.redis === undefined ? '—' : calls(row.redis),
     row.floor === undefined ? '—' : formatCpu(row.floor.serverCpuUs).trim(),
   ]);
-  const all = [header, ...lines];
-  const widths = header.map((_, column) => Math.max(...all.map((cells) => (cells[column] ?? '').length)));
-  const render = (cells: string[]): string => `| ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join(' | ')} |`;
-  return [render(header), `|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`, ...lines.map(render)].join('\n');
+  return markdownTable(header, lines);
 }
 
 function describeSample(sample: Sample): string {

@@ -12,7 +12,7 @@ import { type TestCluster, withCluster } from '../helpers/cluster.js';
 import { clean, describeReport, History } from '../helpers/history.js';
 
 const CONFIG = 'replication:\n  factor: 3\n  commitTimeoutMs: 1500\nfailover:\n  timeoutMs: 1500\n';
-const ENV = { WALRUS_MAX_SEGMENT_ENTRIES: '1000' };
+const ENV = { WALRUS_MAX_SEGMENT_ENTRIES: '1000000' };
 
 /** The outcome of a PUT that failed: whether it may have been applied. */
 function outcomeOf(error: unknown): 'unsure' | 'refused' {
@@ -87,7 +87,7 @@ for (const fault of ['SIGKILL', 'SIGSTOP'] as const) {
       await withCluster({ extraConfig: CONFIG, env: ENV, fsync: 'each' }, async (cluster) => {
         const topic = `failover-${fault.toLowerCase()}`;
         await cluster.client(1).register(topic);
-        // Segments of 1,000 entries: the open segment stays on its node until the fault.
+        // Segments of 10^6 entries: the open segment stays on its node until the fault.
         const leader = (await cluster.client(1).state(topic)).leader_node;
         const others = cluster.ids.filter((id) => id !== leader) as [number, number];
         const raftLeader = await cluster.leader(others[0]);

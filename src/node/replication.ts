@@ -105,19 +105,10 @@ export class Replication {
    * with a retriable error after `waitMs` instead of delivering entries twice.
    */
   positionConfirmed(topic: string, segment: number, position: number, waitMs: number): Promise<void> | undefined {
-    const { metadata, nodeId, store } = this.options;
     const key = segmentKey(topic, segment);
-    let replicator = this.replicators.get(key);
-    if (replicator === undefined) {
-      if (this.closed || metadata.segmentLeader(topic, segment) !== nodeId) return undefined;
-      const sealed = metadata.sealedCount(topic, segment);
-      // An open segment led here has its replicator from follow(); a sealed one gets one now.
-      if (sealed === undefined) return undefined;
-      replicator = this.start(topic, segment, 0, sealed);
-      if (replicator === undefined) return undefined;
-      this.options.store.limitReads(key, undefined);
-      replicator.consumedTo(store.consumed(topic, segment));
-    }
+    // An open segment led here has its replicator from follow(); a sealed one gets one now.
+    const replicator = this.replicators.get(key) ?? this.sealedReplicator(topic, segment, this.options.store.consumed(topic, segment));
+    if (replicator === undefined) return undefined;
     if (!(this.options.inContact?.() ?? true)) {
       return Promise.reject(
         walrusError(
@@ -285,18 +276,26 @@ export class Replication {
    * here gets a replicator for that when it has none (it was sealed before this process started).
    */
   private consumed(topic: string, segment: number, consumed: number): void {
-    const key = segmentKey(topic, segment);
-    let replicator = this.replicators.get(key);
-    if (replicator === undefined) {
-      const { metadata, nodeId } = this.options;
-      const sealed = metadata.sealedCount(topic, segment);
-      if (sealed === undefined || metadata.segmentLeader(topic, segment) !== nodeId) return;
-      replicator = this.start(topic, segment, 0, sealed);
-      if (replicator === undefined) return;
-      // All of a sealed segment is committed: readers see it whole.
-      this.options.store.limitReads(key, undefined);
-    }
+    const replicator = this.replicators.get(segmentKey(topic, segment)) ?? this.sealedReplicator(topic, segment, consumed);
+    replicator?.consumedTo(consumed);
+  }
+
+  /**
+   * A replicator for a sealed segment this node serves that has none (it was sealed before this
+   * process started, or its last one caught up and went), with GET's position `consumed` to pass
+   * on; undefined when the segment is not a sealed one served here, or is kept here alone.
+   */
+  private sealedReplicator(topic: string, segment: number, consumed: number): SegmentReplicator | undefined {
+    const { metadata, nodeId } = this.options;
+    if (this.closed || metadata.segmentLeader(topic, segment) !== nodeId) return undefined;
+    const sealed = metadata.sealedCount(topic, segment);
+    if (sealed === undefined) return undefined;
+    const replicator = this.start(topic, segment, 0, sealed);
+    if (replicator === undefined) return undefined;
+    // All of a sealed segment is committed: readers see it whole.
+    this.options.store.limitReads(segmentKey(topic, segment), undefined);
     replicator.consumedTo(consumed);
+    return replicator;
   }
 
   /** A replicator for a segment led here whose replica set has other nodes (undefined when it has none). */

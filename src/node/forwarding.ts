@@ -145,7 +145,7 @@ export class ForwardedAppends {
 
   /** Appends `payload` to `segment` of `topic` on `leader`; resolves once it has been appended there. */
   send(leader: NodeId, topic: string, segment: number, payload: Uint8Array): Promise<void> {
-    const key = `${leader}\u0000${segment}\u0000${topic}`;
+    const key = runKey(leader, topic, segment);
     let run = this.runs.get(key);
     if (
       run !== undefined &&
@@ -176,7 +176,7 @@ export class ForwardedAppends {
    * at the request timeout; a late answer changes nothing.
    */
   abandon(leader: NodeId, topic: string, segment: number, error: Error): void {
-    const key = `${leader}\u0000${segment}\u0000${topic}`;
+    const key = runKey(leader, topic, segment);
     const sets = this.inFlight.get(key);
     if (sets === undefined) return;
     this.inFlight.delete(key);
@@ -234,6 +234,11 @@ export class ForwardedAppends {
       },
     );
   }
+}
+
+/** The key of the runs of PUTs for one segment of one topic forwarded to one node. */
+function runKey(leader: NodeId, topic: string, segment: number): string {
+  return `${leader}\u0000${segment}\u0000${topic}`;
 }
 
 /** The failures a run's answer lists, by index; undefined when the list is malformed. */

@@ -16,10 +16,26 @@ import { silent } from '../helpers/kernel.js';
 const REPLICATED = 'replication:\n  factor: 3\n  commitTimeoutMs: 1500\n';
 
 /** GETs through `client` until EMPTY (at most `max`). */
-async function drain(cluster: TestCluster, via: number, topic: string, max: number): Promise<string[]> {
+/**
+ * GETs through `via` until EMPTY (at most `max`). A retriable refusal (a node just back whose
+ * view lags, a position its replicas have not recorded yet) is retried after a pause, at most 50
+ * times in all, and logged: GET never skips, so the entries read are still the whole log.
+ */
+async function drain(cluster: TestCluster, via: number, topic: string, max: number, log?: (line: string) => void): Promise<string[]> {
   const got: string[] = [];
+  let retries = 0;
   for (let index = 0; index < max; index++) {
-    const entry = await cluster.client(via).get(topic);
+    let entry: string | null;
+    try {
+      entry = await cluster.client(via).get(topic);
+    } catch (error) {
+      if (!(error instanceof ClientError) || !error.retriable || retries >= 50) throw error;
+      retries += 1;
+      log?.(`GET retried after: ${error.serverCode ?? error.code} ${error.message}`);
+      index -= 1;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      continue;
+    }
     if (entry === null) return got;
     got.push(entry);
   }
@@ -128,7 +144,7 @@ test.serial(
         if (resumed !== 'OK') await new Promise((resolve) => setTimeout(resolve, 200));
       }
       t.is(resumed, 'OK', `PUTs are acknowledged again once the followers answer; ${cluster.problems()}`);
-      for (const entry of await drain(cluster, first, 'frozen', 100)) history.got(entry);
+      for (const entry of await drain(cluster, first, 'frozen', 100, (line) => t.log(line))) history.got(entry);
       const report = history.check({ complete: true });
       t.log(describeReport(report));
       t.true(clean(report), describeReport(report));

@@ -119,7 +119,7 @@ export const failoverSchema = s.object(
       min: 100,
       max: 600_000,
       description:
-        "How long the Raft leader must not hear from a node before that node's replicated segments fail over (open ones sealed at what a majority of their replicas holds and moved on to a live replica; sealed ones served by another replica), in milliseconds.",
+        "How long the Raft leader must not hear from a node before that node's replicated segments fail over (open ones sealed at what a majority of their replicas holds and moved on to a live replica; sealed ones served by another replica), in milliseconds. A node whose port refuses connections (its process is gone) counts as down after a fifth of this (at least 200 ms).",
     }),
   },
   'Failover of replicated segments whose node is gone.',

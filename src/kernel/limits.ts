@@ -139,6 +139,8 @@ export const limits = {
   peerClientInFlightMax: 1024,
   /** A connection to a peer that is not established within this long fails (the peer is down or cut off). */
   peerConnectTimeoutMs: 1_000,
+  /** Failover's check of a silent voter's internal port waits this long for an answer (only a refusal counts). */
+  peerProbeTimeoutMs: 200,
   /** Default time a node-to-node request may take, from the call to its reply (connecting included). */
   peerRequestTimeoutMsDefault: 5_000,
   /** After a failed connection to a peer, requests within this long fail at once instead of trying again (doubling to the max). */

@@ -16,6 +16,14 @@
 //   copies it there in the background, logging its progress (replication.ts). An open segment
 //   gets a whole new replica set at its next rollover.
 //
+// A node whose process is gone need not be waited for: once a voter has been silent for
+// probeAfterMs (a fifth of the timeout, at least 200 ms: two of Raft's default heartbeats), the
+// monitor tries a connection to its internal port, and a refused one (nothing listens there: the
+// process died) counts as down at once until the node is heard from again. A frozen (SIGSTOP)
+// process still accepts connections and a cut-off one answers nothing, so those wait out the
+// timeout. Failing over early is safe either way: the fence, not the clock, keeps the old
+// leader from committing anything more.
+//
 // A fence placed without the seal that should follow (the proposal failed, then the leader came
 // back) would leave the segment taking no writes, so fenced segments are finished even when their
 // leader answers again, and an old leader that finds its followers fenced asks for the seal
@@ -35,6 +43,12 @@ export interface FailoverTarget {
   silenceMs(id: NodeId): number | undefined;
   voters(): readonly NodeId[];
   readonly metadata: Pick<MetadataStateMachine, 'topics' | 'topic' | 'segmentReplicas' | 'segmentLeader' | 'sealedCount'>;
+  /**
+   * Whether a connection to node `id`'s internal port is refused now (its process is gone):
+   * true only on that evidence; false when it answered or when nothing is known (no answer in
+   * time). Absent: silence alone decides.
+   */
+  refused?(id: NodeId): Promise<boolean>;
   /** Fences node `id`'s copy of the segment and resolves with the count it holds (this node's own copy too). */
   fence(id: NodeId, topic: string, segment: number): Promise<number>;
   /** Proposes through consensus; resolves with the result once applied here. */
@@ -52,6 +66,8 @@ export interface FailoverOptions {
   readonly timeoutMs: number;
   /** How often to look (default timeoutMs / 10, 20 to 50 ms: a look at the open segments is cheap, and each ms of it is failover time). */
   readonly checkMs?: number;
+  /** How long a voter is silent before its internal port is tried (default timeoutMs / 5, at least 200 ms). */
+  readonly probeAfterMs?: number;
   /** How long one fence request may take. */
   readonly fenceTimeoutMs?: number;
   /** replication.factor: the next segment's replica set. */
@@ -91,6 +107,8 @@ type Unavailable = { has(id: NodeId): boolean };
 const REPAIRS_PER_CHECK = 8;
 /** How often the sealed segments are looked at while something may need moving or repairing. */
 const SEALED_SCAN_MS = 250;
+/** How often a silent voter's internal port is tried while it stays silent. */
+const PROBE_EVERY_MS = 200;
 
 export class FailoverMonitor {
   private readonly options: FailoverOptions;
@@ -106,6 +124,11 @@ export class FailoverMonitor {
   private scannedMembership = '';
   private sealedScanAt = Number.NEGATIVE_INFINITY;
   private repairsLeft = false;
+  /** Silent voters whose port refused a connection: when (this clock), while not heard from since. */
+  private readonly refusedAt = new Map<NodeId, number>();
+  /** When each silent voter was last probed, and the probes in flight. */
+  private readonly probedAt = new Map<NodeId, number>();
+  private readonly probing = new Set<NodeId>();
 
   constructor(options: FailoverOptions) {
     this.options = options;
@@ -148,7 +171,7 @@ export class FailoverMonitor {
   }
 
   private async check(): Promise<void> {
-    const { target, nodeId, timeoutMs } = this.options;
+    const { target, nodeId } = this.options;
     if (!target.isLeader()) {
       // Another leader decides now; what this one fenced is finished by the old leader's request.
       this.fencedOpen.clear();
@@ -156,7 +179,7 @@ export class FailoverMonitor {
     }
     const voters = target.voters();
     const members = new Set(voters);
-    const silent = new Set(voters.filter((id) => id !== nodeId && (target.silenceMs(id) ?? 0) >= timeoutMs));
+    const silent = new Set(voters.filter((id) => id !== nodeId && this.isDown(id)));
     const down: Unavailable = { has: (id) => silent.has(id) || !members.has(id) };
     const runs: Promise<void>[] = [];
     for (const [key, { topic, segment, leader }] of this.fencedOpen) {
@@ -209,6 +232,46 @@ export class FailoverMonitor {
     // Look again next time until a scan starts nothing (proposals can fail, and are retried).
     if (repairs > 0) this.repairsLeft = true;
     await Promise.all(runs);
+  }
+
+  /**
+   * Whether voter `id` counts as down: silent for timeoutMs, or silent since its port refused a
+   * connection. Starts a probe of a voter silent for probeAfterMs (the answer counts at a later check).
+   */
+  private isDown(id: NodeId): boolean {
+    const { target, timeoutMs } = this.options;
+    const silence = target.silenceMs(id) ?? 0;
+    if (silence >= timeoutMs) return true;
+    const now = (this.options.clock ?? REAL_CLOCK).now();
+    const refusedAt = this.refusedAt.get(id);
+    if (refusedAt !== undefined) {
+      // Heard from after the refusal (a restart): no longer evidence.
+      if (silence >= now - refusedAt) return true;
+      this.refusedAt.delete(id);
+    }
+    const probeAfter = this.options.probeAfterMs ?? Math.min(timeoutMs, Math.max(200, Math.floor(timeoutMs / 5)));
+    if (target.refused === undefined || silence < probeAfter) {
+      if (silence < probeAfter) this.probedAt.delete(id);
+      return false;
+    }
+    if (this.probing.has(id) || now - (this.probedAt.get(id) ?? Number.NEGATIVE_INFINITY) < PROBE_EVERY_MS) return false;
+    this.probing.add(id);
+    this.probedAt.set(id, now);
+    target
+      .refused(id)
+      .then(
+        (refused) => {
+          if (!refused) return;
+          this.refusedAt.set(id, now);
+          this.options.log.info(
+            { node: id, silentMs: silence },
+            `node ${id} refuses connections (its process is gone): its segments fail over without waiting out failover.timeoutMs`,
+          );
+        },
+        () => undefined,
+      )
+      .finally(() => this.probing.delete(id));
+    return false;
   }
 
   /** Seals an open segment whose leader is gone at what a fenced majority holds; never rejects. */

@@ -258,3 +258,23 @@ export class PeerClient {
     return walrusError('PEER_TIMEOUT', `${why}; whether it took effect there is unknown`, { details: { peer: this.peer, sent: true } });
   }
 }
+
+/**
+ * Whether a connection to `address` is refused now (nothing listens there: on a node's internal
+ * port, its process is gone). False when one is accepted (it is closed at once), and when no
+ * answer comes within `timeoutMs` or the attempt fails otherwise: only a refusal is evidence.
+ */
+export function connectionRefused(address: PeerAddress, localHost: string | undefined, timeoutMs: number): Promise<boolean> {
+  const bindLocal = localHost !== undefined && localHost !== '0.0.0.0' && localHost !== '::' && localHost !== '';
+  return new Promise((resolve) => {
+    const socket = connect({ host: address.host, port: address.port, ...(bindLocal ? { localAddress: localHost } : {}) });
+    const done = (refused: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(refused);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.once('connect', () => done(false));
+    socket.once('error', (error: NodeJS.ErrnoException) => done(error.code === 'ECONNREFUSED'));
+  });
+}

@@ -215,3 +215,58 @@ test('repair: a sealed segment kept on a node that is no longer a voter gets a c
   t.deepEqual(cluster.metadata.segmentReplicas('r', 2), [3, 1, 2], 'moved, then repaired onto node 3');
   t.is(cluster.metadata.segmentLeader('r', 2), 1);
 });
+
+test('a silent voter whose port refuses connections fails over before the timeout, and only while it stays silent', async (t) => {
+  const cluster = new FakeCluster();
+  cluster.run({ kind: 'CreateTopic', topic: 'f', initialLeader: 1, replicas: [1, 2, 3] });
+  cluster.held.set(2, new Map([['f/1', 6]]));
+  cluster.held.set(3, new Map([['f/1', 6]]));
+  let now = 0;
+  const clock = { ...REAL_CLOCK, now: () => now };
+  const probes: number[] = [];
+  let refusing = true;
+  const target: FailoverTarget = {
+    ...cluster.target(),
+    refused: async (id) => {
+      probes.push(id);
+      return refusing;
+    },
+  };
+  const monitor = new FailoverMonitor({ nodeId: 3, timeoutMs: 1_000, replicationFactor: 3, target, log: cluster.log(), clock });
+  cluster.silence.set(1, 150);
+  await monitor.tick();
+  t.deepEqual(probes, [], 'not probed before probeAfterMs (200 ms of silence by default)');
+  // Silent 250 ms, heard again before the answer counts: the refusal is no evidence any more.
+  cluster.silence.set(1, 250);
+  await monitor.tick();
+  t.deepEqual(probes, [1]);
+  await Promise.resolve();
+  now = 100;
+  cluster.silence.set(1, 20);
+  await monitor.tick();
+  t.deepEqual(cluster.proposed, [], 'heard from after the refusal: not down');
+  // Silent again; the probe answers (a frozen or slow process accepts connections): no failover.
+  refusing = false;
+  now = 400;
+  cluster.silence.set(1, 300);
+  await monitor.tick();
+  await new Promise((resolve) => setImmediate(resolve));
+  now = 450;
+  cluster.silence.set(1, 350);
+  await monitor.tick();
+  t.deepEqual(cluster.proposed, [], 'an accepted connection is no evidence');
+  t.is(probes.length, 2, 'probed at most every 200 ms');
+  // Refused, and still silent at the next check: sealed at once, long before timeoutMs.
+  refusing = true;
+  now = 700;
+  cluster.silence.set(1, 600);
+  await monitor.tick();
+  await new Promise((resolve) => setImmediate(resolve));
+  now = 750;
+  cluster.silence.set(1, 650);
+  await monitor.tick();
+  t.is(probes.length, 3);
+  t.deepEqual(cluster.proposed, [
+    { kind: 'RolloverTopic', topic: 'f', expectedSegment: 1, sealedCount: 6, newLeader: 2, sealedOwner: 2, replicas: [2, 3] },
+  ]);
+});

@@ -344,7 +344,7 @@ test('a borrowed entry whose reply was not written comes again with the next GET
 });
 
 test('a borrower that goes away: its hold ends after remoteHoldMsMax and the entries it had not delivered are served', async (t) => {
-  await withNode('gone', { maxEntries: 1000, holdMsMax: 200 }, async (n, layout) => {
+  await withNode('gone', { maxEntries: 1000, holdMsMax: 200 }, async (n) => {
     for (const word of ['a', 'b', 'c']) await n.put('gone', word);
     // The borrower takes two entries and is never heard from again (its node died).
     const taken = await n.reader.takeForPeer('gone', 1, undefined, 2000, 2);

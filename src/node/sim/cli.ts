@@ -1,6 +1,6 @@
 // The data-path simulator's command line (docs/operations.md, "The data-path simulator"): runs a
 // range of seeds and prints, for each failing one, its first violations and the command that
-// replays it with a trace. The last line is always `seeds: N, violations: V` (V counts failing
+// replays it with a trace (`--trace 1` prints every seed's trace). The last line is always `seeds: N, violations: V` (V counts failing
 // seeds); the exit code is 1 when V > 0.
 //
 //   node build/src/node/sim/cli.js --seeds N [--start S] [--nodes 3|5] [--duration MS] [--trace 1]
@@ -42,8 +42,8 @@ async function main(argv: readonly string[]): Promise<number> {
       failing += 1;
       console.log(`seed ${seed}: ${result.violations.slice(0, 5).join('; ')}${result.violations.length > 5 ? '; ...' : ''}`);
       console.log(`  replay: node build/src/node/sim/cli.js --seeds 1 --start ${seed} --nodes ${nodes} --duration ${durationMs} --trace 1`);
-      if (trace) for (const line of result.trace) console.log(`  ${line}`);
     }
+    if (trace) for (const line of result.trace) console.log(`  ${line}`);
     const done = seed - start + 1;
     if (done % PROGRESS_EVERY === 0 && done < seeds)
       console.error(`${done} of ${seeds} seeds, ${failing} failing, ${Math.round((performance.now() - began) / 1000)} s`);

@@ -268,6 +268,17 @@ class DataSim {
         silenceMs: (id) =>
           this.raftLeader === node.id ? this.agenda.now - Math.max(this.lastHeard.get(id) ?? 0, this.leaderSince) : undefined,
         voters: () => this.nodes.map((each) => each.id),
+        // A dead node's port refuses connections; a paused one's kernel still accepts them, and
+        // across a cut link nothing answers: only a death is evidence.
+        refused: (id) =>
+          new Promise((resolve) => {
+            const to = this.node(id);
+            const answered = this.reaches(node, to) && this.reaches(to, node);
+            this.agenda.schedule(
+              answered ? 2 * this.delay() : LINK_TIMEOUT_MS,
+              this.onNode(node, () => resolve(answered && !to.up)),
+            );
+          }),
         metadata: node.view,
         fence: (id, topic, segment) =>
           this.request(node, id, (target) => {

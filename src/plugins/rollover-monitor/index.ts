@@ -8,6 +8,7 @@
 
 import type { FailoverConfig, SegmentsConfig } from '../../contracts/config.js';
 import { CONSENSUS, ROLLOVER_MONITOR } from '../../contracts/tokens.js';
+import { limits } from '../../kernel/limits.js';
 import type { Plugin } from '../../kernel/plugin.js';
 import { s } from '../../kernel/schema.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
@@ -15,6 +16,7 @@ import { DATA_PLANE } from '../../node/data-plane.js';
 import { FailoverMonitor } from '../../node/failover.js';
 import { PEER_OPS } from '../../node/forwarding.js';
 import { encodeCommand, type MetadataResult } from '../../node/metadata.js';
+import { connectionRefused } from '../../node/peer-client.js';
 import { RolloverMonitor } from './monitor.js';
 
 export const rolloverSchema = s.object(
@@ -93,6 +95,10 @@ export const rolloverMonitorPlugin: Plugin<RolloverConfig> = {
               isLeader: () => consensus.status().role === 'leader',
               silenceMs: (id) => consensus.memberSilenceMs(id),
               voters: () => consensus.status().voters,
+              refused: async (id) => {
+                const address = peers.addressOf(id);
+                return address !== undefined && connectionRefused(address, peers.localHost, limits.peerProbeTimeoutMs);
+              },
               metadata: plane.metadata,
               fence: async (id, topic, segment) => {
                 if (id === plane.nodeId) return plane.replication.fence(topic, segment);

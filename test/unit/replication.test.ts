@@ -44,7 +44,10 @@ class FakeFollower {
   }
 }
 
-function replicated(followers: Record<number, FakeFollower>, options: { retryMs?: number; runEntriesMax?: number } = {}) {
+function replicated(
+  followers: Record<number, FakeFollower>,
+  options: { retryMs?: number; runEntriesMax?: number; extraDelayMs?: number } = {},
+) {
   const log: string[] = [];
   const commits: number[] = [];
   const replicator = new SegmentReplicator({
@@ -83,6 +86,24 @@ test('three replicas: a PUT is acknowledged once two hold it, and both followers
   t.deepEqual(followers[2].entries, log);
   t.deepEqual(followers[3].entries, log);
   t.true(followers[2].runs < 100, `${followers[2].runs} runs for 100 entries`);
+});
+
+test('the extra follower (a commit needs one of two) gets fewer, larger runs: four runs long, or after extraDelayMs', async (t) => {
+  const followers = { 2: new FakeFollower(), 3: new FakeFollower() };
+  const { put, log } = replicated(followers, { runEntriesMax: 8, extraDelayMs: 1_000 });
+  // One PUT at a time, each waiting for its commit: follower 2 (first in the set, as advanced as 3)
+  // takes a run per PUT; follower 3 only once 32 entries wait for it.
+  for (let index = 0; index < 40; index++) await put(`e${index}`);
+  t.is(followers[2].runs, 40);
+  t.is(followers[3].runs, 1);
+  t.deepEqual(followers[3].entries, log.slice(0, 32));
+  // The rest goes after extraDelayMs, with nothing more appended.
+  await until(() => followers[3].entries.length === 40);
+  t.is(followers[3].runs, 2);
+  // With follower 2 down, follower 3 is the one the commit needs: it is sent at once.
+  followers[2].down = true;
+  await put('after');
+  t.is(followers[3].entries.at(-1), 'after');
 });
 
 test('one follower down: PUTs still commit with the other; it catches up from where it was once back', async (t) => {

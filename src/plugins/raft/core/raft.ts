@@ -312,15 +312,28 @@ export class Raft {
    */
   quorumContactTicks(): number {
     if (this.role === 'leader') {
-      // Asked on every write: a group of one answers without allocating.
-      if (this.voters().length === 1) return 0;
-      const heard = this.voters()
-        .map((voter) => (voter === this.id ? this.ticks : (this.progress.get(voter)?.heardAtTick ?? Number.NEGATIVE_INFINITY)))
-        .sort((a, b) => b - a);
-      return this.ticks - (heard[quorum(heard.length) - 1] ?? Number.NEGATIVE_INFINITY);
+      // Asked on every write (twice per PUT), so without allocating: the quorum-th most recent
+      // contact is the latest tick t that at least a quorum of voters were heard at or after.
+      const voters = this.voters();
+      if (voters.length === 1) return 0;
+      const need = quorum(voters.length);
+      let best = Number.NEGATIVE_INFINITY;
+      for (const candidate of voters) {
+        const at = this.heardAt(candidate);
+        if (at <= best) continue;
+        let heard = 0;
+        for (const voter of voters) if (this.heardAt(voter) >= at) heard += 1;
+        if (heard >= need) best = at;
+      }
+      return this.ticks - best;
     }
     if (this.role === 'follower' && this.leader !== NONE) return this.ticks - this.leaderHeardAtTick;
     return Number.POSITIVE_INFINITY;
+  }
+
+  /** The tick voter `id` was last heard at, as this leader knows (its own: now). */
+  private heardAt(id: NodeId): number {
+    return id === this.id ? this.ticks : (this.progress.get(id)?.heardAtTick ?? Number.NEGATIVE_INFINITY);
   }
 
   status(): Status {

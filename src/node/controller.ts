@@ -399,12 +399,12 @@ export class NodeController {
    */
   private appendLocal(topic: string, segment: number, payload: string | Uint8Array): number | Promise<number> {
     const offset = this.options.store.appendNow(topic, segment, payload);
-    if (typeof offset === 'number') return this.committed(topic, segment, offset);
-    return offset.then((at) => this.committed(topic, segment, at));
+    if (typeof offset === 'number') return this.committed(topic, segment, offset, payload);
+    return offset.then((at) => this.committed(topic, segment, at, payload));
   }
 
-  private committed(topic: string, segment: number, offset: number): number | Promise<number> {
-    const waiting = this.options.replication?.appended(topic, segment, offset);
+  private committed(topic: string, segment: number, offset: number, payload: string | Uint8Array): number | Promise<number> {
+    const waiting = this.options.replication?.appended(topic, segment, offset, payload);
     return waiting === undefined ? offset : waiting.then(() => offset);
   }
 

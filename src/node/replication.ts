@@ -70,13 +70,15 @@ export class Replication {
   }
 
   /**
-   * After the leader appended entry `offset` of a segment: a promise of its commit when the PUT
+   * After the leader appended entry `offset` of a segment (`payload`, when given, is that entry): a promise of its commit when the PUT
    * must wait for it, else undefined (a segment kept by this node alone, or `acks: leader`).
    */
-  appended(topic: string, segment: number, offset: number): Promise<void> | undefined {
+  appended(topic: string, segment: number, offset: number, payload?: string | Uint8Array): Promise<void> | undefined {
     const replicator = this.replicators.get(segmentKey(topic, segment));
     if (replicator === undefined) return undefined;
-    replicator.appended(offset + 1);
+    // A text payload's bytes are what the engine wrote (UTF-8), so the runs need not read them
+    // back; bytes are read back (the caller's buffer may be reused).
+    replicator.appended(offset + 1, typeof payload === 'string' ? Buffer.from(payload, 'utf8') : undefined);
     if (this.options.acks === 'leader') return undefined;
     // Whatever stops the wait, the entry is written here: never a "not mine" that would have it sent again.
     return this.committedWithin(replicator, offset + 1).catch((error: unknown) => {

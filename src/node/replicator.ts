@@ -236,9 +236,17 @@ export class SegmentReplicator {
     return this.followers.every((follower) => follower.held >= this.local && follower.confirmedConsumed >= this.cursor);
   }
 
-  /** The leader's engine acknowledged its entries up to `count`: send them on. */
-  appended(count: number): void {
+  /**
+   * The leader's engine acknowledged its entries up to `count`: send them on. `last`, when
+   * given, is the bytes of entry count - 1 as the leader's copy holds them (the runs then need
+   * not read it back).
+   */
+  appended(count: number, last?: Uint8Array): void {
     if (this.stopped !== undefined || count <= this.local) return;
+    if (last !== undefined) {
+      if (this.recent.length === 0) this.recentFrom = count - 1;
+      if (count - 1 === this.recentFrom + this.recent.length && this.recent.length < RECENT_MAX) this.recent.push(last);
+    }
     this.local = count;
     this.recount();
     this.schedulePump();

@@ -106,6 +106,35 @@ test('the extra follower (a commit needs one of two) gets fewer, larger runs: fo
   t.is(followers[3].entries.at(-1), 'after');
 });
 
+test('entries the leader hands over with their append are sent without reading its copy back, and are read once for all followers otherwise', async (t) => {
+  const followers = { 2: new FakeFollower(), 3: new FakeFollower() };
+  const log: string[] = [];
+  const reads: number[] = [];
+  const replicator = new SegmentReplicator({
+    topic: 't',
+    segment: 1,
+    epoch: 1,
+    followers: [2, 3],
+    extraDelayMs: 0,
+    transport: { send: (id, run) => (followers[id as 2 | 3] as FakeFollower).take(run) },
+    read: (offset) => {
+      reads.push(offset);
+      return offset < log.length ? Buffer.from(log[offset] as string) : null;
+    },
+  });
+  for (let index = 0; index < 10; index++) {
+    log.push(`e${index}`);
+    // Every other entry comes with its bytes.
+    replicator.appended(log.length, index % 2 === 0 ? Buffer.from(log[index] as string) : undefined);
+  }
+  await replicator.committed(10);
+  await until(() => followers[2].entries.length === 10 && followers[3].entries.length === 10);
+  t.deepEqual(followers[2].entries, log);
+  t.deepEqual(followers[3].entries, log);
+  // Entry 0 came with its bytes; entry 1 did not, so the cache stops there and 1-9 are read, once each.
+  t.deepEqual(reads, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+});
+
 test('one follower down: PUTs still commit with the other; it catches up from where it was once back', async (t) => {
   const followers = { 2: new FakeFollower(), 3: new FakeFollower() };
   const { put, log, replicator } = replicated(followers, { retryMs: 10 });

@@ -17,7 +17,7 @@
 
 import { isUtf8 } from 'node:buffer';
 import type { Consensus, NodeId } from '../contracts/consensus.js';
-import { type ErrorCode, walrusError } from '../kernel/errors.js';
+import { type ErrorCode, type WalrusError, walrusError } from '../kernel/errors.js';
 import type { Command } from '../protocol/commands.js';
 import { FRAME_HEADER_BYTES } from '../protocol/frames.js';
 import { EMPTY, fetched, OK, okPayload } from '../protocol/replies.js';
@@ -80,6 +80,10 @@ export const ROLLOVER_WAIT_MS_DEFAULT = 2000;
 const RETRY_PAUSE_MS = 2;
 /** How long a request for a topic this replica does not know waits for it to appear (in a cluster). */
 const TOPIC_APPEAR_WAIT_MS = 1_000;
+/** A GET refused because its segment is read elsewhere now is tried again this many times... */
+const GET_REROUTES_MAX = 5;
+/** ...each once the metadata has moved, or after this long. */
+const GET_REROUTE_WAIT_MS = 100;
 /** How long a REGISTER keeps trying while no Raft leader is known (below the client's default timeout). */
 const PROPOSE_WAIT_MS = 8_000;
 const PROPOSE_RETRY_MS = 100;
@@ -552,11 +556,48 @@ export class NodeController {
     return state.currentSegment;
   }
 
-  private get(topic: string): ControllerReply | Promise<ControllerReply> {
-    const next = this.options.reader.nextNow(topic);
-    const reply = (found: NextResult): ControllerReply | Promise<ControllerReply> =>
-      found.kind === 'unknown-topic' ? this.onceKnown(topic, () => this.get(topic)) : getReply(topic, found);
-    return next instanceof Promise ? next.then(reply) : reply(next);
+  /**
+   * GET's next entry. In a cluster, a GET that meets a segment this node's view says is not its
+   * own to read (`elsewhere`), or whose replicas' confirmation ended because the segment moved
+   * while it waited (NotLeaderForPartition), has handed nothing out: it is tried again once the
+   * metadata has moved (or after GET_REROUTE_WAIT_MS), up to GET_REROUTES_MAX times, before that
+   * retriable error reaches the client — views of nodes differ for a moment after a failover or
+   * a restart.
+   */
+  private get(topic: string, reroutes = 0): ControllerReply | Promise<ControllerReply> {
+    let next: NextResult | Promise<NextResult>;
+    try {
+      next = this.options.reader.nextNow(topic);
+    } catch (error) {
+      return this.rerouted(topic, reroutes, error);
+    }
+    const reply = (found: NextResult): ControllerReply | Promise<ControllerReply> => {
+      if (found.kind === 'unknown-topic') return this.onceKnown(topic, () => this.get(topic, reroutes));
+      if (found.kind === 'elsewhere' && this.clustered() && reroutes < GET_REROUTES_MAX)
+        return this.afterMetadataMoves().then(() => this.get(topic, reroutes + 1));
+      return getReply(topic, found);
+    };
+    return next instanceof Promise ? next.then(reply, (error: unknown) => this.rerouted(topic, reroutes, error)) : reply(next);
+  }
+
+  /** A failed GET: tried again (see get) when the failure was the segment moving away, else the failure. */
+  private rerouted(topic: string, reroutes: number, error: unknown): Promise<ControllerReply> {
+    if ((error as WalrusError).code !== 'NOT_LEADER_FOR_PARTITION' || !this.clustered() || reroutes >= GET_REROUTES_MAX)
+      return Promise.reject(error);
+    return this.afterMetadataMoves().then(() => this.get(topic, reroutes + 1));
+  }
+
+  /** Resolves at the next metadata change applied here, or after GET_REROUTE_WAIT_MS. */
+  private afterMetadataMoves(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        stop();
+        resolve();
+      };
+      const stop = this.options.metadata.onChange(done);
+      const timer = setTimeout(done, GET_REROUTE_WAIT_MS);
+    });
   }
 
   /**

@@ -13,7 +13,7 @@
 // processes (/proc/<pid>/stat). Targets: forwarded PUT ≥ 0.5 × direct PUT ops/s, remote GET ≥
 // 0.5 × local GET ops/s; PUT direct with factor 3 ≥ 0.5 × PUT direct (factor 1).
 //
-// Every node is a `walrus start --config FILE --node-id N` child of this process with its own temp
+// The nodes are started by bench/walrus-nodes.ts: each a `walrus start --config FILE --node-id N` child of this process with its own temp
 // data directory, storage.fsync interval every 1000 ms (as the server benchmark's node) and
 // segments.maxEntries large enough that no rollover happens during a row; all are stopped by PID
 // (SIGTERM, then SIGKILL) however the run ends.
@@ -21,14 +21,11 @@
 //   npm run bench -- cluster            # full run
 //   npm run bench -- cluster --smoke    # a few seconds (CI)
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { WalrusClient } from '../src/client/index.js';
-import { freePorts } from '../test/helpers/net.js';
+import type { WalrusClient } from '../src/client/index.js';
 import {
-  type Child,
   drive,
   formatMs,
   formatRate,
@@ -37,12 +34,11 @@ import {
   markdownTable,
   type Operation,
   percentile,
-  processCpuSeconds,
   randomPayload,
   type Sizes,
-  startChild,
   temporary,
 } from './server.bench.js';
+import { registerTopic, startWalrusNodes, type WalrusNodes } from './walrus-nodes.js';
 
 export interface ClusterBenchOptions {
   readonly smoke: boolean;
@@ -54,10 +50,8 @@ const SMOKE: Sizes = { ops: 1_000, repetitions: 1, warmUpOps: 200 };
 const NODES = 3;
 const PAYLOAD_BYTES = 256;
 const PIPELINE_DEPTH = 64;
-const START_TIMEOUT_MS = 30_000;
 /** Targets of issue 13: the cross-node row against its one-node counterpart. */
 const TARGET_RATIO = 0.5;
-const WALRUS_BIN = fileURLToPath(new URL('../../bin/walrus', import.meta.url));
 
 type RowName = 'PUT direct' | 'PUT forwarded' | 'GET local' | 'GET remote' | 'PUT factor 3' | 'GET factor 3';
 const ROWS: readonly RowName[] = ['PUT direct', 'PUT forwarded', 'GET local', 'GET remote', 'PUT factor 3', 'GET factor 3'];
@@ -74,66 +68,13 @@ interface Sample {
   readonly clientCpuUs: number;
 }
 
-interface Node {
-  readonly id: number;
-  readonly clientPort: number;
-  readonly child: Child;
-}
-
-async function startCluster(root: string, factor = 1): Promise<Node[]> {
-  const ports = await freePorts(2 * NODES);
-  const ids = Array.from({ length: NODES }, (_, index) => index + 1);
-  const clientPort = (id: number): number => ports[NODES + id - 1] as number;
-  const config = join(root, 'cluster.yaml');
-  writeFileSync(
-    config,
-    [
-      'storage: { fsync: interval, fsyncIntervalMs: 1000 }',
-      'segments: { maxEntries: 1000000000 }',
-      `replication: { factor: ${factor} }`,
-      'cluster:',
-      '  nodes:',
-      ...ids.map((id) => `    - { id: ${id}, clientPort: ${clientPort(id)}, raftPort: ${ports[id - 1]} }`),
-      '',
-    ].join('\n'),
-  );
-  // WALRUS_* variables would override the file: the nodes get none of them.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('WALRUS_')));
-  const nodes: Node[] = [];
-  try {
-    for (const id of ids) {
-      const dir = mkdtempSync(join(root, `node${id}-`));
-      const child = startChild(
-        process.execPath,
-        [WALRUS_BIN, 'start', '--config', config, '--node-id', String(id), '--data-dir', join(dir, 'data')],
-        dir,
-        env,
-      );
-      nodes.push({ id, clientPort: clientPort(id), child });
-    }
-    await Promise.all(nodes.map((node) => node.child.line(/"msg":"ready"/, START_TIMEOUT_MS)));
-    return nodes;
-  } catch (error) {
-    await stopAll(nodes);
-    throw error;
-  }
-}
-
-async function stopAll(nodes: readonly Node[]): Promise<void> {
-  await Promise.all(nodes.map((node) => node.child.stop()));
-}
-
-function nodesCpuSeconds(nodes: readonly Node[]): number {
-  return nodes.reduce((sum, node) => sum + processCpuSeconds(node.child.process.pid), 0);
-}
-
-async function timeRow(nodes: readonly Node[], count: number, operation: Operation, latencies: Float64Array): Promise<Sample> {
-  const cpuBefore = nodesCpuSeconds(nodes);
+async function timeRow(cluster: WalrusNodes, count: number, operation: Operation, latencies: Float64Array): Promise<Sample> {
+  const cpuBefore = cluster.cpuSeconds();
   const clientBefore = process.cpuUsage();
   const lanes = Array.from({ length: PIPELINE_DEPTH }, () => operation);
   const ms = await drive(count, lanes, latencies);
   const client = process.cpuUsage(clientBefore);
-  const cpu = nodesCpuSeconds(nodes) - cpuBefore;
+  const cpu = cluster.cpuSeconds() - cpuBefore;
   const sorted = latencies.slice(0, count).sort();
   return {
     opsPerSecond: (count * 1000) / ms,
@@ -144,42 +85,18 @@ async function timeRow(nodes: readonly Node[], count: number, operation: Operati
   };
 }
 
-/** Registers `topic` and returns the node leading its open segment, once every node knows the topic. */
-async function registerTopic(clients: ReadonlyMap<number, WalrusClient>, topic: string): Promise<number> {
-  const first = clients.get(1);
-  if (first === undefined) throw new Error('invariant: no client of node 1');
-  await first.register(topic);
-  let leader = 0;
-  for (const client of clients.values()) {
-    const deadline = Date.now() + START_TIMEOUT_MS;
-    for (;;) {
-      const state = await client.state(topic).catch(() => undefined);
-      if (state !== undefined) {
-        leader = state.leader_node;
-        break;
-      }
-      if (Date.now() > deadline) throw new Error(`topic ${topic} unknown to a node after ${START_TIMEOUT_MS} ms`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-  if (!clients.has(leader)) throw new Error(`STATE ${topic} names leader_node ${leader}, not a node of this run`);
-  return leader;
-}
-
 /** The four rows on a fresh topic: returns the samples and the nodes used. */
 async function measureTopic(
-  nodes: readonly Node[],
-  clients: ReadonlyMap<number, WalrusClient>,
+  cluster: WalrusNodes,
   topic: string,
   count: number,
   payload: string,
   latencies: Float64Array,
 ): Promise<{ samples: Map<RowName, Sample>; leader: number; other: number }> {
-  const leader = await registerTopic(clients, topic);
-  const other = nodes.map((node) => node.id).find((id) => id !== leader) ?? 0;
-  const direct = clients.get(leader);
-  const forwarded = clients.get(other);
-  if (direct === undefined || forwarded === undefined) throw new Error('invariant: no client');
+  const leader = await registerTopic(cluster, topic, 1);
+  const other = cluster.ids.find((id) => id !== leader) ?? 0;
+  const direct = cluster.client(leader);
+  const forwarded = cluster.client(other);
   const put =
     (client: WalrusClient): Operation =>
     () =>
@@ -192,10 +109,10 @@ async function measureTopic(
         throw new Error(`GET ${topic} returned ${value === null ? 'EMPTY' : `${value.length} chars`}`);
     };
   const samples = new Map<RowName, Sample>();
-  samples.set('PUT direct', await timeRow(nodes, count, put(direct), latencies));
-  samples.set('PUT forwarded', await timeRow(nodes, count, put(forwarded), latencies));
-  samples.set('GET local', await timeRow(nodes, count, get(direct), latencies));
-  samples.set('GET remote', await timeRow(nodes, count, get(forwarded), latencies));
+  samples.set('PUT direct', await timeRow(cluster, count, put(direct), latencies));
+  samples.set('PUT forwarded', await timeRow(cluster, count, put(forwarded), latencies));
+  samples.set('GET local', await timeRow(cluster, count, get(direct), latencies));
+  samples.set('GET remote', await timeRow(cluster, count, get(forwarded), latencies));
   const after = await forwarded.state(topic);
   if (after.leader_node !== leader)
     throw new Error(`the open segment of ${topic} moved from node ${leader} to ${after.leader_node} during the rows`);
@@ -205,22 +122,20 @@ async function measureTopic(
 
 /** The replicated cluster's rows on a fresh topic: PUTs, then GETs, through the segment's leader. */
 async function measureReplicated(
-  nodes: readonly Node[],
-  clients: ReadonlyMap<number, WalrusClient>,
+  cluster: WalrusNodes,
   topic: string,
   count: number,
   payload: string,
   latencies: Float64Array,
 ): Promise<{ samples: Map<RowName, Sample>; leader: number; other: number }> {
-  const leader = await registerTopic(clients, topic);
-  const client = clients.get(leader);
-  if (client === undefined) throw new Error('invariant: no client');
+  const leader = await registerTopic(cluster, topic, 1);
+  const client = cluster.client(leader);
   const samples = new Map<RowName, Sample>();
-  samples.set('PUT factor 3', await timeRow(nodes, count, () => client.put(topic, payload), latencies));
+  samples.set('PUT factor 3', await timeRow(cluster, count, () => client.put(topic, payload), latencies));
   samples.set(
     'GET factor 3',
     await timeRow(
-      nodes,
+      cluster,
       count,
       async () => {
         const value = await client.get(topic);
@@ -285,24 +200,25 @@ export async function runClusterBench(options: ClusterBenchOptions): Promise<voi
   const latencies = new Float64Array(Math.max(sizes.ops, sizes.warmUpOps));
   const samples = new Map<RowName, Sample[]>();
   const phase = async (factor: number, names: readonly RowName[], measure: typeof measureTopic): Promise<void> => {
-    let nodes: Node[] = [];
-    const clients = new Map<number, WalrusClient>();
+    let cluster: WalrusNodes | undefined;
     try {
-      nodes = await startCluster(root, factor);
-      log(
-        `  nodes: ${nodes.map((node) => `${node.id} (pid ${node.child.process.pid})`).join(', ')}; replication.factor ${factor}, storage.fsync interval 1000 ms, segments.maxEntries 1e9`,
+      cluster = await startWalrusNodes(
+        root,
+        [
+          'storage: { fsync: interval, fsyncIntervalMs: 1000 }',
+          'segments: { maxEntries: 1000000000 }',
+          `replication: { factor: ${factor} }`,
+        ],
+        { count: NODES, inFlightMax: PIPELINE_DEPTH, clientTimeoutMs: 30_000 },
       );
-      for (const node of nodes) {
-        clients.set(
-          node.id,
-          await WalrusClient.connect({ host: '127.0.0.1', port: node.clientPort, inFlightMax: PIPELINE_DEPTH, timeoutMs: 30_000 }),
-        );
-      }
+      log(
+        `  nodes: ${cluster.nodes.map((node) => `${node.id} (pid ${node.child.process.pid})`).join(', ')}; replication.factor ${factor}, storage.fsync interval 1000 ms, segments.maxEntries 1e9`,
+      );
       // Untimed warm-up: the JIT of every process, the node-to-node connections.
-      await measure(nodes, clients, `cluster-warm-${Date.now()}`, sizes.warmUpOps, payload, latencies);
+      await measure(cluster, `cluster-warm-${Date.now()}`, sizes.warmUpOps, payload, latencies);
       for (let repetition = 1; repetition <= sizes.repetitions; repetition++) {
         const topic = `cluster-${Date.now()}-${repetition}`;
-        const measured = await measure(nodes, clients, topic, sizes.ops, payload, latencies);
+        const measured = await measure(cluster, topic, sizes.ops, payload, latencies);
         for (const name of names) {
           const sample = measured.samples.get(name);
           if (sample === undefined) continue;
@@ -313,13 +229,12 @@ export async function runClusterBench(options: ClusterBenchOptions): Promise<voi
           );
         }
       }
-      for (const node of nodes) {
+      for (const node of cluster.nodes) {
         for (const line of node.child.matching(/"level":[4-6]\d/, 5, /"msg":"ready"/))
           log(`  node ${node.id} logged: ${line.slice(0, 300)}`);
       }
     } finally {
-      for (const client of clients.values()) await client.close().catch(() => undefined);
-      await stopAll(nodes).catch((error: unknown) => log(`  could not stop a node: ${String(error)}`));
+      await cluster?.stop().catch((error: unknown) => log(`  could not stop a node: ${String(error)}`));
     }
   };
   try {

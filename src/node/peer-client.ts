@@ -147,9 +147,7 @@ export class PeerClient {
       this.failQueued(`no internal address is known for ${this.label}`);
       return;
     }
-    const local = this.options.localHost;
-    const bindLocal = local !== undefined && local !== '0.0.0.0' && local !== '::' && local !== '';
-    const socket = connect({ host: address.host, port: address.port, ...(bindLocal ? { localAddress: local } : {}) });
+    const socket = connectFrom(address, this.options.localHost);
     this.socket = socket;
     this.decoder = new PeerFrameDecoder();
     socket.setNoDelay(true);
@@ -265,9 +263,8 @@ export class PeerClient {
  * answer comes within `timeoutMs` or the attempt fails otherwise: only a refusal is evidence.
  */
 export function connectionRefused(address: PeerAddress, localHost: string | undefined, timeoutMs: number): Promise<boolean> {
-  const bindLocal = localHost !== undefined && localHost !== '0.0.0.0' && localHost !== '::' && localHost !== '';
   return new Promise((resolve) => {
-    const socket = connect({ host: address.host, port: address.port, ...(bindLocal ? { localAddress: localHost } : {}) });
+    const socket = connectFrom(address, localHost);
     const done = (refused: boolean): void => {
       clearTimeout(timer);
       socket.destroy();
@@ -277,4 +274,10 @@ export function connectionRefused(address: PeerAddress, localHost: string | unde
     socket.once('connect', () => done(false));
     socket.once('error', (error: NodeJS.ErrnoException) => done(error.code === 'ECONNREFUSED'));
   });
+}
+
+/** A connection to `address` from `localHost` (this node's internal host; a wildcard or none is not bound). */
+function connectFrom(address: PeerAddress, localHost: string | undefined): Socket {
+  const bindLocal = localHost !== undefined && localHost !== '0.0.0.0' && localHost !== '::' && localHost !== '';
+  return connect({ host: address.host, port: address.port, ...(bindLocal ? { localAddress: localHost } : {}) });
 }

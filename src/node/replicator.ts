@@ -243,10 +243,7 @@ export class SegmentReplicator {
    */
   appended(count: number, last?: Uint8Array): void {
     if (this.stopped !== undefined || count <= this.local) return;
-    if (last !== undefined) {
-      if (this.recent.length === 0) this.recentFrom = count - 1;
-      if (count - 1 === this.recentFrom + this.recent.length && this.recent.length < RECENT_MAX) this.recent.push(last);
-    }
+    if (last !== undefined) this.remember(count - 1, last);
     this.local = count;
     this.recount();
     this.schedulePump();
@@ -402,12 +399,17 @@ export class SegmentReplicator {
       this.recent.splice(0, drop);
       this.recentFrom += drop;
     }
-    if (this.recent.length === 0) this.recentFrom = offset;
     const index = offset - this.recentFrom;
-    if (index >= 0 && index < this.recent.length) return this.recent[index] as Uint8Array;
+    if (this.recent.length > 0 && index >= 0 && index < this.recent.length) return this.recent[index] as Uint8Array;
     const payload = this.options.read(offset);
-    if (payload !== null && index === this.recent.length && index < RECENT_MAX) this.recent.push(payload);
+    if (payload !== null) this.remember(offset, payload);
     return payload;
+  }
+
+  /** Keeps `payload`, the entry at `offset`, for the runs: when it extends what is kept (or nothing is). */
+  private remember(offset: number, payload: Uint8Array): void {
+    if (this.recent.length === 0) this.recentFrom = offset;
+    if (offset === this.recentFrom + this.recent.length && this.recent.length < RECENT_MAX) this.recent.push(payload);
   }
 
   private answered(follower: Follower, sentTo: number, consumed: number, answer: ReplicaAnswer): void {

@@ -435,15 +435,18 @@ class Supervisor {
     if (this.announced || this.stopping || !this.nodes.every((each) => each.ready)) return;
     this.announced = true;
     clearInterval(this.probeTimer);
-    this.say(`${this.nodes.length} nodes ready (config ${this.prepared.configPath}, data under ${this.prepared.dataDir})`);
-    for (const { member, child } of this.nodes) {
-      this.say(
-        `  node ${member.id}  client ${member.clientHost}:${member.clientPort}  raft ${member.raftHost}:${member.raftPort}  pid ${child.pid}`,
-      );
-    }
+    // One write for the whole summary, so a script that sees the "ready" line has the node lines too.
     const first = this.prepared.members[0] as Member;
-    this.say(`try: walrus-cli --addr ${first.clientHost}:${first.clientPort} metrics   (current_leader is the Raft leader)`);
-    this.say('Ctrl-C stops every node');
+    const summary = [
+      `${this.nodes.length} nodes ready (config ${this.prepared.configPath}, data under ${this.prepared.dataDir})`,
+      ...this.nodes.map(
+        ({ member, child }) =>
+          `  node ${member.id}  client ${member.clientHost}:${member.clientPort}  raft ${member.raftHost}:${member.raftPort}  pid ${child.pid}`,
+      ),
+      `try: walrus-cli --addr ${first.clientHost}:${first.clientPort} metrics   (current_leader is the Raft leader)`,
+      'Ctrl-C stops every node',
+    ];
+    this.io.out(summary.map((line) => `[cluster] ${line}`).join('\n'));
   }
 
   private onExit(node: NodeChild, code: number | null, signal: NodeJS.Signals | null): void {

@@ -82,13 +82,20 @@ async function startCluster(
     { cwd: dir, env, lifetimeMs: 110_000 },
   );
   await cluster.waitForLine(new RegExp(`^\\[cluster\\] ${nodes} nodes ready`), 60_000);
+  // The summary's last line: every node line is out by then.
+  await cluster.waitForLine(/^\[cluster\] Ctrl-C stops every node$/, 5_000);
   const members = announced(cluster.stdout());
   return { cluster, members };
 }
 
 /** Whatever happened, no node outlives its test. */
-function killLeftovers(members: readonly Announced[]): void {
+async function killLeftovers(cluster: Running, members: readonly Announced[]): Promise<void> {
   for (const member of members) if (alive(member.pid)) process.kill(member.pid, 'SIGKILL');
+  // The command too (it stops any node the test did not learn of), by its own PID.
+  if (cluster.child.exitCode === null && cluster.child.signalCode === null) {
+    cluster.child.kill('SIGINT');
+    await Promise.race([cluster.exited, sleep(10_000)]);
+  }
 }
 
 test.serial(
@@ -172,7 +179,7 @@ test.serial(
         for (const id of [1, 2, 3]) t.regex(finished.stdout, new RegExp(`^\\[node ${id}\\] \\{.*"msg":"stopped"\\}$`, 'm'));
         for (const line of finished.stderr.split('\n').filter((each) => each !== '')) t.regex(line, /^\[node \d\] /);
       } finally {
-        killLeftovers(members);
+        await killLeftovers(cluster, members);
       }
     });
   },
@@ -220,7 +227,7 @@ test.serial(
         t.regex(finished.stdout, /^\[cluster\] the log level hides the nodes' "ready" lines/m);
         t.notRegex(finished.stdout, /^\[node \d\] \{"level":30,/m);
       } finally {
-        killLeftovers(members);
+        await killLeftovers(cluster, members);
       }
     });
   },

@@ -526,6 +526,17 @@ export class Walrus {
     return this.topicsByName.get(topic)?.visibleSeq ?? 0;
   }
 
+  /**
+   * Entries appended to the topic, counting those whose append has not been acknowledged yet
+   * (staged for this tick's write, or waiting for their sync): the offset the next append gets.
+   * entryCount() counts only what can be read.
+   */
+  appendedCount(topic: string): number {
+    this.checkOpen();
+    checkTopicName(topic);
+    return this.topicsByName.get(topic)?.nextSeq ?? 0;
+  }
+
   /** Entries appended (and acknowledged) but not yet consumed by the topic's cursor. */
   pendingCount(topic: string): number {
     this.checkOpen();

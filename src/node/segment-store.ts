@@ -1,7 +1,11 @@
 // The node's segment store: each segment of a topic is one engine topic keyed `t_<topic>_s_<n>`.
-// An append checks the write lease and appends while holding that key's lock, so a lease given
-// up (or moved by a rollover) between the check and the write cannot let an entry in: the check
-// and the append are one step per key. Counts come from what the engine holds, so they survive a
+// An append checks the write lease and stages the entry in one synchronous step, so a lease given
+// up (or moved by a rollover) between the check and the write cannot let an entry in. Appends do
+// not wait for one another's acknowledgement: those of one tick are written together (and synced
+// together under fsync `each`). What must not overlap an append in flight — a follower's replica
+// append, a fence, closing a segment early — takes the key's lock and waits for the appends in
+// flight to settle; an append that finds the key locked queues behind it, in arrival order.
+// Counts come from what the engine holds, so they survive a
 // restart (the original counted in memory and sealed wrong counts after one). A segment that has
 // reached `maxEntries` takes no more appends: the caller gets a retriable SEGMENT_FULL and the
 // lease is given up locally until the rollover that seals it has applied, so no acknowledged
@@ -84,8 +88,10 @@ export function errnoOf(error: unknown): string | undefined {
 
 export class SegmentStore {
   private readonly options: SegmentStoreOptions;
-  /** One append at a time per key, across the lease check and the write. */
+  /** Per key: held by what must not overlap an append in flight; appends that find it held queue behind. */
   private readonly locks = new KeyedLock();
+  /** Per key: leader appends staged and not yet settled (acknowledged or refused). */
+  private readonly inFlight = new Map<string, InFlightAppends>();
   /** Undefined while an outage has no engine to read from (it could not be opened, or is being reopened). */
   private wal: Walrus | undefined;
   private outage: Outage | undefined;
@@ -162,47 +168,84 @@ export class SegmentStore {
    */
   appendNow(topic: string, segment: number, payload: Uint8Array | string): number | Promise<number> {
     const key = segmentKey(topic, segment);
-    const release = this.locks.tryAcquire(key);
-    if (release === undefined) return this.locks.run(key, async () => this.appendHolding(key, topic, segment, payload));
-    let offset: number | Promise<number>;
-    try {
-      offset = this.appendHolding(key, topic, segment, payload);
-    } catch (error) {
-      release();
-      throw error;
+    // Behind a replica append, a fence or an early close (or appends already queued behind one).
+    // Its turn ends once it is staged, so appends arriving meanwhile do not queue behind its acknowledgement.
+    if (this.locks.isHeld(key)) {
+      return this.locks.acquire(key).then((release) => {
+        try {
+          return this.appendStaged(key, topic, segment, payload);
+        } finally {
+          release();
+        }
+      });
     }
-    if (typeof offset === 'number') {
-      release();
-      return offset;
-    }
-    return offset.finally(release);
+    return this.appendStaged(key, topic, segment, payload);
   }
 
-  /** The lease check and the append, with `key` held by the caller. */
-  private appendHolding(key: string, topic: string, segment: number, payload: Uint8Array | string): number | Promise<number> {
+  /**
+   * The lease check and the append, in one synchronous step. The entry's offset is the count of
+   * entries appended before it, acknowledged or not, so appends of one tick stage back to back.
+   */
+  private appendStaged(key: string, topic: string, segment: number, payload: Uint8Array | string): number | Promise<number> {
     const wal = this.writable();
     const lease = this.options.leases.check(key);
-    const count = wal.entryCount(key);
+    const count = wal.appendedCount(key);
     if (this.closedEarly.has(key)) {
       throw walrusError('SEGMENT_FULL', `segment ${key} is being handed over to another node (${count} entries); retry`, {
         details: { key, count },
       });
     }
     if (count >= this.options.maxEntries) {
-      this.options.leases.surrender(key);
-      this.options.onFull?.(topic, segment, count);
+      // With appends in flight, the one that filled the segment gives the lease up and reports it
+      // once it is acknowledged (giving the lease up now would leave them unconfirmed).
+      if (!this.inFlight.has(key)) {
+        this.options.leases.surrender(key);
+        this.options.onFull?.(topic, segment, count);
+      }
       throw walrusError('SEGMENT_FULL', `segment ${key} is full (${count} entries) and is being rolled over; retry`, {
         details: { key, count },
       });
     }
     const written = wal.append(key, payload);
     if (Walrus.acknowledged(written)) return this.appended(lease, topic, segment, count);
+    const appends = this.inFlightFor(key);
+    appends.count += 1;
     return written.then(
-      () => this.appended(lease, topic, segment, count),
+      () => {
+        this.settledOne(key, appends);
+        return this.appended(lease, topic, segment, count);
+      },
       (error: unknown) => {
+        this.settledOne(key, appends);
         throw this.storageFailed(error);
       },
     );
+  }
+
+  private inFlightFor(key: string): InFlightAppends {
+    let appends = this.inFlight.get(key);
+    if (appends === undefined) {
+      appends = { count: 0, idle: undefined, settled: undefined };
+      this.inFlight.set(key, appends);
+    }
+    return appends;
+  }
+
+  private settledOne(key: string, appends: InFlightAppends): void {
+    appends.count -= 1;
+    if (appends.count > 0) return;
+    if (this.inFlight.get(key) === appends) this.inFlight.delete(key);
+    appends.idle?.();
+  }
+
+  /** Resolves once every leader append of `key` in flight now has settled (at once when none is). */
+  private appendsSettled(key: string): Promise<void> {
+    const appends = this.inFlight.get(key);
+    if (appends === undefined) return SETTLED;
+    appends.settled ??= new Promise((resolve) => {
+      appends.idle = resolve;
+    });
+    return appends.settled;
   }
 
   /** An engine failure during an append: an IO failure starts (or is part of) an outage. */
@@ -405,7 +448,7 @@ export class SegmentStore {
   async closeEarly(topic: string, segment: number): Promise<number> {
     const key = segmentKey(topic, segment);
     this.closedEarly.add(key);
-    await this.locks.run(key, async () => undefined);
+    await this.locks.run(key, () => this.appendsSettled(key));
     await this.persist();
     return this.count(topic, segment);
   }
@@ -432,6 +475,7 @@ export class SegmentStore {
   ): Promise<number> {
     const key = segmentKey(topic, segment);
     return this.locks.run(key, async () => {
+      await this.appendsSettled(key);
       const wal = this.writable();
       const count = wal.entryCount(key);
       const plan = replicaWrite(count, offset, payloads.length, sealed, this.fenced.has(key));
@@ -463,7 +507,10 @@ export class SegmentStore {
       // On disk before the count is told: a restart must not take a replica append after it.
       if (this.options.fencesFile !== undefined) writeFences(this.options.fencesFile, this.fenced);
     }
-    return this.locks.run(key, async () => this.readable().entryCount(key));
+    return this.locks.run(key, async () => {
+      await this.appendsSettled(key);
+      return this.readable().entryCount(key);
+    });
   }
 
   /** Whether a failover fenced this node's copy of the segment. */
@@ -537,6 +584,14 @@ export class SegmentStore {
 }
 
 const CONSUMED_IN_MEMORY: Promise<void> = Promise.resolve();
+const SETTLED: Promise<void> = Promise.resolve();
+
+/** A key's leader appends in flight, and the wait of whoever needs them settled. */
+interface InFlightAppends {
+  count: number;
+  idle: (() => void) | undefined;
+  settled: Promise<void> | undefined;
+}
 
 /**
  * What a follower's copy holding `count` entries writes of a run of `length` entries at `offset`:

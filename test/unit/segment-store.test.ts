@@ -1,6 +1,7 @@
-// Lease fencing and the segment store: a node writes a segment only under a current lease, one
-// append at a time per segment across the lease check and the write; a full segment takes no
-// more appends (nothing lands past the count a rollover will seal); counts survive a restart.
+// Lease fencing and the segment store: a node writes a segment only under a current lease, the
+// lease check and the staging of an append being one step; appends of one tick are written (and
+// synced) together; a full segment takes no more appends (nothing lands past the count a rollover
+// will seal); counts survive a restart.
 
 import test from 'ava';
 import { Walrus } from '../../src/engine/walrus.js';
@@ -328,6 +329,60 @@ test('persist() syncs what was appended (a seal is proposed only after it), and 
       t.is(refused?.code, 'STORAGE_UNAVAILABLE');
       t.is((await t.throwsAsync<WalrusError>(store.persist()))?.code, 'STORAGE_UNAVAILABLE');
     } finally {
+      leases.stop();
+      await store.close();
+    }
+  });
+});
+
+test("appends to one segment do not wait for one another: under fsync 'each' those of one tick share a sync, and a fence or early close waits for them", async (t) => {
+  await withTempDir(async (dir) => {
+    const storage = new FaultyBackend();
+    const wal = await Walrus.open({ dataDir: dir, logger: silent(), fsync: 'each', storage });
+    // A slow disk from now on: every sync waits until released, so the appends stay in flight meanwhile.
+    let release = (): void => undefined;
+    storage.holdSyncs = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const metadata = new FakeMetadata();
+    metadata.set('a', 1, 1);
+    metadata.set('b', 1, 2);
+    const leases = new LeaseTable({ nodeId: 1, source: metadata });
+    leases.start();
+    const store = new SegmentStore({ wal, leases, maxEntries: 100 });
+    try {
+      const syncsBefore = storage.syncs;
+      const appends = Array.from({ length: 20 }, (_, index) => store.append('a', 1, `e${index}`));
+      // All 20 are staged at once, none readable before its sync.
+      t.is(wal.appendedCount(segmentKey('a', 1)), 20);
+      t.is(store.count('a', 1), 0);
+      const closed = store.closeEarly('a', 1);
+      const late = store.append('a', 1, 'after the close');
+      let closedAt: number | undefined;
+      void closed.then((count) => {
+        closedAt = count;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      t.is(closedAt, undefined, 'the early close waits for the appends in flight');
+      release();
+      storage.holdSyncs = undefined;
+      t.deepEqual(
+        await Promise.all(appends),
+        Array.from({ length: 20 }, (_, index) => index),
+      );
+      t.is(await closed, 20);
+      t.is((await t.throwsAsync<WalrusError>(late))?.code, 'SEGMENT_FULL', 'closed early: later appends are refused');
+      t.true(storage.syncs - syncsBefore <= 3, `20 appends of one tick took ${storage.syncs - syncsBefore} syncs`);
+      t.deepEqual(
+        [0, 19].map((offset) => store.read('a', 1, offset)?.toString()),
+        ['e0', 'e19'],
+      );
+      // A follower's fence of a copy waits for the same: here a copy this node keeps for node 2.
+      t.is(await store.appendReplica('b', 1, 0, [Buffer.from('r0'), Buffer.from('r1')]), 2);
+      t.is(await store.fence('b', 1), 2);
+      t.is((await t.throwsAsync<WalrusError>(store.appendReplica('b', 1, 2, [Buffer.from('r2')])))?.code, 'NOT_LEADER_FOR_PARTITION');
+    } finally {
+      release();
       leases.stop();
       await store.close();
     }

@@ -14,12 +14,13 @@
 // 0.5 × local GET ops/s; PUT direct with factor 3 ≥ 0.5 × PUT direct (factor 1).
 //
 // The nodes are started by bench/walrus-nodes.ts: each a `walrus start --config FILE --node-id N` child of this process with its own temp
-// data directory, storage.fsync interval every 1000 ms (as the server benchmark's node) and
+// data directory, storage.fsync interval every 1000 ms (as the server benchmark's node; `--fsync each` syncs every entry) and
 // segments.maxEntries large enough that no rollover happens during a row; all are stopped by PID
 // (SIGTERM, then SIGKILL) however the run ends.
 //
 //   npm run bench -- cluster            # full run
 //   npm run bench -- cluster --smoke    # a few seconds (CI)
+//   npm run bench -- cluster --fsync each   # every entry synced before its acknowledgement
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
@@ -42,6 +43,8 @@ import { registerTopic, startWalrusNodes, type WalrusNodes } from './walrus-node
 
 export interface ClusterBenchOptions {
   readonly smoke: boolean;
+  /** storage.fsync of the nodes: `interval` (every 1000 ms, the default) or `each` (every entry synced before its acknowledgement). */
+  readonly fsync?: 'interval' | 'each';
 }
 
 const FULL: Sizes = { ops: 30_000, repetitions: 3, warmUpOps: 3_000 };
@@ -183,6 +186,9 @@ function target(rows: ReadonlyMap<RowName, Sample>, cross: RowName, base: RowNam
 
 export async function runClusterBench(options: ClusterBenchOptions): Promise<void> {
   const sizes = options.smoke ? SMOKE : FULL;
+  const each = options.fsync === 'each';
+  const storage = each ? 'storage: { fsync: each }' : 'storage: { fsync: interval, fsyncIntervalMs: 1000 }';
+  const fsyncText = each ? 'storage.fsync each' : 'storage.fsync interval 1000 ms';
   const log = (line: string): void => console.log(line);
   log(
     `cluster: three Walrus nodes on loopback, any node serves any request (${options.smoke ? 'smoke sizes: indicative only' : 'full sizes'})`,
@@ -202,17 +208,13 @@ export async function runClusterBench(options: ClusterBenchOptions): Promise<voi
   const phase = async (factor: number, names: readonly RowName[], measure: typeof measureTopic): Promise<void> => {
     let cluster: WalrusNodes | undefined;
     try {
-      cluster = await startWalrusNodes(
-        root,
-        [
-          'storage: { fsync: interval, fsyncIntervalMs: 1000 }',
-          'segments: { maxEntries: 1000000000 }',
-          `replication: { factor: ${factor} }`,
-        ],
-        { count: NODES, inFlightMax: PIPELINE_DEPTH, clientTimeoutMs: 30_000 },
-      );
+      cluster = await startWalrusNodes(root, [storage, 'segments: { maxEntries: 1000000000 }', `replication: { factor: ${factor} }`], {
+        count: NODES,
+        inFlightMax: PIPELINE_DEPTH,
+        clientTimeoutMs: 30_000,
+      });
       log(
-        `  nodes: ${cluster.nodes.map((node) => `${node.id} (pid ${node.child.process.pid})`).join(', ')}; replication.factor ${factor}, storage.fsync interval 1000 ms, segments.maxEntries 1e9`,
+        `  nodes: ${cluster.nodes.map((node) => `${node.id} (pid ${node.child.process.pid})`).join(', ')}; replication.factor ${factor}, ${fsyncText}, segments.maxEntries 1e9`,
       );
       // Untimed warm-up: the JIT of every process, the node-to-node connections.
       await measure(cluster, `cluster-warm-${Date.now()}`, sizes.warmUpOps, payload, latencies);

@@ -1,5 +1,5 @@
 // Runs the benchmark suites and prints their figures, side by side within each suite.
-// Usage: npm run bench [-- SUITE... [--smoke] [--backend LIST]]   (no names: every suite)
+// Usage: npm run bench [-- SUITE... [--smoke] [--backend LIST] [--fsync each]]   (no names: every suite)
 //        npm run bench:engine [-- --smoke] [-- --backend fd,mmap,uring]
 // `kernel` is a benchmark.js suite (ops/s ± error); `engine` runs the fixed-count workloads W1–W6
 // (bench/engine.bench.ts); `raft` measures commits per second and failover (bench/raft.bench.ts);
@@ -10,7 +10,8 @@
 // 256 B publish→ack and read workload (bench/jetstream.bench.ts; skipped without nats-server);
 // `failover` SIGKILLs the open segment's leader again and again and times writes resuming (bench/failover.bench.ts).
 // `--smoke` applies to `engine`, `raft`, `server`, `flood`, `cluster`, `jetstream` and `failover`, `--backend` to `engine` only: a comma list of
-// backends to run side by side (default: every backend that can run here).
+// backends to run side by side (default: every backend that can run here); `--fsync each` to `cluster`
+// only: its nodes sync every entry before acknowledging it (default: interval, every 1000 ms).
 
 import type Benchmark from 'benchmark';
 import { applyProcessSwitches } from '../src/commands/process-switches.js';
@@ -26,6 +27,8 @@ interface Options {
   smoke: boolean;
   /** Empty: every backend that can run here. */
   backends: EngineBackend[];
+  /** The cluster suite's storage.fsync schedule. */
+  fsync: 'interval' | 'each';
 }
 
 const SUITES: Record<string, (options: Options) => Promise<void>> = {
@@ -63,7 +66,7 @@ function fail(message: string): never {
 
 function parseArguments(args: readonly string[]): { names: string[]; options: Options } {
   const names: string[] = [];
-  const options: Options = { smoke: false, backends: [] };
+  const options: Options = { smoke: false, backends: [], fsync: 'interval' };
   for (let index = 0; index < args.length; index++) {
     const arg = args[index] ?? '';
     if (arg === '--smoke') {
@@ -74,8 +77,13 @@ function parseArguments(args: readonly string[]): { names: string[]; options: Op
       const wrong = list.filter((name) => !BACKENDS.includes(name as EngineBackend));
       if (list.length === 0 || wrong.length > 0) fail(`--backend takes a comma list of ${BACKENDS.join(', ')}; got ${value ?? 'nothing'}`);
       options.backends = [...new Set(list)] as EngineBackend[];
+    } else if (arg === '--fsync' || arg.startsWith('--fsync=')) {
+      const value = arg === '--fsync' ? args[++index] : arg.slice('--fsync='.length);
+      if (value !== 'each' && value !== 'interval')
+        fail(`--fsync takes each or interval (for the cluster suite); got ${value ?? 'nothing'}`);
+      options.fsync = value;
     } else if (arg.startsWith('-')) {
-      fail(`unknown option ${arg}; known: --smoke, --backend fd,mmap,uring`);
+      fail(`unknown option ${arg}; known: --smoke, --backend fd,mmap,uring, --fsync each|interval`);
     } else {
       names.push(arg);
     }

@@ -234,7 +234,7 @@ export class SegmentStore {
   private settledOne(key: string, appends: InFlightAppends): void {
     appends.count -= 1;
     if (appends.count > 0) return;
-    if (this.inFlight.get(key) === appends) this.inFlight.delete(key);
+    this.inFlight.delete(key);
     appends.idle?.();
   }
 

@@ -377,7 +377,25 @@ test("appends to one segment do not wait for one another: under fsync 'each' tho
         [0, 19].map((offset) => store.read('a', 1, offset)?.toString()),
         ['e0', 'e19'],
       );
-      // A follower's fence of a copy waits for the same: here a copy this node keeps for node 2.
+      // A fence waits for the appends in flight too, and counts them.
+      metadata.set('c', 1, 1);
+      let releaseAgain = (): void => undefined;
+      storage.holdSyncs = new Promise<void>((resolve) => {
+        releaseAgain = resolve;
+      });
+      const more = Array.from({ length: 5 }, (_, index) => store.append('c', 1, `c${index}`));
+      let fencedAt: number | undefined;
+      const fenced = store.fence('c', 1).then((count) => {
+        fencedAt = count;
+        return count;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      t.is(fencedAt, undefined, 'the fence waits for the appends in flight');
+      releaseAgain();
+      storage.holdSyncs = undefined;
+      t.deepEqual(await Promise.all(more), [0, 1, 2, 3, 4]);
+      t.is(await fenced, 5);
+      // A follower's copy (one this node keeps for node 2) is fenced as before: no replica append after it.
       t.is(await store.appendReplica('b', 1, 0, [Buffer.from('r0'), Buffer.from('r1')]), 2);
       t.is(await store.fence('b', 1), 2);
       t.is((await t.throwsAsync<WalrusError>(store.appendReplica('b', 1, 2, [Buffer.from('r2')])))?.code, 'NOT_LEADER_FOR_PARTITION');

@@ -107,6 +107,8 @@ class Fifo<T> {
 
 /** A UTF-16 surrogate without its partner: UTF-8 cannot carry it (it would arrive as U+FFFD). */
 const LONE_SURROGATE = /\p{Cs}/u;
+/** A settled promise: a reaction on it is a plain microtask (queueMicrotask also makes an async resource). */
+const SETTLED: Promise<void> = Promise.resolve();
 
 export class WalrusClient {
   readonly host: string;
@@ -140,6 +142,8 @@ export class WalrusClient {
   /** A connection was lost and reconnect is off: every request fails. */
   private down = false;
   private closed = false;
+  /** A pump is due at the end of this run of code (schedulePump). */
+  private pumpScheduled = false;
 
   /** A client for `host:port` (`[v6]:port` for IPv6) or options; connects on the first request. */
   constructor(target: string | WalrusClientOptions) {
@@ -285,9 +289,25 @@ export class WalrusClient {
       const deadline = performance.now() + this.timeoutMs;
       this.waiting.push({ frame: encodeSizedFrame(text, bytes), resolve, reject, deadline });
       this.armDeadline(deadline);
-      this.pump();
+      this.schedulePump();
     });
   }
+
+  /**
+   * Requests made in one run of code (the callers a batch of replies woke, each sending its next
+   * request) are written together once it ends: one system call for the burst, not one each,
+   * and so fewer, fuller reads on the server. A lone request still goes out before any I/O.
+   */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    void SETTLED.then(this.scheduledPump);
+  }
+
+  private readonly scheduledPump = (): void => {
+    this.pumpScheduled = false;
+    this.pump();
+  };
 
   /** Makes sure the deadline timer fires by `deadline` (a request was just queued). */
   private armDeadline(deadline: number): void {

@@ -3,6 +3,7 @@
 // timeouts, a server that drops the connection, reconnecting, and requests refused before
 // anything is sent.
 
+import { readFileSync } from 'node:fs';
 import test, { type ExecutionContext } from 'ava';
 import { ClientError, WalrusClient } from '../../src/client/index.js';
 import { limits } from '../../src/kernel/limits.js';
@@ -275,3 +276,45 @@ test('addresses and options are checked', (t) => {
   t.throws(() => new WalrusClient({ host: 'h', port: 1, timeoutMs: 0 }), { instanceOf: TypeError });
   t.throws(() => new WalrusClient({ host: 'h', port: 1, inFlightMax: 0 }), { instanceOf: TypeError });
 });
+
+/** Write system calls this process has made so far (Linux: /proc/self/io), or undefined where that cannot be read. */
+function writeCalls(): number | undefined {
+  try {
+    const match = /^syscw: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'));
+    return match === null ? undefined : Number(match[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+const canCountWrites = writeCalls() !== undefined;
+
+(canCountWrites ? test : test.skip)(
+  `requests made together leave in one write; a lone one is written before any I/O${canCountWrites ? '' : ' (skipped: /proc/self/io cannot be read here, so writes cannot be counted)'}`,
+  async (t) => {
+    const server = await startServer((request) => (request.startsWith('GET ') ? `OK ${request.slice(4)}` : 'OK'));
+    const client = new WalrusClient({ host: '127.0.0.1', port: server.port, inFlightMax: 64 });
+    try {
+      await client.register('warm');
+      // 40 callers in one run of code (as when a batch of replies wakes them all): nothing can run
+      // in between (the server is in this process), so the count is this client's alone.
+      let before = writeCalls() as number;
+      const calls = Array.from({ length: 40 }, (_, index) => client.get(`t${index}`));
+      await Promise.resolve();
+      const burst = (writeCalls() as number) - before;
+      t.is(burst, 1, `${burst} write calls for 40 requests`);
+      t.deepEqual(
+        await Promise.all(calls),
+        calls.map((_, index) => `t${index}`),
+      );
+      before = writeCalls() as number;
+      const lone = client.get('alone');
+      await Promise.resolve();
+      t.is((writeCalls() as number) - before, 1, 'the lone request was written before the event loop turned');
+      t.is(await lone, 'alone');
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  },
+);

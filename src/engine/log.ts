@@ -113,8 +113,19 @@ export class LogWriter {
   private flushScheduled = false;
   /** True from a write made at once (see acknowledge) to the end of that tick. */
   private wroteThisTick = false;
+  /** Single acknowledgements asked for in this tick, and whether the tick's end is scheduled. */
+  private singleAcks = 0;
+  private tickEndDue = false;
+  /**
+   * The last tick asked for more than one single acknowledgement (pipelined appends): the next
+   * tick's first is staged with the rest rather than written at once, one write for the burst.
+   */
+  private bursting = false;
   private readonly tickEnded = (): void => {
+    this.tickEndDue = false;
     this.wroteThisTick = false;
+    this.bursting = this.singleAcks > 1;
+    this.singleAcks = 0;
   };
   private readonly flushAtTickEnd = (): void => {
     this.flushScheduled = false;
@@ -268,13 +279,20 @@ export class LogWriter {
    */
   acknowledge(writeNowIfIdle = false): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
-    if (writeNowIfIdle && this.waiter === undefined && !this.wroteThisTick && this.options.sync.kind !== 'each') {
+    if (writeNowIfIdle) {
+      this.singleAcks += 1;
+      if (!this.tickEndDue) {
+        this.tickEndDue = true;
+        void SETTLED.then(this.tickEnded);
+      }
+    }
+    if (writeNowIfIdle && !this.bursting && this.waiter === undefined && !this.wroteThisTick && this.options.sync.kind !== 'each') {
       // The first such acknowledgement of a tick, with nothing else waiting, is written at once:
       // an append awaited in a loop then costs one write and no pending promise. Whatever comes
-      // later in the same tick is staged and written together at its end, as before. (Batches
-      // always wait for the end of the tick: they become visible as their promise settles.)
+      // later in the same tick is staged and written together at its end, as before; and while
+      // ticks bring several (pipelined appends), the first waits with them (one write a tick, not
+      // two). (Batches always wait for the end of the tick: they become visible as their promise settles.)
       this.wroteThisTick = true;
-      void SETTLED.then(this.tickEnded);
       this.flush();
       return this.failure === undefined ? SETTLED : Promise.reject(this.failure);
     }

@@ -199,3 +199,37 @@ test("fsync 'each': an entry whose fdatasync fails is never readable, not even a
     await reopened.close();
   });
 });
+
+test('pipelined appends cost one write a tick; an append awaited alone is still written before append() returns', async (t) => {
+  await withTempDir(async (dir) => {
+    const storage = new FaultyBackend();
+    const wal = await Walrus.open({ dataDir: dir, fsync: 'none', storage, logger: silent() });
+    await wal.append('t', 'warm-up');
+    // One producer awaiting each append: each is written at once, one write each.
+    let before = storage.writes;
+    for (let index = 0; index < 5; index++) {
+      const append = wal.append('t', `alone-${index}`);
+      t.true(Walrus.acknowledged(append), `append ${index} was written before append() returned`);
+      await append;
+    }
+    t.is(storage.writes - before, 5);
+    // Bursts of 20 appends a tick (a server taking a chunk of pipelined PUTs): the first burst
+    // costs two writes (its first append was written at once), every later one a single write.
+    const writesPerBurst: number[] = [];
+    for (let burst = 0; burst < 4; burst++) {
+      before = storage.writes;
+      await Promise.all(Array.from({ length: 20 }, (_, index) => wal.append('t', `burst-${burst}-${index}`)));
+      writesPerBurst.push(storage.writes - before);
+    }
+    t.deepEqual(writesPerBurst, [2, 1, 1, 1]);
+    // Back to one append at a time: the first waits for the end of its tick, the next ones are written at once again.
+    const first = wal.append('t', 'after-0');
+    t.false(Walrus.acknowledged(first), 'the first append after a burst waits for the end of its tick');
+    await first;
+    const second = wal.append('t', 'after-1');
+    t.true(Walrus.acknowledged(second), 'alone again: written at once');
+    await second;
+    t.is(wal.pendingCount('t'), 1 + 5 + 80 + 2);
+    await wal.close();
+  });
+});

@@ -76,9 +76,11 @@ export class Replication {
   appended(topic: string, segment: number, offset: number, payload?: string | Uint8Array): Promise<void> | undefined {
     const replicator = this.replicators.get(segmentKey(topic, segment));
     if (replicator === undefined) return undefined;
-    // A text payload's bytes are what the engine wrote (UTF-8), so the runs need not read them
-    // back; bytes are read back (the caller's buffer may be reused).
-    replicator.appended(offset + 1, typeof payload === 'string' ? Buffer.from(payload, 'utf8') : undefined);
+    // The runs take the entry from here rather than read it back from the log: a text payload's
+    // UTF-8 bytes are what the engine wrote; bytes are copied (a view would keep alive the whole
+    // chunk of requests it came in for as long as the runs keep it).
+    const bytes = payload === undefined ? undefined : typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.from(payload);
+    replicator.appended(offset + 1, bytes);
     if (this.options.acks === 'leader') return undefined;
     // Whatever stops the wait, the entry is written here: never a "not mine" that would have it sent again.
     return this.committedWithin(replicator, offset + 1).catch((error: unknown) => {

@@ -146,6 +146,8 @@ export class SegmentReplicator {
   /** Entries read for runs, from offset recentFrom on, kept until every follower was sent them (entry()). */
   private recent: Uint8Array[] = [];
   private recentFrom = 0;
+  /** Bytes of the entries in `recent`. */
+  private recentBytes = 0;
   /** Rejects waiters older than waitMs; runs while any waits (one timer, not one per PUT). */
   private sweeper: unknown;
   private readonly clock: ReplicatorClock;
@@ -388,7 +390,7 @@ export class SegmentReplicator {
   /**
    * The entry at `offset` of the leader's copy, read once for all the followers: the entries read
    * for the first follower's run are kept until every follower has been sent them (or
-   * RECENT_MAX is reached, past which they are read again).
+   * RECENT_MAX or RECENT_BYTES_MAX is reached, past which they are read again).
    */
   private entry(offset: number): Uint8Array | null {
     let lowest = Number.POSITIVE_INFINITY;
@@ -396,6 +398,7 @@ export class SegmentReplicator {
     // Drop what every follower has been sent (a resend after a failure reads them again).
     const drop = Math.min(this.recent.length, lowest - this.recentFrom);
     if (drop > 0) {
+      for (let at = 0; at < drop; at++) this.recentBytes -= (this.recent[at] as Uint8Array).length;
       this.recent.splice(0, drop);
       this.recentFrom += drop;
     }
@@ -408,8 +411,14 @@ export class SegmentReplicator {
 
   /** Keeps `payload`, the entry at `offset`, for the runs: when it extends what is kept (or nothing is). */
   private remember(offset: number, payload: Uint8Array): void {
-    if (this.recent.length === 0) this.recentFrom = offset;
-    if (offset === this.recentFrom + this.recent.length && this.recent.length < RECENT_MAX) this.recent.push(payload);
+    if (this.recent.length === 0) {
+      this.recentFrom = offset;
+      this.recentBytes = 0;
+    }
+    if (offset !== this.recentFrom + this.recent.length || this.recent.length >= RECENT_MAX) return;
+    if (this.recentBytes + payload.length > RECENT_BYTES_MAX && this.recent.length > 0) return;
+    this.recent.push(payload);
+    this.recentBytes += payload.length;
   }
 
   private answered(follower: Follower, sentTo: number, consumed: number, answer: ReplicaAnswer): void {
@@ -487,6 +496,8 @@ const COMMITTED: Promise<void> = Promise.resolve();
 const EXTRA_RUN_FACTOR = 4;
 /** Entries read for runs that are kept for the other followers' runs at most. */
 const RECENT_MAX = 4_096;
+/** ... and at most this many bytes of them (a follower that is down must not make the leader keep large entries). */
+const RECENT_BYTES_MAX = 8 * 1024 * 1024;
 
 const heldOf = (follower: Follower): number => follower.held;
 const confirmedConsumedOf = (follower: Follower): number => follower.confirmedConsumed;

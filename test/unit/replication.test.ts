@@ -135,6 +135,42 @@ test('entries the leader hands over with their append are sent without reading i
   t.deepEqual(reads, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
 });
 
+test('while a follower is down the leader keeps at most 8 MiB of handed-over entries; the rest are read back for it', async (t) => {
+  const followers = { 2: new FakeFollower(), 3: new FakeFollower() };
+  followers[3].down = true;
+  const log: string[] = [];
+  const reads: number[] = [];
+  const replicator = new SegmentReplicator({
+    topic: 't',
+    segment: 1,
+    epoch: 1,
+    followers: [2, 3],
+    extraDelayMs: 0,
+    retryMs: 10,
+    transport: { send: (id, run) => (followers[id as 2 | 3] as FakeFollower).take(run) },
+    read: (offset) => {
+      reads.push(offset);
+      return offset < log.length ? Buffer.from(log[offset] as string) : null;
+    },
+  });
+  const mib = 1024 * 1024;
+  for (let index = 0; index < 12; index++) {
+    log.push(String.fromCharCode(97 + index).repeat(mib));
+    replicator.appended(log.length, Buffer.from(log[index] as string));
+  }
+  await replicator.committed(12);
+  followers[3].down = false;
+  await until(() => followers[3].entries.length === 12);
+  t.true(followers[2].entries.every((entry, index) => entry === log[index]) && followers[2].entries.length === 12);
+  t.true(followers[3].entries.every((entry, index) => entry === log[index]));
+  // The first 8 MiB (entries 0-7) were kept for the follower that was down; 8-11 were read back, for each follower.
+  t.true(reads.length > 0 && reads.every((offset) => offset >= 8), `read back: ${reads.join(', ')}`);
+  t.deepEqual(
+    [...new Set(reads)].sort((a, b) => a - b),
+    [8, 9, 10, 11],
+  );
+});
+
 test('one follower down: PUTs still commit with the other; it catches up from where it was once back', async (t) => {
   const followers = { 2: new FakeFollower(), 3: new FakeFollower() };
   const { put, log, replicator } = replicated(followers, { retryMs: 10 });

@@ -211,6 +211,12 @@ export const ERROR_CODES = {
     retriable: true,
     summary: 'A proposal was overwritten by a new leader before it committed; nothing of it applied, retry it.',
   },
+  CONSENSUS_UNAVAILABLE: {
+    kind: 'busy',
+    retriable: true,
+    summary:
+      'The store that keeps the metadata (etcd, with the consensus-etcd plugin) did not take a metadata change: it could not be reached, or failed before it answered, so whether the change was written is unknown. Retry once it is back.',
+  },
   PEER_UNAVAILABLE: {
     kind: 'busy',
     retriable: true,

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
+import { etcdClient } from '../../src/plugins/consensus-etcd/client.js';
 import { freePorts } from './net.js';
 
 /** Why etcd cannot run here, or undefined when it can. */
@@ -23,7 +24,7 @@ export interface TestEtcd {
   /** host:port of its client URL. */
   readonly endpoint: string;
   readonly dataDir: string;
-  /** A new client of it (close it yourself). */
+  /** A new client of it, set up as the plugin sets its own (close it yourself). */
   client(): Etcd3;
   /** SIGKILLs it (by PID) and waits for the exit. */
   kill(): Promise<void>;
@@ -95,7 +96,7 @@ export async function startEtcd(): Promise<TestEtcd> {
   return {
     endpoint,
     dataDir,
-    client: () => new Etcd3({ hosts: endpoint, dialTimeout: 2000 }),
+    client: () => etcdClient({ endpoints: [endpoint], requestTimeoutMs: 2000 }),
     kill,
     restart: launch,
     stop: async () => {

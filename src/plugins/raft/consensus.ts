@@ -1,9 +1,10 @@
 // The raft plugin's side of the Consensus contract (src/contracts/consensus.ts): RaftConsensus
-// answers for a RaftNode once the plugin has started it, and MachineSlot keeps what was applied
-// before the node's state machine registered.
+// answers for a RaftNode once the plugin has started it (src/node/machine-slot.ts keeps what was
+// applied before the node's state machine registered).
 
 import type { Consensus, ConsensusStatus, RaftMetrics, StateMachine } from '../../contracts/consensus.js';
 import { ConfigError } from '../../kernel/errors.js';
+import { MachineSlot } from '../../node/machine-slot.js';
 import type { NodeId } from './core/types.js';
 import { raftMetrics } from './metrics.js';
 import type { RaftNode, RaftTiming } from './node.js';
@@ -30,50 +31,6 @@ export function timingOf(settings: RaftSettings): RaftTiming {
     electionMaxMs: settings.electionTimeoutMaxMs,
     heartbeatMs: settings.heartbeatMs,
   };
-}
-
-/**
- * Delivers applied commands to the registered state machine; until one registers, keeps them
- * (and the latest restored snapshot) to replay to it, so a consumer that starts after Raft has
- * replayed its log misses nothing.
- */
-export class MachineSlot implements StateMachine {
-  private machine: StateMachine | undefined;
-  private pendingSnapshot: Uint8Array | undefined;
-  private pending: { readonly command: Uint8Array; readonly index: number }[] = [];
-
-  snapshotReady(): boolean {
-    return this.machine !== undefined && (this.machine.snapshotReady?.() ?? true);
-  }
-
-  register(machine: StateMachine): void {
-    if (this.machine !== undefined) throw new Error('a state machine is already registered with consensus');
-    this.machine = machine;
-    if (this.pendingSnapshot !== undefined) machine.restore(this.pendingSnapshot);
-    for (const { command, index } of this.pending) machine.apply(command, index);
-    this.pendingSnapshot = undefined;
-    this.pending = [];
-  }
-
-  apply(command: Uint8Array, index: number): unknown {
-    if (this.machine !== undefined) return this.machine.apply(command, index);
-    this.pending.push({ command, index });
-    return undefined;
-  }
-
-  snapshot(): Uint8Array {
-    if (this.machine === undefined) throw new Error('no state machine to snapshot');
-    return this.machine.snapshot();
-  }
-
-  restore(data: Uint8Array): void {
-    if (this.machine !== undefined) {
-      this.machine.restore(data);
-      return;
-    }
-    this.pendingSnapshot = data;
-    this.pending = [];
-  }
 }
 
 /** The Consensus a kernel resolves: a RaftNode once the plugin has started it. */

@@ -1,0 +1,350 @@
+// The Consensus contract (src/contracts/consensus.ts) over an etcd cluster (issue 15). etcd is the
+// quorum: what it has taken is committed, and this node's contact with a quorum is its contact
+// with etcd.
+//
+// Keys, under `etcd.prefix` (P):
+// - P/log/…       the metadata commands (command-log.ts); the apply index is the etcd revision;
+// - P/snapshot    the state machine's snapshot and the revision it covers;
+// - P/nodes/<id>  the cluster's members (`{ host, port }` of the internal port): membership is data
+//                 here; a join registers the node, a removal deletes its key;
+// - P/alive/<id>  present while node <id> keeps its etcd lease alive (a TTL of etcd.leaseTtlMs);
+// - P/leader      the id of the node that leads, bound to its lease: created by whoever finds it
+//                 absent (a transaction), gone when that node's lease ends. The term is the
+//                 revision that created it, so each leadership has a larger one.
+//
+// A node whose lease is lost (etcd unreachable for longer than the TTL, or this process frozen)
+// is no longer alive or leader for the others; it counts itself as out of contact from its last
+// keepalive on, so the write leases that rest on quorumContactAgeMs end on their own.
+
+import type { Etcd3, Lease, Watcher } from 'etcd3';
+import type { Consensus, ConsensusStatus, NodeId, RaftMetrics, StateMachine } from '../../contracts/consensus.js';
+import { walrusError } from '../../kernel/errors.js';
+import { MachineSlot } from '../../node/machine-slot.js';
+import { EtcdCommandLog } from './command-log.js';
+
+export interface EtcdConsensusOptions {
+  readonly client: Etcd3;
+  readonly prefix: string;
+  readonly id: NodeId;
+  /** This node's internal port, recorded in P/nodes/<id>. */
+  readonly address: { readonly host: string; readonly port: number };
+  /** The lease's TTL; etcd counts in whole seconds, so it is rounded up (at least 2 s). */
+  readonly leaseTtlMs: number;
+  /** Whether this node registers itself as a member when it is not one yet (false: it waits to be added, a join). */
+  readonly register: boolean;
+  /**
+   * How often this node reads from etcd to show it is in contact with etcd's quorum (default
+   * 100 ms; keep it well under lease.ttlMs, which the write leases compare the contact's age with).
+   */
+  readonly contactProbeMs?: number;
+  readonly onProblem?: (problem: { readonly message: string; readonly error?: unknown }) => void;
+  readonly onRoleChange?: (status: ConsensusStatus) => void;
+}
+
+interface MemberRecord {
+  readonly host: string;
+  readonly port: number;
+}
+
+export class EtcdConsensus implements Consensus {
+  readonly slot = new MachineSlot();
+  private readonly options: EtcdConsensusOptions;
+  private readonly log: EtcdCommandLog;
+  private readonly nodesPrefix: string;
+  private readonly alivePrefix: string;
+  private readonly leaderKey: string;
+  private lease: Lease | undefined;
+  private leaseId: string | undefined;
+  private lastContact = Number.NEGATIVE_INFINITY;
+  private members = new Map<NodeId, MemberRecord>();
+  private alive = new Set<NodeId>();
+  /** When each member was last seen alive (its alive key present), for memberSilenceMs. */
+  private readonly lastAlive = new Map<NodeId, number>();
+  private leader: NodeId = 0;
+  private term = 0;
+  private leaderSince = 0;
+  private readonly watchers: Watcher[] = [];
+  private started = false;
+  private stopped = false;
+  private campaigning: Promise<void> | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private probing = false;
+
+  constructor(options: EtcdConsensusOptions) {
+    this.options = options;
+    this.nodesPrefix = `${options.prefix}/nodes/`;
+    this.alivePrefix = `${options.prefix}/alive/`;
+    this.leaderKey = `${options.prefix}/leader`;
+    this.log = new EtcdCommandLog({
+      client: options.client,
+      prefix: options.prefix,
+      writer: String(options.id),
+      machine: this.slot,
+      ...(options.onProblem === undefined ? {} : { onProblem: options.onProblem }),
+    });
+  }
+
+  /**
+   * Grants the lease, registers the node, catches up with the log and starts following
+   * leadership and liveness. Rejects when etcd cannot be reached (the caller names the endpoints).
+   */
+  async start(): Promise<void> {
+    const { client, id, address } = this.options;
+    await this.grantLease();
+    if (this.options.register) {
+      // Only the first start registers (a removed node must not put itself back).
+      await client
+        .if(`${this.nodesPrefix}${id}`, 'Create', '==', 0)
+        .then(client.put(`${this.nodesPrefix}${id}`).value(JSON.stringify(address)))
+        .commit();
+    }
+    await this.follow();
+    await this.log.start();
+    this.started = true;
+    this.probeTimer = setInterval(() => this.probe(), this.options.contactProbeMs ?? CONTACT_PROBE_MS);
+    this.probeTimer.unref();
+    await this.campaign();
+  }
+
+  /**
+   * A linearizable read (etcd answers it only with its quorum behind it): on success, this node
+   * was in contact with a quorum when it sent the read.
+   */
+  private probe(): void {
+    if (this.probing || this.stopped) return;
+    this.probing = true;
+    const sent = performance.now();
+    this.options.client
+      .get(this.leaderKey)
+      .exec()
+      .then(
+        () => {
+          if (sent > this.lastContact) this.lastContact = sent;
+        },
+        () => undefined,
+      )
+      .finally(() => {
+        this.probing = false;
+      });
+  }
+
+  /** A new lease for this node, kept alive, with its alive key bound to it. */
+  private async grantLease(): Promise<void> {
+    const { client, id, address } = this.options;
+    const lease = client.lease(Math.max(2, Math.ceil(this.options.leaseTtlMs / 1000)));
+    lease.on('keepaliveSucceeded', () => {
+      if (this.lease === lease) this.lastContact = performance.now();
+    });
+    lease.on('lost', (error) => {
+      if (this.lease !== lease || this.stopped) return;
+      this.options.onProblem?.({
+        message: 'the etcd lease of this node was lost (etcd unreachable for its TTL); granting a new one',
+        error,
+      });
+      this.lease = undefined;
+      this.leaseId = undefined;
+      this.lastContact = Number.NEGATIVE_INFINITY;
+      // The leader key went with the lease.
+      if (this.leader === id) this.setLeader(0, this.term);
+      void this.renewLease();
+    });
+    this.lease = lease;
+    this.leaseId = await lease.grant();
+    this.lastContact = performance.now();
+    await client.put(`${this.alivePrefix}${id}`).value(JSON.stringify(address)).lease(this.leaseId).exec();
+  }
+
+  private async renewLease(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        await this.grantLease();
+        await this.campaign();
+        return;
+      } catch (error) {
+        this.options.onProblem?.({ message: 'granting a new etcd lease failed; trying again', error });
+        await new Promise((resolve) => setTimeout(resolve, RENEW_RETRY_MS));
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.probeTimer !== undefined) clearInterval(this.probeTimer);
+    for (const watcher of this.watchers.splice(0)) await watcher.cancel().catch(() => undefined);
+    await this.log.stop();
+    // Revoking the lease ends this node's leadership and liveness at once, rather than after the TTL.
+    await this.lease?.revoke().catch(() => undefined);
+  }
+
+  register(machine: StateMachine): void {
+    this.slot.register(machine);
+  }
+
+  propose(command: Uint8Array): Promise<unknown> {
+    if (!this.started) return Promise.reject(walrusError('RAFT_NOT_LEADER', 'consensus is not started yet'));
+    return this.log.propose(command);
+  }
+
+  readBarrier(): Promise<void> {
+    return this.log.barrier();
+  }
+
+  async addLearner(id: NodeId, address: { readonly host: string; readonly port: number }): Promise<void> {
+    await this.options.client.put(`${this.nodesPrefix}${id}`).value(JSON.stringify(address)).exec();
+  }
+
+  /** Every registered member votes (etcd's own members do the voting): nothing to do. */
+  async promote(id: NodeId): Promise<void> {
+    if (!this.members.has(id)) throw walrusError('INVALID_ARGUMENT', `node ${id} is not a member: add it first`);
+  }
+
+  async remove(id: NodeId): Promise<void> {
+    await this.options.client.delete().key(`${this.nodesPrefix}${id}`).exec();
+    await this.options.client.delete().key(`${this.alivePrefix}${id}`).exec();
+  }
+
+  /** Addresses come from P/nodes/: nothing to keep here. */
+  setMemberAddress(): void {}
+
+  status(): ConsensusStatus {
+    return {
+      id: this.options.id,
+      role: this.leader === this.options.id ? 'leader' : 'follower',
+      term: this.term,
+      leader: this.leader,
+      commitIndex: this.log.applied,
+      appliedIndex: this.log.applied,
+      voters: [...this.members.keys()].sort((a, b) => a - b),
+      learners: [],
+    };
+  }
+
+  quorumContactAgeMs(): number {
+    return this.stopped ? Number.POSITIVE_INFINITY : performance.now() - this.lastContact;
+  }
+
+  memberSilenceMs(id: NodeId): number | undefined {
+    if (this.leader !== this.options.id) return undefined;
+    if (id === this.options.id || this.alive.has(id)) return 0;
+    const now = performance.now();
+    const seen = Math.max(this.lastAlive.get(id) ?? Number.NEGATIVE_INFINITY, this.leaderSince);
+    return now - seen;
+  }
+
+  liveMembers(): readonly NodeId[] {
+    if (!this.started) return [];
+    const live = new Set([...this.alive].filter((id) => this.members.has(id)));
+    live.add(this.options.id);
+    return [...live].sort((a, b) => a - b);
+  }
+
+  metrics(): RaftMetrics {
+    const status = this.status();
+    const applied = this.log.applied;
+    const logId = (index: number) => (index <= 0 ? null : { leader_id: { term: this.term, node_id: this.leader }, index });
+    const age = this.quorumContactAgeMs();
+    return {
+      running_state: { Ok: null },
+      id: status.id,
+      current_term: status.term,
+      vote: { leader_id: { term: status.term, node_id: status.leader }, committed: status.leader !== 0 },
+      last_log_index: applied,
+      last_applied: logId(applied),
+      snapshot: null,
+      purged: null,
+      state: status.role === 'leader' ? 'Leader' : this.members.has(status.id) ? 'Follower' : 'Learner',
+      current_leader: status.leader === 0 ? null : status.leader,
+      millis_since_quorum_ack: status.role === 'leader' && Number.isFinite(age) ? Math.round(age) : null,
+      membership_config: {
+        log_id: null,
+        membership: {
+          configs: [[...status.voters]],
+          nodes: Object.fromEntries(
+            [...this.members].sort(([a], [b]) => a - b).map(([id, member]) => [String(id), { addr: `${member.host}:${member.port}` }]),
+          ),
+        },
+      },
+      replication: null,
+    };
+  }
+
+  /** Reads members, liveness and the leader, then watches all three from just after that read. */
+  private async follow(): Promise<void> {
+    const { client } = this.options;
+    const nodes = await client.getAll().prefix(this.nodesPrefix).exec();
+    const at = Number(nodes.header.revision);
+    const alive = await client.getAll().prefix(this.alivePrefix).revision(at).exec();
+    const leader = await client.get(this.leaderKey).revision(at).exec();
+    this.members = new Map(
+      nodes.kvs.map((kv) => [this.idOf(kv.key.toString(), this.nodesPrefix), JSON.parse(kv.value.toString()) as MemberRecord]),
+    );
+    const now = performance.now();
+    this.alive = new Set(alive.kvs.map((kv) => this.idOf(kv.key.toString(), this.alivePrefix)));
+    for (const id of this.alive) this.lastAlive.set(id, now);
+    const current = leader.kvs[0];
+    if (current !== undefined) this.setLeader(Number(current.value.toString()), Number(current.create_revision));
+    const from = String(at + 1);
+    const nodesWatch = await client.watch().prefix(this.nodesPrefix).startRevision(from).create();
+    nodesWatch.on('put', (kv) =>
+      this.members.set(this.idOf(kv.key.toString(), this.nodesPrefix), JSON.parse(kv.value.toString()) as MemberRecord),
+    );
+    nodesWatch.on('delete', (kv) => this.members.delete(this.idOf(kv.key.toString(), this.nodesPrefix)));
+    const aliveWatch = await client.watch().prefix(this.alivePrefix).startRevision(from).create();
+    aliveWatch.on('put', (kv) => {
+      const id = this.idOf(kv.key.toString(), this.alivePrefix);
+      this.alive.add(id);
+      this.lastAlive.set(id, performance.now());
+    });
+    aliveWatch.on('delete', (kv) => {
+      const id = this.idOf(kv.key.toString(), this.alivePrefix);
+      this.alive.delete(id);
+      this.lastAlive.set(id, performance.now());
+    });
+    const leaderWatch = await client.watch().key(this.leaderKey).startRevision(from).create();
+    leaderWatch.on('put', (kv) => this.setLeader(Number(kv.value.toString()), Number(kv.create_revision)));
+    leaderWatch.on('delete', () => {
+      this.setLeader(0, this.term);
+      void this.campaign();
+    });
+    this.watchers.push(nodesWatch, aliveWatch, leaderWatch);
+  }
+
+  /** Takes the leader key if nobody holds it (a transaction: one winner). */
+  private campaign(): Promise<void> {
+    if (this.stopped || !this.started || this.leader !== 0) return Promise.resolve();
+    this.campaigning ??= (async () => {
+      try {
+        const { client, id } = this.options;
+        if (this.leaseId === undefined || !this.members.has(id)) return;
+        const result = await client
+          .if(this.leaderKey, 'Create', '==', 0)
+          .then(client.put(this.leaderKey).value(String(id)).lease(this.leaseId))
+          .commit();
+        if (result.succeeded) this.setLeader(id, Number(result.header.revision));
+      } catch (error) {
+        this.options.onProblem?.({ message: 'campaigning for the etcd leader key failed', error });
+      } finally {
+        this.campaigning = undefined;
+      }
+    })();
+    return this.campaigning;
+  }
+
+  private setLeader(leader: NodeId, term: number): void {
+    if (leader === this.leader && term === this.term) return;
+    const was = this.leader;
+    this.leader = leader;
+    if (term > this.term) this.term = term;
+    if (leader === this.options.id && was !== leader) this.leaderSince = performance.now();
+    this.options.onRoleChange?.(this.status());
+  }
+
+  private idOf(key: string, prefix: string): NodeId {
+    return Number(key.slice(prefix.length));
+  }
+}
+
+/** Default of contactProbeMs. */
+const CONTACT_PROBE_MS = 100;
+/** Pause between attempts to grant a new lease after one was lost. */
+const RENEW_RETRY_MS = 500;

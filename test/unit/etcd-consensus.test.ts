@@ -1,0 +1,158 @@
+// EtcdConsensus against a real etcd (issue 15): the Consensus contract the node uses, kept in
+// etcd — one leader at a time with a growing term, members and liveness as data, proposals from
+// any node applied by all, and contact with etcd's quorum as what write leases rest on. Skipped,
+// with the reason in the title, where etcd is not installed.
+
+import test from 'ava';
+import type { Etcd3 } from 'etcd3';
+import type { NodeId } from '../../src/contracts/consensus.js';
+import { EtcdConsensus } from '../../src/plugins/consensus-etcd/consensus.js';
+import { etcdMissing, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { Journal, until } from '../helpers/net.js';
+
+const run = etcdMissing === undefined ? test.serial : test.skip;
+const title = (text: string): string => (etcdMissing === undefined ? text : `${text} (skipped: ${etcdMissing})`);
+
+interface Node {
+  readonly id: NodeId;
+  readonly client: Etcd3;
+  readonly journal: Journal;
+  readonly consensus: EtcdConsensus;
+}
+
+async function startNode(etcd: TestEtcd, prefix: string, id: NodeId): Promise<Node> {
+  const client = etcd.client();
+  const journal = new Journal();
+  const consensus = new EtcdConsensus({
+    client,
+    prefix,
+    id,
+    address: { host: '127.0.0.1', port: 9000 + id },
+    leaseTtlMs: 2000,
+    register: true,
+  });
+  consensus.register(journal);
+  await consensus.start();
+  return { id, client, journal, consensus };
+}
+
+async function stopNode(node: Node): Promise<void> {
+  await node.consensus.stop();
+  node.client.close();
+}
+
+const leaderOf = (nodes: readonly Node[]): NodeId | undefined => {
+  const seen = new Set(nodes.map((node) => node.consensus.status().leader));
+  const [only] = seen;
+  return seen.size === 1 && only !== undefined && only !== 0 ? only : undefined;
+};
+
+let etcd: TestEtcd | undefined;
+test.before(async () => {
+  if (etcdMissing === undefined) etcd = await startEtcd();
+});
+test.after.always(async () => {
+  await etcd?.stop();
+});
+
+run(
+  title('three nodes on one etcd: one leads and all agree on it; a proposal from any node is applied by all; every member is live'),
+  async (t) => {
+    const server = etcd as TestEtcd;
+    const nodes = [await startNode(server, '/w/three', 1), await startNode(server, '/w/three', 2), await startNode(server, '/w/three', 3)];
+    try {
+      const leader = await until('one leader that every node names', () => leaderOf(nodes));
+      t.true([1, 2, 3].includes(leader));
+      const roles = nodes.map((node) => node.consensus.status().role);
+      t.deepEqual(roles.filter((role) => role === 'leader').length, 1);
+      t.true(nodes.every((node) => node.consensus.status().term === nodes[0]?.consensus.status().term && node.consensus.status().term > 0));
+      await until('every node sees three members', () =>
+        nodes.every((node) => node.consensus.status().voters.length === 3) ? true : undefined,
+      );
+      t.deepEqual(nodes[0]?.consensus.status().voters, [1, 2, 3]);
+      t.deepEqual(nodes[1]?.consensus.liveMembers(), [1, 2, 3]);
+      // A proposal from a node that does not lead: applied everywhere, its result from its own node.
+      const follower = nodes.find((node) => node.id !== leader) as Node;
+      t.is(await follower.consensus.propose(Buffer.from('first')), 1);
+      await nodes[0]?.consensus.readBarrier();
+      for (const node of nodes) {
+        await node.consensus.readBarrier();
+        t.deepEqual(node.journal.items, ['first']);
+      }
+      const metrics = (nodes.find((node) => node.id === leader) as Node).consensus.metrics();
+      t.is(metrics.state, 'Leader');
+      t.is(metrics.current_leader, leader);
+      t.deepEqual(metrics.membership_config.membership.configs, [[1, 2, 3]]);
+      t.is(metrics.membership_config.membership.nodes['2']?.addr, '127.0.0.1:9002');
+      t.true(metrics.millis_since_quorum_ack !== null && metrics.millis_since_quorum_ack < 1000);
+      t.true(
+        nodes.every((node) => node.consensus.quorumContactAgeMs() < 1000),
+        'each node is in contact with etcd',
+      );
+    } finally {
+      for (const node of nodes) await stopNode(node);
+    }
+  },
+);
+
+run(title('the leader stops: another node takes the lead with a larger term, and the stopped one leaves the live members'), async (t) => {
+  const server = etcd as TestEtcd;
+  const nodes = [
+    await startNode(server, '/w/handover', 1),
+    await startNode(server, '/w/handover', 2),
+    await startNode(server, '/w/handover', 3),
+  ];
+  const stopped: Node[] = [];
+  try {
+    const first = await until('a leader', () => leaderOf(nodes));
+    const term = nodes[0]?.consensus.status().term as number;
+    const old = nodes.find((node) => node.id === first) as Node;
+    await stopNode(old);
+    stopped.push(old);
+    const rest = nodes.filter((node) => node !== old);
+    const next = await until('a new leader', () => {
+      const leader = leaderOf(rest);
+      return leader !== undefined && leader !== first ? leader : undefined;
+    });
+    t.not(next, first);
+    t.true((rest[0]?.consensus.status().term as number) > term, 'the term grew');
+    await until('the stopped node is not live any more', () =>
+      rest.every((node) => !node.consensus.liveMembers().includes(first)) ? true : undefined,
+    );
+    t.deepEqual(rest[0]?.consensus.status().voters, [1, 2, 3], 'it is still a member: stopping is not leaving');
+    const leader = rest.find((node) => node.id === next) as Node;
+    t.is(leader.consensus.memberSilenceMs(next), 0);
+    t.true((leader.consensus.memberSilenceMs(first) ?? 0) >= 0);
+    t.is(rest.find((node) => node.id !== next)?.consensus.memberSilenceMs(first), undefined, 'only the leader judges silence');
+    t.is(await leader.consensus.propose(Buffer.from('after')), 1);
+  } finally {
+    for (const node of nodes) if (!stopped.includes(node)) await stopNode(node);
+  }
+});
+
+run(
+  title('etcd unreachable: contact ages past any write lease and proposals fail retriably; etcd back: contact and proposals return'),
+  async (t) => {
+    const server = etcd as TestEtcd;
+    const node = await startNode(server, '/w/outage', 1);
+    try {
+      t.is(await node.consensus.propose(Buffer.from('before')), 1);
+      await server.kill();
+      await until('contact older than 500 ms', () => (node.consensus.quorumContactAgeMs() > 500 ? true : undefined), 5000);
+      const refused = await t.throwsAsync(node.consensus.propose(Buffer.from('during')));
+      t.is((refused as { code?: string }).code, 'CONSENSUS_UNAVAILABLE');
+      t.true((refused as { retriable?: boolean }).retriable);
+      await server.restart();
+      await until('contact again', () => (node.consensus.quorumContactAgeMs() < 500 ? true : undefined), 15_000);
+      const result = (await node.consensus.propose(Buffer.from('after'))) as number;
+      await node.consensus.readBarrier();
+      t.deepEqual(
+        node.journal.items.filter((item) => item !== 'during'),
+        ['before', 'after'],
+      );
+      t.is(node.journal.items[result - 1], 'after');
+    } finally {
+      await stopNode(node);
+    }
+  },
+);

@@ -29,6 +29,8 @@ export const ENV_TABLE: readonly EnvVariable[] = [
   { name: 'WALRUS_MAX_SEGMENT_ENTRIES', path: 'segments.maxEntries' },
   { name: 'WALRUS_REPLICATION_FACTOR', path: 'replication.factor' },
   { name: 'WALRUS_FAILOVER_TIMEOUT_MS', path: 'failover.timeoutMs' },
+  { name: 'WALRUS_CONSENSUS', path: 'consensus' },
+  { name: 'WALRUS_ETCD_ENDPOINTS', path: 'etcd.endpoints' },
   { name: 'WALRUS_MONITOR_CHECK_MS', path: 'rollover.monitorCheckMs' },
   { name: 'WALRUS_LOG_LEVEL', path: 'log.level' },
   { name: 'WALRUS_PLUGINS', path: 'plugins' },

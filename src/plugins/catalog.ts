@@ -18,12 +18,13 @@ import {
 import { BUILTIN_BACKENDS, chooseBackend, skippedText } from '../engine/storage/select.js';
 import type { Catalog, Selection, Selector } from '../kernel/catalog.js';
 import type { Assignment } from '../kernel/config.js';
-import { isPlainObject, type Problem } from '../kernel/schema.js';
+import { isPlainObject, type Problem, s } from '../kernel/schema.js';
 
 export { STORAGE_BACKENDS };
 
 import { CAPABILITIES } from '../kernel/tokens.js';
 import { cliPlugin } from './cli/index.js';
+import { consensusEtcdPlugin } from './consensus-etcd/index.js';
 import { dataPlanePlugin } from './data-plane/index.js';
 import { leaseFencingPlugin } from './lease-fencing/index.js';
 import { bootstrapSchema, protocolTcpPlugin } from './protocol-tcp/index.js';
@@ -70,6 +71,40 @@ export const storageSelector: Selector = {
   },
 };
 
+/** `consensus`: which plugin keeps the metadata (WALRUS_CONSENSUS). */
+export const CONSENSUS_CHOICES = { raft: 'raft', etcd: 'consensus-etcd' } as const;
+export const consensusSchema = s.enum(Object.keys(CONSENSUS_CHOICES) as (keyof typeof CONSENSUS_CHOICES)[], {
+  default: 'raft',
+  description:
+    'Where the cluster metadata is kept: `raft` (the built-in Raft group of the nodes) or `etcd` (an etcd cluster, see `etcd.*`).',
+});
+
+/**
+ * The node's consensus: the plugin `consensus` names. A plugin of one's own that provides
+ * `consensus` is taken when it is the only provider listed (as before there was a choice).
+ */
+export const consensusSelector: Selector = {
+  capability: CAPABILITIES.consensus,
+  select(candidates, config): Selection {
+    const choice = (config.consensus ?? 'raft') as keyof typeof CONSENSUS_CHOICES;
+    const wanted = CONSENSUS_CHOICES[choice];
+    const why = `consensus is "${choice}"`;
+    const candidate = candidates.find((entry) => entry.plugin.manifest.name === wanted);
+    if (candidate === undefined) {
+      const [only, ...others] = candidates;
+      const builtin = Object.values(CONSENSUS_CHOICES) as string[];
+      if (only !== undefined && others.length === 0 && !builtin.includes(only.plugin.manifest.name) && choice === 'raft') {
+        return { chosen: only.plugin.manifest.name, why: `${only.plugin.manifest.name} is the only consensus plugin listed` };
+      }
+      if (candidates.length === 0 && choice === 'raft')
+        return { chosen: null, fatal: false, why: 'no consensus plugin is in the plugins list' };
+      return { chosen: null, fatal: true, why: `${why} but ${wanted} is not in the plugins list` };
+    }
+    if (!candidate.probe.ok) return { chosen: null, fatal: true, why: `${why} but ${wanted} cannot run here: ${candidate.probe.reason}` };
+    return { chosen: wanted, why };
+  },
+};
+
 const NODE_ADDRESS_KEYS = ['clientHost', 'clientPort', 'raftHost', 'raftPort'] as const;
 
 /** Fills node.* from the cluster.nodes entry whose id is node.id. */
@@ -106,6 +141,7 @@ export const builtinPlugins = [
   storageMmapPlugin,
   storageUringPlugin,
   raftPlugin,
+  consensusEtcdPlugin,
   leaseFencingPlugin,
   dataPlanePlugin,
   rolloverMonitorPlugin,
@@ -119,6 +155,7 @@ export const DEFAULT_PLUGINS = [
   'storage-mmap',
   'storage-uring',
   'raft',
+  'consensus-etcd',
   'lease-fencing',
   'data-plane',
   'rollover-monitor',
@@ -137,7 +174,8 @@ export const walrusCatalog: Catalog = {
     segments: segmentsSchema,
     replication: replicationSchema,
     failover: failoverSchema,
+    consensus: consensusSchema,
   },
-  selectors: [storageSelector],
+  selectors: [storageSelector, consensusSelector],
   derive: deriveNodeFromCluster,
 };

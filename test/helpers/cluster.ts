@@ -6,6 +6,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WalrusClient } from '../../src/client/index.js';
+import { startEtcd, type TestEtcd } from './etcd.js';
 import { withTempDir } from './kernel.js';
 import { freePorts } from './net.js';
 import { type Running, startWalrus } from './process.js';
@@ -32,6 +33,8 @@ export class TestCluster {
 
   /** Extra `walrus start` arguments of nodes started outside cluster.nodes (joiners). */
   private readonly extraArgs = new Map<number, readonly string[]>();
+  /** The etcd the nodes keep their metadata in, when the suite runs on consensus-etcd. */
+  etcd: TestEtcd | undefined;
 
   private constructor(
     dir: string,
@@ -62,7 +65,15 @@ export class TestCluster {
       `node:\n  dataDir: ${JSON.stringify(join(dir, 'data'))}\nstorage:\n  backend: fd\n${options.fsync === undefined ? '' : `  fsync: ${options.fsync}\n`}cluster:\n  nodes:\n${entries}\n${options.extraConfig ?? ''}`,
     );
     const raftPorts = new Map(ids.map((id) => [id, ports[id - 1] as number]));
-    const cluster = new TestCluster(dir, config, ids, clientPorts, raftPorts, options);
+    // WALRUS_TEST_CONSENSUS=etcd runs the suite with the metadata in an etcd of the cluster's own.
+    let etcd: TestEtcd | undefined;
+    let env = options.env;
+    if (process.env.WALRUS_TEST_CONSENSUS === 'etcd') {
+      etcd = await startEtcd();
+      env = { WALRUS_CONSENSUS: 'etcd', WALRUS_ETCD_ENDPOINTS: etcd.endpoint, ...options.env };
+    }
+    const cluster = new TestCluster(dir, config, ids, clientPorts, raftPorts, { ...options, ...(env === undefined ? {} : { env }) });
+    cluster.etcd = etcd;
     for (const id of ids) cluster.launch(id);
     await Promise.all(ids.map((id) => cluster.ready(id)));
     return cluster;
@@ -153,6 +164,7 @@ export class TestCluster {
     for (const node of this.running.values()) node.child.kill('SIGKILL');
     await Promise.all([...this.running.values()].map((node) => node.exited));
     this.running.clear();
+    await this.etcd?.stop();
   }
 
   /** Every log line of every node that is a warning or worse, for failure messages. */

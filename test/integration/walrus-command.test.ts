@@ -15,6 +15,7 @@ const BUILTINS = [
   'storage-mmap',
   'storage-uring',
   'raft',
+  'consensus-etcd',
   'lease-fencing',
   'data-plane',
   'rollover-monitor',
@@ -36,9 +37,10 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       const choices = selected.selected as Record<string, string>;
       t.true(choices['storage-backend']?.startsWith(`${loaded[0]} (auto picked ${loaded[0]}`), choices['storage-backend']);
       t.true((selected.available as string[]).includes('cli (front end: runs as the walrus command, not inside a node)'));
+      // consensus-etcd is listed by default but has no etcd to talk to: it says so.
       t.deepEqual(
         (selected.unavailable as string[]).filter((entry) => !entry.startsWith('storage-')),
-        [],
+        ['consensus-etcd (no etcd endpoint is configured (etcd.endpoints, WALRUS_ETCD_ENDPOINTS))'],
       );
       // The client port (node.clientPort 0 here: any free one) is open once the node is ready.
       t.regex(await node.waitForLine(/"msg":"client protocol listening"/), /"port":\d+/);
@@ -131,6 +133,10 @@ test.serial('walrus plugins lists every built-in plugin with a status', async (t
       BUILTINS,
     );
     t.deepEqual(parsed.plugins.find((plugin) => plugin.name === 'cli')?.state, 'available');
+    const etcd = parsed.plugins.find((plugin) => plugin.name === 'consensus-etcd');
+    t.is(etcd?.state, 'unavailable');
+    t.is(etcd?.reason, 'no etcd endpoint is configured (etcd.endpoints, WALRUS_ETCD_ENDPOINTS)');
+    t.is(parsed.plugins.find((plugin) => plugin.name === 'raft')?.reason, 'consensus is "raft"');
   });
 });
 

@@ -20,16 +20,17 @@ interface Node {
   readonly consensus: EtcdConsensus;
 }
 
-async function startNode(etcd: TestEtcd, prefix: string, id: NodeId): Promise<Node> {
+async function startNode(etcd: TestEtcd, prefix: string, id: NodeId, token = `data-dir-of-${id}`, port = 9000 + id): Promise<Node> {
   const client = etcd.client();
   const journal = new Journal();
   const consensus = new EtcdConsensus({
     client,
     prefix,
     id,
-    address: { host: '127.0.0.1', port: 9000 + id },
+    address: { host: '127.0.0.1', port },
     leaseTtlMs: 2000,
     register: true,
+    memberToken: token,
   });
   consensus.register(journal);
   await consensus.start();
@@ -153,6 +154,44 @@ run(
       t.is(node.journal.items[result - 1], 'after');
     } finally {
       await stopNode(node);
+    }
+  },
+);
+
+run(
+  title('a second process with the id of a member (another data directory) is refused; the member itself restarts at a new address'),
+  async (t) => {
+    const server = etcd as TestEtcd;
+    const first = await startNode(server, '/w/ids', 1);
+    try {
+      const client = server.client();
+      try {
+        const impostor = new EtcdConsensus({
+          client,
+          prefix: '/w/ids',
+          id: 1,
+          address: { host: '127.0.0.1', port: 9999 },
+          leaseTtlMs: 2000,
+          register: true,
+          memberToken: 'another-data-dir',
+        });
+        const refused = await t.throwsAsync(impostor.start());
+        t.is((refused as { code?: string }).code, 'INVALID_ARGUMENT');
+        t.regex(refused?.message ?? '', /node 1 is already a member of this cluster, at 127\.0\.0\.1:9001, not 127\.0\.0\.1:9999/);
+        await impostor.stop();
+      } finally {
+        client.close();
+      }
+      t.deepEqual(first.consensus.liveMembers(), [1], 'the member is untouched');
+    } finally {
+      await stopNode(first);
+    }
+    // The member itself (same data directory), back at another port: its record follows it.
+    const again = await startNode(server, '/w/ids', 1, 'data-dir-of-1', 9101);
+    try {
+      t.is(again.consensus.metrics().membership_config.membership.nodes['1']?.addr, '127.0.0.1:9101');
+    } finally {
+      await stopNode(again);
     }
   },
 );

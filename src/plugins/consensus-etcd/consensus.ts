@@ -33,21 +33,30 @@ export interface EtcdConsensusOptions {
   /** Whether this node registers itself as a member when it is not one yet (false: it waits to be added, a join). */
   readonly register: boolean;
   /**
+   * Names this node's data directory (kept there by the caller): the member record carries it,
+   * so a second process started with the same id elsewhere is refused rather than taken for it.
+   */
+  readonly memberToken: string;
+  /**
    * How often this node reads from etcd to show it is in contact with etcd's quorum (default
    * 100 ms; keep it well under lease.ttlMs, which the write leases compare the contact's age with).
    */
   readonly contactProbeMs?: number;
   readonly onProblem?: (problem: { readonly message: string; readonly error?: unknown }) => void;
   readonly onRoleChange?: (status: ConsensusStatus) => void;
+  /** Where applied commands go (default: a slot of its own; register() fills it). */
+  readonly slot?: MachineSlot;
 }
 
 interface MemberRecord {
   readonly host: string;
   readonly port: number;
+  /** The memberToken of the node that holds the id (absent until it first starts, after a join). */
+  readonly token?: string;
 }
 
 export class EtcdConsensus implements Consensus {
-  readonly slot = new MachineSlot();
+  readonly slot: MachineSlot;
   private readonly options: EtcdConsensusOptions;
   private readonly log: EtcdCommandLog;
   private readonly nodesPrefix: string;
@@ -72,6 +81,7 @@ export class EtcdConsensus implements Consensus {
 
   constructor(options: EtcdConsensusOptions) {
     this.options = options;
+    this.slot = options.slot ?? new MachineSlot();
     this.nodesPrefix = `${options.prefix}/nodes/`;
     this.alivePrefix = `${options.prefix}/alive/`;
     this.leaderKey = `${options.prefix}/leader`;
@@ -89,15 +99,8 @@ export class EtcdConsensus implements Consensus {
    * leadership and liveness. Rejects when etcd cannot be reached (the caller names the endpoints).
    */
   async start(): Promise<void> {
-    const { client, id, address } = this.options;
+    await this.claimId();
     await this.grantLease();
-    if (this.options.register) {
-      // Only the first start registers (a removed node must not put itself back).
-      await client
-        .if(`${this.nodesPrefix}${id}`, 'Create', '==', 0)
-        .then(client.put(`${this.nodesPrefix}${id}`).value(JSON.stringify(address)))
-        .commit();
-    }
     await this.follow();
     await this.log.start();
     this.started = true;
@@ -126,6 +129,42 @@ export class EtcdConsensus implements Consensus {
       .finally(() => {
         this.probing = false;
       });
+  }
+
+  /**
+   * Makes sure the member record of this node's id is this node's: registers it when there is
+   * none (unless the node waits for a join to add it), takes over a record a join left without a
+   * token, updates the address of its own; refuses a record of another node (another data
+   * directory), as the Raft plugin refuses a second member with one id.
+   */
+  private async claimId(): Promise<void> {
+    const { client, id, address, memberToken } = this.options;
+    const key = `${this.nodesPrefix}${id}`;
+    const mine: MemberRecord = { host: address.host, port: address.port, token: memberToken };
+    const text = await client.get(key).string();
+    if (text === null) {
+      if (!this.options.register) return;
+      await client
+        .if(key, 'Create', '==', 0)
+        .then(client.put(key).value(JSON.stringify(mine)))
+        .commit();
+      return;
+    }
+    const record = JSON.parse(text) as MemberRecord;
+    if (record.token === memberToken || record.token === undefined) {
+      if (record.token !== memberToken || record.host !== address.host || record.port !== address.port)
+        await client.put(key).value(JSON.stringify(mine)).exec();
+      return;
+    }
+    const known = `${record.host}:${record.port}`;
+    const asked = `${address.host}:${address.port}`;
+    throw walrusError(
+      'INVALID_ARGUMENT',
+      known === asked
+        ? `node ${id} is already a member of this cluster with another data directory: give the new node another --node-id, or remove node ${id} first`
+        : `node ${id} is already a member of this cluster, at ${known}, not ${asked}: give the new node another --node-id, or remove node ${id} first`,
+      { details: { nodeId: id, known, asked } },
+    );
   }
 
   /** A new lease for this node, kept alive, with its alive key bound to it. */

@@ -20,7 +20,13 @@ interface Node {
   readonly consensus: EtcdConsensus;
 }
 
-async function startNode(etcd: TestEtcd, prefix: string, id: NodeId, token = `data-dir-of-${id}`, port = 9000 + id): Promise<Node> {
+async function startNode(
+  etcd: TestEtcd,
+  prefix: string,
+  id: NodeId,
+  extra: { readonly token?: string; readonly port?: number; readonly snapshotEvery?: number } = {},
+): Promise<Node> {
+  const { token = `data-dir-of-${id}`, port = 9000 + id } = extra;
   const client = etcd.client();
   const journal = new Journal();
   const consensus = new EtcdConsensus({
@@ -31,6 +37,7 @@ async function startNode(etcd: TestEtcd, prefix: string, id: NodeId, token = `da
     leaseTtlMs: 2000,
     register: true,
     memberToken: token,
+    ...(extra.snapshotEvery === undefined ? {} : { snapshotEvery: extra.snapshotEvery }),
   });
   consensus.register(journal);
   await consensus.start();
@@ -187,11 +194,43 @@ run(
       await stopNode(first);
     }
     // The member itself (same data directory), back at another port: its record follows it.
-    const again = await startNode(server, '/w/ids', 1, 'data-dir-of-1', 9101);
+    const again = await startNode(server, '/w/ids', 1, { port: 9101 });
     try {
       t.is(again.consensus.metrics().membership_config.membership.nodes['1']?.addr, '127.0.0.1:9101');
     } finally {
       await stopNode(again);
+    }
+  },
+);
+
+run(
+  title('the leader writes a snapshot every snapshotEvery commands and trims the log; a node that starts later restores it'),
+  async (t) => {
+    const server = etcd as TestEtcd;
+    const leader = await startNode(server, '/w/snapshots', 1, { snapshotEvery: 20 });
+    const client = server.client();
+    let late: Node | undefined;
+    try {
+      await until('node 1 leads', () => (leader.consensus.status().role === 'leader' ? true : undefined));
+      for (let index = 0; index < 45; index++) await leader.consensus.propose(Buffer.from(`c${index}`));
+      // Two snapshots are due (after 20 and 40 commands); wait for the second and its trim.
+      let keys: string[] = [];
+      for (let tries = 0; tries < 100; tries++) {
+        keys = await client.getAll().prefix('/w/snapshots/log/').keys();
+        if (keys.length <= 5) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      t.true(keys.length <= 5, `${keys.length} of 45 log keys left`);
+      const snapshot = JSON.parse((await client.get('/w/snapshots/snapshot').string()) ?? 'null') as { revision: number } | null;
+      t.truthy(snapshot);
+      late = await startNode(server, '/w/snapshots', 2);
+      await late.consensus.readBarrier();
+      t.is(late.journal.items.length, 45);
+      t.deepEqual(late.journal.items, leader.journal.items);
+    } finally {
+      client.close();
+      await stopNode(leader);
+      if (late !== undefined) await stopNode(late);
     }
   },
 );

@@ -33,6 +33,8 @@ export interface CommandLogOptions {
   readonly onProblem?: (problem: { readonly message: string; readonly error?: unknown }) => void;
   /** Pause before trying a failed catch-up again (default 200 ms). */
   readonly retryMs?: number;
+  /** Called after each command applied here. */
+  readonly onApplied?: () => void;
 }
 
 interface Proposal {
@@ -263,6 +265,7 @@ export class EtcdCommandLog {
       proposal.resolve(result);
     }
     this.wake();
+    this.options.onApplied?.();
   }
 
   /** Nothing in the log up to `revision` is left to apply: what waits for it may go on. */

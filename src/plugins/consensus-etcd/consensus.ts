@@ -46,6 +46,11 @@ export interface EtcdConsensusOptions {
   readonly onRoleChange?: (status: ConsensusStatus) => void;
   /** Where applied commands go (default: a slot of its own; register() fills it). */
   readonly slot?: MachineSlot;
+  /**
+   * Commands applied between two snapshots, which the leader writes to P/snapshot (and then trims
+   * the log keys they cover), so a starting node restores it instead of applying the whole log.
+   */
+  readonly snapshotEvery?: number;
 }
 
 interface MemberRecord {
@@ -76,6 +81,9 @@ export class EtcdConsensus implements Consensus {
   private started = false;
   private stopped = false;
   private campaigning: Promise<void> | undefined;
+  /** Commands applied since the last snapshot this node wrote (or since it started). */
+  private sinceSnapshot = 0;
+  private snapshotting = false;
   private probeTimer: NodeJS.Timeout | undefined;
   private probing = false;
 
@@ -90,6 +98,7 @@ export class EtcdConsensus implements Consensus {
       prefix: options.prefix,
       writer: String(options.id),
       machine: this.slot,
+      onApplied: () => this.appliedOne(),
       ...(options.onProblem === undefined ? {} : { onProblem: options.onProblem }),
     });
   }
@@ -348,6 +357,23 @@ export class EtcdConsensus implements Consensus {
     this.watchers.push(nodesWatch, aliveWatch, leaderWatch);
   }
 
+  /** The leader writes a snapshot every snapshotEvery commands (while the state machine can take one). */
+  private appliedOne(): void {
+    this.sinceSnapshot += 1;
+    const every = this.options.snapshotEvery ?? SNAPSHOT_EVERY;
+    if (this.sinceSnapshot < every || this.snapshotting || this.leader !== this.options.id || !this.slot.snapshotReady()) return;
+    this.snapshotting = true;
+    this.sinceSnapshot = 0;
+    this.log
+      .snapshot()
+      .catch((error: unknown) =>
+        this.options.onProblem?.({ message: 'writing the metadata snapshot to etcd failed; the next one will try again', error }),
+      )
+      .finally(() => {
+        this.snapshotting = false;
+      });
+  }
+
   /** Takes the leader key if nobody holds it (a transaction: one winner). */
   private campaign(): Promise<void> {
     if (this.stopped || !this.started || this.leader !== 0) return Promise.resolve();
@@ -383,6 +409,8 @@ export class EtcdConsensus implements Consensus {
   }
 }
 
+/** Default of snapshotEvery. */
+const SNAPSHOT_EVERY = 10_000;
 /** Default of contactProbeMs. */
 const CONTACT_PROBE_MS = 100;
 /** Pause between attempts to grant a new lease after one was lost. */

@@ -38,6 +38,12 @@ export const etcdSchema = s.object(
         "TTL of each node's etcd lease, in milliseconds (etcd counts whole seconds: rounded up, at least 2 s). A node whose lease ends stops leading.",
     }),
     requestTimeoutMs: s.int({ default: 2000, min: 100, max: 60_000, description: 'Deadline of each request to etcd, in milliseconds.' }),
+    snapshotEvery: s.int({
+      default: 10_000,
+      min: 10,
+      max: Number.MAX_SAFE_INTEGER,
+      description: 'Metadata commands between two snapshots the leader writes to etcd (the log keys a snapshot covers are then deleted).',
+    }),
   },
   'The etcd cluster that keeps the metadata with `consensus: etcd`.',
 );
@@ -161,6 +167,7 @@ export const consensusEtcdPlugin: Plugin<EtcdConfig> = {
       // A joining node is registered by the node it joins through (src/node/membership.ts).
       register: node.join === null,
       memberToken: memberToken(join(node.dataDir, `node_${node.id}`, 'etcd')),
+      snapshotEvery: config.snapshotEvery,
       onProblem: (problem) => scope.log.warn({ err: problem.error }, problem.message),
       onRoleChange: (status) =>
         scope.log.info(

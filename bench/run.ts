@@ -8,8 +8,9 @@
 // loopback, PUT and GET through the node that holds the topic and through another (bench/cluster.bench.ts);
 // `jetstream` three replicated Walrus nodes against a three-server NATS JetStream R3 cluster, the same
 // 256 B publish→ack and read workload (bench/jetstream.bench.ts; skipped without nats-server);
-// `failover` SIGKILLs the open segment's leader again and again and times writes resuming (bench/failover.bench.ts).
-// `--smoke` applies to `engine`, `raft`, `server`, `flood`, `cluster`, `jetstream` and `failover`, `--backend` to `engine` only: a comma list of
+// `failover` SIGKILLs the open segment's leader again and again and times writes resuming (bench/failover.bench.ts);
+// `metadata` times REGISTERs and rollovers on the built-in Raft and on consensus-etcd (bench/metadata.bench.ts).
+// `--smoke` applies to `engine`, `raft`, `server`, `flood`, `cluster`, `jetstream`, `failover` and `metadata`, `--backend` to `engine` only: a comma list of
 // backends to run side by side (default: every backend that can run here); `--fsync each` to `cluster`
 // only: its nodes sync every entry before acknowledging it (default: interval, every 1000 ms).
 
@@ -20,6 +21,7 @@ import { type EngineBackend, runEngineBench } from './engine.bench.js';
 import { runFailoverBench } from './failover.bench.js';
 import { runJetStreamBench } from './jetstream.bench.js';
 import { kernelSuite } from './kernel.bench.js';
+import { runMetadataBench } from './metadata.bench.js';
 import { runRaftBench } from './raft.bench.js';
 import { runFloodBench, runServerBench } from './server.bench.js';
 
@@ -40,6 +42,7 @@ const SUITES: Record<string, (options: Options) => Promise<void>> = {
   cluster: (options) => runClusterBench(options),
   jetstream: (options) => runJetStreamBench(options),
   failover: (options) => runFailoverBench(options),
+  metadata: (options) => runMetadataBench(options),
 };
 
 const BACKENDS: readonly EngineBackend[] = ['fd', 'mmap', 'uring'];

@@ -126,3 +126,19 @@ export class InternalListener implements InternalPort {
 function ignore(): void {
   // A connection reset before it was sorted: nothing to do.
 }
+
+/**
+ * The internal port a plugin provides before its listener exists (it opens when the plugin
+ * starts): each use asks `current()`, which throws until then.
+ */
+export function lateInternalPort(current: () => InternalPort): InternalPort {
+  return {
+    get host() {
+      return current().host;
+    },
+    get port() {
+      return current().port;
+    },
+    takeNodeConnections: (accept) => current().takeNodeConnections(accept),
+  };
+}

@@ -6,6 +6,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TestFn } from 'ava';
 import { Etcd3 } from 'etcd3';
 import { etcdClient } from '../../src/plugins/consensus-etcd/client.js';
 import { freePorts } from './net.js';
@@ -102,6 +103,29 @@ export async function startEtcd(): Promise<TestEtcd> {
     stop: async () => {
       await kill();
       rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * For a test file whose tests need an etcd: one is started before them and stopped after;
+ * `run` declares a serial test, or a skipped one where etcd is missing, whose `title` then says
+ * why; `etcd()` is the running one.
+ */
+export function withEtcd(test: TestFn): { run: typeof test.serial; title: (text: string) => string; etcd: () => TestEtcd } {
+  let etcd: TestEtcd | undefined;
+  test.before(async () => {
+    if (etcdMissing === undefined) etcd = await startEtcd();
+  });
+  test.after.always(async () => {
+    await etcd?.stop();
+  });
+  return {
+    run: etcdMissing === undefined ? test.serial : (test.skip as unknown as typeof test.serial),
+    title: (text) => (etcdMissing === undefined ? text : `${text} (skipped: ${etcdMissing})`),
+    etcd: () => {
+      if (etcd === undefined) throw new Error('etcd is not running');
+      return etcd;
     },
   };
 }

@@ -5,26 +5,17 @@
 
 import test from 'ava';
 import { WalrusClient } from '../../src/client/index.js';
-import { etcdMissing, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { withEtcd } from '../helpers/etcd.js';
 import { withTempDir } from '../helpers/kernel.js';
 import { freePorts } from '../helpers/net.js';
 import { runWalrusCommand, startWalrus } from '../helpers/process.js';
 
-const run = etcdMissing === undefined ? test.serial : test.skip;
-const title = (text: string): string => (etcdMissing === undefined ? text : `${text} (skipped: ${etcdMissing})`);
-
-let etcd: TestEtcd | undefined;
-test.before(async () => {
-  if (etcdMissing === undefined) etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
+const { run, title, etcd } = withEtcd(test);
 
 run(
   title('a node on etcd serves REGISTER, PUT and GET, keeps the metadata under its prefix, and finds it again after a restart'),
   async (t) => {
-    const server = etcd as TestEtcd;
+    const server = etcd();
     await withTempDir(async (dir) => {
       const [clientPort, raftPort] = (await freePorts(2)) as [number, number];
       const env = {

@@ -6,11 +6,10 @@
 import test from 'ava';
 import type { Etcd3 } from 'etcd3';
 import { EtcdCommandLog } from '../../src/plugins/consensus-etcd/command-log.js';
-import { etcdMissing, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { type TestEtcd, withEtcd } from '../helpers/etcd.js';
 import { Journal, until } from '../helpers/net.js';
 
-const run = etcdMissing === undefined ? test.serial : test.skip;
-const title = (text: string): string => (etcdMissing === undefined ? text : `${text} (skipped: ${etcdMissing})`);
+const { run, title, etcd } = withEtcd(test);
 
 /** A node's log: its own client, a Journal as the state machine. */
 interface Member {
@@ -36,18 +35,10 @@ async function close(...members: Member[]): Promise<void> {
 
 const text = (value: string): Uint8Array => Buffer.from(value);
 
-let etcd: TestEtcd | undefined;
-test.before(async () => {
-  if (etcdMissing === undefined) etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
-
 run(
   title('two nodes proposing at once: both apply every command once, in the same order, and each proposal gets its own result'),
   async (t) => {
-    const server = etcd as TestEtcd;
+    const server = etcd();
     const a = await member(server, '/walrus/race', 'a');
     const b = await member(server, '/walrus/race', 'b');
     try {
@@ -81,7 +72,7 @@ run(
 );
 
 run(title('a node that starts after a snapshot and a trim restores the snapshot, then applies only what came after it'), async (t) => {
-  const server = etcd as TestEtcd;
+  const server = etcd();
   const a = await member(server, '/walrus/snap', 'a');
   let late: Member | undefined;
   try {
@@ -107,7 +98,7 @@ run(title('a node that starts after a snapshot and a trim restores the snapshot,
 run(
   title('etcd killed and restarted during proposals: nothing acknowledged is lost, nothing applied twice, and the nodes converge'),
   async (t) => {
-    const server = etcd as TestEtcd;
+    const server = etcd();
     const a = await member(server, '/walrus/crash', 'a');
     const b = await member(server, '/walrus/crash', 'b');
     try {

@@ -7,11 +7,10 @@ import test from 'ava';
 import type { Etcd3 } from 'etcd3';
 import type { NodeId } from '../../src/contracts/consensus.js';
 import { EtcdConsensus } from '../../src/plugins/consensus-etcd/consensus.js';
-import { etcdMissing, startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { type TestEtcd, withEtcd } from '../helpers/etcd.js';
 import { Journal, until } from '../helpers/net.js';
 
-const run = etcdMissing === undefined ? test.serial : test.skip;
-const title = (text: string): string => (etcdMissing === undefined ? text : `${text} (skipped: ${etcdMissing})`);
+const { run, title, etcd } = withEtcd(test);
 
 interface Node {
   readonly id: NodeId;
@@ -55,18 +54,10 @@ const leaderOf = (nodes: readonly Node[]): NodeId | undefined => {
   return seen.size === 1 && only !== undefined && only !== 0 ? only : undefined;
 };
 
-let etcd: TestEtcd | undefined;
-test.before(async () => {
-  if (etcdMissing === undefined) etcd = await startEtcd();
-});
-test.after.always(async () => {
-  await etcd?.stop();
-});
-
 run(
   title('three nodes on one etcd: one leads and all agree on it; a proposal from any node is applied by all; every member is live'),
   async (t) => {
-    const server = etcd as TestEtcd;
+    const server = etcd();
     const nodes = [await startNode(server, '/w/three', 1), await startNode(server, '/w/three', 2), await startNode(server, '/w/three', 3)];
     try {
       const leader = await until('one leader that every node names', () => leaderOf(nodes));
@@ -104,7 +95,7 @@ run(
 );
 
 run(title('the leader stops: another node takes the lead with a larger term, and the stopped one leaves the live members'), async (t) => {
-  const server = etcd as TestEtcd;
+  const server = etcd();
   const nodes = [
     await startNode(server, '/w/handover', 1),
     await startNode(server, '/w/handover', 2),
@@ -141,7 +132,7 @@ run(title('the leader stops: another node takes the lead with a larger term, and
 run(
   title('etcd unreachable: contact ages past any write lease and proposals fail retriably; etcd back: contact and proposals return'),
   async (t) => {
-    const server = etcd as TestEtcd;
+    const server = etcd();
     const node = await startNode(server, '/w/outage', 1);
     try {
       t.is(await node.consensus.propose(Buffer.from('before')), 1);
@@ -168,7 +159,7 @@ run(
 run(
   title('a second process with the id of a member (another data directory) is refused; the member itself restarts at a new address'),
   async (t) => {
-    const server = etcd as TestEtcd;
+    const server = etcd();
     const first = await startNode(server, '/w/ids', 1);
     try {
       const client = server.client();
@@ -206,7 +197,7 @@ run(
 run(
   title('the leader writes a snapshot every snapshotEvery commands and trims the log; a node that starts later restores it'),
   async (t) => {
-    const server = etcd as TestEtcd;
+    const server = etcd();
     const leader = await startNode(server, '/w/snapshots', 1, { snapshotEvery: 20 });
     const client = server.client();
     let late: Node | undefined;

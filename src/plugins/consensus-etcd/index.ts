@@ -15,7 +15,7 @@ import { walrusError } from '../../kernel/errors.js';
 import type { Plugin } from '../../kernel/plugin.js';
 import { type Infer, s } from '../../kernel/schema.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
-import { InternalListener } from '../../node/internal-port.js';
+import { InternalListener, lateInternalPort } from '../../node/internal-port.js';
 import { MachineSlot } from '../../node/machine-slot.js';
 import { etcdClient } from './client.js';
 import { EtcdConsensus } from './consensus.js';
@@ -128,19 +128,10 @@ export const consensusEtcdPlugin: Plugin<EtcdConfig> = {
     // The listener exists once the plugin has started; until then the port is not there to take.
     scope.provide(INTERNAL_PORT, (): InternalPort => {
       const handle = scope.resolve(CONSENSUS) as EtcdConsensusHandle;
-      const listener = (): InternalListener => {
+      return lateInternalPort(() => {
         if (handle.listener === undefined) throw new Error('the internal port opens when the consensus-etcd plugin starts');
         return handle.listener;
-      };
-      return {
-        get host() {
-          return listener().host;
-        },
-        get port() {
-          return listener().port;
-        },
-        takeNodeConnections: (accept) => listener().takeNodeConnections(accept),
-      };
+      });
     });
   },
   async start(scope) {

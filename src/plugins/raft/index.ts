@@ -12,6 +12,7 @@ import { CONSENSUS, INTERNAL_PORT } from '../../contracts/tokens.js';
 import type { Plugin } from '../../kernel/plugin.js';
 import { type Infer, s } from '../../kernel/schema.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
+import { lateInternalPort } from '../../node/internal-port.js';
 import { RaftConsensus, timingOf } from './consensus.js';
 import { RaftNode } from './node.js';
 
@@ -65,19 +66,10 @@ export const raftPlugin: Plugin<RaftConfig> = {
     // The listener exists once the node has started; until then the port is not there to take.
     scope.provide(INTERNAL_PORT, (): InternalPort => {
       const consensus = scope.resolve(CONSENSUS) as RaftConsensus;
-      const port = (): InternalPort => {
+      return lateInternalPort(() => {
         if (consensus.node === undefined) throw new Error('the internal port opens when the raft plugin starts');
         return consensus.node.internalPort;
-      };
-      return {
-        get host() {
-          return port().host;
-        },
-        get port() {
-          return port().port;
-        },
-        takeNodeConnections: (accept) => port().takeNodeConnections(accept),
-      };
+      });
     });
   },
   async start(scope) {

@@ -19,16 +19,20 @@
 //
 //   npm run bench -- failover            # 20 kills (a few minutes)
 //   npm run bench -- failover --smoke    # 2 kills (CI)
+//   npm run bench -- failover --consensus etcd   # the same with the metadata in etcd
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ClientError } from '../src/client/index.js';
+import { etcdMissing, startEtcd, type TestEtcd } from '../test/helpers/etcd.js';
 import { formatRate, installExitHook, loadAverage, temporary } from './server.bench.js';
 import { registerTopic, sleep, startWalrusNodes, type WalrusNodes } from './walrus-nodes.js';
 
 export interface FailoverBenchOptions {
   readonly smoke: boolean;
+  /** Where the metadata is kept: the built-in Raft, or an etcd of the run's own (`--consensus etcd`). */
+  readonly consensus?: 'raft' | 'etcd';
 }
 
 const KILLS_FULL = 20;
@@ -249,7 +253,15 @@ export async function runFailoverBench(options: FailoverBenchOptions): Promise<v
   temporary.add(root);
   const results: Kill[] = [];
   let cluster: WalrusNodes | undefined;
+  let etcd: TestEtcd | undefined;
   try {
+    if (options.consensus === 'etcd') {
+      if (etcdMissing !== undefined) throw new Error(`--consensus etcd: ${etcdMissing}`);
+      etcd = await startEtcd();
+      log(
+        `  consensus: etcd (one member on ${etcd.endpoint}, the run's own); "R" below marks kills of the node holding the etcd leader key`,
+      );
+    }
     cluster = await startWalrusNodes(
       root,
       [
@@ -257,6 +269,7 @@ export async function runFailoverBench(options: FailoverBenchOptions): Promise<v
         'segments: { maxEntries: 1000000000 }',
         'replication: { factor: 3, acks: quorum }',
         `failover: { timeoutMs: ${TIMEOUT_MS} }`,
+        ...(etcd === undefined ? [] : ['consensus: etcd', `etcd: { endpoints: ["${etcd.endpoint}"] }`]),
       ],
       { clientTimeoutMs: 10_000 },
     );
@@ -279,6 +292,7 @@ export async function runFailoverBench(options: FailoverBenchOptions): Promise<v
     }
   } finally {
     await cluster?.stop().catch((error: unknown) => log(`  could not stop a node: ${String(error)}`));
+    await etcd?.stop();
     rmSync(root, { recursive: true, force: true });
     temporary.delete(root);
   }

@@ -31,6 +31,8 @@ interface Options {
   backends: EngineBackend[];
   /** The cluster suite's storage.fsync schedule. */
   fsync: 'interval' | 'each';
+  /** The failover suite's consensus. */
+  consensus: 'raft' | 'etcd';
 }
 
 const SUITES: Record<string, (options: Options) => Promise<void>> = {
@@ -69,7 +71,7 @@ function fail(message: string): never {
 
 function parseArguments(args: readonly string[]): { names: string[]; options: Options } {
   const names: string[] = [];
-  const options: Options = { smoke: false, backends: [], fsync: 'interval' };
+  const options: Options = { smoke: false, backends: [], fsync: 'interval', consensus: 'raft' };
   for (let index = 0; index < args.length; index++) {
     const arg = args[index] ?? '';
     if (arg === '--smoke') {
@@ -85,8 +87,12 @@ function parseArguments(args: readonly string[]): { names: string[]; options: Op
       if (value !== 'each' && value !== 'interval')
         fail(`--fsync takes each or interval (for the cluster suite); got ${value ?? 'nothing'}`);
       options.fsync = value;
+    } else if (arg === '--consensus' || arg.startsWith('--consensus=')) {
+      const value = arg === '--consensus' ? args[++index] : arg.slice('--consensus='.length);
+      if (value !== 'raft' && value !== 'etcd') fail(`--consensus takes raft or etcd (for the failover suite); got ${value ?? 'nothing'}`);
+      options.consensus = value;
     } else if (arg.startsWith('-')) {
-      fail(`unknown option ${arg}; known: --smoke, --backend fd,mmap,uring, --fsync each|interval`);
+      fail(`unknown option ${arg}; known: --smoke, --backend fd,mmap,uring, --fsync each|interval, --consensus raft|etcd`);
     } else {
       names.push(arg);
     }

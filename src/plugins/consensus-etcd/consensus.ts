@@ -38,8 +38,9 @@ export interface EtcdConsensusOptions {
    */
   readonly memberToken: string;
   /**
-   * How often this node reads from etcd to show it is in contact with etcd's quorum (default
-   * 100 ms; keep it well under lease.ttlMs, which the write leases compare the contact's age with).
+   * How often this node writes its heartbeat to etcd (its alive key), which shows it is in
+   * contact with etcd's quorum and shows the leader it is up (default 100 ms; keep it well under
+   * lease.ttlMs, which the write leases compare the contact's age with, and failover.timeoutMs).
    */
   readonly contactProbeMs?: number;
   readonly onProblem?: (problem: { readonly message: string; readonly error?: unknown }) => void;
@@ -119,16 +120,22 @@ export class EtcdConsensus implements Consensus {
   }
 
   /**
-   * A linearizable read (etcd answers it only with its quorum behind it): on success, this node
-   * was in contact with a quorum when it sent the read.
+   * The heartbeat: this node writes its alive key again (etcd takes a write only with its quorum
+   * behind it). On success, this node was in contact with a quorum when it sent the write; the
+   * other nodes see the write through their watch, which is how the leader knows each member was
+   * up moments ago (memberSilenceMs). Without a lease yet, a linearizable read stands in.
    */
   private probe(): void {
     if (this.probing || this.stopped) return;
     this.probing = true;
     const sent = performance.now();
-    this.options.client
-      .get(this.leaderKey)
-      .exec()
+    const { client, id, address } = this.options;
+    const leaseId = this.leaseId;
+    const request =
+      leaseId === undefined
+        ? client.get(this.leaderKey).exec()
+        : client.put(`${this.alivePrefix}${id}`).value(JSON.stringify(address)).lease(leaseId).exec();
+    request
       .then(
         () => {
           if (sent > this.lastContact) this.lastContact = sent;
@@ -273,10 +280,10 @@ export class EtcdConsensus implements Consensus {
 
   memberSilenceMs(id: NodeId): number | undefined {
     if (this.leader !== this.options.id) return undefined;
-    if (id === this.options.id || this.alive.has(id)) return 0;
-    const now = performance.now();
+    if (id === this.options.id) return 0;
+    // Since its last heartbeat write, counted from no earlier than this leadership's start.
     const seen = Math.max(this.lastAlive.get(id) ?? Number.NEGATIVE_INFINITY, this.leaderSince);
-    return now - seen;
+    return performance.now() - seen;
   }
 
   liveMembers(): readonly NodeId[] {

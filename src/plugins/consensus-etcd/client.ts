@@ -19,6 +19,9 @@ export function etcdClient(options: EtcdClientOptions): Etcd3 {
   return new Etcd3({
     hosts: [...options.endpoints],
     dialTimeout: requestTimeoutMs,
+    // gRPC's own reconnect backoff grows to 2 minutes by default: a node would stay cut off from
+    // an etcd that is back. At most a second here.
+    grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1000 },
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
     faultHandling: {
       // A host that failed three times in a row is skipped for 500 ms (one endpoint: requests fail meanwhile).

@@ -86,6 +86,7 @@ export class EtcdConsensus implements Consensus {
   private sinceSnapshot = 0;
   private snapshotting = false;
   private probeTimer: NodeJS.Timeout | undefined;
+  private renewing = false;
   private probing = false;
 
   constructor(options: EtcdConsensusOptions) {
@@ -196,29 +197,51 @@ export class EtcdConsensus implements Consensus {
         message: 'the etcd lease of this node was lost (etcd unreachable for its TTL); granting a new one',
         error,
       });
-      this.lease = undefined;
-      this.leaseId = undefined;
+      this.dropLease(lease);
       this.lastContact = Number.NEGATIVE_INFINITY;
       // The leader key went with the lease.
       if (this.leader === id) this.setLeader(0, this.term);
       void this.renewLease();
     });
     this.lease = lease;
-    this.leaseId = await lease.grant();
-    this.lastContact = performance.now();
-    await client.put(`${this.alivePrefix}${id}`).value(JSON.stringify(address)).lease(this.leaseId).exec();
+    try {
+      this.leaseId = await lease.grant();
+      this.lastContact = performance.now();
+      await client.put(`${this.alivePrefix}${id}`).value(JSON.stringify(address)).lease(this.leaseId).exec();
+    } catch (error) {
+      // A lease that was never granted (or whose key could not be written) is given up for good.
+      this.dropLease(lease);
+      throw error;
+    }
   }
 
+  /** Forgets `lease` and stops its keepalives (its own events are ignored from now on). */
+  private dropLease(lease: Lease): void {
+    if (this.lease === lease) {
+      this.lease = undefined;
+      this.leaseId = undefined;
+    }
+    lease.removeAllListeners();
+    lease.release();
+  }
+
+  /** Grants a new lease until one is granted; one loop at a time, however often the lease is lost. */
   private async renewLease(): Promise<void> {
-    while (!this.stopped) {
-      try {
-        await this.grantLease();
-        await this.campaign();
-        return;
-      } catch (error) {
-        this.options.onProblem?.({ message: 'granting a new etcd lease failed; trying again', error });
-        await new Promise((resolve) => setTimeout(resolve, RENEW_RETRY_MS));
+    if (this.renewing) return;
+    this.renewing = true;
+    try {
+      while (!this.stopped) {
+        try {
+          await this.grantLease();
+          await this.campaign();
+          return;
+        } catch (error) {
+          this.options.onProblem?.({ message: 'granting a new etcd lease failed; trying again', error });
+          await new Promise((resolve) => setTimeout(resolve, RENEW_RETRY_MS));
+        }
       }
+    } finally {
+      this.renewing = false;
     }
   }
 

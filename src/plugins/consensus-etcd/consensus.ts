@@ -14,7 +14,7 @@
 //
 // A node whose lease is lost (etcd unreachable for longer than the TTL, or this process frozen)
 // is no longer alive or leader for the others; it counts itself as out of contact from its last
-// keepalive on, so the write leases that rest on quorumContactAgeMs end on their own.
+// successful heartbeat write on, so the write leases that rest on quorumContactAgeMs end on their own.
 
 import type { Etcd3, Lease, Watcher } from 'etcd3';
 import type { Consensus, ConsensusStatus, NodeId, RaftMetrics, StateMachine } from '../../contracts/consensus.js';
@@ -130,12 +130,9 @@ export class EtcdConsensus implements Consensus {
     if (this.probing || this.stopped) return;
     this.probing = true;
     const sent = performance.now();
-    const { client, id, address } = this.options;
+    const { client } = this.options;
     const leaseId = this.leaseId;
-    const request =
-      leaseId === undefined
-        ? client.get(this.leaderKey).exec()
-        : client.put(`${this.alivePrefix}${id}`).value(JSON.stringify(address)).lease(leaseId).exec();
+    const request = leaseId === undefined ? client.get(this.leaderKey).exec() : this.writeAlive(leaseId);
     request
       .then(
         () => {
@@ -186,7 +183,7 @@ export class EtcdConsensus implements Consensus {
 
   /** A new lease for this node, kept alive, with its alive key bound to it. */
   private async grantLease(): Promise<void> {
-    const { client, id, address } = this.options;
+    const { client, id } = this.options;
     const lease = client.lease(Math.max(2, Math.ceil(this.options.leaseTtlMs / 1000)));
     lease.on('keepaliveSucceeded', () => {
       if (this.lease === lease) this.lastContact = performance.now();
@@ -207,12 +204,18 @@ export class EtcdConsensus implements Consensus {
     try {
       this.leaseId = await lease.grant();
       this.lastContact = performance.now();
-      await client.put(`${this.alivePrefix}${id}`).value(JSON.stringify(address)).lease(this.leaseId).exec();
+      await this.writeAlive(this.leaseId);
     } catch (error) {
       // A lease that was never granted (or whose key could not be written) is given up for good.
       this.dropLease(lease);
       throw error;
     }
+  }
+
+  /** Writes this node's alive key, bound to lease `leaseId` (at start, and as the heartbeat). */
+  private writeAlive(leaseId: string): Promise<unknown> {
+    const { client, id, address } = this.options;
+    return client.put(`${this.alivePrefix}${id}`).value(JSON.stringify(address)).lease(leaseId).exec();
   }
 
   /** Forgets `lease` and stops its keepalives (its own events are ignored from now on). */

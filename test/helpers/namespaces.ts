@@ -106,6 +106,8 @@ export function runInNetNamespace(child: string, args: readonly string[], dir: s
   return new Promise((done) => {
     const env: NodeJS.ProcessEnv = {};
     for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALRUS_')) env[key] = value;
+    // The one WALRUS_ variable a scenario reads: where its cluster keeps the metadata (netns.ts).
+    if (process.env.WALRUS_TEST_CONSENSUS !== undefined) env.WALRUS_TEST_CONSENSUS = process.env.WALRUS_TEST_CONSENSUS;
     const running = spawn('unshare', ['-rn', process.execPath, ...NODE_FLAGS, child, ...args], {
       cwd: process.cwd(),
       env,
@@ -125,7 +127,8 @@ export function runInNetNamespace(child: string, args: readonly string[], dir: s
       clearTimeout(term);
       clearTimeout(kill);
       // `unshare` execs node, so the child's PID was the scenario's; its nodes are its children.
-      // Normally it has stopped them; if it died first, stop each one still running from this dir.
+      // Normally it has stopped them; if it died first, stop each one still running from this dir
+      // (etcd's data directory is under it too: it is announced as node 0).
       for (const [, pid] of stderr.matchAll(/^netns-node \d+ (\d+)$/gm)) {
         try {
           if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) process.kill(Number(pid), 'SIGKILL');

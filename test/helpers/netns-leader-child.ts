@@ -1,6 +1,7 @@
 // The scenario of test/cluster/netns.test.ts, run INSIDE `unshare -rn` (a private user and
-// network namespace): three nodes on 127.0.0.1..3 (./netns.ts); the Raft leader, found by
-// METRICS, is cut off from the other two with nftables; the other two must elect another leader
+// network namespace): three nodes on 127.0.0.1..3 (./netns.ts); the metadata leader (Raft's, or
+// the etcd leader key's holder with WALRUS_TEST_CONSENSUS=etcd), found by METRICS, is cut off
+// from the other two (and from etcd) with nftables; the other two must elect another leader
 // while the cut-off one still answers its client; after the cut heals all three must name one
 // leader again. Prints one JSON line on stdout (the Report below) and exits 0, or 1 when the
 // scenario failed (the report then has `error`). Every node's PID goes to stderr as
@@ -14,12 +15,14 @@ if (dir === undefined) throw new Error('usage: netns-leader-child <dir> [deadlin
 const DEADLINE_MS = Number(deadlineArg ?? 25_000);
 /** How long the two others get to name a new leader, and all three to agree after the heal. */
 const ELECTION_BOUND_MS = 10_000;
-/** How long the cut-off leader gets to step down (check-quorum: about one election timeout). */
+/** How long the cut-off leader gets to step down (Raft's check-quorum: about one election timeout; etcd: the lease's TTL, 2 s). */
 const STEP_DOWN_BOUND_MS = 5_000;
 
 export interface Report {
   ok: boolean;
   error?: string;
+  /** Where the metadata lived: the nodes' Raft, or an etcd in the namespace. */
+  consensus?: 'raft' | 'etcd';
   namespace?: NamespaceInfo;
   pids: Record<number, number>;
   /** From the first launch to every node's "ready". */
@@ -75,6 +78,7 @@ async function scenario(): Promise<void> {
   const readyAt = Date.now();
   report.startMs = readyAt - launchAt;
   const c = cluster;
+  report.consensus = c.consensus;
 
   const initial = await c.agreedLeader(c.ids, ELECTION_BOUND_MS);
   report.initialLeader = initial.leader;

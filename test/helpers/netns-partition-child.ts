@@ -638,7 +638,7 @@ async function underLoad(kind: 'isolate' | 'oneway-out' | 'oneway-in'): Promise<
 
   // The cut's instant is when its rules are in force (one nft batch): a PUT sent before may still have reached a peer.
   if (kind === 'isolate') await c.isolate(leader);
-  else await c.cutLinks(others.map((other) => (kind === 'oneway-out' ? [leader, other] : [other, leader])));
+  else await c.cutLinks(c.peersOf(leader).map((other) => (kind === 'oneway-out' ? [leader, other] : [other, leader])));
   const cutAt = performance.now();
   const phase: LoadPhase = { cut: kind, cutsInForce: c.activeCuts(), cutAt: rel(cutAt) };
   report.phases = [phase];
@@ -803,7 +803,7 @@ async function randomFaults(): Promise<void> {
         await c.heal();
         event('healed');
       } else {
-        await c.cutLinks(c.ids.filter((id) => id !== node).map((other) => (direction === 'oneway-out' ? [node, other] : [other, node])));
+        await c.cutLinks(c.peersOf(node).map((other) => (direction === 'oneway-out' ? [node, other] : [other, node])));
         event(`${direction} cut of node ${node}: ${c.activeCuts().join(' ')}`);
         await sleep(lasting);
         await c.heal();

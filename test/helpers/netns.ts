@@ -18,12 +18,20 @@
 // Ports are fixed (the namespace is private): node i's client port is 9090 + i, its internal
 // port 7070 + i. Each node's data is under the cluster's temp dir; every node is stopped by its
 // own PID; every wait is bounded.
+//
+// With `consensus: 'etcd'` (default: WALRUS_TEST_CONSENSUS), the metadata lives in one etcd
+// member inside the namespace, on ETCD_ADDRESS (no node's), started before the nodes on a data
+// directory under the cluster's temp dir and stopped by its PID after them. etcd stands with the
+// majority in every fault: isolate() cuts the node from etcd too, and peersOf() names etcd (as
+// ETCD, in cuts `3>etcd`) for one-way cuts. A node cut from its peers but not from etcd is a
+// different fault, which these scenarios do not make (docs/operations.md says what it does).
 
 import { spawn } from 'node:child_process';
 import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { createServer, connect as netConnect, type Server } from 'node:net';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
 import { WalrusClient } from '../../src/client/index.js';
 import { ipTool, nftTool } from './namespaces.js';
 import { bindOutgoingTcp } from './netns-bind.js';
@@ -34,6 +42,19 @@ export const DRIVER_ADDRESS = '127.0.0.100';
 /** The one nftables table the harness writes (family inet). */
 export const NFT_TABLE = 'walrus_test';
 export const MAX_NODES = 50;
+/** etcd's address in the namespace (with consensus 'etcd'): no node's, not the driver's. */
+export const ETCD_ADDRESS = '127.0.0.200';
+export const ETCD_CLIENT_PORT = 2379;
+const ETCD_PEER_PORT = 2380;
+/** etcd's place in a cut (cutLinks, peersOf): not a node id. */
+export const ETCD = 0;
+
+/** Where the metadata lives: WALRUS_TEST_CONSENSUS (raft unless it says etcd). */
+export function testConsensus(): 'raft' | 'etcd' {
+  const chosen = process.env.WALRUS_TEST_CONSENSUS ?? 'raft';
+  if (chosen !== 'raft' && chosen !== 'etcd') throw new Error(`WALRUS_TEST_CONSENSUS must be raft or etcd, got ${chosen}`);
+  return chosen;
+}
 
 /** Node `id`'s address: 127.0.0.<id>. */
 export function nodeAddress(id: number): string {
@@ -184,8 +205,10 @@ export interface NetnsClusterOptions {
   readonly clientTimeoutMs?: number;
   /** How long a start waits for a node's "ready" line (default 15 s). */
   readonly readyTimeoutMs?: number;
-  /** Called with (id, pid) at every node start, e.g. to tell a parent which PIDs to clean up. */
+  /** Called with (id, pid) at every node start (and with ETCD for etcd's), e.g. to tell a parent which PIDs to clean up. */
   readonly onLaunch?: (id: number, pid: number) => void;
+  /** Where the metadata lives (default testConsensus()): the nodes' Raft, or an etcd in the namespace. */
+  readonly consensus?: 'raft' | 'etcd';
 }
 
 /** One run of a node process (a restart is a new one), with what it wrote so far. */
@@ -217,6 +240,8 @@ export interface TcpEnd {
 export interface SourceCheck {
   /** Outgoing node-to-node connection ends that left from their node's own address. */
   readonly nodeToNode: number;
+  /** Nodes' connections to etcd (consensus 'etcd'), each of which must leave from its node's own address. */
+  readonly nodeToEtcd: number;
   /** Client connections (driver → a node's client port), counted at the node's end. */
   readonly clientConnections: number;
   /** Every connection end that left from, or came from, an address the rules do not expect. */
@@ -239,12 +264,16 @@ export class NetnsCluster {
   private readonly paused = new Set<number>();
   private readonly cuts = new Set<string>();
   private readonly exits: { id: number; code: number | null; signal: NodeJS.Signals | null }[] = [];
+  /** The etcd process, with consensus 'etcd'. */
+  private etcd: Running | undefined;
+  readonly consensus: 'raft' | 'etcd';
 
   private constructor(dir: string, config: string, ids: number[], options: NetnsClusterOptions) {
     this.dir = dir;
     this.config = config;
     this.ids = ids;
     this.options = options;
+    this.consensus = options.consensus ?? testConsensus();
   }
 
   /** Prepares the namespace, writes the config into `dir`, starts every node; resolves once each has logged "ready". */
@@ -260,12 +289,16 @@ export class NetnsCluster {
       })
       .join('\n');
     const config = join(dir, 'cluster.yaml');
+    const consensus = options.consensus ?? testConsensus();
+    const metadata =
+      consensus === 'etcd' ? `consensus: etcd\netcd:\n  endpoints: [${JSON.stringify(`${ETCD_ADDRESS}:${ETCD_CLIENT_PORT}`)}]\n` : '';
     await writeFile(
       config,
-      `node:\n  dataDir: ${JSON.stringify(join(dir, 'data'))}\nstorage:\n  backend: fd\n${options.fsync === undefined ? '' : `  fsync: ${options.fsync}\n`}cluster:\n  nodes:\n${entries}\n${options.extraConfig ?? ''}`,
+      `node:\n  dataDir: ${JSON.stringify(join(dir, 'data'))}\nstorage:\n  backend: fd\n${options.fsync === undefined ? '' : `  fsync: ${options.fsync}\n`}cluster:\n  nodes:\n${entries}\n${metadata}${options.extraConfig ?? ''}`,
     );
     const cluster = new NetnsCluster(dir, config, ids, options);
     try {
+      if (consensus === 'etcd') await cluster.startEtcd();
       for (const id of ids) cluster.launch(id);
       await Promise.all(ids.map((id) => cluster.ready(id)));
     } catch (error) {
@@ -277,6 +310,58 @@ export class NetnsCluster {
 
   host(id: number): string {
     return nodeAddress(id);
+  }
+
+  /** Starts etcd on ETCD_ADDRESS (data under the cluster's dir) and waits until it answers a read, at most 15 s. */
+  private async startEtcd(): Promise<void> {
+    const client = `http://${ETCD_ADDRESS}:${ETCD_CLIENT_PORT}`;
+    const peer = `http://${ETCD_ADDRESS}:${ETCD_PEER_PORT}`;
+    const etcd = startProcess(
+      'etcd',
+      [
+        '--name',
+        'netns',
+        '--data-dir',
+        join(this.dir, 'etcd'),
+        '--listen-client-urls',
+        client,
+        '--advertise-client-urls',
+        client,
+        '--listen-peer-urls',
+        peer,
+        '--initial-advertise-peer-urls',
+        peer,
+        '--initial-cluster',
+        `netns=${peer}`,
+      ],
+      { cwd: this.dir, env: {}, lifetimeMs: (this.options.lifetimeMs ?? 60_000) + 30_000 },
+    );
+    this.etcd = etcd;
+    if (etcd.child.pid !== undefined) this.options.onLaunch?.(ETCD, etcd.child.pid);
+    const probe = new Etcd3({ hosts: `${ETCD_ADDRESS}:${ETCD_CLIENT_PORT}`, dialTimeout: 1_000 });
+    try {
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        if (etcd.child.exitCode !== null) throw new Error(`etcd exited with ${etcd.child.exitCode}:\n${etcd.stderr().slice(-5_000)}`);
+        try {
+          await probe.get('netns-probe').string();
+          return;
+        } catch (error) {
+          if (Date.now() > deadline)
+            throw new Error(
+              `etcd did not answer on ${ETCD_ADDRESS} within 15 s (${(error as Error).message}):\n${etcd.stderr().slice(-5_000)}`,
+            );
+          await sleep(100);
+        }
+      }
+    } finally {
+      probe.close();
+    }
+  }
+
+  /** The other ends node `id` talks to: every other node, and etcd with consensus 'etcd' (as ETCD). */
+  peersOf(id: number): number[] {
+    return [...this.ids.filter((other) => other !== id), ...(this.etcd === undefined ? [] : [ETCD])];
   }
 
   /** Starts node `id` (again), bound to 127.0.0.<id>. Throws when it is running. */
@@ -453,20 +538,18 @@ export class NetnsCluster {
     ]);
   }
 
-  /** Drops every packet of each directed link `[from, to]`, all in one nft batch (so they take effect together). */
+  /** Drops every packet of each directed link `[from, to]` (ETCD for etcd), all in one nft batch (so they take effect together). */
   async cutLinks(links: readonly (readonly [number, number])[]): Promise<void> {
     await this.addCuts(links);
   }
 
-  /** Cuts node `id` from every other node, both ways; its clients (from DRIVER_ADDRESS) still reach it. */
+  /** Cuts node `id` from every other node (and from etcd, with consensus 'etcd'), both ways; its clients (from DRIVER_ADDRESS) still reach it. */
   async isolate(id: number): Promise<void> {
     await this.addCuts(
-      this.ids
-        .filter((other) => other !== id)
-        .flatMap((other): [number, number][] => [
-          [id, other],
-          [other, id],
-        ]),
+      this.peersOf(id).flatMap((other): [number, number][] => [
+        [id, other],
+        [other, id],
+      ]),
     );
   }
 
@@ -499,19 +582,20 @@ export class NetnsCluster {
   private async addCuts(pairs: readonly (readonly [number, number])[]): Promise<void> {
     const fresh = pairs.filter(([from, to]) => {
       if (from === to) throw new Error(`cannot cut node ${from} from itself`);
-      for (const id of [from, to]) if (!this.ids.includes(id)) throw new Error(`node ${id} is not in this cluster`);
-      return !this.cuts.has(`${from}>${to}`);
+      for (const id of [from, to])
+        if (!this.ids.includes(id) && !(id === ETCD && this.etcd !== undefined)) throw new Error(`node ${id} is not in this cluster`);
+      return !this.cuts.has(cutName(from, to));
     });
     if (fresh.length === 0) return;
     await nft(
       fresh
         .map(
           ([from, to]) =>
-            `add rule inet ${NFT_TABLE} output ip saddr ${nodeAddress(from)} ip daddr ${nodeAddress(to)} counter drop comment "${from}>${to}"\n`,
+            `add rule inet ${NFT_TABLE} output ip saddr ${endAddress(from)} ip daddr ${endAddress(to)} counter drop comment "${cutName(from, to)}"\n`,
         )
         .join(''),
     );
-    for (const [from, to] of fresh) this.cuts.add(`${from}>${to}`);
+    for (const [from, to] of fresh) this.cuts.add(cutName(from, to));
   }
 
   // --- what the connections look like ----------------------------------------------------------
@@ -552,6 +636,7 @@ export class NetnsCluster {
     const raftPorts = new Set(this.ids.map(raftPortOf));
     const clientPorts = new Set(this.ids.map(clientPortOf));
     let nodeToNode = 0;
+    let nodeToEtcd = 0;
     let clientConnections = 0;
     const wrong: string[] = [];
     for (const end of await this.tcpEnds()) {
@@ -565,13 +650,16 @@ export class NetnsCluster {
       } else if (id !== undefined && raftPorts.has(end.remotePort)) {
         nodeToNode += 1;
         if (end.local !== nodeAddress(id)) wrong.push(`node ${id} reached another node from ${end.local}: ${text}`);
+      } else if (id !== undefined && end.remote === ETCD_ADDRESS && end.remotePort === ETCD_CLIENT_PORT && this.etcd !== undefined) {
+        nodeToEtcd += 1;
+        if (end.local !== nodeAddress(id)) wrong.push(`node ${id} reached etcd from ${end.local}: ${text}`);
       } else if (end.pid === process.pid && clientPorts.has(end.remotePort)) {
         if (end.local !== DRIVER_ADDRESS) wrong.push(`driver client left from ${end.local}: ${text}`);
       } else if (id !== undefined) {
         wrong.push(`node ${id} has an unexpected connection: ${text}`);
       }
     }
-    return { nodeToNode, clientConnections, wrong };
+    return { nodeToNode, nodeToEtcd, clientConnections, wrong };
   }
 
   /** Every log line of every running node that is a warning or worse, for failure messages. */
@@ -622,7 +710,24 @@ export class NetnsCluster {
     }
     await Promise.all(nodes.map((node) => node.exited));
     this.running.clear();
+    const etcd = this.etcd;
+    this.etcd = undefined;
+    if (etcd !== undefined) {
+      etcd.child.kill('SIGKILL');
+      await etcd.exited;
+    }
   }
+}
+
+/** The address of a cut's end: a node's, or etcd's for ETCD. */
+function endAddress(id: number): string {
+  return id === ETCD ? ETCD_ADDRESS : nodeAddress(id);
+}
+
+/** A directed cut's name, as activeCuts() and the rules' comments have it: `1>2`, `3>etcd`. */
+function cutName(from: number, to: number): string {
+  const name = (id: number) => (id === ETCD ? 'etcd' : String(id));
+  return `${name(from)}>${name(to)}`;
 }
 
 /** `0100007F:1F91` (an entry of /proc/net/tcp) → ['127.0.0.1', 8081]. */

@@ -23,7 +23,12 @@ async function startNode(
   etcd: TestEtcd,
   prefix: string,
   id: NodeId,
-  extra: { readonly token?: string; readonly port?: number; readonly snapshotEvery?: number } = {},
+  extra: {
+    readonly token?: string;
+    readonly port?: number;
+    readonly snapshotEvery?: number;
+    readonly onProblem?: (problem: { readonly message: string }) => void;
+  } = {},
 ): Promise<Node> {
   const { token = `data-dir-of-${id}`, port = 9000 + id } = extra;
   const client = etcd.client();
@@ -37,6 +42,7 @@ async function startNode(
     register: true,
     memberToken: token,
     ...(extra.snapshotEvery === undefined ? {} : { snapshotEvery: extra.snapshotEvery }),
+    ...(extra.onProblem === undefined ? {} : { onProblem: extra.onProblem }),
   });
   consensus.register(journal);
   await consensus.start();
@@ -130,19 +136,44 @@ run(title('the leader stops: another node takes the lead with a larger term, and
 });
 
 run(
-  title('etcd unreachable: contact ages past any write lease and proposals fail retriably; etcd back: contact and proposals return'),
+  title(
+    'etcd unreachable: contact ages past any write lease, proposals fail retriably, the leader stops leading before its lease ends, one lease renewal runs at a time; etcd back: contact, leadership and proposals return',
+  ),
   async (t) => {
     const server = etcd();
-    const node = await startNode(server, '/w/outage', 1);
+    const problems: string[] = [];
+    const node = await startNode(server, '/w/outage', 1, { onProblem: (problem) => problems.push(problem.message) });
     try {
+      await until('node 1 leads', () => (node.consensus.status().role === 'leader' ? true : undefined));
       t.is(await node.consensus.propose(Buffer.from('before')), 1);
+      const killedAt = performance.now();
       await server.kill();
       await until('contact older than 500 ms', () => (node.consensus.quorumContactAgeMs() > 500 ? true : undefined), 5000);
       const refused = await t.throwsAsync(node.consensus.propose(Buffer.from('during')));
       t.is((refused as { code?: string }).code, 'CONSENSUS_UNAVAILABLE');
       t.true((refused as { retriable?: boolean }).retriable);
+      // etcd would end the lease 2 s (its TTL) after the last keepalive it took; by its own clock
+      // the node stops leading before that, and judges nobody's silence any more.
+      await until('node 1 no longer leads', () => (node.consensus.status().role === 'follower' ? true : undefined), 5000);
+      const stepDownMs = performance.now() - killedAt;
+      t.log(`stopped leading ${Math.round(stepDownMs)} ms after etcd was killed`);
+      // 1.1-1.75 s after the kill, as the last keepalive fell; the bound leaves room for a loaded
+      // machine and stays below the 4 s after which the client itself gives the lease up.
+      t.true(stepDownMs < 3000, `stepped down about when the lease's TTL ran out, not later: ${Math.round(stepDownMs)} ms`);
+      t.is(node.consensus.status().leader, 0, 'a node whose lease has run out does not know who leads');
+      t.is(node.consensus.memberSilenceMs(1), undefined);
+      t.is(node.consensus.metrics().state, 'Follower');
+      // Past twice the TTL the client gives the lease up, and the node tries to grant a new one
+      // every 500 ms: one loop, however often a grant fails (each failure used to start another).
+      await new Promise((resolve) => setTimeout(resolve, 7000));
+      const lost = problems.filter((message) => message.startsWith('the etcd lease of this node was lost')).length;
+      const retries = problems.filter((message) => message.startsWith('granting a new etcd lease failed')).length;
+      t.log(`${lost} lease lost, ${retries} failed grants in about 7 s of outage past the step-down`);
+      t.is(lost, 1, problems.join('\n'));
+      t.true(retries >= 1 && retries <= 16, `failed grants: ${retries}\n${problems.join('\n')}`);
       await server.restart();
       await until('contact again', () => (node.consensus.quorumContactAgeMs() < 500 ? true : undefined), 15_000);
+      await until('node 1 leads again', () => (node.consensus.status().role === 'leader' ? true : undefined), 15_000);
       const result = (await node.consensus.propose(Buffer.from('after'))) as number;
       await node.consensus.readBarrier();
       t.deepEqual(

@@ -71,6 +71,8 @@ export class EtcdConsensus implements Consensus {
   private lease: Lease | undefined;
   private leaseId: string | undefined;
   private lastContact = Number.NEGATIVE_INFINITY;
+  /** When etcd last answered a keepalive of this node's lease (or granted it): the lease runs its TTL from about then. */
+  private lastRenewal = Number.NEGATIVE_INFINITY;
   private members = new Map<NodeId, MemberRecord>();
   private alive = new Set<NodeId>();
   /** When each member was last seen alive (its alive key present), for memberSilenceMs. */
@@ -184,18 +186,22 @@ export class EtcdConsensus implements Consensus {
   /** A new lease for this node, kept alive, with its alive key bound to it. */
   private async grantLease(): Promise<void> {
     const { client, id } = this.options;
-    const lease = client.lease(Math.max(2, Math.ceil(this.options.leaseTtlMs / 1000)));
+    const lease = client.lease(this.leaseTtlSeconds());
     lease.on('keepaliveSucceeded', () => {
-      if (this.lease === lease) this.lastContact = performance.now();
+      if (this.lease !== lease) return;
+      this.lastContact = performance.now();
+      this.lastRenewal = this.lastContact;
     });
     lease.on('lost', (error) => {
-      if (this.lease !== lease || this.stopped) return;
+      // A grant that fails fires 'lost' too: that one is the caller's to handle (it throws below).
+      if (this.lease !== lease || this.leaseId === undefined || this.stopped) return;
       this.options.onProblem?.({
         message: 'the etcd lease of this node was lost (etcd unreachable for its TTL); granting a new one',
         error,
       });
       this.dropLease(lease);
       this.lastContact = Number.NEGATIVE_INFINITY;
+      this.lastRenewal = Number.NEGATIVE_INFINITY;
       // The leader key went with the lease.
       if (this.leader === id) this.setLeader(0, this.term);
       void this.renewLease();
@@ -204,6 +210,7 @@ export class EtcdConsensus implements Consensus {
     try {
       this.leaseId = await lease.grant();
       this.lastContact = performance.now();
+      this.lastRenewal = this.lastContact;
       await this.writeAlive(this.leaseId);
     } catch (error) {
       // A lease that was never granted (or whose key could not be written) is given up for good.
@@ -287,12 +294,33 @@ export class EtcdConsensus implements Consensus {
   /** Addresses come from P/nodes/: nothing to keep here. */
   setMemberAddress(): void {}
 
+  /**
+   * Whether this node leads: it holds the leader key, and by its own clock its lease has not run
+   * out. etcd ends the lease a TTL after the last keepalive it received, which was before the
+   * answer that set lastRenewal; LEASE_MARGIN_MS covers that trip, so a node cut off from etcd, or
+   * frozen and continued, stops acting as the leader before another node can take the key.
+   */
+  private leading(): boolean {
+    return (
+      this.leader === this.options.id &&
+      !this.stopped &&
+      performance.now() - this.lastRenewal < this.leaseTtlSeconds() * 1000 - LEASE_MARGIN_MS
+    );
+  }
+
+  /** The TTL the lease is granted with: etcd counts whole seconds, at least 2. */
+  private leaseTtlSeconds(): number {
+    return Math.max(2, Math.ceil(this.options.leaseTtlMs / 1000));
+  }
+
   status(): ConsensusStatus {
+    const leading = this.leading();
     return {
       id: this.options.id,
-      role: this.leader === this.options.id ? 'leader' : 'follower',
+      role: leading ? 'leader' : 'follower',
       term: this.term,
-      leader: this.leader,
+      // A node whose own lease has run out does not know who leads now.
+      leader: leading || this.leader !== this.options.id ? this.leader : 0,
       commitIndex: this.log.applied,
       appliedIndex: this.log.applied,
       voters: [...this.members.keys()].sort((a, b) => a - b),
@@ -305,7 +333,7 @@ export class EtcdConsensus implements Consensus {
   }
 
   memberSilenceMs(id: NodeId): number | undefined {
-    if (this.leader !== this.options.id) return undefined;
+    if (!this.leading()) return undefined;
     if (id === this.options.id) return 0;
     // Since its last heartbeat write, counted from no earlier than this leadership's start.
     const seen = Math.max(this.lastAlive.get(id) ?? Number.NEGATIVE_INFINITY, this.leaderSince);
@@ -394,7 +422,7 @@ export class EtcdConsensus implements Consensus {
   private appliedOne(): void {
     this.sinceSnapshot += 1;
     const every = this.options.snapshotEvery ?? SNAPSHOT_EVERY;
-    if (this.sinceSnapshot < every || this.snapshotting || this.leader !== this.options.id || !this.slot.snapshotReady()) return;
+    if (this.sinceSnapshot < every || this.snapshotting || !this.leading() || !this.slot.snapshotReady()) return;
     this.snapshotting = true;
     this.sinceSnapshot = 0;
     this.log
@@ -446,5 +474,7 @@ export class EtcdConsensus implements Consensus {
 const SNAPSHOT_EVERY = 10_000;
 /** Default of contactProbeMs. */
 const CONTACT_PROBE_MS = 100;
+/** How much sooner than etcd a node counts its own lease as run out (the keepalive's round trip, and more). */
+const LEASE_MARGIN_MS = 250;
 /** Pause between attempts to grant a new lease after one was lost. */
 const RENEW_RETRY_MS = 500;

@@ -60,6 +60,8 @@ export const WIRE_ERRORS = {
   NODE_REMOVED: { replies: ['ERR node <id> was removed from the cluster ...'], text: message },
   // The message is the segment holder's refusal of a GET that waited too long for its turn.
   TOPIC_BUSY: { replies: ['ERR GET of <topic> waited ... retry'], text: message },
+  // consensus-etcd's command log (src/plugins/consensus-etcd/command-log.ts) words it: etcd did not answer a metadata change.
+  CONSENSUS_UNAVAILABLE: { replies: ['ERR etcd did not take the metadata command ... retry'], text: message },
 } as const satisfies Partial<Record<ErrorCode, WireForm>>;
 
 const FORMS: Partial<Record<ErrorCode, WireForm>> = WIRE_ERRORS;

@@ -1,10 +1,16 @@
 // `walrus start` with `consensus: etcd` (issue 15), in real child processes against a real etcd:
 // the node keeps its metadata under etcd.prefix, serves REGISTER, PUT and GET, and finds its
-// topics there after a restart; with etcd unreachable it refuses to start and names the
-// endpoints. Skipped, with the reason in the title, where etcd is not installed.
+// topics there after a restart; with etcd lost while it runs, it keeps serving reads of what is
+// committed, refuses writes and metadata changes as retriable, and goes on once etcd is back;
+// with etcd unreachable it refuses to start and names the endpoints. Skipped, with the reason in
+// the title, where etcd is not installed.
+
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 import test from 'ava';
-import { WalrusClient } from '../../src/client/index.js';
+import { ClientError, WalrusClient } from '../../src/client/index.js';
+import { ERROR_CODES } from '../../src/kernel/errors.js';
 import { withEtcd } from '../helpers/etcd.js';
 import { withTempDir } from '../helpers/kernel.js';
 import { freePorts } from '../helpers/net.js';
@@ -76,6 +82,111 @@ run(
       }
       second.child.kill('SIGTERM');
       t.is((await second.exited).code, 0);
+    });
+  },
+);
+
+/** What a request failed with: `CODE (retriable)`, or `ok` when it did not fail. */
+async function outcome(request: Promise<unknown>): Promise<string> {
+  try {
+    await request;
+    return 'ok';
+  } catch (error) {
+    if (!(error instanceof ClientError)) throw error;
+    const code = error.serverCode ?? error.code;
+    const retriable = error.serverCode !== undefined && ERROR_CODES[error.serverCode].retriable;
+    return `${code}${retriable ? ' (retriable)' : ''}`;
+  }
+}
+
+run(
+  title(
+    'etcd lost while a node runs: GET, FETCH and STATE of committed data answer, PUT and REGISTER are refused as retriable, and both work again once etcd is back',
+  ),
+  async (t) => {
+    t.timeout(90_000);
+    const server = etcd();
+    await withTempDir(async (dir) => {
+      const [clientPort, raftPort] = (await freePorts(2)) as [number, number];
+      const config = join(dir, 'walrus.yaml');
+      await writeFile(
+        config,
+        `node:\n  dataDir: ${JSON.stringify(join(dir, 'data'))}\n  clientPort: ${clientPort}\n  raftPort: ${raftPort}\n` +
+          `consensus: etcd\netcd:\n  endpoints: [${JSON.stringify(server.endpoint)}]\n  prefix: /outage\n`,
+      );
+      const node = startWalrus(['start', '--config', config], { cwd: dir, lifetimeMs: 80_000 });
+      await node.waitForLine(/"msg":"ready"/);
+      const client = new WalrusClient({ host: '127.0.0.1', port: clientPort, timeoutMs: 10_000 });
+      try {
+        await client.register('orders');
+        for (const word of ['one', 'two', 'three']) await client.put('orders', word);
+        t.is(await client.get('orders'), 'one');
+
+        // Every PUT sent from here on, with what it answered: acknowledged ('ok'), refused
+        // (retriable: nothing was written) or unsure (a timeout: it may have been).
+        const sent: { payload: string; answer: string }[] = [];
+        const send = async (payload: string): Promise<string> => {
+          const answer = await outcome(client.put('orders', payload));
+          sent.push({ payload, answer });
+          return answer;
+        };
+        await server.kill();
+        // A PUT needs the write lease, which rests on contact with etcd: refused once it has run out.
+        const killedAt = Date.now();
+        let put = 'ok';
+        for (let attempt = 0; put === 'ok' && Date.now() - killedAt < 10_000; attempt++) {
+          put = await send(`during-${attempt}`);
+          if (put === 'ok') await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        t.log(`PUT refused ${Date.now() - killedAt} ms after etcd was killed: ${put}`);
+        t.regex(put, /\(retriable\)$/, 'a PUT without etcd is refused as retriable');
+        t.regex(await outcome(client.register('late')), /^CONSENSUS_UNAVAILABLE \(retriable\)$/);
+
+        // Reads of what is committed go on.
+        t.is(await client.get('orders'), 'two');
+        t.is((await client.fetch('orders', 1, 0))?.payload, 'one');
+        const state = await client.state('orders');
+        t.is(state.leader_node, 1);
+        t.is((await client.metrics()).id, 1);
+
+        await server.restart();
+        const backAt = Date.now();
+        let again = await send('after-0');
+        for (let attempt = 1; again !== 'ok' && Date.now() - backAt < 30_000; attempt++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          again = await send(`after-${attempt}`);
+        }
+        t.log(`a PUT was taken again ${Date.now() - backAt} ms after etcd came back; ${sent.length} PUTs sent from the kill on`);
+        t.is(again, 'ok');
+        t.is(await outcome(client.register('late')), 'ok');
+        // The rest of the topic: 'three', then each PUT acknowledged from the kill on, once and in
+        // order; a refused one never; an unsure one at most once, in its place.
+        const rest: string[] = [];
+        for (let value = await client.get('orders'); value !== null; value = await client.get('orders')) rest.push(value);
+        t.is(rest[0], 'three');
+        const expected = sent.filter((put) => put.answer === 'ok').map((put) => put.payload);
+        const allowed = new Set(sent.filter((put) => !/\(retriable\)$/.test(put.answer)).map((put) => put.payload));
+        t.deepEqual(
+          rest.slice(1).filter((value) => expected.includes(value)),
+          expected,
+        );
+        t.deepEqual(
+          rest.slice(1).filter((value) => !allowed.has(value)),
+          [],
+          `read back: ${rest.join(', ')}; sent: ${JSON.stringify(sent)}`,
+        );
+        t.is(new Set(rest).size, rest.length, 'nothing twice');
+        const order = sent.map((put) => put.payload);
+        t.deepEqual(
+          rest.slice(1),
+          [...rest.slice(1)].sort((a, b) => order.indexOf(a) - order.indexOf(b)),
+          'in the order sent',
+        );
+      } finally {
+        await client.close();
+      }
+      node.child.kill('SIGTERM');
+      t.is((await node.exited).code, 0, node.stderr());
     });
   },
 );

@@ -22,6 +22,11 @@ export interface PeerAddress {
   readonly port: number;
 }
 
+/** `host:port`, with an IPv6 host in brackets (`[::1]:6000`), as logs and METRICS show an address. */
+export function hostPort(address: { readonly host: string; readonly port: number }): string {
+  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}
+
 export interface PeerClientOptions {
   /** The peer's node id, for details (0 when not known, as for a join target). */
   readonly peer: number;

@@ -26,6 +26,7 @@ async function startNode(
   extra: {
     readonly token?: string;
     readonly port?: number;
+    readonly host?: string;
     readonly snapshotEvery?: number;
     readonly onProblem?: (problem: { readonly message: string }) => void;
   } = {},
@@ -37,7 +38,7 @@ async function startNode(
     client,
     prefix,
     id,
-    address: { host: '127.0.0.1', port },
+    address: { host: extra.host ?? '127.0.0.1', port },
     leaseTtlMs: 2000,
     register: true,
     memberToken: token,
@@ -221,6 +222,13 @@ run(
       t.is(again.consensus.metrics().membership_config.membership.nodes['1']?.addr, '127.0.0.1:9101');
     } finally {
       await stopNode(again);
+    }
+    // And at an IPv6 address, which METRICS shows in brackets (as the Raft plugin does).
+    const v6 = await startNode(server, '/w/ids', 1, { port: 9102, host: '::1' });
+    try {
+      t.is(v6.consensus.metrics().membership_config.membership.nodes['1']?.addr, '[::1]:9102');
+    } finally {
+      await stopNode(v6);
     }
   },
 );

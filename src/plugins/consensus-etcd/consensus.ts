@@ -20,6 +20,7 @@ import type { Etcd3, Lease, Watcher } from 'etcd3';
 import type { Consensus, ConsensusStatus, NodeId, RaftMetrics, StateMachine } from '../../contracts/consensus.js';
 import { walrusError } from '../../kernel/errors.js';
 import { MachineSlot } from '../../node/machine-slot.js';
+import { hostPort } from '../../node/peer-client.js';
 import { EtcdCommandLog } from './command-log.js';
 
 export interface EtcdConsensusOptions {
@@ -172,8 +173,8 @@ export class EtcdConsensus implements Consensus {
         await client.put(key).value(JSON.stringify(mine)).exec();
       return;
     }
-    const known = `${record.host}:${record.port}`;
-    const asked = `${address.host}:${address.port}`;
+    const known = hostPort(record);
+    const asked = hostPort(address);
     throw walrusError(
       'INVALID_ARGUMENT',
       known === asked
@@ -369,7 +370,7 @@ export class EtcdConsensus implements Consensus {
         membership: {
           configs: [[...status.voters]],
           nodes: Object.fromEntries(
-            [...this.members].sort(([a], [b]) => a - b).map(([id, member]) => [String(id), { addr: `${member.host}:${member.port}` }]),
+            [...this.members].sort(([a], [b]) => a - b).map(([id, member]) => [String(id), { addr: hostPort(member) }]),
           ),
         },
       },

@@ -13,6 +13,7 @@ import type { InternalPort } from '../../contracts/internal-port.js';
 import { CONSENSUS, INTERNAL_PORT } from '../../contracts/tokens.js';
 import { walrusError } from '../../kernel/errors.js';
 import type { Plugin } from '../../kernel/plugin.js';
+import { RepeatLimiter } from '../../kernel/repeats.js';
 import { type Infer, s } from '../../kernel/schema.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
 import { InternalListener, lateInternalPort } from '../../node/internal-port.js';
@@ -148,6 +149,7 @@ export const consensusEtcdPlugin: Plugin<EtcdConfig> = {
     });
     running.listener = listener;
     const client = etcdClient({ endpoints: config.endpoints, requestTimeoutMs: config.requestTimeoutMs });
+    const repeats = new RepeatLimiter(PROBLEM_LOG_MS);
     running.close = () => client.close();
     const consensus = new EtcdConsensus({
       client,
@@ -159,7 +161,15 @@ export const consensusEtcdPlugin: Plugin<EtcdConfig> = {
       register: node.join === null,
       memberToken: memberToken(join(node.dataDir, `node_${node.id}`, 'etcd')),
       snapshotEvery: config.snapshotEvery,
-      onProblem: (problem) => scope.log.warn({ err: problem.error }, problem.message),
+      // While etcd is down the same warnings come every few hundred ms: each is logged once per PROBLEM_LOG_MS, with a count of the rest.
+      onProblem: (problem) => {
+        const folded = repeats.take(problem.message);
+        if (!folded.log) return;
+        scope.log.warn(
+          { err: problem.error, ...(folded.heldBack > 0 ? { repeated: folded.heldBack } : {}) },
+          folded.heldBack > 0 ? `${problem.message} (and ${folded.heldBack} more times since it was last logged)` : problem.message,
+        );
+      },
       onRoleChange: (status) =>
         scope.log.info(
           { role: status.role, term: status.term, leader: status.leader === 0 ? null : status.leader },
@@ -200,6 +210,9 @@ export const consensusEtcdPlugin: Plugin<EtcdConfig> = {
     await running.listener?.close();
   },
 };
+
+/** How often one warning of the etcd client is logged while it repeats. */
+const PROBLEM_LOG_MS = 5_000;
 
 /** The token that names this node's data directory in its etcd member record: made on first start, then kept. */
 function memberToken(dir: string): string {

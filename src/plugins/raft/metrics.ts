@@ -6,6 +6,7 @@
 // number exactly.
 
 import type { LogIdJson, RaftMetrics } from '../../contracts/consensus.js';
+import { hostPort } from '../../node/peer-client.js';
 import type { PeerAddress } from './adapters/transport.js';
 import { NONE, type NodeId, type Status } from './core/types.js';
 
@@ -73,5 +74,5 @@ function stateOf(status: Status): RaftMetrics['state'] {
 /** `host:port`, with an IPv6 host in brackets; empty when the address is not known here. */
 function addr(address: PeerAddress | undefined): string {
   if (address === undefined) return '';
-  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+  return hostPort(address);
 }

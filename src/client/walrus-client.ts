@@ -27,6 +27,7 @@ import { isTrimmedCode } from '../protocol/commands.js';
 import { encodeSizedFrame, FrameDecoder } from '../protocol/frames.js';
 import { type FetchedEntry, parseFetchReply, parseReply, preview, type Reply } from '../protocol/replies.js';
 import { wireCode } from '../protocol/wire-errors.js';
+import { Consumer, type ConsumerOptions, Producer, type ProducerOptions } from './batching.js';
 
 // ClientError is a WalrusError (kind `client`) defined in the kernel's error module, so that its
 // codes sit in the one error table; it is re-exported here, where callers have always found it.
@@ -59,6 +60,8 @@ export interface WalrusClientOptions {
 interface Pending {
   readonly frame: Buffer;
   readonly resolve: (reply: string) => void;
+  /** Given, the reply's body is handed over as bytes (not decoded): batch replies, whose sizes count bytes. */
+  readonly resolveBody?: (body: Buffer) => void;
   readonly reject: (error: ClientError) => void;
   /** performance.now() by which the reply must have come. */
   readonly deadline: number;
@@ -120,6 +123,8 @@ export class WalrusClient {
   private socket: Socket | undefined;
   private connected = false;
   private decoder = new FrameDecoder({ maxFrameBytes: limits.clientReplyBytesMax });
+  /** Strict, as the decoder's own: a reply that is not UTF-8 is an error, not U+FFFD; a leading BOM is kept. */
+  private readonly utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   /** Sent, awaiting their replies, in sending order. */
   private readonly inFlight = new Fifo<Pending>();
   /** Not sent yet: waiting for the connection or for room under inFlightMax. */
@@ -233,6 +238,62 @@ export class WalrusClient {
     }
   }
 
+  /**
+   * `MPUT <topic> <size> ...` LF payloads: appends `payloads` as one unit, in this order, at
+   * consecutive positions of one segment (all of them or none); resolves with how many. Each is
+   * text, not empty; together, with the request's first line, at most limits.frameBytesMax bytes
+   * and limits.batchEntriesMax payloads. Unlike PUT's, a payload may end with spaces or LFs.
+   */
+  async mput(topic: string, payloads: readonly string[]): Promise<number> {
+    checkTopic(topic);
+    const frame = batchPutFrame(topic, payloads);
+    const reply = parseReply(await this.sendFrame(frame));
+    const count = reply.kind === 'value' ? Number(reply.value) : Number.NaN;
+    if (count !== payloads.length) throw unexpected('MPUT', reply);
+    return count;
+  }
+
+  /**
+   * `MGET <topic> <max>`: consumes up to `max` (1 to limits.batchEntriesMax) next entries of the
+   * topic, in order, from one segment (at most limits.batchReadBytesMax of payload, at least one
+   * entry); an empty array when there is none. They are consumed once the reply has been written.
+   */
+  async mget(topic: string, max: number): Promise<string[]> {
+    checkTopic(topic);
+    checkBatchMax('MGET', max);
+    return parseEntries('MGET', await this.sendBody(`MGET ${topic} ${max}`));
+  }
+
+  /**
+   * `MFETCH <topic> <segment> <offset> <max>`: up to `max` entries of segment `segment` from
+   * `offset` on, without consuming them (as many FETCHes, in one reply); an empty array past the
+   * segment's end.
+   */
+  async mfetch(topic: string, segment: number, offset: number, max: number): Promise<string[]> {
+    checkTopic(topic);
+    if (!Number.isSafeInteger(segment) || segment < 1) {
+      throw new ClientError('PROTOCOL', `an MFETCH segment must be a positive integer, got ${segment}`);
+    }
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new ClientError('PROTOCOL', `an MFETCH offset must be a non-negative integer, got ${offset}`);
+    }
+    checkBatchMax('MFETCH', max);
+    return parseEntries('MFETCH', await this.sendBody(`MFETCH ${topic} ${segment} ${offset} ${max}`));
+  }
+
+  /**
+   * A producer of `topic`: payloads given to its send() within `lingerMs` go out together in one
+   * MPUT (see Producer). It uses this client's connection; closing the client ends it.
+   */
+  producer(options: ProducerOptions): Producer {
+    return new Producer(this, options);
+  }
+
+  /** A consumer of `topic`: an async iterable of its entries, read with MGET (see Consumer). */
+  consumer(options: ConsumerOptions): Consumer {
+    return new Consumer(this, options);
+  }
+
   /** `STATE <topic>`: the node's view of the topic's segments. */
   async state(topic: string): Promise<TopicStateJson> {
     checkTopic(topic);
@@ -272,25 +333,46 @@ export class WalrusClient {
   // --- requests ------------------------------------------------------------------------------
 
   private send(text: string): Promise<string> {
+    const bytes = this.checked(text);
+    if (typeof bytes !== 'number') return Promise.reject(bytes);
+    return this.sendFrame(encodeSizedFrame(text, bytes));
+  }
+
+  /** send(), with the reply's body as bytes. */
+  private sendBody(text: string): Promise<Buffer> {
+    const bytes = this.checked(text);
+    if (typeof bytes !== 'number') return Promise.reject(bytes);
+    return this.sendFrame(encodeSizedFrame(text, bytes), true);
+  }
+
+  /** Queues a whole request frame (checked already); resolves with the reply as text, or with `body` its bytes. */
+  private sendFrame(frame: Buffer): Promise<string>;
+  private sendFrame(frame: Buffer, body: true): Promise<Buffer>;
+  private sendFrame(frame: Buffer, body = false): Promise<string | Buffer> {
     if (this.closed) return Promise.reject(new ClientError('CONNECTION', 'the client was closed'));
     if (this.down) return Promise.reject(new ClientError('CONNECTION', `the connection to ${this.address} was lost and reconnect is off`));
-    const bytes = Buffer.byteLength(text, 'utf8');
-    if (bytes === 0) return Promise.reject(new ClientError('PROTOCOL', 'a request cannot be empty: the server refuses frames of 0 bytes'));
-    if (bytes > limits.frameBytesMax) {
-      return Promise.reject(
-        new ClientError('PROTOCOL', `the request is ${bytes} bytes of UTF-8; the server accepts at most ${limits.frameBytesMax}`),
-      );
-    }
-    // Pure ASCII (as many bytes as UTF-16 units) cannot hold a surrogate: the scan is skipped.
-    if (bytes !== text.length && LONE_SURROGATE.test(text)) {
-      return Promise.reject(new ClientError('PROTOCOL', 'the request contains a lone UTF-16 surrogate, which UTF-8 cannot carry'));
-    }
-    return new Promise<string>((resolve, reject) => {
+    return new Promise<string | Buffer>((resolve, reject) => {
       const deadline = performance.now() + this.timeoutMs;
-      this.waiting.push({ frame: encodeSizedFrame(text, bytes), resolve, reject, deadline });
+      this.waiting.push({ frame, resolve, reject, deadline, ...(body ? { resolveBody: resolve } : {}) });
       this.armDeadline(deadline);
       this.schedulePump();
     });
+  }
+
+  /** A request text's size in UTF-8 bytes, or why it cannot be sent (empty, too long, a lone surrogate). */
+  private checked(text: string): number | ClientError {
+    if (this.closed) return new ClientError('CONNECTION', 'the client was closed');
+    if (this.down) return new ClientError('CONNECTION', `the connection to ${this.address} was lost and reconnect is off`);
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes === 0) return new ClientError('PROTOCOL', 'a request cannot be empty: the server refuses frames of 0 bytes');
+    if (bytes > limits.frameBytesMax) {
+      return new ClientError('PROTOCOL', `the request is ${bytes} bytes of UTF-8; the server accepts at most ${limits.frameBytesMax}`);
+    }
+    // Pure ASCII (as many bytes as UTF-16 units) cannot hold a surrogate: the scan is skipped.
+    if (bytes !== text.length && LONE_SURROGATE.test(text)) {
+      return new ClientError('PROTOCOL', 'the request contains a lone UTF-16 surrogate, which UTF-8 cannot carry');
+    }
+    return bytes;
   }
 
   /**
@@ -419,7 +501,7 @@ export class WalrusClient {
   private receive(chunk: Buffer): void {
     this.decoder.push(chunk);
     for (;;) {
-      const frame = this.decoder.next();
+      const frame = this.decoder.nextBody();
       if (frame === undefined) break;
       if (frame.kind === 'invalid-length') {
         this.failAll(
@@ -436,8 +518,17 @@ export class WalrusClient {
       this.failures = 0;
       this.nextAttemptAt = 0;
       // A reply that is not UTF-8 fails only its own request: framing is intact, the next reply is in step.
-      if (frame.kind === 'invalid-utf8') pending.reject(new ClientError('PROTOCOL', 'the reply is not valid UTF-8'));
-      else pending.resolve(frame.text);
+      if (pending.resolveBody !== undefined) pending.resolveBody(frame.body);
+      else {
+        let text: string;
+        try {
+          text = this.utf8.decode(frame.body);
+        } catch {
+          pending.reject(new ClientError('PROTOCOL', 'the reply is not valid UTF-8'));
+          continue;
+        }
+        pending.resolve(text);
+      }
     }
     this.pump();
     this.idleDeadline();
@@ -486,6 +577,78 @@ function parseAddress(address: string): WalrusClientOptions {
   if (match === null) throw new TypeError(`expected 'host:port' or '[ipv6]:port', got ${JSON.stringify(address)}`);
   return { host: (match[1] ?? match[2]) as string, port: Number(match[3]) };
 }
+
+/** An MPUT's frame: `MPUT <topic> <size> ...` LF, then the payloads' UTF-8 bytes, checked as the server would. */
+function batchPutFrame(topic: string, payloads: readonly string[]): Buffer {
+  if (!Array.isArray(payloads) || payloads.length === 0) throw new ClientError('PROTOCOL', 'an MPUT needs at least one payload');
+  if (payloads.length > limits.batchEntriesMax) {
+    throw new ClientError('PROTOCOL', `an MPUT takes at most ${limits.batchEntriesMax} payloads, got ${payloads.length}`);
+  }
+  const encoded: Buffer[] = new Array(payloads.length);
+  let header = `MPUT ${topic}`;
+  let bytes = 0;
+  for (const [index, payload] of payloads.entries()) {
+    if (typeof payload !== 'string' || payload.length === 0) {
+      throw new ClientError('PROTOCOL', `MPUT payload ${index} must be a non-empty string`);
+    }
+    if (LONE_SURROGATE.test(payload)) {
+      throw new ClientError('PROTOCOL', `MPUT payload ${index} contains a lone UTF-16 surrogate, which UTF-8 cannot carry`);
+    }
+    const data = Buffer.from(payload, 'utf8');
+    encoded[index] = data;
+    header += ` ${data.length}`;
+    bytes += data.length;
+  }
+  header += '\n';
+  const headBytes = Buffer.byteLength(header, 'utf8');
+  const total = headBytes + bytes;
+  if (total > limits.frameBytesMax) {
+    throw new ClientError(
+      'PROTOCOL',
+      `the MPUT is ${total} bytes (its first line ${headBytes}, payloads ${bytes}); the server accepts at most ${limits.frameBytesMax}: send fewer payloads at once`,
+    );
+  }
+  const frame = Buffer.allocUnsafe(4 + total);
+  frame.writeUInt32LE(total, 0);
+  let at = 4 + frame.write(header, 4, 'utf8');
+  for (const data of encoded) at += data.copy(frame, at);
+  return frame;
+}
+
+function checkBatchMax(op: string, max: number): void {
+  if (!Number.isSafeInteger(max) || max < 1 || max > limits.batchEntriesMax) {
+    throw new ClientError('PROTOCOL', `an ${op} max must be an integer from 1 to ${limits.batchEntriesMax}, got ${max}`);
+  }
+}
+
+/** A batch read's reply: `OK <n> <size> ...` LF payloads, `EMPTY` (none), or `ERR ...`. */
+function parseEntries(op: string, body: Buffer): string[] {
+  const newline = body.indexOf(0x0a);
+  const head = body.toString('utf8', 0, newline < 0 ? body.length : newline);
+  if (newline < 0) {
+    if (head === EMPTY_TEXT) return [];
+    throw unexpected(op, parseReply(head));
+  }
+  const tokens = head.split(' ');
+  const count = Number(tokens[1]);
+  if (tokens[0] !== 'OK' || !Number.isSafeInteger(count) || count < 1 || tokens.length !== count + 2) {
+    throw new ClientError('PROTOCOL', `unexpected reply to ${op}: ${preview(head)}`);
+  }
+  const entries: string[] = new Array(count);
+  let at = newline + 1;
+  for (let index = 0; index < count; index++) {
+    const size = Number(tokens[index + 2]);
+    if (!Number.isSafeInteger(size) || size < 0 || at + size > body.length) {
+      throw new ClientError('PROTOCOL', `the ${op} reply's sizes do not add up to its payloads: ${preview(head)}`);
+    }
+    entries[index] = body.toString('utf8', at, at + size);
+    at += size;
+  }
+  if (at !== body.length) throw new ClientError('PROTOCOL', `the ${op} reply's sizes do not add up to its payloads: ${preview(head)}`);
+  return entries;
+}
+
+const EMPTY_TEXT = 'EMPTY';
 
 function checkTopic(topic: string): void {
   if (typeof topic !== 'string' || topic.length === 0) throw new ClientError('PROTOCOL', 'a topic must be a non-empty string');

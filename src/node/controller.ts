@@ -18,6 +18,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { Consensus, NodeId } from '../contracts/consensus.js';
 import { type ErrorCode, type WalrusError, walrusError } from '../kernel/errors.js';
+import { limits } from '../kernel/limits.js';
 import type { Command } from '../protocol/commands.js';
 import { FRAME_HEADER_BYTES } from '../protocol/frames.js';
 import { EMPTY, fetched, OK, okPayload } from '../protocol/replies.js';
@@ -33,6 +34,7 @@ import {
 } from './forwarding.js';
 import { notLeaderFor } from './leases.js';
 import { encodeCommand, type MetadataResult, type MetadataStateMachine, segmentKey, topicNameProblem } from './metadata.js';
+import { PayloadBatch, type PutUnit } from './payload-batch.js';
 import { failureHead } from './peer-codec.js';
 import type { PeerAnswer, PeerHandler } from './peer-server.js';
 import { placeTopic, replicaSet } from './placement.js';
@@ -62,14 +64,14 @@ export interface ControllerOptions {
   /** The other nodes: forwarded PUTs, reads of segments held elsewhere. Absent on a node alone. */
   readonly peers?: PeerRequests;
   /** FETCH of segments other nodes hold (with `peers`). */
-  readonly remoteReads?: Pick<PeerReads, 'read'>;
+  readonly remoteReads?: Pick<PeerReads, 'read' | 'readRun'>;
   /**
    * The nodes known to be up (Consensus.liveMembers), among which REGISTER places a new topic.
    * Absent, or empty, places every new topic on this node.
    */
   readonly liveNodes?: () => readonly number[];
   /** Replicated segments: a PUT of a segment led here is acknowledged once committed (absent: at once). */
-  readonly replication?: Pick<Replication, 'appended' | 'settled'>;
+  readonly replication?: Pick<Replication, 'appended' | 'appendedBatch' | 'settled'>;
   /** replication.factor: nodes a new topic's first segment is kept by (default 1). */
   readonly replicationFactor?: number;
 }
@@ -218,10 +220,20 @@ export class NodeController {
         return this.register(command.topic);
       case 'PUT':
         return this.put(command.topic, command.payload);
+      case 'MPUT': {
+        // One unit all the way: appended together (or not at all) in one segment.
+        const reply = this.put(command.topic, new PayloadBatch(command.payloads));
+        const ok = { text: `${OK} ${command.payloads.length}` };
+        return reply instanceof Promise ? reply.then((done) => (done === OK_REPLY ? ok : done)) : reply === OK_REPLY ? ok : reply;
+      }
       case 'GET':
         return this.get(command.topic);
       case 'FETCH':
         return this.fetch(command.topic, command.segment, command.offset);
+      case 'MFETCH':
+        return this.fetchRun(command.topic, command.segment, command.offset, command.max);
+      case 'MGET':
+        return this.get(command.topic, 0, command.max);
       case 'STATE': {
         const json = this.options.metadata.stateJson(command.topic);
         return json === undefined ? unknownTopic(command.topic) : { text: json };
@@ -292,6 +304,7 @@ export class NodeController {
         if (head.sizes === undefined) return this.appendForwarded(topic, segment, data);
         const payloads = splitRun(head.sizes, data);
         if (payloads === undefined) throw walrusError('PEER_PROTOCOL', 'an append whose sizes do not add up to its data');
+        if (head.batch === true) return this.appendForwarded(topic, segment, new PayloadBatch(payloads));
         return this.appendRun(topic, segment, payloads);
       },
       [PEER_OPS.take]: async (head) => {
@@ -311,7 +324,15 @@ export class NodeController {
         };
       },
       [PEER_OPS.read]: async (head) => {
-        const payload = this.readSealedAware(headString(head, 'topic'), headCount(head, 'segment'), headCount(head, 'offset'));
+        const topic = headString(head, 'topic');
+        const segment = headCount(head, 'segment');
+        const offset = headCount(head, 'offset');
+        if (head.max !== undefined) {
+          const payloads = this.readRunHere(topic, segment, offset, headCount(head, 'max'), headCount(head, 'maxBytes'));
+          if (payloads.length === 0) return { head: { found: false } };
+          return { head: { found: true, sizes: payloads.map((payload) => payload.length) }, data: Buffer.concat(payloads) };
+        }
+        const payload = this.readSealedAware(topic, segment, offset);
         return payload === null ? { head: { found: false } } : { head: { found: true }, data: payload };
       },
     };
@@ -336,7 +357,7 @@ export class NodeController {
    * that of forwards still unanswered for its topic waits for their answers first: a forward
    * refused by the old leader is sent again before anything that arrived after it.
    */
-  private put(topic: string, payload: string | Uint8Array): ControllerReply | Promise<ControllerReply> {
+  private put(topic: string, payload: PutUnit): ControllerReply | Promise<ControllerReply> {
     const arrival = this.rollovers.arrive();
     if (this.rollovers.has(topic)) return this.waitForRollover(this.rollovers, topic, arrival, payload, undefined);
     const state = this.options.metadata.topic(topic);
@@ -357,7 +378,7 @@ export class NodeController {
     wait: RolloverWait,
     topic: string,
     segment: number,
-    payload: string | Uint8Array,
+    payload: PutUnit,
     arrival: number,
   ): ControllerReply | Promise<ControllerReply> {
     try {
@@ -378,11 +399,11 @@ export class NodeController {
     topic: string,
     segment: number,
     leader: NodeId,
-    payload: string | Uint8Array,
+    payload: PutUnit,
     arrival: number,
   ): Promise<ControllerReply> {
     const gate = this.enterGate(topic, leader, segment);
-    const sent = appends.send(leader, topic, segment, bytesOf(payload));
+    const sent = this.sendTo(appends, leader, topic, segment, payload);
     return sent.then(
       () => {
         this.leaveGate(topic, gate);
@@ -401,7 +422,14 @@ export class NodeController {
    * Appends to a segment led here; with replication, the offset comes once the entry is committed
    * (a majority of the segment's replicas hold it). Synchronous when nothing has to be waited for.
    */
-  private appendLocal(topic: string, segment: number, payload: string | Uint8Array): number | Promise<number> {
+  private appendLocal(topic: string, segment: number, payload: PutUnit): number | Promise<number> {
+    if (payload instanceof PayloadBatch) {
+      const { payloads } = payload;
+      return this.options.store.appendBatchNow(topic, segment, payloads).then((at) => {
+        const waiting = this.options.replication?.appendedBatch(topic, segment, at, payloads);
+        return waiting === undefined ? at : waiting.then(() => at);
+      });
+    }
     const offset = this.options.store.appendNow(topic, segment, payload);
     if (typeof offset === 'number') return this.committed(topic, segment, offset, payload);
     return offset.then((at) => this.committed(topic, segment, at, payload));
@@ -413,7 +441,7 @@ export class NodeController {
   }
 
   /** A rollover queue's attempt: append here, or forward to the node leading `segment`. */
-  private appendAnywhere(topic: string, segment: number, payload: string | Uint8Array): Promise<number> {
+  private appendAnywhere(topic: string, segment: number, payload: PutUnit): Promise<number> {
     const leader = this.leaderOf(topic, segment);
     if (leader === this.options.nodeId) {
       try {
@@ -426,7 +454,14 @@ export class NodeController {
     const appends = this.appends;
     if (appends === undefined || leader === undefined) return Promise.reject(notLeaderFor(segmentKey(topic, segment)));
     // Offsets are not reported across nodes; the queue only needs to know it was written.
-    return appends.send(leader, topic, segment, bytesOf(payload)).then(() => 0);
+    return this.sendTo(appends, leader, topic, segment, payload).then(() => 0);
+  }
+
+  /** Forwards one PUT, or an MPUT's batch as one unit, to the node leading `segment`. */
+  private sendTo(appends: ForwardedAppends, leader: NodeId, topic: string, segment: number, payload: PutUnit): Promise<void> {
+    return payload instanceof PayloadBatch
+      ? appends.sendBatch(leader, topic, segment, payload.payloads)
+      : appends.send(leader, topic, segment, bytesOf(payload));
   }
 
   /**
@@ -436,7 +471,7 @@ export class NodeController {
    * applied yet (the sender's view is ahead) is waited for, up to the rollover wait, with the
    * PUTs that follow queued behind in arrival order.
    */
-  private appendForwarded(topic: string, segment: number, payload: Buffer): PeerAnswer | Promise<PeerAnswer> {
+  private appendForwarded(topic: string, segment: number, payload: Buffer | PayloadBatch): PeerAnswer | Promise<PeerAnswer> {
     const pending = this.catchingUp.get(topic);
     if (pending !== undefined) return pending.then(() => this.appendForwardedNow(topic, segment, payload));
     const state = this.options.metadata.topic(topic);
@@ -471,7 +506,7 @@ export class NodeController {
     return waiting.length === 0 ? answer() : Promise.all(waiting).then(answer);
   }
 
-  private appendForwardedNow(topic: string, segment: number, payload: Buffer): PeerAnswer | Promise<PeerAnswer> {
+  private appendForwardedNow(topic: string, segment: number, payload: Buffer | PayloadBatch): PeerAnswer | Promise<PeerAnswer> {
     const arrival = this.forwardedIn.arrive();
     let reply: ControllerReply | Promise<ControllerReply>;
     if (this.forwardedIn.has(topic)) reply = this.waitForRollover(this.forwardedIn, topic, arrival, payload, undefined);
@@ -527,7 +562,7 @@ export class NodeController {
     wait: RolloverWait,
     topic: string,
     arrival: number,
-    payload: string | Uint8Array,
+    payload: PutUnit,
     failure: unknown,
   ): Promise<ControllerReply> {
     const result = await wait.wait(topic, arrival, payload, failure);
@@ -564,27 +599,27 @@ export class NodeController {
    * retriable error reaches the client — views of nodes differ for a moment after a failover or
    * a restart.
    */
-  private get(topic: string, reroutes = 0): ControllerReply | Promise<ControllerReply> {
+  private get(topic: string, reroutes = 0, max?: number): ControllerReply | Promise<ControllerReply> {
     let next: NextResult | Promise<NextResult>;
     try {
-      next = this.options.reader.nextNow(topic);
+      next = this.options.reader.nextNow(topic, max ?? 1);
     } catch (error) {
-      return this.rerouted(topic, reroutes, error);
+      return this.rerouted(topic, reroutes, error, max);
     }
     const reply = (found: NextResult): ControllerReply | Promise<ControllerReply> => {
-      if (found.kind === 'unknown-topic') return this.onceKnown(topic, () => this.get(topic, reroutes));
+      if (found.kind === 'unknown-topic') return this.onceKnown(topic, () => this.get(topic, reroutes, max));
       if (found.kind === 'elsewhere' && this.clustered() && reroutes < GET_REROUTES_MAX)
-        return this.afterMetadataMoves().then(() => this.get(topic, reroutes + 1));
-      return getReply(topic, found);
+        return this.afterMetadataMoves().then(() => this.get(topic, reroutes + 1, max));
+      return getReply(topic, found, max !== undefined);
     };
-    return next instanceof Promise ? next.then(reply, (error: unknown) => this.rerouted(topic, reroutes, error)) : reply(next);
+    return next instanceof Promise ? next.then(reply, (error: unknown) => this.rerouted(topic, reroutes, error, max)) : reply(next);
   }
 
   /** A failed GET: tried again (see get) when the failure was the segment moving away, else the failure. */
-  private rerouted(topic: string, reroutes: number, error: unknown): Promise<ControllerReply> {
+  private rerouted(topic: string, reroutes: number, error: unknown, max?: number): Promise<ControllerReply> {
     if ((error as WalrusError).code !== 'NOT_LEADER_FOR_PARTITION' || !this.clustered() || reroutes >= GET_REROUTES_MAX)
       return Promise.reject(error);
-    return this.afterMetadataMoves().then(() => this.get(topic, reroutes + 1));
+    return this.afterMetadataMoves().then(() => this.get(topic, reroutes + 1, max));
   }
 
   /** Resolves at the next metadata change applied here, or after GET_REROUTE_WAIT_MS. */
@@ -639,6 +674,42 @@ export class NodeController {
   }
 
   /**
+   * MFETCH: up to `max` consecutive entries of `segment` from `offset`, as FETCH reads each (here
+   * or from the node holding the segment), in one reply of at most limits.batchReadBytesMax of payload
+   * (and at least one entry): `OK <n> <size> ...` LF, then the payloads; EMPTY when there is no
+   * entry at `offset`.
+   */
+  private async fetchRun(topic: string, segment: number, offset: number, max: number): Promise<ControllerReply> {
+    const state = this.options.metadata.topic(topic);
+    if (state === undefined) return this.onceKnown(topic, () => this.fetchRun(topic, segment, offset, max));
+    if (segment > state.currentSegment) {
+      if (!this.clustered()) return EMPTY_REPLY;
+      await this.untilSegment(topic, segment, TOPIC_APPEAR_WAIT_MS);
+      if (segment > (this.options.metadata.topic(topic)?.currentSegment ?? 0)) return EMPTY_REPLY;
+    }
+    const owner = this.leaderOf(topic, segment);
+    const remote = this.options.remoteReads;
+    const payloads =
+      owner !== undefined && owner !== this.options.nodeId && remote !== undefined
+        ? await remote.readRun(owner, topic, segment, offset, max, limits.batchReadBytesMax)
+        : this.readRunHere(topic, segment, offset, max, limits.batchReadBytesMax);
+    return payloads.length === 0 ? EMPTY_REPLY : { frame: entriesFrame(payloads) };
+  }
+
+  /** Up to `max` entries of a segment here from `offset`, never past its seal, at most `maxBytes` of them but at least one. */
+  private readRunHere(topic: string, segment: number, offset: number, max: number, maxBytes: number): Buffer[] {
+    const payloads: Buffer[] = [];
+    let bytes = 0;
+    for (let at = offset; payloads.length < max; at++) {
+      const payload = this.readSealedAware(topic, segment, at);
+      if (payload === null || (payloads.length > 0 && bytes + payload.length > maxBytes)) break;
+      payloads.push(payload);
+      bytes += payload.length;
+    }
+    return payloads;
+  }
+
+  /**
    * The entry at `offset` of a segment here, never past its seal: a copy can hold entries beyond
    * it (an old leader's, written but never committed before a failover sealed the segment), and
    * those do not exist for readers.
@@ -683,7 +754,8 @@ function failed(code: ErrorCode, message: string, details: Readonly<Record<strin
 }
 
 /** The GET reply for what the reader found: the entry is consumed once the reply is written. */
-function getReply(topic: string, next: NextResult): ControllerReply {
+/** The reply to GET (`OK <payload>`), or with `batch` to MGET (`OK <n> <size> ...` LF payloads). */
+function getReply(topic: string, next: NextResult, batch = false): ControllerReply {
   if (next.kind === 'unknown-topic') return unknownTopic(topic);
   if (next.kind === 'empty') return EMPTY_REPLY;
   if (next.kind === 'elsewhere') return { error: notLeaderFor(segmentKey(topic, next.segment)) };
@@ -693,6 +765,7 @@ function getReply(topic: string, next: NextResult): ControllerReply {
     if (ok) entry.delivered().catch(() => undefined);
     else entry.abandoned();
   };
+  if (batch) return { frame: entriesFrame(entry.payloads), written };
   // Payloads written through the protocol are UTF-8; anything else is sent with U+FFFD in place
   // of the invalid bytes, as a text reply.
   if (!isUtf8(entry.payload)) return { text: okPayload(lossy.decode(entry.payload)), written };
@@ -705,6 +778,27 @@ function okPayloadFrame(payload: Uint8Array): Buffer {
   frame.writeUInt32LE(OK_SPACE.length + payload.length, 0);
   OK_SPACE.copy(frame, FRAME_HEADER_BYTES);
   frame.set(payload, FRAME_HEADER_BYTES + OK_SPACE.length);
+  return frame;
+}
+
+/**
+ * The frame of a batch read's reply: `OK <n> <size> ...` LF, then the payloads back to back (the
+ * sizes in bytes). A payload that is not valid UTF-8 is sent with U+FFFD in place of its invalid
+ * bytes, as GET does, and its size is that of what is sent.
+ */
+function entriesFrame(payloads: readonly Buffer[]): Buffer {
+  const sent = payloads.map((payload) => (isUtf8(payload) ? payload : Buffer.from(lossy.decode(payload), 'utf8')));
+  const head = Buffer.from(`${OK} ${sent.length} ${sent.map((payload) => payload.length).join(' ')}\n`, 'latin1');
+  let length = head.length;
+  for (const payload of sent) length += payload.length;
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
+  frame.writeUInt32LE(length, 0);
+  head.copy(frame, FRAME_HEADER_BYTES);
+  let at = FRAME_HEADER_BYTES + head.length;
+  for (const payload of sent) {
+    frame.set(payload, at);
+    at += payload.length;
+  }
   return frame;
 }
 

@@ -11,8 +11,9 @@ import type { RemoteReads, RemoteTake, TakeRequest } from './reader.js';
 
 export const PEER_OPS = {
   /**
-   * `{ topic, segment, sizes? }` + payloads: append to the open segment this node leads (forwarded
-   * PUTs: one, or with `sizes` a run of them, answered `{ failures? }` entry by entry).
+   * `{ topic, segment, sizes?, batch? }` + payloads: append to the open segment this node leads
+   * (forwarded PUTs: one, or with `sizes` a run of them, answered `{ failures? }` entry by entry;
+   * with `batch: true` too, an MPUT's payloads, appended together or refused as one).
    */
   append: 'append',
   /**
@@ -95,6 +96,17 @@ export class PeerReads implements RemoteReads {
     if (reply.head.found === false) return null;
     throw malformed(owner, 'read', reply);
   }
+
+  /** Up to `max` consecutive entries from `offset` of a segment `owner` holds (at most `maxBytes`, and at least one): empty past its end. */
+  async readRun(owner: NodeId, topic: string, segment: number, offset: number, max: number, maxBytes: number): Promise<Buffer[]> {
+    const reply = await this.peers.client(owner).request(PEER_OPS.read, { topic, segment, offset, max, maxBytes });
+    if (reply.head.found === false) return [];
+    if (reply.head.found === true) {
+      const payloads = reply.head.sizes === undefined ? [reply.data] : splitRun(reply.head.sizes, reply.data);
+      if (payloads !== undefined) return payloads;
+    }
+    throw malformed(owner, 'read', reply);
+  }
 }
 
 /** A run's payloads: `data` cut at the sizes a head lists; undefined when they do not add up to it. */
@@ -171,6 +183,50 @@ export class ForwardedAppends {
   }
 
   /**
+   * Appends an MPUT's `payloads` to `segment` of `topic` on `leader` as one unit (the leader
+   * appends them together, or refuses them all); resolves once they have been appended there.
+   * PUTs sent before it for the same segment leave first (their run is sent now), later ones after.
+   */
+  sendBatch(leader: NodeId, topic: string, segment: number, payloads: readonly Buffer[]): Promise<void> {
+    const key = runKey(leader, topic, segment);
+    const run = this.runs.get(key);
+    if (run !== undefined) this.flush(key, run);
+    return new Promise<void>((resolve, reject) => {
+      const members: readonly RunMember[] = [{ resolve, reject }];
+      const answered = this.track(key, members);
+      const sizes = payloads.map((payload) => payload.length);
+      this.peers
+        .client(leader)
+        .request(PEER_OPS.append, { topic, segment, sizes, batch: true }, Buffer.concat(payloads))
+        .then(
+          () => {
+            answered();
+            resolve();
+          },
+          (error: Error) => {
+            answered();
+            reject(error);
+          },
+        );
+    });
+  }
+
+  /** Notes `members` as in flight for `key` (abandon() fails them); returns the function that forgets them once answered. */
+  private track(key: string, members: readonly RunMember[]): () => void {
+    let sets = this.inFlight.get(key);
+    if (sets === undefined) {
+      sets = new Set();
+      this.inFlight.set(key, sets);
+    }
+    sets.add(members);
+    return () => {
+      const current = this.inFlight.get(key);
+      current?.delete(members);
+      if (current?.size === 0) this.inFlight.delete(key);
+    };
+  }
+
+  /**
    * A failover took `segment` of `topic` from `leader` (it is unreachable): the PUTs in flight to
    * it fail now with `error` (their outcome is unknown: they may have been appended) rather than
    * at the request timeout; a late answer changes nothing.
@@ -187,17 +243,7 @@ export class ForwardedAppends {
     this.runs.delete(key);
     const { leader, topic, segment, payloads, members } = run;
     const client = this.peers.client(leader);
-    let sets = this.inFlight.get(key);
-    if (sets === undefined) {
-      sets = new Set();
-      this.inFlight.set(key, sets);
-    }
-    sets.add(members);
-    const answered = (): void => {
-      const current = this.inFlight.get(key);
-      current?.delete(members);
-      if (current?.size === 0) this.inFlight.delete(key);
-    };
+    const answered = this.track(key, members);
     if (payloads.length === 1) {
       const [only] = members as [RunMember];
       client.request(PEER_OPS.append, { topic, segment }, payloads[0]).then(

@@ -39,9 +39,12 @@ export interface TopicLayout {
 }
 
 export interface Peeked {
+  /** The first (with next(topic, 1), the only) entry. */
   readonly payload: Buffer;
+  /** Every entry handed out (an MGET's run: consecutive entries of one segment, in order). */
+  readonly payloads: readonly Buffer[];
   readonly segment: number;
-  /** Consume the entry: the reply carrying it has been written. */
+  /** Consume the entries: the reply carrying them has been written. */
   delivered(): Promise<void>;
   /** Leave it for the next GET (the reply could not be written). */
   abandoned(): void;
@@ -221,18 +224,23 @@ export class TopicReader {
     this.confirm = options.confirm;
   }
 
-  /** The next entry for `topic` (held until delivered() or abandoned()), EMPTY, or an unknown topic. */
-  next(topic: string): Promise<NextResult> {
+  /**
+   * The next entry for `topic` (held until delivered() or abandoned()), EMPTY, or an unknown
+   * topic. With `max` above 1 (MGET): up to that many consecutive entries of one segment, held
+   * and consumed together (at most batchReadBytesMax of payload, and at least one entry; from a
+   * segment another node holds, at most what one borrowed run has left).
+   */
+  next(topic: string, max = 1): Promise<NextResult> {
     try {
-      return Promise.resolve(this.nextNow(topic));
+      return Promise.resolve(this.nextNow(topic, max));
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
   /** next() for the request path: synchronous when the segments it looks at are here and free. */
-  nextNow(topic: string): NextResult | Promise<NextResult> {
-    return this.scan(topic, this.firstOpen.get(topic) ?? 1);
+  nextNow(topic: string, max = 1): NextResult | Promise<NextResult> {
+    return this.scan(topic, this.firstOpen.get(topic) ?? 1, max);
   }
 
   /**
@@ -317,22 +325,22 @@ export class TopicReader {
   }
 
   /** From `segment` on: the first segment with something to say answers. */
-  private scan(topic: string, from: number): NextResult | Promise<NextResult> {
+  private scan(topic: string, from: number, max: number): NextResult | Promise<NextResult> {
     let segment = from;
     for (;;) {
       if (this.layout.openSegment(topic) === undefined) return { kind: 'unknown-topic' };
-      if (this.layout.ledElsewhere?.(topic, segment) === true) return this.scanRemote(topic, segment);
+      if (this.layout.ledElsewhere?.(topic, segment) === true) return this.scanRemote(topic, segment, max);
       const key = lockKey(topic, segment);
       const release = this.locks.tryAcquire(key);
       const at = segment;
-      const onward = (step: Step): NextResult | Promise<NextResult> => (step === 'next' ? this.scan(topic, at + 1) : step);
+      const onward = (step: Step): NextResult | Promise<NextResult> => (step === 'next' ? this.scan(topic, at + 1, max) : step);
       if (release === undefined) {
         return this.locks.acquire(key).then((acquired) => {
-          const step = this.local(topic, at, acquired);
+          const step = this.local(topic, at, acquired, false, max);
           return step instanceof Promise ? step.then(onward) : onward(step);
         });
       }
-      const step = this.local(topic, segment, release);
+      const step = this.local(topic, segment, release, false, max);
       if (step instanceof Promise) return step.then(onward);
       if (step !== 'next') return step;
       segment += 1;
@@ -343,7 +351,7 @@ export class TopicReader {
    * With the lock of a segment held here: its next entry (passing the lock to it), empty, or on —
    * after the replicas have recorded its position, when they have not yet (a promise then).
    */
-  private local(topic: string, segment: number, release: () => void, confirmed = false): Step | Promise<Step> {
+  private local(topic: string, segment: number, release: () => void, confirmed = false, max = 1): Step | Promise<Step> {
     let handedOut = false;
     try {
       const open = this.layout.openSegment(topic);
@@ -376,7 +384,7 @@ export class TopicReader {
         // The lock stays with this GET while the replicas record the position.
         handedOut = true;
         return waiting.then(
-          () => this.local(topic, segment, release, true),
+          () => this.local(topic, segment, release, true, max),
           (error: unknown) => {
             release();
             throw error;
@@ -384,14 +392,15 @@ export class TopicReader {
         );
       }
       handedOut = true;
-      return { kind: 'entry', entry: this.hold(topic, segment, consumed, payload, release) };
+      const payloads = max > 1 ? this.run(topic, segment, consumed, payload, max, sealed) : [payload];
+      return { kind: 'entry', entry: this.hold(topic, segment, consumed, payloads, release) };
     } finally {
       if (!handedOut) release();
     }
   }
 
   /** A segment another node holds: its next entry from the run borrowed from there, borrowing one when needed. */
-  private async scanRemote(topic: string, segment: number): Promise<NextResult> {
+  private async scanRemote(topic: string, segment: number, max = 1): Promise<NextResult> {
     const owner = this.layout.owner?.(topic, segment);
     const remote = this.remote;
     if (remote === undefined || owner === undefined) return { kind: 'elsewhere', segment };
@@ -405,21 +414,21 @@ export class TopicReader {
         this.advance(topic, segment + 1);
         release();
         handedOut = true;
-        return this.scan(topic, segment + 1);
+        return this.scan(topic, segment + 1, max);
       };
       // GETs that waited here while the segment was finished go straight on.
       if ((this.firstOpen.get(topic) ?? 1) > segment) return onward();
       const lend = this.lends.get(key);
       if (lend !== undefined && performance.now() - lend.since < limits.lendAgeMsMax) {
         handedOut = true;
-        return { kind: 'entry', entry: this.lent(lend, release) };
+        return { kind: 'entry', entry: this.lent(lend, release, max) };
       }
       // An old run goes back with this take. As many entries as GETs want now: this one and
       // those waiting behind it (a run lent for nobody would make other nodes' GETs wait), counted
       // after the GETs started in this same turn (pipelined ones) have queued up.
       const close = lend === undefined ? undefined : this.handBack(lend);
       await Promise.resolve();
-      const size = Math.min(limits.lendEntriesMax, 1 + this.locks.waiting(key));
+      const size = Math.min(limits.lendEntriesMax, Math.max(max, 1 + this.locks.waiting(key)));
       const sealed = segment < open ? this.layout.sealedCount(topic, segment) : undefined;
       let taken: RemoteTake;
       try {
@@ -448,7 +457,7 @@ export class TopicReader {
         };
         this.lends.set(key, borrowed);
         handedOut = true;
-        return { kind: 'entry', entry: this.lent(borrowed, release) };
+        return { kind: 'entry', entry: this.lent(borrowed, release, max) };
       }
       // Sealed and done, or sealed as this node knows and nothing more there: on to the next one.
       if (taken.kind === 'done' || (taken.kind === 'empty' && segment < open)) return onward();
@@ -463,8 +472,9 @@ export class TopicReader {
    * written. The delivery of the run's last entry hands the run back at once; an entry whose
    * reply was not written stays for the next GET here (or goes back with the run after lendIdleMs).
    */
-  private lent(lend: Lend, release: () => void): Peeked {
+  private lent(lend: Lend, release: () => void, max = 1): Peeked {
     const index = lend.next;
+    const payloads = lend.payloads.slice(index, index + Math.max(1, Math.min(max, runBytesCount(lend.payloads, index))));
     // Abandoned well before the holder's own limit ends the run's hold there.
     const held = this.newHold(Math.min(this.holdMsMax, this.remoteHoldMsMax / 2), () => {
       lend.used = performance.now();
@@ -472,11 +482,12 @@ export class TopicReader {
       if (!lend.closed) this.watchIdle(lend);
     });
     return {
-      payload: lend.payloads[index] as Buffer,
+      payload: payloads[0] as Buffer,
+      payloads,
       segment: lend.segment,
       delivered: () => {
         if (held.ended) return ACKNOWLEDGED_NOTHING;
-        lend.next = index + 1;
+        lend.next = index + payloads.length;
         if (lend.next < lend.payloads.length) {
           held.end();
           return this.tell(lend);
@@ -554,17 +565,38 @@ export class TopicReader {
     if ((this.firstOpen.get(topic) ?? 1) < segment) this.firstOpen.set(topic, segment);
   }
 
-  private hold(topic: string, segment: number, offset: number, payload: Buffer, release: () => void): Peeked {
+  /**
+   * The entries after `first` (at `offset`) for an MGET of `max`: consecutive, up to the seal,
+   * at most batchReadBytesMax of payload in all.
+   */
+  private run(topic: string, segment: number, offset: number, first: Buffer, max: number, sealed: number | undefined): Buffer[] {
+    const payloads = [first];
+    let bytes = first.length;
+    const end = sealed ?? Number.POSITIVE_INFINITY;
+    for (let at = offset + 1; payloads.length < max && at < end; at++) {
+      const payload = this.store.read(topic, segment, at);
+      if (payload === null || bytes + payload.length > limits.batchReadBytesMax) break;
+      payloads.push(payload);
+      bytes += payload.length;
+    }
+    return payloads;
+  }
+
+  private hold(topic: string, segment: number, offset: number, payloads: readonly Buffer[], release: () => void): Peeked {
     const held = this.newHold(this.holdMsMax, release);
     return {
-      payload,
+      payload: payloads[0] as Buffer,
+      payloads,
       segment,
       delivered: () => {
         if (held.ended) return ACKNOWLEDGED_NOTHING;
         // The cursor moved as consumeAt returned: the next GET of the segment may go on while the
         // record that persists the move is written (GETs then share one write, or one sync).
         try {
-          return this.store.consumeAt(topic, segment, offset);
+          if (payloads.length === 1) return this.store.consumeAt(topic, segment, offset);
+          const moves: Promise<void>[] = [];
+          for (let index = 0; index < payloads.length; index++) moves.push(this.store.consumeAt(topic, segment, offset + index));
+          return Promise.all(moves).then(() => undefined);
         } finally {
           held.end();
         }
@@ -592,3 +624,15 @@ export class TopicReader {
 }
 
 const ACKNOWLEDGED_NOTHING: Promise<void> = Promise.resolve();
+
+/** How many of `payloads` from `from` on fit in batchReadBytesMax (at least one). */
+function runBytesCount(payloads: readonly Buffer[], from: number): number {
+  let bytes = 0;
+  let count = 0;
+  for (let index = from; index < payloads.length; index++) {
+    bytes += (payloads[index] as Buffer).length;
+    if (count > 0 && bytes > limits.batchReadBytesMax) break;
+    count += 1;
+  }
+  return count;
+}

@@ -93,6 +93,26 @@ export class Replication {
     });
   }
 
+  /**
+   * appended() for the payloads of one MPUT, written at `offset` onward: handed to the runs as
+   * they are, and one wait, for the commit of the last of them (commits are counts: it covers all).
+   */
+  appendedBatch(topic: string, segment: number, offset: number, payloads: readonly Uint8Array[]): Promise<void> | undefined {
+    const replicator = this.replicators.get(segmentKey(topic, segment));
+    if (replicator === undefined || payloads.length === 0) return undefined;
+    for (const [index, payload] of payloads.entries()) replicator.appended(offset + index + 1, Buffer.from(payload));
+    if (this.options.acks === 'leader') return undefined;
+    const last = offset + payloads.length;
+    return this.committedWithin(replicator, last).catch((error: unknown) => {
+      if ((error as WalrusError).code === 'NOT_COMMITTED') throw error;
+      throw walrusError(
+        'NOT_COMMITTED',
+        `the PUT was written on this node but ${segmentKey(topic, segment)} stopped taking writes before a majority of its replicas confirmed the batch of ${payloads.length} (${(error as Error).message}); whether it is kept is unknown`,
+        { details: { topic, segment, offset }, cause: error },
+      );
+    });
+  }
+
   /** Resolves once the first `count` entries of a segment led here are committed (at once when it is not replicated). */
   settled(topic: string, segment: number, count: number): Promise<void> {
     const replicator = this.replicators.get(segmentKey(topic, segment));

@@ -12,12 +12,13 @@
 // PROGRESS_WAITS_MAX × `waitMs`.
 
 import { walrusError } from '../kernel/errors.js';
+import type { PutUnit } from './payload-batch.js';
 
 /** What one attempt of a waiting PUT does: resolves with its offset, or rejects with why not. */
 export interface RolloverWaitTarget {
   /** The topic's open segment when this node leads it, or the reply-ready error why not. */
   openSegment(topic: string): number | Error;
-  append(topic: string, segment: number, payload: string | Uint8Array): Promise<number>;
+  append(topic: string, segment: number, payload: PutUnit): Promise<number>;
   /** Whether the segment holds its full count (a rollover is pending for it). */
   full(topic: string, segment: number): boolean;
   /** Subscribes to every metadata change; returns the function that unsubscribes. */
@@ -52,7 +53,7 @@ export const PROGRESS_WAITS_MAX = 4;
 
 interface Waiter {
   readonly arrival: number;
-  readonly payload: string | Uint8Array;
+  readonly payload: PutUnit;
   /** When it gives up unless the topic moves on first. */
   deadline: number;
   /** When it gives up whatever happens. */
@@ -95,7 +96,7 @@ export class RolloverWait {
   }
 
   /** Queues a PUT after `failure` (or behind other waiters); resolves with its offset or the error to answer. */
-  wait(topic: string, arrival: number, payload: string | Uint8Array, failure: unknown): Promise<number | Error> {
+  wait(topic: string, arrival: number, payload: PutUnit, failure: unknown): Promise<number | Error> {
     return new Promise((resolve) => {
       const now = Date.now();
       const waiter: Waiter = {

@@ -183,10 +183,37 @@ export class SegmentStore {
   }
 
   /**
-   * The lease check and the append, in one synchronous step. The entry's offset is the count of
-   * entries appended before it, acknowledged or not, so appends of one tick stage back to back.
+   * The payloads of one MPUT, appended together: one lease check and one engine appendBatch, so
+   * they get consecutive offsets in this segment and, after a crash, are all kept or none. A
+   * batch goes wholly into the open segment when the segment is not full, even if that takes it
+   * past maxEntries (it is then full and rolls over); it is never split between two segments.
+   * Resolves with the first payload's offset once the engine has acknowledged them. The segment
+   * is held while the engine writes the batch (the engine refuses other appends to a key with a
+   * batch in flight), so appends arriving meanwhile wait for it, in order.
    */
-  private appendStaged(key: string, topic: string, segment: number, payload: Uint8Array | string): number | Promise<number> {
+  appendBatchNow(topic: string, segment: number, payloads: readonly Uint8Array[]): Promise<number> {
+    const key = segmentKey(topic, segment);
+    return this.locks.acquire(key).then(async (release) => {
+      try {
+        const wal = this.writable();
+        const { lease, count } = this.admit(key, topic, segment);
+        try {
+          await wal.appendBatch(key, payloads);
+        } catch (error) {
+          throw this.storageFailed(error);
+        }
+        return this.appended(lease, topic, segment, count, payloads.length);
+      } finally {
+        release();
+      }
+    });
+  }
+
+  /**
+   * Whether an append to `key` may go ahead now: this node holds the segment's lease and the
+   * segment is neither full nor closed early. Returns the lease and the count before the append.
+   */
+  private admit(key: string, topic: string, segment: number): { readonly lease: Lease; readonly count: number } {
     const wal = this.writable();
     const lease = this.options.leases.check(key);
     const count = wal.appendedCount(key);
@@ -206,6 +233,16 @@ export class SegmentStore {
         details: { key, count },
       });
     }
+    return { lease, count };
+  }
+
+  /**
+   * The lease check and the append, in one synchronous step. The entry's offset is the count of
+   * entries appended before it, acknowledged or not, so appends of one tick stage back to back.
+   */
+  private appendStaged(key: string, topic: string, segment: number, payload: Uint8Array | string): number | Promise<number> {
+    const wal = this.writable();
+    const { lease, count } = this.admit(key, topic, segment);
     const written = wal.append(key, payload);
     if (Walrus.acknowledged(written)) return this.appended(lease, topic, segment, count);
     const appends = this.inFlightFor(key);
@@ -400,7 +437,7 @@ export class SegmentStore {
    * (same epoch, quorum heard from recently), else the entry is not acknowledged — the segment may
    * have moved to another leader meanwhile. The entry that filled the segment ends its appends.
    */
-  private appended(lease: Lease, topic: string, segment: number, count: number): number {
+  private appended(lease: Lease, topic: string, segment: number, count: number, entries = 1): number {
     const key = lease.key;
     if (!this.options.leases.stillValid(lease)) {
       // The entry is written: whether it stays readable is unknown (it may be replicated and
@@ -412,9 +449,9 @@ export class SegmentStore {
         { details: { key, epoch: lease.epoch, offset: count } },
       );
     }
-    if (count + 1 >= this.options.maxEntries) {
+    if (count + entries >= this.options.maxEntries) {
       this.options.leases.surrender(key);
-      this.options.onFull?.(topic, segment, count + 1);
+      this.options.onFull?.(topic, segment, count + entries);
     }
     return count;
   }

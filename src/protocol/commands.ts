@@ -12,7 +12,16 @@
 // FETCH is new (cluster.md §10.19): `FETCH <topic> <segment> <offset>`, a non-destructive read of
 // entry `offset` (0-based) of segment `segment` (1-based).
 //
+// The batch commands are new too (issue 16; docs/protocol.md, "Batches"):
+// - `MPUT <topic> <size> [<size> ...]` LF, then the payloads' bytes back to back: the first line
+//   lists each payload's length in bytes, and what follows the LF must be exactly their sum. The
+//   body is not trimmed (a payload may end in spaces or LFs); the payloads are appended together.
+// - `MGET <topic> <max>` and `MFETCH <topic> <segment> <offset> <max>`: up to `max` entries, from
+//   the topic's consumption position or from an offset of a segment, in one reply.
+//
 // Errors are returned as the message without the `ERR ` prefix; the server replies `err(error)`.
+
+import { limits } from '../kernel/limits.js';
 
 export type Command =
   | { readonly op: 'REGISTER'; readonly topic: string }
@@ -21,12 +30,25 @@ export type Command =
   | { readonly op: 'GET'; readonly topic: string }
   | { readonly op: 'STATE'; readonly topic: string }
   | { readonly op: 'METRICS' }
-  | { readonly op: 'FETCH'; readonly topic: string; readonly segment: number; readonly offset: number };
+  | { readonly op: 'FETCH'; readonly topic: string; readonly segment: number; readonly offset: number }
+  /** The payloads are views of the request body's bytes. */
+  | { readonly op: 'MPUT'; readonly topic: string; readonly payloads: readonly Buffer[] }
+  | { readonly op: 'MGET'; readonly topic: string; readonly max: number }
+  | {
+      readonly op: 'MFETCH';
+      readonly topic: string;
+      readonly segment: number;
+      readonly offset: number;
+      readonly max: number;
+    };
 
 export interface CommandError {
   /** The reply message, without `ERR ` (e.g. `PUT requires a payload`). */
   readonly error: string;
 }
+
+/** The most entries one MPUT appends or one MGET or MFETCH returns (the engine's batch limit). */
+export const BATCH_ENTRIES_MAX = limits.batchEntriesMax;
 
 /** The exact messages parseCommand returns (the reply is `ERR ` + message). */
 export const COMMAND_ERRORS = {
@@ -40,6 +62,19 @@ export const COMMAND_ERRORS = {
   fetchPosition: 'FETCH requires a segment and an offset',
   fetchSegment: 'FETCH segment must be a positive integer',
   fetchOffset: 'FETCH offset must be a non-negative integer',
+  mputTopic: 'MPUT requires a topic',
+  mputSizes: 'MPUT requires the payload sizes, then a line feed and the payloads',
+  mputSize: 'MPUT sizes must be positive integers',
+  mputCount: `MPUT takes at most ${BATCH_ENTRIES_MAX} payloads`,
+  mputBytes: 'MPUT payloads must add up to their sizes',
+  mputSplit: 'MPUT sizes must not split a UTF-8 character',
+  mgetTopic: 'MGET requires a topic',
+  mgetMax: `MGET max must be an integer from 1 to ${BATCH_ENTRIES_MAX}`,
+  mfetchTopic: 'MFETCH requires a topic',
+  mfetchPosition: 'MFETCH requires a segment, an offset and a max',
+  mfetchSegment: 'MFETCH segment must be a positive integer',
+  mfetchOffset: 'MFETCH offset must be a non-negative integer',
+  mfetchMax: `MFETCH max must be an integer from 1 to ${BATCH_ENTRIES_MAX}`,
 } as const;
 
 /** True when parseCommand found no valid command. */
@@ -66,6 +101,16 @@ export function parseCommand(text: string): Command | CommandError {
       return { op };
     case 'FETCH':
       return parseFetch(arg1, rest);
+    case 'MPUT':
+      // A batch's payloads are bytes (parseRequest reads them from the body); as text, re-encoded.
+      return parseBatchPut(Buffer.from(text, 'utf8'));
+    case 'MGET': {
+      if (!present(arg1)) return fail(COMMAND_ERRORS.mgetTopic);
+      const max = batchMax(rest?.split(' ')[0]);
+      return max === undefined ? fail(COMMAND_ERRORS.mgetMax) : { op, topic: arg1, max };
+    }
+    case 'MFETCH':
+      return parseBatchFetch(arg1, rest);
     default:
       return fail(COMMAND_ERRORS.unknownCommand);
   }
@@ -78,6 +123,10 @@ export function parseCommand(text: string): Command | CommandError {
  * log. Other requests are short and are decoded and parsed as text.
  */
 export function parseRequest(body: Buffer): Command | CommandError {
+  // 'MPUT ': its body is not trimmed, and its payloads stay bytes.
+  if (body.length >= 5 && body[0] === 0x4d && body[1] === 0x50 && body[2] === 0x55 && body[3] === 0x54 && body[4] === 0x20) {
+    return parseBatchPut(body);
+  }
   let end = body.length;
   while (end > 0 && isTrimmedCode(body[end - 1] as number)) end -= 1;
   // 'PUT ' and at least one more byte once trimmed; anything else takes the text path.
@@ -99,6 +148,53 @@ export function parseRequest(body: Buffer): Command | CommandError {
  */
 export function isTrimmedCode(code: number): boolean {
   return code === 0x20 || code === 0x09 || code === 0x0d || code === 0x0a;
+}
+
+/**
+ * `MPUT <topic> <size> [<size> ...]` LF payloads, as bytes (valid UTF-8 as a whole: the server
+ * checks before parsing). Each payload must be valid UTF-8 itself, so a size must not end inside
+ * a character: the byte after each payload but the last must not be a continuation byte.
+ */
+function parseBatchPut(body: Buffer): Command | CommandError {
+  const newline = body.indexOf(0x0a);
+  const header = body.toString('utf8', 0, newline < 0 ? body.length : newline);
+  const tokens = header.split(' ');
+  const topic = tokens[1];
+  if (!present(topic)) return fail(COMMAND_ERRORS.mputTopic);
+  if (newline < 0 || tokens.length < 3) return fail(COMMAND_ERRORS.mputSizes);
+  const count = tokens.length - 2;
+  if (count > BATCH_ENTRIES_MAX) return fail(COMMAND_ERRORS.mputCount);
+  const payloads: Buffer[] = new Array(count);
+  let at = newline + 1;
+  for (let index = 0; index < count; index++) {
+    const size = parseDecimal(tokens[index + 2] as string);
+    if (size === undefined || size < 1) return fail(COMMAND_ERRORS.mputSize);
+    if (at + size > body.length) return fail(COMMAND_ERRORS.mputBytes);
+    if (index > 0 && ((body[at] as number) & 0xc0) === 0x80) return fail(COMMAND_ERRORS.mputSplit);
+    payloads[index] = body.subarray(at, at + size);
+    at += size;
+  }
+  if (at !== body.length) return fail(COMMAND_ERRORS.mputBytes);
+  return { op: 'MPUT', topic, payloads };
+}
+
+function parseBatchFetch(topic: string | undefined, rest: string | undefined): Command | CommandError {
+  if (!present(topic)) return fail(COMMAND_ERRORS.mfetchTopic);
+  const [segmentText, offsetText, maxText] = rest === undefined ? [] : rest.split(' ');
+  if (segmentText === undefined || offsetText === undefined || maxText === undefined) return fail(COMMAND_ERRORS.mfetchPosition);
+  const segment = parseDecimal(segmentText);
+  if (segment === undefined || segment < 1) return fail(COMMAND_ERRORS.mfetchSegment);
+  const offset = parseDecimal(offsetText);
+  if (offset === undefined) return fail(COMMAND_ERRORS.mfetchOffset);
+  const max = batchMax(maxText);
+  if (max === undefined) return fail(COMMAND_ERRORS.mfetchMax);
+  return { op: 'MFETCH', topic, segment, offset, max };
+}
+
+/** A batch read's max: 1 to BATCH_ENTRIES_MAX. */
+function batchMax(text: string | undefined): number | undefined {
+  const max = text === undefined ? undefined : parseDecimal(text);
+  return max === undefined || max < 1 || max > BATCH_ENTRIES_MAX ? undefined : max;
 }
 
 function parseFetch(topic: string | undefined, rest: string | undefined): Command | CommandError {

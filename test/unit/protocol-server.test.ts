@@ -61,6 +61,11 @@ class FakeHandler implements CommandHandler {
         if (command.topic === 'large')
           return new Promise((resolve) => setImmediate(() => resolve({ text: 'y'.repeat(LARGE_REPLY_CHARS) })));
         return this.maybeHold(command.topic, String(command.offset), () => ({ text: `OK ${command.offset + 1} p${command.offset}` }));
+      case 'MPUT':
+        return Promise.resolve({ text: `OK ${command.payloads.length}` });
+      case 'MGET':
+      case 'MFETCH':
+        return Promise.resolve({ text: 'EMPTY' });
     }
   }
 

@@ -439,7 +439,9 @@ class Connection {
     const reserve =
       command.op === 'GET' || command.op === 'FETCH'
         ? this.context.limits.readReplyReserveBytes
-        : this.context.limits.otherReplyReserveBytes;
+        : command.op === 'MGET' || command.op === 'MFETCH'
+          ? limits.serverBatchReadReplyReserveBytes
+          : this.context.limits.otherReplyReserveBytes;
     const slot: Slot = { frame: undefined, written: undefined, reserve };
     this.queue.push(slot);
     this.reservedBytes += reserve;

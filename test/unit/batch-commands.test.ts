@@ -1,0 +1,167 @@
+// Parsing of the batch commands (src/protocol/commands.ts; docs/protocol.md, "Batches"), and the
+// client's producer against a fake client: batches by linger and by size, promises settled in
+// send order, a batch's error for all its payloads, and back-pressure.
+
+import test from 'ava';
+import { type BatchClient, Producer } from '../../src/client/batching.js';
+import { ClientError } from '../../src/kernel/errors.js';
+import { COMMAND_ERRORS, parseCommand, parseRequest } from '../../src/protocol/commands.js';
+
+const body = (text: string): Buffer => Buffer.from(text, 'utf8');
+
+test('MPUT: sizes on the first line, the payloads after its LF, as views of the body; not trimmed', (t) => {
+  const parsed = parseRequest(body('MPUT orders 5 3 7\nfirstbigsecond '));
+  if (!('op' in parsed) || parsed.op !== 'MPUT') return t.fail(JSON.stringify(parsed));
+  t.is(parsed.topic, 'orders');
+  t.deepEqual(
+    parsed.payloads.map((payload) => payload.toString('utf8')),
+    ['first', 'big', 'second '],
+  );
+  // Multi-byte characters: sizes count bytes.
+  const accents = parseRequest(body('MPUT t 2 4\néa€'));
+  t.deepEqual('payloads' in accents ? accents.payloads.map((payload) => payload.toString('utf8')) : accents, ['é', 'a€']);
+  // The text path (parseCommand) gives the same command.
+  const text = parseCommand('MPUT orders 2 2\nabcd');
+  t.deepEqual('payloads' in text ? text.payloads.map(String) : text, ['ab', 'cd']);
+});
+
+test('MPUT refusals: each with its own message', (t) => {
+  const cases: [string, string][] = [
+    ['MPUT', COMMAND_ERRORS.mputTopic],
+    ['MPUT  3\nabc', COMMAND_ERRORS.mputTopic],
+    ['MPUT t', COMMAND_ERRORS.mputSizes],
+    ['MPUT t\nabc', COMMAND_ERRORS.mputSizes],
+    ['MPUT t 3', COMMAND_ERRORS.mputSizes],
+    ['MPUT t 0\n', COMMAND_ERRORS.mputSize],
+    ['MPUT t x\nabc', COMMAND_ERRORS.mputSize],
+    ['MPUT t 1  2\nabc', COMMAND_ERRORS.mputSize],
+    ['MPUT t 4\nabc', COMMAND_ERRORS.mputBytes],
+    ['MPUT t 2\nabc', COMMAND_ERRORS.mputBytes],
+    ['MPUT t 1 2\néa', COMMAND_ERRORS.mputSplit],
+    [`MPUT t ${Array(2001).fill('1').join(' ')}\n${'x'.repeat(2001)}`, COMMAND_ERRORS.mputCount],
+  ];
+  for (const [request, error] of cases) t.deepEqual(parseRequest(body(request)), { error }, JSON.stringify(request));
+});
+
+test('MGET and MFETCH: max from 1 to 2000; MFETCH needs a segment, an offset and a max', (t) => {
+  t.deepEqual(parseCommand('MGET t 10'), { op: 'MGET', topic: 't', max: 10 });
+  t.deepEqual(parseCommand('MGET t 2000'), { op: 'MGET', topic: 't', max: 2000 });
+  t.deepEqual(parseCommand('MGET t 2001'), { error: COMMAND_ERRORS.mgetMax });
+  t.deepEqual(parseCommand('MGET t 0'), { error: COMMAND_ERRORS.mgetMax });
+  t.deepEqual(parseCommand('MGET t'), { error: COMMAND_ERRORS.mgetMax });
+  t.deepEqual(parseCommand('MGET'), { error: COMMAND_ERRORS.mgetTopic });
+  t.deepEqual(parseRequest(body('MFETCH t 2 5 100')), { op: 'MFETCH', topic: 't', segment: 2, offset: 5, max: 100 });
+  t.deepEqual(parseCommand('MFETCH t 2 5'), { error: COMMAND_ERRORS.mfetchPosition });
+  t.deepEqual(parseCommand('MFETCH t 0 5 1'), { error: COMMAND_ERRORS.mfetchSegment });
+  t.deepEqual(parseCommand('MFETCH t 1 -1 1'), { error: COMMAND_ERRORS.mfetchOffset });
+  t.deepEqual(parseCommand('MFETCH t 1 0 0'), { error: COMMAND_ERRORS.mfetchMax });
+  t.deepEqual(parseCommand('MFETCH'), { error: COMMAND_ERRORS.mfetchTopic });
+});
+
+/** A BatchClient whose MPUTs the test answers by hand. */
+class FakeClient implements BatchClient {
+  readonly batches: { payloads: string[]; settle: (error?: Error) => void }[] = [];
+
+  mput(_topic: string, payloads: readonly string[]): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.batches.push({
+        payloads: [...payloads],
+        settle: (error) => (error === undefined ? resolve(payloads.length) : reject(error)),
+      });
+    });
+  }
+
+  mget(): Promise<string[]> {
+    return Promise.resolve([]);
+  }
+}
+
+const tick = (ms = 0) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('the producer gathers what is sent within lingerMs into one MPUT, and starts another when one is full', async (t) => {
+  const client = new FakeClient();
+  const producer = new Producer(client, { topic: 't', lingerMs: 5, batchEntriesMax: 3 });
+  const sends = ['a', 'b', 'c', 'd', 'e'].map((payload) => producer.send(payload));
+  // Three make a full batch, sent at once; the other two wait for the linger.
+  t.deepEqual(
+    client.batches.map((batch) => batch.payloads),
+    [['a', 'b', 'c']],
+  );
+  await tick(20);
+  t.deepEqual(
+    client.batches.map((batch) => batch.payloads),
+    [
+      ['a', 'b', 'c'],
+      ['d', 'e'],
+    ],
+  );
+  const order: string[] = [];
+  sends.forEach((send, index) => void send.then(() => order.push(String(index))));
+  client.batches[0]?.settle();
+  client.batches[1]?.settle();
+  await Promise.all(sends);
+  t.deepEqual(order, ['0', '1', '2', '3', '4']);
+});
+
+test("a batch's error rejects each of its payloads; other batches are not affected; flush waits for every batch", async (t) => {
+  const client = new FakeClient();
+  const producer = new Producer(client, { topic: 't', lingerMs: 0, batchEntriesMax: 2 });
+  const sends = ['a', 'b', 'c'].map((payload) =>
+    producer.send(payload).then(
+      () => 'ok',
+      (error: Error) => error.message,
+    ),
+  );
+  await tick();
+  t.is(client.batches.length, 2);
+  let flushed = false;
+  const flushing = producer.flush().then(() => {
+    flushed = true;
+  });
+  client.batches[0]?.settle(new Error('segment full'));
+  await tick();
+  t.false(flushed, 'a batch is still out');
+  client.batches[1]?.settle();
+  await flushing;
+  t.deepEqual(await Promise.all(sends), ['segment full', 'segment full', 'ok']);
+});
+
+test('back-pressure: beyond pendingMax unacknowledged payloads, send() queues them and they go out, in order, as room frees', async (t) => {
+  const client = new FakeClient();
+  const producer = new Producer(client, { topic: 't', lingerMs: 0, batchEntriesMax: 2, pendingMax: 2 });
+  const sends = ['a', 'b', 'c', 'd', 'e'].map((payload) => producer.send(payload));
+  await tick();
+  t.deepEqual(
+    client.batches.map((batch) => batch.payloads),
+    [['a', 'b']],
+    'only two may be out',
+  );
+  client.batches[0]?.settle();
+  await tick();
+  await tick();
+  t.deepEqual(
+    client.batches.map((batch) => batch.payloads),
+    [
+      ['a', 'b'],
+      ['c', 'd'],
+    ],
+  );
+  client.batches[1]?.settle();
+  await tick();
+  await tick();
+  t.deepEqual(client.batches[2]?.payloads, ['e']);
+  client.batches[2]?.settle();
+  await Promise.all(sends);
+});
+
+test('the producer refuses what it cannot send: an empty payload, one larger than a batch, options out of range, a send after close', async (t) => {
+  const client = new FakeClient();
+  const producer = new Producer(client, { topic: 't', batchBytesMax: 100 });
+  await t.throwsAsync(producer.send(''), { instanceOf: ClientError, message: /non-empty string/ });
+  await t.throwsAsync(producer.send('x'.repeat(200)), { instanceOf: ClientError, message: /does not fit a batch of at most 100 bytes/ });
+  t.throws(() => new Producer(client, { topic: 't', lingerMs: -1 }), { instanceOf: ClientError, message: /lingerMs must be an integer/ });
+  t.throws(() => new Producer(client, { topic: 't', batchEntriesMax: 5000 }), { instanceOf: ClientError });
+  t.throws(() => new Producer(client, { topic: 'has space' }), { instanceOf: ClientError });
+  await producer.close();
+  await t.throwsAsync(producer.send('late'), { instanceOf: ClientError, message: /was closed/ });
+});

@@ -59,7 +59,7 @@ export class Producer {
   /** Batches sent and not answered, for flush(). */
   private readonly inFlight = new Set<Promise<void>>();
   /** send() calls waiting for room, oldest first, from `blockedHead` on (shift() of a long array costs its length). */
-  private blocked: (() => void)[] = [];
+  private blocked: Queued[] = [];
   private blockedHead = 0;
   private closed = false;
 
@@ -94,14 +94,11 @@ export class Producer {
       );
     }
     this.pending += 1;
-    const queued = new Promise<void>((resolve, reject) => {
-      const enter = (): void => this.enqueue({ payload, bytes, resolve, reject });
-      if (this.blocked.length > this.blockedHead || this.pending > this.pendingMax) this.blocked.push(enter);
-      else enter();
-    });
-    return queued.finally(() => {
-      this.pending -= 1;
-      this.unblock();
+    // One promise per payload: it settles with its batch (sendBatch), which counts it out of `pending`.
+    return new Promise<void>((resolve, reject) => {
+      const item: Queued = { payload, bytes, resolve, reject };
+      if (this.blocked.length > this.blockedHead || this.pending > this.pendingMax) this.blocked.push(item);
+      else this.enqueue(item);
     });
   }
 
@@ -162,10 +159,14 @@ export class Producer {
     );
     const settled = sent.then(
       () => {
+        this.pending -= batch.length;
         for (const item of batch) item.resolve();
+        this.unblock();
       },
       (error: unknown) => {
+        this.pending -= batch.length;
         for (const item of batch) item.reject(error);
+        this.unblock();
       },
     );
     this.inFlight.add(settled);
@@ -176,9 +177,9 @@ export class Producer {
   private unblock(): void {
     // `pending` counts the blocked calls too: one is let in for each that settles.
     while (this.blockedHead < this.blocked.length && this.pending - (this.blocked.length - this.blockedHead) < this.pendingMax) {
-      const enter = this.blocked[this.blockedHead] as () => void;
+      const item = this.blocked[this.blockedHead] as Queued;
       this.blockedHead += 1;
-      enter();
+      this.enqueue(item);
     }
     if (this.blockedHead === this.blocked.length) {
       this.blocked = [];

@@ -584,22 +584,22 @@ function batchPutFrame(topic: string, payloads: readonly string[]): Buffer {
   if (payloads.length > limits.batchEntriesMax) {
     throw new ClientError('PROTOCOL', `an MPUT takes at most ${limits.batchEntriesMax} payloads, got ${payloads.length}`);
   }
-  const encoded: Buffer[] = new Array(payloads.length);
-  let header = `MPUT ${topic}`;
+  // Sizes first, then one buffer for the whole frame, each payload encoded straight into it.
+  const sizes: number[] = new Array(payloads.length);
   let bytes = 0;
   for (const [index, payload] of payloads.entries()) {
     if (typeof payload !== 'string' || payload.length === 0) {
       throw new ClientError('PROTOCOL', `MPUT payload ${index} must be a non-empty string`);
     }
-    if (LONE_SURROGATE.test(payload)) {
+    const size = Buffer.byteLength(payload, 'utf8');
+    // Pure ASCII (as many bytes as UTF-16 units) cannot hold a surrogate: the scan is skipped.
+    if (size !== payload.length && LONE_SURROGATE.test(payload)) {
       throw new ClientError('PROTOCOL', `MPUT payload ${index} contains a lone UTF-16 surrogate, which UTF-8 cannot carry`);
     }
-    const data = Buffer.from(payload, 'utf8');
-    encoded[index] = data;
-    header += ` ${data.length}`;
-    bytes += data.length;
+    sizes[index] = size;
+    bytes += size;
   }
-  header += '\n';
+  const header = `MPUT ${topic} ${sizes.join(' ')}\n`;
   const headBytes = Buffer.byteLength(header, 'utf8');
   const total = headBytes + bytes;
   if (total > limits.frameBytesMax) {
@@ -611,7 +611,7 @@ function batchPutFrame(topic: string, payloads: readonly string[]): Buffer {
   const frame = Buffer.allocUnsafe(4 + total);
   frame.writeUInt32LE(total, 0);
   let at = 4 + frame.write(header, 4, 'utf8');
-  for (const data of encoded) at += data.copy(frame, at);
+  for (const payload of payloads) at += frame.write(payload, at, 'utf8');
   return frame;
 }
 

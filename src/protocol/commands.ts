@@ -157,22 +157,36 @@ export function isTrimmedCode(code: number): boolean {
  */
 function parseBatchPut(body: Buffer): Command | CommandError {
   const newline = body.indexOf(0x0a);
-  const header = body.toString('utf8', 0, newline < 0 ? body.length : newline);
-  const tokens = header.split(' ');
-  const topic = tokens[1];
-  if (!present(topic)) return fail(COMMAND_ERRORS.mputTopic);
-  if (newline < 0 || tokens.length < 3) return fail(COMMAND_ERRORS.mputSizes);
-  const count = tokens.length - 2;
-  if (count > BATCH_ENTRIES_MAX) return fail(COMMAND_ERRORS.mputCount);
-  const payloads: Buffer[] = new Array(count);
+  const headEnd = newline < 0 ? body.length : newline;
+  const topicEnd = body.indexOf(0x20, 5);
+  const topic = body.toString('utf8', 5, topicEnd < 0 || topicEnd > headEnd ? headEnd : topicEnd);
+  if (topic.length === 0) return fail(COMMAND_ERRORS.mputTopic);
+  if (newline < 0 || topicEnd < 0 || topicEnd >= headEnd) return fail(COMMAND_ERRORS.mputSizes);
+  // The sizes, read straight from the bytes: decimal digits separated by single spaces.
+  const sizes: number[] = [];
+  let size = -1;
+  for (let at = topicEnd + 1; at <= headEnd; at++) {
+    const byte = at === headEnd ? 0x20 : (body[at] as number);
+    if (byte === 0x20) {
+      if (size < 1) return fail(COMMAND_ERRORS.mputSize);
+      if (sizes.length === BATCH_ENTRIES_MAX) return fail(COMMAND_ERRORS.mputCount);
+      sizes.push(size);
+      size = -1;
+    } else if (byte >= 0x30 && byte <= 0x39) {
+      size = (size < 0 ? 0 : size * 10) + (byte - 0x30);
+      if (size > Number.MAX_SAFE_INTEGER / 10) return fail(COMMAND_ERRORS.mputSize);
+    } else {
+      return fail(COMMAND_ERRORS.mputSize);
+    }
+  }
+  const payloads: Buffer[] = new Array(sizes.length);
   let at = newline + 1;
-  for (let index = 0; index < count; index++) {
-    const size = parseDecimal(tokens[index + 2] as string);
-    if (size === undefined || size < 1) return fail(COMMAND_ERRORS.mputSize);
-    if (at + size > body.length) return fail(COMMAND_ERRORS.mputBytes);
+  for (let index = 0; index < sizes.length; index++) {
+    const length = sizes[index] as number;
+    if (at + length > body.length) return fail(COMMAND_ERRORS.mputBytes);
     if (index > 0 && ((body[at] as number) & 0xc0) === 0x80) return fail(COMMAND_ERRORS.mputSplit);
-    payloads[index] = body.subarray(at, at + size);
-    at += size;
+    payloads[index] = body.subarray(at, at + length);
+    at += length;
   }
   if (at !== body.length) return fail(COMMAND_ERRORS.mputBytes);
   return { op: 'MPUT', topic, payloads };

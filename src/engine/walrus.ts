@@ -51,6 +51,15 @@ export interface Entry {
   readonly data: Buffer;
 }
 
+export interface AppendBatchOptions {
+  /**
+   * Whether other appends to the topic are refused with TOPIC_BUSY while the batch's promise is
+   * pending (default true, the original's rule). False lets them in: they are staged after the
+   * batch and so follow it in the log, and one write (and sync) can carry several batches.
+   */
+  readonly exclusive?: boolean;
+}
+
 export interface ReadBatchOptions {
   /** Payload byte budget: at least one entry is returned when any is available. */
   readonly maxBytes: number;
@@ -370,7 +379,7 @@ export class Walrus {
     }
   }
 
-  async appendBatch(topic: string, items: ReadonlyArray<Uint8Array | string>): Promise<void> {
+  async appendBatch(topic: string, items: ReadonlyArray<Uint8Array | string>, options: AppendBatchOptions = {}): Promise<void> {
     this.checkWritable();
     checkTopicName(topic);
     if (!Array.isArray(items)) throw new InputError('INVALID_ARGUMENT', 'items must be an array');
@@ -406,6 +415,9 @@ export class Walrus {
     // All entries of the batch become readable together, after the write that holds the last of them.
     this.markUnpublished(state);
     this.noteHeld(fileNo, state, first + payloads.length - 1);
+    // Staged above, in this call: appends made after it are ordered after it in the log, so the
+    // refusal of overlapping ones is the original's rule, kept unless the caller lifts it.
+    if (options.exclusive === false) return this.writer.acknowledge();
     state.batchInFlight = true;
     try {
       await this.writer.acknowledge();

@@ -187,26 +187,45 @@ export class SegmentStore {
    * they get consecutive offsets in this segment and, after a crash, are all kept or none. A
    * batch goes wholly into the open segment when the segment is not full, even if that takes it
    * past maxEntries (it is then full and rolls over); it is never split between two segments.
-   * Resolves with the first payload's offset once the engine has acknowledged them. The segment
-   * is held while the engine writes the batch (the engine refuses other appends to a key with a
-   * batch in flight), so appends arriving meanwhile wait for it, in order.
+   * Resolves with the first payload's offset once the engine has acknowledged them. It is staged
+   * at once, as appendNow's entries are: appends after it follow it in the log, and batches and
+   * entries of one tick share one write (and one sync).
    */
   appendBatchNow(topic: string, segment: number, payloads: readonly Uint8Array[]): Promise<number> {
     const key = segmentKey(topic, segment);
-    return this.locks.acquire(key).then(async (release) => {
-      try {
-        const wal = this.writable();
-        const { lease, count } = this.admit(key, topic, segment);
+    if (this.locks.isHeld(key)) {
+      return this.locks.acquire(key).then((release) => {
         try {
-          await wal.appendBatch(key, payloads);
-        } catch (error) {
-          throw this.storageFailed(error);
+          return this.batchStaged(key, topic, segment, payloads);
+        } finally {
+          release();
         }
+      });
+    }
+    try {
+      return this.batchStaged(key, topic, segment, payloads);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  private batchStaged(key: string, topic: string, segment: number, payloads: readonly Uint8Array[]): Promise<number> {
+    const wal = this.writable();
+    const { lease, count } = this.admit(key, topic, segment);
+    // Not exclusive: the engine would refuse this segment's next appends until the batch is acknowledged.
+    const written = wal.appendBatch(key, payloads, { exclusive: false });
+    const appends = this.inFlightFor(key);
+    appends.count += 1;
+    return written.then(
+      () => {
+        this.settledOne(key, appends);
         return this.appended(lease, topic, segment, count, payloads.length);
-      } finally {
-        release();
-      }
-    });
+      },
+      (error: unknown) => {
+        this.settledOne(key, appends);
+        throw this.storageFailed(error);
+      },
+    );
   }
 
   /**

@@ -89,6 +89,29 @@ forEachBackend('batches', (backend) => {
     }),
   );
 
+  test(
+    title(
+      'with exclusive: false, appends and batches made while a batch is in flight are taken, after it, in order; one sync can carry them all',
+    ),
+    (t) =>
+      withWal(backend, async ({ open }) => {
+        const wal = await open({ fsync: 'each' });
+        // Every call is issued before the first batch can settle.
+        const calls = [
+          wal.appendBatch('t', ['a0', 'a1'], { exclusive: false }),
+          wal.append('t', 'single'),
+          wal.appendBatch('t', ['b0', 'b1', 'b2'], { exclusive: false }),
+          wal.appendBatch('t', ['c0'], { exclusive: false }),
+        ];
+        await Promise.all(calls);
+        t.deepEqual(texts(await drain(wal, 't')), ['a0', 'a1', 'single', 'b0', 'b1', 'b2', 'c0']);
+        // An exclusive batch still refuses what overlaps it.
+        const exclusive = wal.appendBatch('t', ['x']);
+        await t.throwsAsync(wal.appendBatch('t', ['y'], { exclusive: false }), { code: 'TOPIC_BUSY' });
+        await exclusive;
+      }),
+  );
+
   test(title('TOPIC_BUSY while a slow batch (fsync each, 2 MiB) is in flight; the topic is free once it settles'), (t) =>
     withWal(backend, async ({ open }) => {
       const wal = await open({ fsync: 'each' });

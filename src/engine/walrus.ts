@@ -491,6 +491,33 @@ export class Walrus {
     }
   }
 
+  /**
+   * consumeAt() for `count` consecutive entries from `seq` (the cursor): the cursor moves past
+   * them all at once and is persisted once for them (under `strict`, one cursor record).
+   */
+  consumeRun(topic: string, seq: number, count: number): Promise<void> {
+    try {
+      this.checkWritable();
+      const state = this.topicsByName.get(topic);
+      if (!Number.isSafeInteger(count) || count < 1) throw new InputError('INVALID_ARGUMENT', `consumeRun needs a count ≥ 1, got ${count}`);
+      if (state === undefined || state.cursor !== seq || seq + count > state.visibleSeq) {
+        throw new InputError(
+          'INVALID_ARGUMENT',
+          `topic ${topic}: entries ${seq} to ${seq + count - 1} are not the next ones to consume (the cursor is at ${state?.cursor ?? 0})`,
+        );
+      }
+      state.cursor = seq + count;
+      try {
+        return this.consumed(state, count, seq + count) ?? ACKNOWLEDGED;
+      } catch (error) {
+        state.cursor = seq;
+        throw error;
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
   async readBatch(topic: string, options: ReadBatchOptions): Promise<Entry[]> {
     this.checkOpen();
     checkTopicName(topic);

@@ -96,7 +96,7 @@ export interface RemoteReads {
 }
 
 /** The segment store's read side, as the reader uses it. */
-export type SegmentReads = Pick<SegmentStore, 'read' | 'consumed' | 'consumeAt'>;
+export type SegmentReads = Pick<SegmentStore, 'read' | 'consumed' | 'consumeAt' | 'consumeRun'>;
 
 /** How long a peeked entry holds its segment before it is abandoned (a reply that never gets written). */
 export const PEEK_HOLD_MS_MAX = 30_000;
@@ -593,10 +593,9 @@ export class TopicReader {
         // The cursor moved as consumeAt returned: the next GET of the segment may go on while the
         // record that persists the move is written (GETs then share one write, or one sync).
         try {
-          if (payloads.length === 1) return this.store.consumeAt(topic, segment, offset);
-          const moves: Promise<void>[] = [];
-          for (let index = 0; index < payloads.length; index++) moves.push(this.store.consumeAt(topic, segment, offset + index));
-          return Promise.all(moves).then(() => undefined);
+          return payloads.length === 1
+            ? this.store.consumeAt(topic, segment, offset)
+            : this.store.consumeRun(topic, segment, offset, payloads.length);
         } finally {
           held.end();
         }

@@ -637,6 +637,23 @@ export class SegmentStore {
       throw this.storageFailed(error);
     });
   }
+  /** consumeAt() for the `count` entries from `offset` (an MGET's run): the position moves past them all, persisted once. */
+  consumeRun(topic: string, segment: number, offset: number, count: number): Promise<void> {
+    if (count === 1) return this.consumeAt(topic, segment, offset);
+    const key = segmentKey(topic, segment);
+    if (this.currentOutage() !== undefined) {
+      if (offset !== this.consumed(topic, segment))
+        return Promise.reject(walrusError('INVALID_ARGUMENT', `${key}: ${offset} is not the next entry to consume`));
+      this.consumedInOutage.set(key, offset + count);
+      return CONSUMED_IN_MEMORY;
+    }
+    const moved = this.readable().consumeRun(key, offset, count);
+    for (const listener of this.consumeListeners) listener(topic, segment, offset + count);
+    if (Walrus.acknowledged(moved)) return moved;
+    return moved.catch((error: unknown) => {
+      throw this.storageFailed(error);
+    });
+  }
 }
 
 const CONSUMED_IN_MEMORY: Promise<void> = Promise.resolve();

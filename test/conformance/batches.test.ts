@@ -219,6 +219,25 @@ forEachBackend('batches', (backend) => {
     }),
   );
 
+  test(
+    title(
+      'consumeRun moves the cursor past a run of entries at once, kept across a reopen; a run not at the cursor, or past what is visible, is refused',
+    ),
+    (t) =>
+      withWal(backend, async ({ open }) => {
+        const first = await open();
+        await first.appendBatch('t', ['e0', 'e1', 'e2', 'e3', 'e4']);
+        await t.throwsAsync(first.consumeRun('t', 1, 2), { code: 'INVALID_ARGUMENT' });
+        await t.throwsAsync(first.consumeRun('t', 0, 6), { code: 'INVALID_ARGUMENT' });
+        await t.throwsAsync(first.consumeRun('t', 0, 0), { code: 'INVALID_ARGUMENT' });
+        await first.consumeRun('t', 0, 3);
+        t.is(first.pendingCount('t'), 2);
+        await first.close();
+        const again = await open();
+        t.deepEqual(texts(await drain(again, 't')), ['e3', 'e4'], 'the cursor was kept past the run');
+      }),
+  );
+
   test(title('batches persist across close and crash reopens, in order with later batches'), (t) =>
     withWal(backend, async ({ open }) => {
       const expected: string[] = [];

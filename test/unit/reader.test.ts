@@ -240,6 +240,7 @@ function borrower(owner: TestNode, layout: Layout) {
     },
     consumed: () => 0,
     consumeAt: () => Promise.reject(new Error('the borrower has no entries of its own')),
+    consumeRun: () => Promise.reject(new Error('the borrower has no entries of its own')),
   };
   const reader = new TopicReader(noStore, view, {
     remote: {

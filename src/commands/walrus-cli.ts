@@ -44,6 +44,9 @@ export const REPL_HELP = [
   '  FETCH <topic> <segment> <offset>  read an entry without consuming it: OK <next_offset> <payload>, or EMPTY',
   '  STATE <topic>                     the topic as this node sees it (JSON)',
   '  METRICS                           the Raft metrics of the node (JSON)',
+  '  MGET <topic> <max>                consume up to max entries: OK <n> <sizes...>, a line feed, the payloads; or EMPTY',
+  '  MFETCH <topic> <segment> <offset> <max>  read up to max entries without consuming them, as MGET replies',
+  '  (MPUT needs a line feed inside the request: use `walrus-cli mput <topic> <payload>...` instead)',
   'Also: help (this list), exit | quit | q (leave; so does Ctrl-D).',
 ].join('\n');
 
@@ -96,6 +99,14 @@ function segmentArgument(text: string): number {
 function offsetArgument(text: string): number {
   const value = parseDecimal(text);
   if (value === undefined) throw new InvalidArgumentError('expected a non-negative integer');
+  return value;
+}
+
+function maxArgument(text: string): number {
+  const value = parseDecimal(text);
+  if (value === undefined || value < 1 || value > limits.batchEntriesMax) {
+    throw new InvalidArgumentError(`expected an integer from 1 to ${limits.batchEntriesMax}`);
+  }
   return value;
 }
 
@@ -268,6 +279,29 @@ export function buildProgram(io: CliIo, done: (code: number) => void): Command {
     .action((topic: string) =>
       request(async (client) => {
         io.out((await client.get(topic)) ?? 'EMPTY');
+      }),
+    );
+
+  program
+    .command('mput')
+    .description('append several entries as one unit, each argument one payload (prints OK <n>)')
+    .argument('<topic>', 'topic name', topicArgument)
+    .argument('<payloads...>', 'the payloads, one per argument (quote one that has spaces)')
+    .action((topic: string, payloads: string[]) =>
+      request(async (client) => {
+        io.out(`OK ${await client.mput(topic, payloads)}`);
+      }),
+    );
+
+  program
+    .command('mget')
+    .description("consume up to <max> of the topic's next entries (prints one per line, or EMPTY)")
+    .argument('<topic>', 'topic name', topicArgument)
+    .argument('<max>', `how many at most (1 to ${limits.batchEntriesMax})`, maxArgument)
+    .action((topic: string, max: number) =>
+      request(async (client) => {
+        const entries = await client.mget(topic, max);
+        io.out(entries.length === 0 ? 'EMPTY' : entries.join('\n'));
       }),
     );
 

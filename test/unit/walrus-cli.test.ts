@@ -47,6 +47,15 @@ function answer(text: string, gets: Set<string>): string | undefined {
       return STATE_JSON;
     case 'METRICS':
       return METRICS_JSON;
+    case 'MPUT':
+      return `OK ${command.payloads.length}`;
+    case 'MGET':
+      // Two entries once, then nothing.
+      if (gets.has(command.topic)) return EMPTY;
+      gets.add(command.topic);
+      return 'OK 2 3 9\nonetwo words';
+    case 'MFETCH':
+      return EMPTY;
   }
 }
 
@@ -103,6 +112,17 @@ test('get prints the payload, then EMPTY when the topic has nothing more', async
   t.deepEqual(await run(['--addr', node.addr, 'get', 't']), { code: 0, out: 'hello world', err: '' });
   t.deepEqual(await run(['--addr', node.addr, 'get', 't']), { code: 0, out: 'EMPTY', err: '' });
   t.deepEqual(node.requests, ['GET t', 'GET t']);
+});
+
+test('mput sends each argument as one payload and prints OK <n>; mget prints one entry per line, then EMPTY', async (t) => {
+  const node = await startNode(t);
+  t.deepEqual(await run(['--addr', node.addr, 'mput', 't', 'one', 'two words']), { code: 0, out: 'OK 2', err: '' });
+  t.deepEqual(await run(['--addr', node.addr, 'mget', 't', '10']), { code: 0, out: 'one\ntwo words', err: '' });
+  t.deepEqual(await run(['--addr', node.addr, 'mget', 't', '10']), { code: 0, out: 'EMPTY', err: '' });
+  t.deepEqual(node.requests, ['MPUT t 3 9\nonetwo words', 'MGET t 10', 'MGET t 10']);
+  const refused = await run(['--addr', node.addr, 'mget', 't', '0']);
+  t.is(refused.code, 2);
+  t.regex(refused.err, /expected an integer from 1 to 2000/);
 });
 
 test('fetch prints the next offset and the payload', async (t) => {
@@ -177,7 +197,7 @@ test('--help and --version exit 0 on stdout', async (t) => {
   const help = await run(['--help']);
   t.is(help.code, 0);
   t.true(help.out.startsWith('Usage: walrus-cli [options] [command]'));
-  for (const command of ['register', 'put', 'get', 'fetch', 'state', 'metrics', 'repl'])
+  for (const command of ['register', 'put', 'mput', 'get', 'mget', 'fetch', 'state', 'metrics', 'repl'])
     t.true(help.out.includes(`\n  ${command}`), command);
   t.true(help.out.includes('127.0.0.1:8080'));
   const version = await run(['--version']);

@@ -10,7 +10,10 @@
 // 256 B publish→ack and read workload (bench/jetstream.bench.ts; skipped without nats-server);
 // `failover` SIGKILLs the open segment's leader again and again and times writes resuming (bench/failover.bench.ts);
 // `metadata` times REGISTERs and rollovers on the built-in Raft and on consensus-etcd (bench/metadata.bench.ts).
-// `--smoke` applies to `engine`, `raft`, `server`, `flood`, `cluster`, `jetstream`, `failover` and `metadata`, `--backend` to `engine` only: a comma list of
+// `batches` produces and consumes a million 256 B entries with Walrus's producer and consumer (MPUT, MGET),
+// Redis Streams and NATS JetStream, and the engine's own appendBatch/readBatch (bench/throughput.bench.ts);
+// `--count N` sets the entries a row, `--svg FILE` draws its table.
+// `--smoke` applies to `engine`, `raft`, `server`, `flood`, `cluster`, `jetstream`, `failover`, `metadata` and `batches`, `--backend` to `engine` only: a comma list of
 // backends to run side by side (default: every backend that can run here); `--fsync each` to `cluster`
 // only: its nodes sync every entry before acknowledging it (default: interval, every 1000 ms).
 
@@ -24,6 +27,7 @@ import { kernelSuite } from './kernel.bench.js';
 import { runMetadataBench } from './metadata.bench.js';
 import { runRaftBench } from './raft.bench.js';
 import { runFloodBench, runServerBench } from './server.bench.js';
+import { runThroughputBench } from './throughput.bench.js';
 
 interface Options {
   smoke: boolean;
@@ -33,6 +37,10 @@ interface Options {
   fsync: 'interval' | 'each';
   /** The failover suite's consensus. */
   consensus: 'raft' | 'etcd';
+  /** The batches suite's entries a row. */
+  count?: number;
+  /** Where the batches suite draws its table. */
+  svg?: string;
 }
 
 const SUITES: Record<string, (options: Options) => Promise<void>> = {
@@ -45,6 +53,12 @@ const SUITES: Record<string, (options: Options) => Promise<void>> = {
   jetstream: (options) => runJetStreamBench(options),
   failover: (options) => runFailoverBench(options),
   metadata: (options) => runMetadataBench(options),
+  batches: (options) =>
+    runThroughputBench({
+      smoke: options.smoke,
+      ...(options.count === undefined ? {} : { count: options.count }),
+      ...(options.svg === undefined ? {} : { svg: options.svg }),
+    }),
 };
 
 const BACKENDS: readonly EngineBackend[] = ['fd', 'mmap', 'uring'];
@@ -91,8 +105,20 @@ function parseArguments(args: readonly string[]): { names: string[]; options: Op
       const value = arg === '--consensus' ? args[++index] : arg.slice('--consensus='.length);
       if (value !== 'raft' && value !== 'etcd') fail(`--consensus takes raft or etcd (for the failover suite); got ${value ?? 'nothing'}`);
       options.consensus = value;
+    } else if (arg === '--count' || arg.startsWith('--count=')) {
+      const value = arg === '--count' ? args[++index] : arg.slice('--count='.length);
+      const count = Number(value);
+      if (!Number.isSafeInteger(count) || count < 1)
+        fail(`--count takes a positive integer (for the batches suite); got ${value ?? 'nothing'}`);
+      options.count = count;
+    } else if (arg === '--svg' || arg.startsWith('--svg=')) {
+      const value = arg === '--svg' ? args[++index] : arg.slice('--svg='.length);
+      if (value === undefined || value === '') fail('--svg takes a file path (for the batches suite)');
+      options.svg = value;
     } else if (arg.startsWith('-')) {
-      fail(`unknown option ${arg}; known: --smoke, --backend fd,mmap,uring, --fsync each|interval, --consensus raft|etcd`);
+      fail(
+        `unknown option ${arg}; known: --smoke, --backend fd,mmap,uring, --fsync each|interval, --consensus raft|etcd, --count N, --svg FILE`,
+      );
     } else {
       names.push(arg);
     }

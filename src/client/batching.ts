@@ -30,9 +30,18 @@ const SIZE_FIELD_BYTES = 6;
 /** The first line's fixed part: `MPUT `, the topic's bytes and the LF are counted per batch. */
 const HEADER_FIXED_BYTES = 6;
 
-interface Queued {
+/** A send() that waits for room (back-pressure): it joins a batch once there is some. */
+interface Blocked {
   readonly payload: string;
   readonly bytes: number;
+  readonly resolve: (joined: Promise<void>) => void;
+}
+
+/** The batch being filled: its payloads and the one promise all their send() calls return. */
+interface OpenBatch {
+  readonly payloads: string[];
+  bytes: number;
+  readonly done: Promise<void>;
   readonly resolve: () => void;
   readonly reject: (error: unknown) => void;
 }
@@ -41,6 +50,7 @@ interface Queued {
  * Sends payloads of one topic in batches. `send()` resolves once the batch holding the payload
  * is acknowledged (all its payloads are in the log, in order) and rejects with that batch's error
  * otherwise (then none of them, or for an unsure error perhaps all, were written: as for PUT).
+ * The sends of one batch share its promise, so a send costs no allocation of its own.
  */
 export class Producer {
   readonly topic: string;
@@ -50,16 +60,15 @@ export class Producer {
   private readonly batchEntriesMax: number;
   private readonly pendingMax: number;
   private readonly topicBytes: number;
-  private batch: Queued[] = [];
-  private batchBytes = 0;
+  private batch: OpenBatch | undefined;
   private timer: NodeJS.Timeout | undefined;
   private scheduled = false;
-  /** Payloads handed to send() and not settled yet. */
+  /** Payloads handed to send() and not settled yet (blocked ones included). */
   private pending = 0;
   /** Batches sent and not answered, for flush(). */
   private readonly inFlight = new Set<Promise<void>>();
   /** send() calls waiting for room, oldest first, from `blockedHead` on (shift() of a long array costs its length). */
-  private blocked: Queued[] = [];
+  private blocked: Blocked[] = [];
   private blockedHead = 0;
   private closed = false;
 
@@ -94,18 +103,16 @@ export class Producer {
       );
     }
     this.pending += 1;
-    // One promise per payload: it settles with its batch (sendBatch), which counts it out of `pending`.
-    return new Promise<void>((resolve, reject) => {
-      const item: Queued = { payload, bytes, resolve, reject };
-      if (this.blocked.length > this.blockedHead || this.pending > this.pendingMax) this.blocked.push(item);
-      else this.enqueue(item);
-    });
+    if (this.blocked.length > this.blockedHead || this.pending > this.pendingMax) {
+      return new Promise<Promise<void>>((resolve) => this.blocked.push({ payload, bytes, resolve })).then((joined) => joined);
+    }
+    return this.enqueue(payload, bytes);
   }
 
   /** Sends what is queued now and resolves once every batch sent so far has been answered (rejected ones included). */
   async flush(): Promise<void> {
     this.sendBatch();
-    while (this.inFlight.size > 0 || this.blocked.length > this.blockedHead || this.batch.length > 0) {
+    while (this.inFlight.size > 0 || this.blocked.length > this.blockedHead || this.batch !== undefined) {
       this.sendBatch();
       await Promise.allSettled([...this.inFlight]);
     }
@@ -117,17 +124,30 @@ export class Producer {
     this.closed = true;
   }
 
-  private enqueue(item: Queued): void {
-    const cost = item.bytes + SIZE_FIELD_BYTES;
-    if (this.batch.length > 0 && (this.batchBytes + cost > this.batchBytesMax || this.batch.length >= this.batchEntriesMax)) {
+  /** Adds a payload to the open batch (sending the batch when it is full); returns the batch's promise. */
+  private enqueue(payload: string, bytes: number): Promise<void> {
+    const cost = bytes + SIZE_FIELD_BYTES;
+    let batch = this.batch;
+    if (batch !== undefined && (batch.bytes + cost > this.batchBytesMax || batch.payloads.length >= this.batchEntriesMax)) {
       this.sendBatch();
+      batch = undefined;
     }
-    this.batch.push(item);
-    this.batchBytes += cost;
-    if (this.batch.length >= this.batchEntriesMax || this.batchBytes >= this.batchBytesMax) {
-      this.sendBatch();
-      return;
-    }
+    if (batch === undefined) batch = this.openBatch();
+    batch.payloads.push(payload);
+    batch.bytes += cost;
+    if (batch.payloads.length >= this.batchEntriesMax || batch.bytes >= this.batchBytesMax) this.sendBatch();
+    return batch.done;
+  }
+
+  private openBatch(): OpenBatch {
+    let resolve: () => void = () => undefined;
+    let reject: (error: unknown) => void = () => undefined;
+    const done = new Promise<void>((ok, fail) => {
+      resolve = ok;
+      reject = fail;
+    });
+    const batch: OpenBatch = { payloads: [], bytes: 0, done, resolve, reject };
+    this.batch = batch;
     if (this.lingerMs === 0) {
       if (!this.scheduled) {
         this.scheduled = true;
@@ -137,11 +157,12 @@ export class Producer {
         });
       }
     } else {
-      this.timer ??= setTimeout(() => {
+      this.timer = setTimeout(() => {
         this.timer = undefined;
         this.sendBatch();
       }, this.lingerMs);
     }
+    return batch;
   }
 
   private sendBatch(): void {
@@ -150,22 +171,18 @@ export class Producer {
       this.timer = undefined;
     }
     const batch = this.batch;
-    if (batch.length === 0) return;
-    this.batch = [];
-    this.batchBytes = 0;
-    const sent = this.client.mput(
-      this.topic,
-      batch.map((item) => item.payload),
-    );
-    const settled = sent.then(
+    if (batch === undefined) return;
+    this.batch = undefined;
+    const count = batch.payloads.length;
+    const settled = this.client.mput(this.topic, batch.payloads).then(
       () => {
-        this.pending -= batch.length;
-        for (const item of batch) item.resolve();
+        this.pending -= count;
+        batch.resolve();
         this.unblock();
       },
       (error: unknown) => {
-        this.pending -= batch.length;
-        for (const item of batch) item.reject(error);
+        this.pending -= count;
+        batch.reject(error);
         this.unblock();
       },
     );
@@ -177,9 +194,9 @@ export class Producer {
   private unblock(): void {
     // `pending` counts the blocked calls too: one is let in for each that settles.
     while (this.blockedHead < this.blocked.length && this.pending - (this.blocked.length - this.blockedHead) < this.pendingMax) {
-      const item = this.blocked[this.blockedHead] as Queued;
+      const item = this.blocked[this.blockedHead] as Blocked;
       this.blockedHead += 1;
-      this.enqueue(item);
+      item.resolve(this.enqueue(item.payload, item.bytes));
     }
     if (this.blockedHead === this.blocked.length) {
       this.blocked = [];

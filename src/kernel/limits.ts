@@ -103,9 +103,9 @@ export const limits = {
   /** Held against a connection's budgets while a GET or FETCH reply is being computed: the largest such reply (one entry, whose PUT fit a frame, and its prefix). */
   serverReadReplyReserveBytes: 64 * 1024 + 64,
   /** Payload bytes one MGET or MFETCH reply carries at most (it always carries at least one entry). */
-  batchReadBytesMax: 64 * 1024,
+  batchReadBytesMax: 1024 * 1024,
   /** Counted as held while an MGET or MFETCH reply is being computed: its payloads and its header of sizes. */
-  serverBatchReadReplyReserveBytes: 80 * 1024,
+  serverBatchReadReplyReserveBytes: 1024 * 1024 + 16 * 1024,
   /** Held while any other reply is being computed (OK, EMPTY, an error, STATE, METRICS); corrected to the real size once known. */
   serverOtherReplyReserveBytes: 1024,
   /** Requests one connection may start in one turn of the event loop; past it the connection waits for the next turn, so others and new connections get theirs. */
@@ -185,6 +185,10 @@ assertLimit(limits.serverReadReplyReserveBytes >= limits.frameBytesMax, 'a GET o
 assertLimit(
   limits.serverBatchReadReplyReserveBytes >= Math.max(limits.batchReadBytesMax, limits.frameBytesMax) + 16 + limits.batchEntriesMax * 6,
   'a batch read reply must fit its reservation',
+);
+assertLimit(
+  limits.batchReadBytesMax + limits.peerHeadBytesMax <= limits.peerFrameBytesMax,
+  "an MFETCH's run read from another node must fit a node-to-node frame",
 );
 assertLimit(limits.serverBufferedBytesPerConnection <= limits.serverReplyBytesTotal, 'one connection must fit the node-wide reply budget');
 assertLimit(

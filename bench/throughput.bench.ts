@@ -1,0 +1,675 @@
+// Batched produce and consume (issue 16), side by side in one run: a Walrus node with its producer
+// and consumer (MPUT, MGET), redis-server with its best client settings (ioredis, XADD pipelined,
+// XREAD COUNT 1000) and a nats-server JetStream (the `nats` client: async publish, pull consumer
+// in batches of 1000). N entries of 256 bytes each way; each server is started here on its own
+// temp directory and port and stopped by its PID. Rows:
+// - produce: N entries, each acknowledged (Walrus: producer, linger 1 ms; Redis: 4 lanes of
+//   64-deep XADD pipelines, 256 in flight; JetStream: 64 publishes in flight);
+// - consume: the same N, read back in order (Walrus: MGET of 1000 at a time; Redis: XREAD COUNT 1000; JetStream: a durable pull consumer, fetches of 1000,
+//   acknowledged once per fetch with ack policy all);
+// - produce, fsync each: Walrus `storage.fsync: each` against Redis `appendfsync always`
+//   (JetStream 2.9 has no per-message sync: nats-server 2.10 added `sync_interval: always`);
+// - the engine's own appendBatch / readBatch in this process (batches of 250): the ceiling.
+// Latency is per acknowledgement the client waits on: one producer send (Walrus), one pipeline
+// (Redis), one publish (JetStream); for consume, one read call. Server CPU per entry comes from
+// /proc. Targets (printed, not enforced): produce ≥ 5 × Redis and ≥ 10 × JetStream; consume ≥
+// 1.5 × Redis and ≥ 5 × JetStream; with fsync each, produce ≥ 5 × Redis `always`.
+//
+//   npm run bench -- batches                       # 1,000,000 entries a row (a few minutes)
+//   npm run bench -- batches --count 100000        # shorter
+//   npm run bench -- batches --smoke               # 5,000 (CI)
+//   npm run bench -- batches --svg docs/batches.svg   # also draws the table
+
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { AckPolicy, connect, DeliverPolicy, type NatsConnection, RetentionPolicy, StorageType } from 'nats';
+import { WalrusClient } from '../src/client/index.js';
+import { Walrus } from '../src/engine/walrus.js';
+import { freePorts } from '../test/helpers/net.js';
+import {
+  type Child,
+  formatMs,
+  formatRate,
+  installExitHook,
+  loadAverage,
+  markdownTable,
+  percentile,
+  processCpuSeconds,
+  randomPayload,
+  startChild,
+  temporary,
+} from './server.bench.js';
+
+export interface ThroughputBenchOptions {
+  readonly smoke: boolean;
+  /** Entries a row (default 1,000,000; 5,000 with smoke). */
+  readonly count?: number;
+  /** Where to write the SVG chart of the table (none when absent). */
+  readonly svg?: string;
+}
+
+const PAYLOAD_BYTES = 256;
+const START_TIMEOUT_MS = 30_000;
+const WALRUS_BIN = fileURLToPath(new URL('../../bin/walrus', import.meta.url));
+/** Redis: lanes of pipelines, each pipeline this deep. */
+const REDIS_LANES = 4;
+const REDIS_PIPELINE = 64;
+const NATS_IN_FLIGHT = 64;
+const READ_BATCH = 1000;
+/** Walrus: sends not acknowledged yet, at most (64 batches of 250). */
+const PRODUCER_WINDOW = 64 * 250;
+const ENGINE_BATCH = 250;
+
+interface Measured {
+  readonly row: string;
+  readonly server: string;
+  readonly entries: number;
+  readonly ms: number;
+  /** Latencies of what the client waited on, in ms, sorted. */
+  readonly latencies: Float64Array;
+  /** Server CPU seconds over the row (undefined: in this process). */
+  readonly cpuSeconds: number | undefined;
+  readonly note?: string;
+}
+
+const log = (line: string): void => console.log(line);
+
+function findExecutable(name: string, extra: readonly string[] = []): string | undefined {
+  for (const path of [
+    ...(process.env.PATH ?? '')
+      .split(delimiter)
+      .filter((dir) => dir !== '')
+      .map((dir) => join(dir, name)),
+    ...extra,
+  ]) {
+    try {
+      accessSync(path, constants.X_OK);
+      return path;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** Sorted copy of the first `count` latencies. */
+function sorted(latencies: number[]): Float64Array {
+  return Float64Array.from(latencies).sort();
+}
+
+/** Prints a progress line every 3 s while `work` runs: `done()` says how many entries so far. */
+async function withProgress<T>(label: string, total: number, done: () => number, work: Promise<T>): Promise<T> {
+  const started = performance.now();
+  const timer = setInterval(() => {
+    const count = done();
+    const seconds = (performance.now() - started) / 1000;
+    log(`    … ${label}: ${count.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} (${formatRate(count / seconds)}/s)`);
+  }, 3_000);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+// --- Walrus ------------------------------------------------------------------------------------
+
+interface WalrusServer {
+  readonly port: number;
+  readonly child: Child;
+}
+
+async function startWalrus(root: string, fsync: 'interval' | 'each'): Promise<WalrusServer> {
+  const dir = mkdtempSync(join(root, `walrus-${fsync}-`));
+  const config = join(dir, 'walrus.yaml');
+  writeFileSync(
+    config,
+    [
+      `node: { dataDir: ${JSON.stringify(join(dir, 'data'))}, clientPort: 0, raftPort: 0 }`,
+      fsync === 'each' ? 'storage: { fsync: each }' : 'storage: { fsync: interval, fsyncIntervalMs: 1000 }',
+      'segments: { maxEntries: 1000000000 }',
+      '',
+    ].join('\n'),
+  );
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('WALRUS_')));
+  const child = startChild(process.execPath, [WALRUS_BIN, 'start', '--config', config], dir, env);
+  try {
+    const listening = JSON.parse(await child.line(/"msg":"client protocol listening"/, START_TIMEOUT_MS)) as { port?: unknown };
+    await child.line(/"msg":"ready"/, START_TIMEOUT_MS);
+    if (typeof listening.port !== 'number') throw new Error('walrus: no port in its "client protocol listening" line');
+    return { port: listening.port, child };
+  } catch (error) {
+    await child.stop();
+    throw error;
+  }
+}
+
+async function walrusProduce(server: WalrusServer, topic: string, count: number, payload: string, row: string): Promise<Measured> {
+  const client = await WalrusClient.connect({ host: '127.0.0.1', port: server.port, timeoutMs: 60_000 });
+  try {
+    await client.register(topic);
+    const producer = client.producer({ topic, lingerMs: 1 });
+    const latencies: number[] = [];
+    let acked = 0;
+    const cpu = processCpuSeconds(server.child.process.pid);
+    const started = performance.now();
+    // The sends of one batch share its promise: each batch is followed once (its first send's
+    // time to its acknowledgement is the latency), and at most PRODUCER_WINDOW sends are out.
+    const batches: { readonly done: Promise<void>; end: number }[] = [];
+    let oldest = 0;
+    let ackedUpTo = 0;
+    const work = (async () => {
+      for (let index = 0; index < count; index++) {
+        while (index - ackedUpTo >= PRODUCER_WINDOW) {
+          const first = batches[oldest] as { readonly done: Promise<void>; end: number };
+          await first.done;
+          ackedUpTo = Math.max(ackedUpTo, first.end);
+          oldest += 1;
+        }
+        const done = producer.send(payload);
+        const last = batches[batches.length - 1];
+        if (last !== undefined && last.done === done) {
+          last.end = index + 1;
+          continue;
+        }
+        const entry = { done, end: index + 1 };
+        batches.push(entry);
+        const sent = performance.now();
+        void done.then(() => {
+          latencies.push(performance.now() - sent);
+          acked = Math.max(acked, entry.end);
+        });
+      }
+      await Promise.all(batches.slice(oldest).map((batch) => batch.done));
+      acked = count;
+      await producer.close();
+    })();
+    await withProgress(`Walrus ${row}`, count, () => acked, work);
+    const ms = performance.now() - started;
+    return {
+      row,
+      server: 'Walrus',
+      entries: count,
+      ms,
+      latencies: sorted(latencies),
+      cpuSeconds: processCpuSeconds(server.child.process.pid) - cpu,
+      note: "latency: a batch's first send() to its acknowledgement",
+    };
+  } finally {
+    await client.close();
+  }
+}
+
+async function walrusConsume(server: WalrusServer, topic: string, count: number): Promise<Measured> {
+  const client = await WalrusClient.connect({ host: '127.0.0.1', port: server.port, timeoutMs: 60_000 });
+  try {
+    const latencies: number[] = [];
+    let received = 0;
+    const cpu = processCpuSeconds(server.child.process.pid);
+    const started = performance.now();
+    const work = (async () => {
+      while (received < count) {
+        const asked = performance.now();
+        const entries = await client.mget(topic, READ_BATCH);
+        latencies.push(performance.now() - asked);
+        if (entries.length === 0) throw new Error(`walrus: EMPTY after ${received} of ${count} entries`);
+        for (const entry of entries) if (entry.length !== PAYLOAD_BYTES) throw new Error(`walrus: an entry of ${entry.length} chars`);
+        received += entries.length;
+      }
+      if (received !== count) throw new Error(`walrus: read ${received} entries, ${count} were written`);
+      const extra = await client.mget(topic, 1);
+      if (extra.length !== 0) throw new Error('walrus: entries left after the consume row');
+    })();
+    await withProgress('Walrus consume', count, () => received, work);
+    return {
+      row: 'consume',
+      server: 'Walrus',
+      entries: count,
+      ms: performance.now() - started,
+      latencies: sorted(latencies),
+      cpuSeconds: processCpuSeconds(server.child.process.pid) - cpu,
+      note: `latency: one MGET of ${READ_BATCH}`,
+    };
+  } finally {
+    await client.close();
+  }
+}
+
+// --- Redis -------------------------------------------------------------------------------------
+
+interface RedisServer {
+  readonly port: number;
+  readonly child: Child;
+  readonly version: string;
+}
+
+async function startRedis(executable: string, root: string, appendfsync: 'everysec' | 'always'): Promise<RedisServer> {
+  const dir = mkdtempSync(join(root, `redis-${appendfsync}-`));
+  const [port = 0] = await freePorts(1);
+  const child = startChild(
+    executable,
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      appendfsync,
+      '--save',
+      '',
+      '--auto-aof-rewrite-percentage',
+      '0',
+      '--daemonize',
+      'no',
+    ],
+    dir,
+  );
+  try {
+    await child.line(/Ready to accept connections/, START_TIMEOUT_MS);
+    const version = child.matching(/Redis version=/, 1)[0]?.match(/version=([^,\s]+)/)?.[1] ?? 'unknown';
+    return { port, child, version };
+  } catch (error) {
+    await child.stop();
+    throw error;
+  }
+}
+
+function redisClient(server: RedisServer): Redis {
+  return new Redis({ host: '127.0.0.1', port: server.port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+}
+
+async function redisProduce(server: RedisServer, key: string, count: number, payload: string, row: string): Promise<Measured> {
+  const client = redisClient(server);
+  await client.connect();
+  try {
+    await client.del(key);
+    const latencies: number[] = [];
+    let next = 0;
+    let acked = 0;
+    const cpu = processCpuSeconds(server.child.process.pid);
+    const started = performance.now();
+    const lane = async (): Promise<void> => {
+      while (next < count) {
+        const size = Math.min(REDIS_PIPELINE, count - next);
+        next += size;
+        const pipeline = client.pipeline();
+        for (let index = 0; index < size; index++) pipeline.xadd(key, '*', 'd', payload);
+        const sent = performance.now();
+        const results = await pipeline.exec();
+        latencies.push(performance.now() - sent);
+        if (results === null || results.some(([error]) => error !== null)) throw new Error('redis: an XADD of the pipeline failed');
+        acked += size;
+      }
+    };
+    await withProgress(`Redis ${row}`, count, () => acked, Promise.all(Array.from({ length: REDIS_LANES }, () => lane())));
+    const ms = performance.now() - started;
+    const length = await client.xlen(key);
+    if (length !== count) throw new Error(`redis: the stream holds ${length} entries, ${count} were acknowledged`);
+    return {
+      row,
+      server: 'Redis',
+      entries: count,
+      ms,
+      latencies: sorted(latencies),
+      cpuSeconds: processCpuSeconds(server.child.process.pid) - cpu,
+      note: `latency: one pipeline of ${REDIS_PIPELINE} XADDs (${REDIS_LANES} in flight)`,
+    };
+  } finally {
+    await client.quit();
+  }
+}
+
+async function redisConsume(server: RedisServer, key: string, count: number): Promise<Measured> {
+  const client = redisClient(server);
+  await client.connect();
+  try {
+    const latencies: number[] = [];
+    let received = 0;
+    let after = '0-0';
+    const cpu = processCpuSeconds(server.child.process.pid);
+    const started = performance.now();
+    const work = (async () => {
+      while (received < count) {
+        const asked = performance.now();
+        const reply = await client.xread('COUNT', READ_BATCH, 'STREAMS', key, after);
+        latencies.push(performance.now() - asked);
+        const entries = reply?.[0]?.[1] ?? [];
+        if (entries.length === 0) throw new Error(`redis: nothing after ${after} at ${received} of ${count}`);
+        for (const [, fields] of entries) if (fields[1]?.length !== PAYLOAD_BYTES) throw new Error('redis: an entry of the wrong size');
+        after = (entries[entries.length - 1] as [string, string[]])[0];
+        received += entries.length;
+      }
+    })();
+    await withProgress('Redis consume', count, () => received, work);
+    return {
+      row: 'consume',
+      server: 'Redis',
+      entries: count,
+      ms: performance.now() - started,
+      latencies: sorted(latencies),
+      cpuSeconds: processCpuSeconds(server.child.process.pid) - cpu,
+      note: `latency: one XREAD COUNT ${READ_BATCH}`,
+    };
+  } finally {
+    await client.quit();
+  }
+}
+
+// --- NATS JetStream ----------------------------------------------------------------------------
+
+interface NatsServer {
+  readonly port: number;
+  readonly child: Child;
+  readonly logFile: string;
+}
+
+async function startNats(executable: string, root: string): Promise<NatsServer> {
+  const dir = mkdtempSync(join(root, 'nats-'));
+  const [port = 0] = await freePorts(1);
+  const config = join(dir, 'nats.conf');
+  const logFile = join(dir, 'nats.log');
+  writeFileSync(
+    config,
+    [
+      `listen: "127.0.0.1:${port}"`,
+      `log_file: ${JSON.stringify(logFile)}`,
+      `jetstream { store_dir: ${JSON.stringify(join(dir, 'store'))} }`,
+      '',
+    ].join('\n'),
+  );
+  const child = startChild(executable, ['-c', config], dir);
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (;;) {
+    let text = '';
+    try {
+      text = readFileSync(logFile, 'utf8');
+    } catch {
+      // not written yet
+    }
+    if (/Server is ready/.test(text)) return { port, child, logFile };
+    if (child.process.exitCode !== null || Date.now() > deadline) {
+      await child.stop();
+      throw new Error(`nats-server did not get ready: ${text.split('\n').slice(-10).join('\n')}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function natsRows(server: NatsServer, count: number, payload: string): Promise<Measured[]> {
+  const nc: NatsConnection = await connect({ servers: `127.0.0.1:${server.port}`, timeout: START_TIMEOUT_MS });
+  try {
+    const jsm = await nc.jetstreamManager();
+    await jsm.streams.add({ name: 'BATCHES', subjects: ['batches'], storage: StorageType.File, retention: RetentionPolicy.Limits });
+    const js = nc.jetstream({ timeout: 60_000 });
+    const data = new TextEncoder().encode(payload);
+    const latencies: number[] = [];
+    let next = 0;
+    let acked = 0;
+    let cpu = processCpuSeconds(server.child.process.pid);
+    let started = performance.now();
+    const lane = async (): Promise<void> => {
+      while (next < count) {
+        next += 1;
+        const sent = performance.now();
+        await js.publish('batches', data);
+        if (acked % 64 === 0) latencies.push(performance.now() - sent);
+        acked += 1;
+      }
+    };
+    await withProgress('JetStream produce', count, () => acked, Promise.all(Array.from({ length: NATS_IN_FLIGHT }, () => lane())));
+    const produce: Measured = {
+      row: 'produce',
+      server: 'JetStream',
+      entries: count,
+      ms: performance.now() - started,
+      latencies: sorted(latencies),
+      cpuSeconds: processCpuSeconds(server.child.process.pid) - cpu,
+      note: `latency: one publish (${NATS_IN_FLIGHT} in flight, every 64th sampled)`,
+    };
+    await jsm.consumers.add('BATCHES', { durable_name: 'reader', ack_policy: AckPolicy.All, deliver_policy: DeliverPolicy.All });
+    const consumer = await js.consumers.get('BATCHES', 'reader');
+    const reads: number[] = [];
+    let received = 0;
+    cpu = processCpuSeconds(server.child.process.pid);
+    started = performance.now();
+    const work = (async () => {
+      while (received < count) {
+        const asked = performance.now();
+        const batch = await consumer.fetch({ max_messages: Math.min(READ_BATCH, count - received), expires: 5_000 });
+        let last: { ackAck(): Promise<boolean> } | undefined;
+        let got = 0;
+        for await (const message of batch) {
+          if (message.data.length !== PAYLOAD_BYTES) throw new Error('jetstream: a message of the wrong size');
+          last = message;
+          got += 1;
+        }
+        if (got === 0 || last === undefined) throw new Error(`jetstream: an empty fetch at ${received} of ${count}`);
+        await last.ackAck();
+        reads.push(performance.now() - asked);
+        received += got;
+      }
+    })();
+    await withProgress('JetStream consume', count, () => received, work);
+    const consume: Measured = {
+      row: 'consume',
+      server: 'JetStream',
+      entries: count,
+      ms: performance.now() - started,
+      latencies: sorted(reads),
+      cpuSeconds: processCpuSeconds(server.child.process.pid) - cpu,
+      note: `latency: one fetch of ${READ_BATCH} and its acknowledgement`,
+    };
+    return [produce, consume];
+  } finally {
+    await nc.close();
+  }
+}
+
+// --- the engine alone --------------------------------------------------------------------------
+
+async function engineRows(root: string, count: number, payload: string): Promise<Measured[]> {
+  const dir = mkdtempSync(join(root, 'engine-'));
+  const wal = await Walrus.open({ dataDir: dir, fsync: { everyMs: 1000 } });
+  try {
+    const batch = Array.from({ length: ENGINE_BATCH }, () => payload);
+    const appends: number[] = [];
+    let started = performance.now();
+    for (let written = 0; written < count; written += ENGINE_BATCH) {
+      const at = performance.now();
+      await wal.appendBatch('engine', written + ENGINE_BATCH <= count ? batch : batch.slice(0, count - written));
+      appends.push(performance.now() - at);
+    }
+    const produce: Measured = {
+      row: 'produce',
+      server: 'engine',
+      entries: count,
+      ms: performance.now() - started,
+      latencies: sorted(appends),
+      cpuSeconds: undefined,
+      note: `appendBatch of ${ENGINE_BATCH}, awaited one at a time`,
+    };
+    const reads: number[] = [];
+    let received = 0;
+    started = performance.now();
+    while (received < count) {
+      const at = performance.now();
+      const entries = await wal.readBatch('engine', { maxBytes: 64 * 1024 });
+      reads.push(performance.now() - at);
+      if (entries.length === 0) throw new Error(`engine: readBatch empty at ${received} of ${count}`);
+      received += entries.length;
+    }
+    const consume: Measured = {
+      row: 'consume',
+      server: 'engine',
+      entries: count,
+      ms: performance.now() - started,
+      latencies: sorted(reads),
+      cpuSeconds: undefined,
+      note: 'readBatch of 64 KiB',
+    };
+    return [produce, consume];
+  } finally {
+    await wal.close();
+  }
+}
+
+// --- the report --------------------------------------------------------------------------------
+
+const ROWS = ['produce', 'consume', 'produce, fsync each'] as const;
+const SERVERS = ['Walrus', 'Redis', 'JetStream', 'engine'] as const;
+
+function rate(measured: Measured): number {
+  return measured.entries / (measured.ms / 1000);
+}
+
+function tableLine(measured: Measured): string[] {
+  const perEntryUs = measured.cpuSeconds === undefined ? '—' : ((measured.cpuSeconds * 1e6) / measured.entries).toFixed(2);
+  return [
+    measured.row,
+    measured.server,
+    formatRate(rate(measured)),
+    ((rate(measured) * PAYLOAD_BYTES) / 1e6).toFixed(1),
+    formatMs(percentile(measured.latencies, 0.5)),
+    formatMs(percentile(measured.latencies, 0.99)),
+    perEntryUs,
+  ];
+}
+
+function ratio(results: readonly Measured[], row: string, peer: string, target: number, label = peer): string {
+  const ours = results.find((measured) => measured.row === row && measured.server === 'Walrus');
+  const theirs = results.find((measured) => measured.row === row && measured.server === peer);
+  if (ours === undefined || theirs === undefined) return `  ${row}: Walrus / ${label}: not measured (target ≥ ${target}×)`;
+  const value = rate(ours) / rate(theirs);
+  return `  ${row}: Walrus / ${label} = ${value.toFixed(2)}× (target ≥ ${target}×: ${value >= target ? 'met' : 'not met'})`;
+}
+
+/** A grouped bar chart of entries/s: one group a row, one bar a server. */
+function chart(results: readonly Measured[]): string {
+  const colours: Record<string, string> = { Walrus: '#1f77b4', Redis: '#d62728', JetStream: '#2ca02c', engine: '#7f7f7f' };
+  const max = Math.max(...results.map(rate));
+  const width = 760;
+  const left = 170;
+  const barHeight = 16;
+  const gap = 6;
+  const groupGap = 18;
+  let y = 40;
+  const parts: string[] = [];
+  for (const row of ROWS) {
+    const inRow = SERVERS.map((server) => results.find((measured) => measured.row === row && measured.server === server)).filter(
+      (measured): measured is Measured => measured !== undefined,
+    );
+    if (inRow.length === 0) continue;
+    parts.push(`<text x="10" y="${y + barHeight}" font-size="13" font-weight="bold">${row}</text>`);
+    for (const measured of inRow) {
+      const length = Math.max(1, ((width - left - 120) * rate(measured)) / max);
+      parts.push(
+        `<rect x="${left}" y="${y}" width="${length.toFixed(1)}" height="${barHeight}" fill="${colours[measured.server] ?? '#999'}"/>`,
+        `<text x="${left + length + 6}" y="${y + barHeight - 3}" font-size="12">${measured.server} ${formatRate(rate(measured))}/s</text>`,
+      );
+      y += barHeight + gap;
+    }
+    y += groupGap;
+  }
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y + 10}" font-family="sans-serif">`,
+    `<text x="10" y="22" font-size="15">Entries per second, 256 B each (more is better)</text>`,
+    ...parts,
+    '</svg>',
+    '',
+  ].join('\n');
+}
+
+export async function runThroughputBench(options: ThroughputBenchOptions): Promise<void> {
+  installExitHook();
+  const count = options.count ?? (options.smoke ? 5_000 : 1_000_000);
+  if (!Number.isSafeInteger(count) || count < ENGINE_BATCH) throw new Error(`--count must be an integer ≥ ${ENGINE_BATCH}, got ${count}`);
+  log(
+    `\nbatches: produce and consume ${count.toLocaleString('en-US')} entries of ${PAYLOAD_BYTES} B, side by side (load ${loadAverage()})`,
+  );
+  const redis = findExecutable('redis-server');
+  const nats = findExecutable('nats-server', ['/usr/sbin/nats-server']);
+  if (redis === undefined) log('  redis-server not found (apt-get install redis-server): the Redis rows are left out');
+  if (nats === undefined) log('  nats-server not found (apt-get install nats-server): the JetStream rows are left out');
+  else log('  JetStream produce with fsync each is left out: nats-server 2.9 has no per-message sync (2.10 added sync_interval: always)');
+  const root = mkdtempSync(join(tmpdir(), 'walrus-batches-bench-'));
+  temporary.add(root);
+  const payload = randomPayload(PAYLOAD_BYTES);
+  const results: Measured[] = [];
+  const done = (measured: Measured): void => {
+    results.push(measured);
+    log(
+      `  ${measured.row.padEnd(20)} ${measured.server.padEnd(10)} ${formatRate(rate(measured)).padStart(10)} entries/s  p50 ${formatMs(percentile(measured.latencies, 0.5))}  p99 ${formatMs(percentile(measured.latencies, 0.99))}`,
+    );
+  };
+  try {
+    for (const measured of await engineRows(root, count, payload)) done(measured);
+    const walrus = await startWalrus(root, 'interval');
+    try {
+      done(await walrusProduce(walrus, 'batches', count, payload, 'produce'));
+      done(await walrusConsume(walrus, 'batches', count));
+    } finally {
+      await walrus.child.stop();
+    }
+    const walrusEach = await startWalrus(root, 'each');
+    try {
+      done(await walrusProduce(walrusEach, 'batches', count, payload, 'produce, fsync each'));
+    } finally {
+      await walrusEach.child.stop();
+    }
+    if (redis !== undefined) {
+      const everysec = await startRedis(redis, root, 'everysec');
+      try {
+        done(await redisProduce(everysec, 'batches', count, payload, 'produce'));
+        done(await redisConsume(everysec, 'batches', count));
+      } finally {
+        await everysec.child.stop();
+      }
+      const always = await startRedis(redis, root, 'always');
+      try {
+        done(await redisProduce(always, 'batches', count, payload, 'produce, fsync each'));
+      } finally {
+        await always.child.stop();
+      }
+    }
+    if (nats !== undefined) {
+      const server = await startNats(nats, root);
+      try {
+        for (const measured of await natsRows(server, count, payload)) done(measured);
+      } finally {
+        await server.child.stop();
+      }
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+    temporary.delete(root);
+  }
+  const ordered = ROWS.flatMap((row) =>
+    SERVERS.flatMap((server) => results.filter((measured) => measured.row === row && measured.server === server)),
+  );
+  log('');
+  log(
+    markdownTable(
+      ['row', 'server', 'entries/s', 'MB/s', 'p50 ms', 'p99 ms', 'server CPU µs/entry'],
+      ordered.map((measured) => tableLine(measured)),
+    ),
+  );
+  log('');
+  for (const measured of ordered) if (measured.note !== undefined) log(`  ${measured.row} / ${measured.server}: ${measured.note}`);
+  log('');
+  log(ratio(results, 'produce', 'Redis', 5));
+  log(ratio(results, 'produce', 'JetStream', 10));
+  log(ratio(results, 'consume', 'Redis', 1.5));
+  log(ratio(results, 'consume', 'JetStream', 5));
+  log(ratio(results, 'produce, fsync each', 'Redis', 5, 'Redis appendfsync always'));
+  if (options.svg !== undefined) {
+    writeFileSync(options.svg, chart(ordered));
+    log(`  chart: ${options.svg}`);
+  }
+}

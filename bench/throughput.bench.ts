@@ -571,7 +571,7 @@ function chart(results: readonly Measured[]): string {
       const length = Math.max(1, ((width - left - 120) * rate(measured)) / max);
       parts.push(
         `<rect x="${left}" y="${y}" width="${length.toFixed(1)}" height="${barHeight}" fill="${colours[measured.server] ?? '#999'}"/>`,
-        `<text x="${left + length + 6}" y="${y + barHeight - 3}" font-size="12">${measured.server} ${formatRate(rate(measured))}/s</text>`,
+        `<text x="${(left + length + 6).toFixed(1)}" y="${y + barHeight - 3}" font-size="12">${measured.server} ${formatRate(rate(measured))}/s</text>`,
       );
       y += barHeight + gap;
     }

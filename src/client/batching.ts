@@ -243,6 +243,15 @@ export class Consumer implements AsyncIterable<string> {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<string> {
+    for await (const entries of this.batches()) for (const entry of entries) yield entry;
+  }
+
+  /**
+   * The same entries a batch (one MGET's reply) at a time: `for await (const entries of
+   * consumer.batches())`. Cheaper than one entry at a time when entries are small (an async
+   * iteration step per entry costs about as much as reading it).
+   */
+  async *batches(): AsyncGenerator<string[]> {
     try {
       while (!this.stopped) {
         const entries = await this.client.mget(this.topic, this.maxEntries);
@@ -257,7 +266,7 @@ export class Consumer implements AsyncIterable<string> {
           this.wake = undefined;
           continue;
         }
-        for (const entry of entries) yield entry;
+        yield entries;
       }
     } finally {
       this.stopped = true;

@@ -183,6 +183,15 @@ test.serial(
       }
       t.deepEqual(got, sent);
       t.deepEqual(await cluster.client(1).mget(topic, 10), [], 'nothing left, nothing twice');
+      // A batch at a time: the same order.
+      await cluster.client(2).mput(topic, ['x0', 'x1', 'x2']);
+      const batches = cluster.client(1).consumer({ topic, maxEntries: 2, pollMs: 20 });
+      const read: string[][] = [];
+      for await (const entries of batches.batches()) {
+        read.push(entries);
+        if (read.flat().length === 3) break;
+      }
+      t.deepEqual(read, [['x0', 'x1'], ['x2']]);
     });
   },
 );

@@ -286,14 +286,19 @@ interface Connection {
   close(): Promise<void>;
 }
 
-async function startWalrus(root: string): Promise<Server> {
-  const dir = mkdtempSync(join(root, 'walrus-'));
+/** A Walrus node of its own: a temp dir under `root` (`prefix`), its config with `storage`, no WALRUS_* variables; resolves once it is ready. */
+export async function launchWalrusNode(
+  root: string,
+  prefix: string,
+  storage: string,
+): Promise<{ readonly port: number; readonly child: Child; readonly backend: string }> {
+  const dir = mkdtempSync(join(root, prefix));
   const config = join(dir, 'walrus.yaml');
   writeFileSync(
     config,
     [
       `node: { dataDir: ${JSON.stringify(join(dir, 'data'))}, clientPort: 0, raftPort: 0 }`,
-      'storage: { fsync: interval, fsyncIntervalMs: 1000 }',
+      storage,
       'segments: { maxEntries: 1000000000 }',
       '',
     ].join('\n'),
@@ -308,24 +313,29 @@ async function startWalrus(root: string): Promise<Server> {
     if (typeof port !== 'number') throw new Error('walrus: the "client protocol listening" line has no port');
     const plane = child.matching(/"msg":"data plane open"/, 1)[0];
     const backend = plane === undefined ? 'unknown' : String((JSON.parse(plane) as { backend?: unknown }).backend);
-    return {
-      name: 'Walrus',
-      port,
-      pid: child.process.pid,
-      description: `walrus node (pid ${child.process.pid}, backend ${backend}, storage.fsync interval 1000 ms)`,
-      async connect(count) {
-        const clients = await Promise.all(
-          Array.from({ length: count }, () => WalrusClient.connect({ host: '127.0.0.1', port, inFlightMax: PIPELINE_DEPTH })),
-        );
-        return clients.map((client) => walrusConnection(client));
-      },
-      complaints: () => child.matching(/"level":[4-6]\d/, 5, /"msg":"ready"/),
-      stop: () => child.stop(),
-    };
+    return { port, child, backend };
   } catch (error) {
     await child.stop();
     throw error;
   }
+}
+
+async function startWalrus(root: string): Promise<Server> {
+  const { port, child, backend } = await launchWalrusNode(root, 'walrus-', 'storage: { fsync: interval, fsyncIntervalMs: 1000 }');
+  return {
+    name: 'Walrus',
+    port,
+    pid: child.process.pid,
+    description: `walrus node (pid ${child.process.pid}, backend ${backend}, storage.fsync interval 1000 ms)`,
+    async connect(count) {
+      const clients = await Promise.all(
+        Array.from({ length: count }, () => WalrusClient.connect({ host: '127.0.0.1', port, inFlightMax: PIPELINE_DEPTH })),
+      );
+      return clients.map((client) => walrusConnection(client));
+    },
+    complaints: () => child.matching(/"level":[4-6]\d/, 5, /"msg":"ready"/),
+    stop: () => child.stop(),
+  };
 }
 
 /** The floor: a bare node:net server answering the same protocol with no work (node-floor-server.ts). */
@@ -383,8 +393,13 @@ function compareIds(a: string, b: string): number {
   return aMs - bMs || aSeq - bSeq;
 }
 
-async function startRedis(root: string, executable: string): Promise<Server> {
-  const dir = mkdtempSync(join(root, 'redis-'));
+/** A redis-server of its own: a temp dir under `root`, a free port, an append-only file synced `appendfsync`; resolves once it is ready. */
+export async function launchRedis(
+  root: string,
+  executable: string,
+  appendfsync: 'everysec' | 'always',
+): Promise<{ readonly port: number; readonly child: Child; readonly version: string }> {
+  const dir = mkdtempSync(join(root, `redis-${appendfsync}-`));
   const [port = 0] = await freePorts(1);
   const args = [
     '--port',
@@ -396,7 +411,7 @@ async function startRedis(root: string, executable: string): Promise<Server> {
     '--appendonly',
     'yes',
     '--appendfsync',
-    'everysec',
+    appendfsync,
     '--save',
     '',
     '--auto-aof-rewrite-percentage',
@@ -408,33 +423,38 @@ async function startRedis(root: string, executable: string): Promise<Server> {
   try {
     await child.line(/Ready to accept connections/, START_TIMEOUT_MS);
     const version = child.matching(/Redis version=/, 1)[0]?.match(/version=([^,\s]+)/)?.[1] ?? 'unknown';
-    return {
-      name: 'Redis',
-      pid: child.process.pid,
-      description: `redis-server ${version} (pid ${child.process.pid}, appendonly yes, appendfsync everysec)`,
-      async connect(count) {
-        const clients = Array.from(
-          { length: count },
-          () =>
-            new Redis({
-              host: '127.0.0.1',
-              port,
-              lazyConnect: true,
-              enableAutoPipelining: false,
-              retryStrategy: () => null,
-              maxRetriesPerRequest: 0,
-            }),
-        );
-        await Promise.all(clients.map((client) => client.connect()));
-        return clients.map((client) => redisConnection(client));
-      },
-      complaints: () => child.matching(/ # /, 5, /Ready to accept connections/),
-      stop: () => child.stop(),
-    };
+    return { port, child, version };
   } catch (error) {
     await child.stop();
     throw error;
   }
+}
+
+async function startRedis(root: string, executable: string): Promise<Server> {
+  const { port, child, version } = await launchRedis(root, executable, 'everysec');
+  return {
+    name: 'Redis',
+    pid: child.process.pid,
+    description: `redis-server ${version} (pid ${child.process.pid}, appendonly yes, appendfsync everysec)`,
+    async connect(count) {
+      const clients = Array.from(
+        { length: count },
+        () =>
+          new Redis({
+            host: '127.0.0.1',
+            port,
+            lazyConnect: true,
+            enableAutoPipelining: false,
+            retryStrategy: () => null,
+            maxRetriesPerRequest: 0,
+          }),
+      );
+      await Promise.all(clients.map((client) => client.connect()));
+      return clients.map((client) => redisConnection(client));
+    },
+    complaints: () => child.matching(/ # /, 5, /Ready to accept connections/),
+    stop: () => child.stop(),
+  };
 }
 
 function redisConnection(client: Redis): Connection {

@@ -23,7 +23,6 @@
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { AckPolicy, connect, DeliverPolicy, type NatsConnection, RetentionPolicy, StorageType } from 'nats';
 import { WalrusClient } from '../src/client/index.js';
@@ -34,6 +33,8 @@ import {
   formatMs,
   formatRate,
   installExitHook,
+  launchRedis,
+  launchWalrusNode,
   loadAverage,
   markdownTable,
   percentile,
@@ -53,7 +54,6 @@ export interface ThroughputBenchOptions {
 
 const PAYLOAD_BYTES = 256;
 const START_TIMEOUT_MS = 30_000;
-const WALRUS_BIN = fileURLToPath(new URL('../../bin/walrus', import.meta.url));
 /** Redis: lanes of pipelines, each pipeline this deep. */
 const REDIS_LANES = 4;
 const REDIS_PIPELINE = 64;
@@ -122,29 +122,12 @@ interface WalrusServer {
   readonly child: Child;
 }
 
-async function startWalrus(root: string, fsync: 'interval' | 'each'): Promise<WalrusServer> {
-  const dir = mkdtempSync(join(root, `walrus-${fsync}-`));
-  const config = join(dir, 'walrus.yaml');
-  writeFileSync(
-    config,
-    [
-      `node: { dataDir: ${JSON.stringify(join(dir, 'data'))}, clientPort: 0, raftPort: 0 }`,
-      fsync === 'each' ? 'storage: { fsync: each }' : 'storage: { fsync: interval, fsyncIntervalMs: 1000 }',
-      'segments: { maxEntries: 1000000000 }',
-      '',
-    ].join('\n'),
+function startWalrus(root: string, fsync: 'interval' | 'each'): Promise<WalrusServer> {
+  return launchWalrusNode(
+    root,
+    `walrus-${fsync}-`,
+    fsync === 'each' ? 'storage: { fsync: each }' : 'storage: { fsync: interval, fsyncIntervalMs: 1000 }',
   );
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('WALRUS_')));
-  const child = startChild(process.execPath, [WALRUS_BIN, 'start', '--config', config], dir, env);
-  try {
-    const listening = JSON.parse(await child.line(/"msg":"client protocol listening"/, START_TIMEOUT_MS)) as { port?: unknown };
-    await child.line(/"msg":"ready"/, START_TIMEOUT_MS);
-    if (typeof listening.port !== 'number') throw new Error('walrus: no port in its "client protocol listening" line');
-    return { port: listening.port, child };
-  } catch (error) {
-    await child.stop();
-    throw error;
-  }
 }
 
 async function walrusProduce(server: WalrusServer, topic: string, count: number, payload: string, row: string): Promise<Measured> {
@@ -246,39 +229,8 @@ interface RedisServer {
   readonly version: string;
 }
 
-async function startRedis(executable: string, root: string, appendfsync: 'everysec' | 'always'): Promise<RedisServer> {
-  const dir = mkdtempSync(join(root, `redis-${appendfsync}-`));
-  const [port = 0] = await freePorts(1);
-  const child = startChild(
-    executable,
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      dir,
-      '--appendonly',
-      'yes',
-      '--appendfsync',
-      appendfsync,
-      '--save',
-      '',
-      '--auto-aof-rewrite-percentage',
-      '0',
-      '--daemonize',
-      'no',
-    ],
-    dir,
-  );
-  try {
-    await child.line(/Ready to accept connections/, START_TIMEOUT_MS);
-    const version = child.matching(/Redis version=/, 1)[0]?.match(/version=([^,\s]+)/)?.[1] ?? 'unknown';
-    return { port, child, version };
-  } catch (error) {
-    await child.stop();
-    throw error;
-  }
+function startRedis(executable: string, root: string, appendfsync: 'everysec' | 'always'): Promise<RedisServer> {
+  return launchRedis(root, executable, appendfsync);
 }
 
 function redisClient(server: RedisServer): Redis {

@@ -655,20 +655,12 @@ export class NodeController {
   }
 
   private async fetch(topic: string, segment: number, offset: number): Promise<ControllerReply> {
-    const state = this.options.metadata.topic(topic);
-    if (state === undefined) return this.onceKnown(topic, () => this.fetch(topic, segment, offset));
-    if (segment > state.currentSegment) {
-      // In a cluster this replica may not have applied that segment's opening yet (just
-      // restarted, or a heartbeat behind): give it a moment before saying there is nothing.
-      if (!this.clustered()) return EMPTY_REPLY;
-      await this.untilSegment(topic, segment, TOPIC_APPEAR_WAIT_MS);
-      if (segment > (this.options.metadata.topic(topic)?.currentSegment ?? 0)) return EMPTY_REPLY;
-    }
-    const owner = this.leaderOf(topic, segment);
+    const source = await this.fetchSource(topic, segment, () => this.fetch(topic, segment, offset));
+    if (!('remote' in source)) return source;
     const remote = this.options.remoteReads;
     const payload =
-      owner !== undefined && owner !== this.options.nodeId && remote !== undefined
-        ? await remote.read(owner, topic, segment, offset)
+      source.remote !== undefined && remote !== undefined
+        ? await remote.read(source.remote, topic, segment, offset)
         : this.readSealedAware(topic, segment, offset);
     return payload === null ? EMPTY_REPLY : { text: fetched(offset + 1, lossy.decode(payload)) };
   }
@@ -680,20 +672,36 @@ export class NodeController {
    * entry at `offset`.
    */
   private async fetchRun(topic: string, segment: number, offset: number, max: number): Promise<ControllerReply> {
+    const source = await this.fetchSource(topic, segment, () => this.fetchRun(topic, segment, offset, max));
+    if (!('remote' in source)) return source;
+    const remote = this.options.remoteReads;
+    const payloads =
+      source.remote !== undefined && remote !== undefined
+        ? await remote.readRun(source.remote, topic, segment, offset, max, limits.batchReadBytesMax)
+        : this.readRunHere(topic, segment, offset, max, limits.batchReadBytesMax);
+    return payloads.length === 0 ? EMPTY_REPLY : { frame: entriesFrame(payloads) };
+  }
+
+  /**
+   * Where FETCH and MFETCH read `segment`: `{ remote }`, the node holding it (undefined: here), or
+   * the reply when there is nothing to read (EMPTY, an unknown topic; `retry` once it is known).
+   */
+  private async fetchSource(
+    topic: string,
+    segment: number,
+    retry: () => ControllerReply | Promise<ControllerReply>,
+  ): Promise<{ readonly remote: NodeId | undefined } | ControllerReply> {
     const state = this.options.metadata.topic(topic);
-    if (state === undefined) return this.onceKnown(topic, () => this.fetchRun(topic, segment, offset, max));
+    if (state === undefined) return this.onceKnown(topic, retry);
     if (segment > state.currentSegment) {
+      // In a cluster this replica may not have applied that segment's opening yet (just
+      // restarted, or a heartbeat behind): give it a moment before saying there is nothing.
       if (!this.clustered()) return EMPTY_REPLY;
       await this.untilSegment(topic, segment, TOPIC_APPEAR_WAIT_MS);
       if (segment > (this.options.metadata.topic(topic)?.currentSegment ?? 0)) return EMPTY_REPLY;
     }
     const owner = this.leaderOf(topic, segment);
-    const remote = this.options.remoteReads;
-    const payloads =
-      owner !== undefined && owner !== this.options.nodeId && remote !== undefined
-        ? await remote.readRun(owner, topic, segment, offset, max, limits.batchReadBytesMax)
-        : this.readRunHere(topic, segment, offset, max, limits.batchReadBytesMax);
-    return payloads.length === 0 ? EMPTY_REPLY : { frame: entriesFrame(payloads) };
+    return { remote: owner !== undefined && owner !== this.options.nodeId && this.options.remoteReads !== undefined ? owner : undefined };
   }
 
   /** Up to `max` entries of a segment here from `offset`, never past its seal, at most `maxBytes` of them but at least one. */

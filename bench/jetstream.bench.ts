@@ -81,7 +81,7 @@ const SERVERS = 3;
 const PAYLOAD_BYTES = 256;
 const WINDOW = 64;
 const STREAM = 'BENCH';
-const SUBJECT = 'bench.put';
+export const SUBJECT = 'bench.put';
 const CONSUMER = 'bench';
 /** Bound of each wait for a server or a cluster to come up. */
 const READY_TIMEOUT_MS = 30_000;
@@ -113,7 +113,7 @@ interface System {
 }
 
 /** How the two sides' disk syncs are matched (see the header). */
-interface Pairing {
+export interface Pairing {
   readonly walrusFsyncIntervalMs: number;
   /** The `sync_interval` written to each server's config; undefined: the server cannot take one. */
   readonly jetStreamSyncInterval: string | undefined;
@@ -122,7 +122,7 @@ interface Pairing {
 
 // --- nats-server -----------------------------------------------------------------------------
 
-function findNatsServer(): string | undefined {
+export function findNatsServer(): string | undefined {
   const named = process.env.NATS_SERVER_BIN;
   const candidates = [
     ...(named === undefined || named === '' ? [] : [named]),
@@ -144,13 +144,13 @@ function findNatsServer(): string | undefined {
 }
 
 /** `nats-server --version`: [major, minor, patch], or undefined when it does not say. */
-function natsServerVersion(executable: string): { text: string; parts: [number, number, number] | undefined } {
+export function natsServerVersion(executable: string): { text: string; parts: [number, number, number] | undefined } {
   const text = execFileSync(executable, ['--version'], { encoding: 'utf8', timeout: 10_000 }).trim();
   const match = /v?(\d+)\.(\d+)\.(\d+)/.exec(text);
   return { text, parts: match === null ? undefined : [Number(match[1]), Number(match[2]), Number(match[3])] };
 }
 
-function pairingFor(version: [number, number, number] | undefined): Pairing {
+export function pairingFor(version: [number, number, number] | undefined): Pairing {
   const [major, minor] = version ?? [0, 0, 0];
   if (major > 2 || (major === 2 && minor >= 10))
     return {
@@ -166,7 +166,7 @@ function pairingFor(version: [number, number, number] | undefined): Pairing {
   };
 }
 
-interface NatsServer {
+export interface NatsServer {
   readonly name: string;
   readonly clientPort: number;
   readonly child: Child;
@@ -196,7 +196,7 @@ async function logLine(server: NatsServer, pattern: RegExp, ms: number): Promise
   }
 }
 
-async function startNatsCluster(executable: string, root: string, pairing: Pairing): Promise<NatsServer[]> {
+export async function startNatsCluster(executable: string, root: string, pairing: Pairing): Promise<NatsServer[]> {
   const ports = await freePorts(2 * SERVERS);
   const names = Array.from({ length: SERVERS }, (_, index) => `n${index + 1}`);
   const routePort = (index: number): number => ports[SERVERS + index] as number;
@@ -246,7 +246,7 @@ async function retry<T>(what: string, ms: number, attempt: () => Promise<T>): Pr
 }
 
 /** Creates the R3 stream once the cluster has a JetStream meta leader; returns its info once every replica is current. */
-async function createStream(admin: NatsConnection): Promise<{ jsm: JetStreamManager; info: StreamInfo }> {
+export async function createStream(admin: NatsConnection): Promise<{ jsm: JetStreamManager; info: StreamInfo }> {
   const jsm = await retry('JetStream API', READY_TIMEOUT_MS, () => admin.jetstreamManager());
   await retry('creating the stream (waiting for a meta leader)', READY_TIMEOUT_MS, () =>
     jsm.streams.add({

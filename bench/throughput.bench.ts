@@ -9,7 +9,10 @@
 //   acknowledged once per fetch with ack policy all);
 // - produce, fsync each: Walrus `storage.fsync: each` against Redis `appendfsync always`
 //   (JetStream 2.9 has no per-message sync: nats-server 2.10 added `sync_interval: always`);
-// - the engine's own appendBatch / readBatch in this process (batches of 250): the ceiling.
+// - the engine's own appendBatch / readBatch in this process (batches of 250): the ceiling;
+// - 3-node cluster produce: three Walrus nodes with replication.factor 3 (the producer through
+//   the segment's leader) against a three-server JetStream cluster with an R3 stream (64 async
+//   publishes in flight, through the stream's leader), synced as the jetstream suite pairs them.
 // Latency is per acknowledgement the client waits on: one producer send (Walrus), one pipeline
 // (Redis), one publish (JetStream); for consume, one read call. Server CPU per entry comes from
 // /proc. Targets (printed, not enforced): produce ≥ 5 × Redis and ≥ 10 × JetStream; consume ≥
@@ -28,6 +31,7 @@ import { AckPolicy, connect, DeliverPolicy, type NatsConnection, RetentionPolicy
 import { WalrusClient } from '../src/client/index.js';
 import { Walrus } from '../src/engine/walrus.js';
 import { freePorts } from '../test/helpers/net.js';
+import { createStream, natsServerVersion, pairingFor, SUBJECT, startNatsCluster } from './jetstream.bench.js';
 import {
   type Child,
   formatMs,
@@ -43,6 +47,7 @@ import {
   startChild,
   temporary,
 } from './server.bench.js';
+import { registerTopic, startWalrusNodes } from './walrus-nodes.js';
 
 export interface ThroughputBenchOptions {
   readonly smoke: boolean;
@@ -134,55 +139,149 @@ async function walrusProduce(server: WalrusServer, topic: string, count: number,
   const client = await WalrusClient.connect({ host: '127.0.0.1', port: server.port, timeoutMs: 60_000 });
   try {
     await client.register(topic);
-    const producer = client.producer({ topic, lingerMs: 1 });
-    const latencies: number[] = [];
-    let acked = 0;
-    const cpu = processCpuSeconds(server.child.process.pid);
-    const started = performance.now();
-    // The sends of one batch share its promise: each batch is followed once (its first send's
-    // time to its acknowledgement is the latency), and at most PRODUCER_WINDOW sends are out.
-    const batches: { readonly done: Promise<void>; end: number }[] = [];
-    let oldest = 0;
-    let ackedUpTo = 0;
-    const work = (async () => {
-      for (let index = 0; index < count; index++) {
-        while (index - ackedUpTo >= PRODUCER_WINDOW) {
-          const first = batches[oldest] as { readonly done: Promise<void>; end: number };
-          await first.done;
-          ackedUpTo = Math.max(ackedUpTo, first.end);
-          oldest += 1;
-        }
-        const done = producer.send(payload);
-        const last = batches[batches.length - 1];
-        if (last !== undefined && last.done === done) {
-          last.end = index + 1;
-          continue;
-        }
-        const entry = { done, end: index + 1 };
-        batches.push(entry);
-        const sent = performance.now();
-        void done.then(() => {
-          latencies.push(performance.now() - sent);
-          acked = Math.max(acked, entry.end);
-        });
-      }
-      await Promise.all(batches.slice(oldest).map((batch) => batch.done));
-      acked = count;
-      await producer.close();
-    })();
-    await withProgress(`Walrus ${row}`, count, () => acked, work);
-    const ms = performance.now() - started;
-    return {
-      row,
-      server: 'Walrus',
-      entries: count,
-      ms,
-      latencies: sorted(latencies),
-      cpuSeconds: processCpuSeconds(server.child.process.pid) - cpu,
-      note: "latency: a batch's first send() to its acknowledgement",
-    };
+    return await produceThrough(client, topic, count, payload, row, () => processCpuSeconds(server.child.process.pid));
   } finally {
     await client.close();
+  }
+}
+
+/** The produce row through `client` (the topic registered); `cpu` reads the servers' CPU seconds so far. */
+async function produceThrough(
+  client: WalrusClient,
+  topic: string,
+  count: number,
+  payload: string,
+  row: string,
+  serversCpu: () => number,
+): Promise<Measured> {
+  const producer = client.producer({ topic, lingerMs: 1 });
+  const latencies: number[] = [];
+  let acked = 0;
+  const cpu = serversCpu();
+  const started = performance.now();
+  // The sends of one batch share its promise: each batch is followed once (its first send's
+  // time to its acknowledgement is the latency), and at most PRODUCER_WINDOW sends are out.
+  const batches: { readonly done: Promise<void>; end: number }[] = [];
+  let oldest = 0;
+  let ackedUpTo = 0;
+  const work = (async () => {
+    for (let index = 0; index < count; index++) {
+      while (index - ackedUpTo >= PRODUCER_WINDOW) {
+        const first = batches[oldest] as { readonly done: Promise<void>; end: number };
+        await first.done;
+        ackedUpTo = Math.max(ackedUpTo, first.end);
+        oldest += 1;
+      }
+      const done = producer.send(payload);
+      const last = batches[batches.length - 1];
+      if (last !== undefined && last.done === done) {
+        last.end = index + 1;
+        continue;
+      }
+      const entry = { done, end: index + 1 };
+      batches.push(entry);
+      const sent = performance.now();
+      void done.then(() => {
+        latencies.push(performance.now() - sent);
+        acked = Math.max(acked, entry.end);
+      });
+    }
+    await Promise.all(batches.slice(oldest).map((batch) => batch.done));
+    acked = count;
+    await producer.close();
+  })();
+  await withProgress(`Walrus ${row}`, count, () => acked, work);
+  const ms = performance.now() - started;
+  return {
+    row,
+    server: 'Walrus',
+    entries: count,
+    ms,
+    latencies: sorted(latencies),
+    cpuSeconds: serversCpu() - cpu,
+    note: "latency: a batch's first send() to its acknowledgement",
+  };
+}
+
+/** Three Walrus nodes, replication.factor 3: the produce row through the segment's leader. */
+async function walrusClusterProduce(root: string, count: number, payload: string, fsyncIntervalMs: number): Promise<Measured> {
+  const dir = mkdtempSync(join(root, 'walrus-cluster-'));
+  const cluster = await startWalrusNodes(
+    dir,
+    [
+      `storage: { fsync: interval, fsyncIntervalMs: ${fsyncIntervalMs} }`,
+      'segments: { maxEntries: 1000000000 }',
+      'replication: { factor: 3, acks: quorum }',
+    ],
+    { clientTimeoutMs: 60_000 },
+  );
+  try {
+    const leader = await registerTopic(cluster, 'batches', 1);
+    return {
+      ...(await produceThrough(cluster.client(leader), 'batches', count, payload, CLUSTER_ROW, () => cluster.cpuSeconds())),
+      server: 'Walrus',
+    };
+  } finally {
+    await cluster.stop();
+  }
+}
+
+/** Three nats-servers, an R3 stream: 64 async publishes in flight through the stream's leader. */
+async function natsClusterProduce(
+  executable: string,
+  root: string,
+  count: number,
+  payload: string,
+): Promise<{ measured: Measured; pairing: string }> {
+  const pairing = pairingFor(natsServerVersion(executable).parts);
+  const servers = await startNatsCluster(executable, root, pairing);
+  const connections: NatsConnection[] = [];
+  try {
+    const admin = await connect({ servers: servers.map((server) => `127.0.0.1:${server.clientPort}`), timeout: START_TIMEOUT_MS });
+    connections.push(admin);
+    const { info } = await createStream(admin);
+    const leader = servers.find((server) => server.name === info.cluster?.leader);
+    if (leader === undefined) throw new Error(`the stream leader ${info.cluster?.leader} is not a server of this run`);
+    const nc = await connect({
+      servers: `127.0.0.1:${leader.clientPort}`,
+      noRandomize: true,
+      ignoreClusterUpdates: true,
+      timeout: START_TIMEOUT_MS,
+    });
+    connections.push(nc);
+    const js = nc.jetstream({ timeout: 60_000 });
+    const data = new TextEncoder().encode(payload);
+    const cpu = (): number => servers.reduce((sum, server) => sum + processCpuSeconds(server.child.process.pid), 0);
+    const latencies: number[] = [];
+    let next = 0;
+    let acked = 0;
+    const before = cpu();
+    const started = performance.now();
+    const lane = async (): Promise<void> => {
+      while (next < count) {
+        next += 1;
+        const sent = performance.now();
+        await js.publish(SUBJECT, data);
+        if (acked % 64 === 0) latencies.push(performance.now() - sent);
+        acked += 1;
+      }
+    };
+    await withProgress('JetStream R3 produce', count, () => acked, Promise.all(Array.from({ length: NATS_IN_FLIGHT }, () => lane())));
+    return {
+      measured: {
+        row: CLUSTER_ROW,
+        server: 'JetStream',
+        entries: count,
+        ms: performance.now() - started,
+        latencies: sorted(latencies),
+        cpuSeconds: cpu() - before,
+        note: `latency: one publish (${NATS_IN_FLIGHT} in flight, every 64th sampled); CPU of the three servers`,
+      },
+      pairing: pairing.description,
+    };
+  } finally {
+    for (const connection of connections) await connection.close().catch(() => undefined);
+    await Promise.all(servers.map((server) => server.child.stop()));
   }
 }
 
@@ -474,7 +573,8 @@ async function engineRows(root: string, count: number, payload: string): Promise
 
 // --- the report --------------------------------------------------------------------------------
 
-const ROWS = ['produce', 'consume', 'produce, fsync each'] as const;
+const CLUSTER_ROW = '3-node produce, R3';
+const ROWS = ['produce', 'consume', 'produce, fsync each', CLUSTER_ROW] as const;
 const SERVERS = ['Walrus', 'Redis', 'JetStream', 'engine'] as const;
 
 function rate(measured: Measured): number {
@@ -494,12 +594,14 @@ function tableLine(measured: Measured): string[] {
   ];
 }
 
-function ratio(results: readonly Measured[], row: string, peer: string, target: number, label = peer): string {
+function ratio(results: readonly Measured[], row: string, peer: string, target: number | undefined, label = peer): string {
   const ours = results.find((measured) => measured.row === row && measured.server === 'Walrus');
   const theirs = results.find((measured) => measured.row === row && measured.server === peer);
-  if (ours === undefined || theirs === undefined) return `  ${row}: Walrus / ${label}: not measured (target ≥ ${target}×)`;
+  const goal = target === undefined ? 'no target' : `target ≥ ${target}×`;
+  if (ours === undefined || theirs === undefined) return `  ${row}: Walrus / ${label}: not measured (${goal})`;
   const value = rate(ours) / rate(theirs);
-  return `  ${row}: Walrus / ${label} = ${value.toFixed(2)}× (target ≥ ${target}×: ${value >= target ? 'met' : 'not met'})`;
+  const verdict = target === undefined ? '' : `: ${value >= target ? 'met' : 'not met'}`;
+  return `  ${row}: Walrus / ${label} = ${value.toFixed(2)}× (${goal}${verdict})`;
 }
 
 /** A grouped bar chart of entries/s: one group a row, one bar a server. */
@@ -599,6 +701,15 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
         await server.child.stop();
       }
     }
+    // The cluster row: JetStream first, for its sync pairing (the Walrus nodes sync as its servers can).
+    let fsyncIntervalMs = 1000;
+    if (nats !== undefined) {
+      const { measured, pairing } = await natsClusterProduce(nats, root, count, payload);
+      log(`  3-node row pairing: ${pairing}`);
+      fsyncIntervalMs = pairingFor(natsServerVersion(nats).parts).walrusFsyncIntervalMs;
+      done(measured);
+    }
+    done(await walrusClusterProduce(root, count, payload, fsyncIntervalMs));
   } finally {
     rmSync(root, { recursive: true, force: true });
     temporary.delete(root);
@@ -621,6 +732,7 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
   log(ratio(results, 'consume', 'Redis', 1.5));
   log(ratio(results, 'consume', 'JetStream', 5));
   log(ratio(results, 'produce, fsync each', 'Redis', 5, 'Redis appendfsync always'));
+  log(ratio(results, CLUSTER_ROW, 'JetStream', undefined, 'JetStream R3'));
   if (options.svg !== undefined) {
     writeFileSync(options.svg, chart(ordered));
     log(`  chart: ${options.svg}`);

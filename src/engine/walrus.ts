@@ -506,13 +506,7 @@ export class Walrus {
           `topic ${topic}: entries ${seq} to ${seq + count - 1} are not the next ones to consume (the cursor is at ${state?.cursor ?? 0})`,
         );
       }
-      state.cursor = seq + count;
-      try {
-        return this.consumed(state, count, seq + count) ?? ACKNOWLEDGED;
-      } catch (error) {
-        state.cursor = seq;
-        throw error;
-      }
+      return this.consumeOne(state, seq, count) ?? ACKNOWLEDGED;
     } catch (error) {
       return Promise.reject(error);
     }
@@ -763,13 +757,14 @@ export class Walrus {
   }
 
   /**
-   * Moves the cursor past entry `seq` (the one at the cursor) and persists it when the mode says
-   * so, returning that acknowledgement; if staging the record fails, the cursor stays put.
+   * Moves the cursor past the `count` entries from `seq` (the one at the cursor) and persists it
+   * when the mode says so, returning that acknowledgement; if staging the record fails, the
+   * cursor stays put.
    */
-  private consumeOne(state: TopicState, seq: number): Promise<void> | undefined {
-    state.cursor = seq + 1;
+  private consumeOne(state: TopicState, seq: number, count = 1): Promise<void> | undefined {
+    state.cursor = seq + count;
     try {
-      return this.consumed(state, 1, seq + 1);
+      return this.consumed(state, count, seq + count);
     } catch (error) {
       state.cursor = seq;
       throw error;

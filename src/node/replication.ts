@@ -81,13 +81,28 @@ export class Replication {
     // chunk of requests it came in for as long as the runs keep it).
     const bytes = payload === undefined ? undefined : typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.from(payload);
     replicator.appended(offset + 1, bytes);
+    return this.commitWait(replicator, topic, segment, offset, offset + 1, 'it');
+  }
+
+  /**
+   * The wait of a PUT (or an MPUT) written at `offset` for the commit of the first `upTo`
+   * entries; undefined with `acks: leader`. Whatever stops the wait, the entries are written
+   * here: never a "not mine" that would have them sent again.
+   */
+  private commitWait(
+    replicator: SegmentReplicator,
+    topic: string,
+    segment: number,
+    offset: number,
+    upTo: number,
+    what: string,
+  ): Promise<void> | undefined {
     if (this.options.acks === 'leader') return undefined;
-    // Whatever stops the wait, the entry is written here: never a "not mine" that would have it sent again.
-    return this.committedWithin(replicator, offset + 1).catch((error: unknown) => {
+    return this.committedWithin(replicator, upTo).catch((error: unknown) => {
       if ((error as WalrusError).code === 'NOT_COMMITTED') throw error;
       throw walrusError(
         'NOT_COMMITTED',
-        `the PUT was written on this node but ${segmentKey(topic, segment)} stopped taking writes before a majority of its replicas confirmed it (${(error as Error).message}); whether it is kept is unknown`,
+        `the PUT was written on this node but ${segmentKey(topic, segment)} stopped taking writes before a majority of its replicas confirmed ${what} (${(error as Error).message}); whether it is kept is unknown`,
         { details: { topic, segment, offset }, cause: error },
       );
     });
@@ -101,16 +116,7 @@ export class Replication {
     const replicator = this.replicators.get(segmentKey(topic, segment));
     if (replicator === undefined || payloads.length === 0) return undefined;
     for (const [index, payload] of payloads.entries()) replicator.appended(offset + index + 1, Buffer.from(payload));
-    if (this.options.acks === 'leader') return undefined;
-    const last = offset + payloads.length;
-    return this.committedWithin(replicator, last).catch((error: unknown) => {
-      if ((error as WalrusError).code === 'NOT_COMMITTED') throw error;
-      throw walrusError(
-        'NOT_COMMITTED',
-        `the PUT was written on this node but ${segmentKey(topic, segment)} stopped taking writes before a majority of its replicas confirmed the batch of ${payloads.length} (${(error as Error).message}); whether it is kept is unknown`,
-        { details: { topic, segment, offset }, cause: error },
-      );
-    });
+    return this.commitWait(replicator, topic, segment, offset, offset + payloads.length, `the batch of ${payloads.length}`);
   }
 
   /** Resolves once the first `count` entries of a segment led here are committed (at once when it is not replicated). */

@@ -168,18 +168,23 @@ export class SegmentStore {
    */
   appendNow(topic: string, segment: number, payload: Uint8Array | string): number | Promise<number> {
     const key = segmentKey(topic, segment);
-    // Behind a replica append, a fence or an early close (or appends already queued behind one).
-    // Its turn ends once it is staged, so appends arriving meanwhile do not queue behind its acknowledgement.
-    if (this.locks.isHeld(key)) {
-      return this.locks.acquire(key).then((release) => {
-        try {
-          return this.appendStaged(key, topic, segment, payload);
-        } finally {
-          release();
-        }
-      });
-    }
-    return this.appendStaged(key, topic, segment, payload);
+    return this.whenFree(key, () => this.appendStaged(key, topic, segment, payload));
+  }
+
+  /**
+   * Runs `stage` now, or once `key` is free: behind a replica append, a fence or an early close
+   * (or appends already queued behind one). Its turn ends once it is staged, so appends arriving
+   * meanwhile do not queue behind its acknowledgement.
+   */
+  private whenFree<T>(key: string, stage: () => T | Promise<T>): T | Promise<T> {
+    if (!this.locks.isHeld(key)) return stage();
+    return this.locks.acquire(key).then((release) => {
+      try {
+        return stage();
+      } finally {
+        release();
+      }
+    });
   }
 
   /**
@@ -193,17 +198,8 @@ export class SegmentStore {
    */
   appendBatchNow(topic: string, segment: number, payloads: readonly Uint8Array[]): Promise<number> {
     const key = segmentKey(topic, segment);
-    if (this.locks.isHeld(key)) {
-      return this.locks.acquire(key).then((release) => {
-        try {
-          return this.batchStaged(key, topic, segment, payloads);
-        } finally {
-          release();
-        }
-      });
-    }
     try {
-      return this.batchStaged(key, topic, segment, payloads);
+      return Promise.resolve(this.whenFree(key, () => this.batchStaged(key, topic, segment, payloads)));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -621,33 +617,22 @@ export class SegmentStore {
    * for which Walrus.acknowledged() is true when that was done at once.
    */
   consumeAt(topic: string, segment: number, offset: number): Promise<void> {
+    return this.consumeRun(topic, segment, offset, 1);
+  }
+
+  /** consumeAt() for the `count` entries from `offset` (an MGET's run): the position moves past them all, persisted once. */
+  consumeRun(topic: string, segment: number, offset: number, count: number): Promise<void> {
     const key = segmentKey(topic, segment);
     if (this.currentOutage() !== undefined) {
       // The position cannot be written now: it is kept here and written when the outage ends (a
       // crash before then replays these entries: at least once, never skipped).
       if (offset !== this.consumed(topic, segment))
         return Promise.reject(walrusError('INVALID_ARGUMENT', `${key}: ${offset} is not the next entry to consume`));
-      this.consumedInOutage.set(key, offset + 1);
-      return CONSUMED_IN_MEMORY;
-    }
-    const moved = this.readable().consumeAt(key, offset);
-    for (const listener of this.consumeListeners) listener(topic, segment, offset + 1);
-    if (Walrus.acknowledged(moved)) return moved;
-    return moved.catch((error: unknown) => {
-      throw this.storageFailed(error);
-    });
-  }
-  /** consumeAt() for the `count` entries from `offset` (an MGET's run): the position moves past them all, persisted once. */
-  consumeRun(topic: string, segment: number, offset: number, count: number): Promise<void> {
-    if (count === 1) return this.consumeAt(topic, segment, offset);
-    const key = segmentKey(topic, segment);
-    if (this.currentOutage() !== undefined) {
-      if (offset !== this.consumed(topic, segment))
-        return Promise.reject(walrusError('INVALID_ARGUMENT', `${key}: ${offset} is not the next entry to consume`));
       this.consumedInOutage.set(key, offset + count);
       return CONSUMED_IN_MEMORY;
     }
-    const moved = this.readable().consumeRun(key, offset, count);
+    const wal = this.readable();
+    const moved = count === 1 ? wal.consumeAt(key, offset) : wal.consumeRun(key, offset, count);
     for (const listener of this.consumeListeners) listener(topic, segment, offset + count);
     if (Walrus.acknowledged(moved)) return moved;
     return moved.catch((error: unknown) => {

@@ -38,7 +38,7 @@ import { PayloadBatch, type PutUnit } from './payload-batch.js';
 import { failureHead } from './peer-codec.js';
 import type { PeerAnswer, PeerHandler } from './peer-server.js';
 import { placeTopic, replicaSet } from './placement.js';
-import type { NextResult, TopicReader } from './reader.js';
+import { type NextResult, readConsecutive, type TopicReader } from './reader.js';
 import type { Replication } from './replication.js';
 import { isRolling, RolloverWait } from './rollover-wait.js';
 import type { SegmentStore } from './segment-store.js';
@@ -706,15 +706,9 @@ export class NodeController {
 
   /** Up to `max` entries of a segment here from `offset`, never past its seal, at most `maxBytes` of them but at least one. */
   private readRunHere(topic: string, segment: number, offset: number, max: number, maxBytes: number): Buffer[] {
-    const payloads: Buffer[] = [];
-    let bytes = 0;
-    for (let at = offset; payloads.length < max; at++) {
-      const payload = this.readSealedAware(topic, segment, at);
-      if (payload === null || (payloads.length > 0 && bytes + payload.length > maxBytes)) break;
-      payloads.push(payload);
-      bytes += payload.length;
-    }
-    return payloads;
+    // Never past the seal, as readSealedAware.
+    const end = this.options.metadata.sealedCount(topic, segment) ?? Number.POSITIVE_INFINITY;
+    return readConsecutive(this.options.store, topic, segment, offset, end, max, maxBytes);
   }
 
   /**

@@ -277,15 +277,15 @@ export class TopicReader {
       if (seal !== undefined && offset >= seal) return { kind: 'done' };
       // A run lent out is delivered by the borrower: its start must be recorded by the replicas.
       await this.confirm?.(topic, segment, offset, Math.min(waitMs, CONFIRM_WAIT_MS));
-      const payloads: Buffer[] = [];
-      let bytes = 0;
-      const last = seal === undefined ? Number.POSITIVE_INFINITY : seal;
-      for (let at = offset; payloads.length < Math.min(Math.max(1, max), limits.lendEntriesMax) && at < last; at++) {
-        const payload = this.store.read(topic, segment, at);
-        if (payload === null || (payloads.length > 0 && bytes + payload.length > limits.lendBytesMax)) break;
-        payloads.push(payload);
-        bytes += payload.length;
-      }
+      const payloads = readConsecutive(
+        this.store,
+        topic,
+        segment,
+        offset,
+        seal ?? Number.POSITIVE_INFINITY,
+        Math.min(Math.max(1, max), limits.lendEntriesMax),
+        limits.lendBytesMax,
+      );
       if (payloads.length === 0) return { kind: 'empty' };
       handedOut = true;
       this.lastHold = this.lastHold >= 0xffff_ffff ? 1 : this.lastHold + 1;
@@ -392,7 +392,19 @@ export class TopicReader {
         );
       }
       handedOut = true;
-      const payloads = max > 1 ? this.run(topic, segment, consumed, payload, max, sealed) : [payload];
+      const payloads =
+        max > 1
+          ? readConsecutive(
+              this.store,
+              topic,
+              segment,
+              consumed,
+              sealed ?? Number.POSITIVE_INFINITY,
+              max,
+              limits.batchReadBytesMax,
+              payload,
+            )
+          : [payload];
       return { kind: 'entry', entry: this.hold(topic, segment, consumed, payloads, release) };
     } finally {
       if (!handedOut) release();
@@ -565,23 +577,6 @@ export class TopicReader {
     if ((this.firstOpen.get(topic) ?? 1) < segment) this.firstOpen.set(topic, segment);
   }
 
-  /**
-   * The entries after `first` (at `offset`) for an MGET of `max`: consecutive, up to the seal,
-   * at most batchReadBytesMax of payload in all.
-   */
-  private run(topic: string, segment: number, offset: number, first: Buffer, max: number, sealed: number | undefined): Buffer[] {
-    const payloads = [first];
-    let bytes = first.length;
-    const end = sealed ?? Number.POSITIVE_INFINITY;
-    for (let at = offset + 1; payloads.length < max && at < end; at++) {
-      const payload = this.store.read(topic, segment, at);
-      if (payload === null || bytes + payload.length > limits.batchReadBytesMax) break;
-      payloads.push(payload);
-      bytes += payload.length;
-    }
-    return payloads;
-  }
-
   private hold(topic: string, segment: number, offset: number, payloads: readonly Buffer[], release: () => void): Peeked {
     const held = this.newHold(this.holdMsMax, release);
     return {
@@ -623,6 +618,32 @@ export class TopicReader {
 }
 
 const ACKNOWLEDGED_NOTHING: Promise<void> = Promise.resolve();
+
+/**
+ * Up to `max` consecutive entries of a segment kept here, from `from` and before `end` (a seal),
+ * at most `maxBytes` of payload but at least one: a run lent to another node, an MGET's run, an
+ * MFETCH. `first`, when given, is the entry at `from`, read already.
+ */
+export function readConsecutive(
+  store: Pick<SegmentStore, 'read'>,
+  topic: string,
+  segment: number,
+  from: number,
+  end: number,
+  max: number,
+  maxBytes: number,
+  first?: Buffer,
+): Buffer[] {
+  const payloads: Buffer[] = first === undefined ? [] : [first];
+  let bytes = first?.length ?? 0;
+  for (let at = from + payloads.length; payloads.length < max && at < end; at++) {
+    const payload = store.read(topic, segment, at);
+    if (payload === null || (payloads.length > 0 && bytes + payload.length > maxBytes)) break;
+    payloads.push(payload);
+    bytes += payload.length;
+  }
+  return payloads;
+}
 
 /** How many of `payloads` from `from` on fit in batchReadBytesMax (at least one). */
 function runBytesCount(payloads: readonly Buffer[], from: number): number {

@@ -381,6 +381,10 @@ class Connection {
       this.framesThisTurn = 0;
       this.bytesThisTurn = 0;
     }
+    // A connection starved while it held replies of its own goes on once they are all taken by
+    // the kernel: only those wait for the node-wide total to drop (it stays in the starved set,
+    // and relief then only brings a turn it does not need).
+    if (this.starved && this.replyBytes === 0) this.starved = false;
     // Replies held back by a slow reader count against the budget: no new work while over it.
     while (!this.ending && !this.deferred && this.queue.length < inFlightPerConnection) {
       const held = this.replyBytes;

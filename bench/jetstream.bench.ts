@@ -246,7 +246,7 @@ async function retry<T>(what: string, ms: number, attempt: () => Promise<T>): Pr
 }
 
 /** Creates the R3 stream once the cluster has a JetStream meta leader; returns its info once every replica is current. */
-export async function createStream(admin: NatsConnection): Promise<{ jsm: JetStreamManager; info: StreamInfo }> {
+async function createStream(admin: NatsConnection): Promise<{ jsm: JetStreamManager; info: StreamInfo }> {
   const jsm = await retry('JetStream API', READY_TIMEOUT_MS, () => admin.jetstreamManager());
   await retry('creating the stream (waiting for a meta leader)', READY_TIMEOUT_MS, () =>
     jsm.streams.add({
@@ -267,6 +267,32 @@ export async function createStream(admin: NatsConnection): Promise<{ jsm: JetStr
   return { jsm, info };
 }
 
+/**
+ * Creates the R3 stream on `servers` and connects to its leader (the runs go through the
+ * stream's leader, as Walrus goes through its segment's leader); the admin connection, the
+ * leader's, and the stream. Nothing is left open when it throws.
+ */
+export async function openStream(
+  servers: readonly NatsServer[],
+): Promise<{ admin: NatsConnection; nc: NatsConnection; jsm: JetStreamManager; info: StreamInfo }> {
+  const admin = await connect({ servers: servers.map((server) => `127.0.0.1:${server.clientPort}`), timeout: READY_TIMEOUT_MS });
+  try {
+    const { jsm, info } = await createStream(admin);
+    const leader = servers.find((server) => server.name === info.cluster?.leader);
+    if (leader === undefined) throw new Error(`the stream leader ${info.cluster?.leader} is not a server of this run`);
+    const nc = await connect({
+      servers: `127.0.0.1:${leader.clientPort}`,
+      noRandomize: true,
+      ignoreClusterUpdates: true,
+      timeout: READY_TIMEOUT_MS,
+    });
+    return { admin, nc, jsm, info };
+  } catch (error) {
+    await admin.close().catch(() => undefined);
+    throw error;
+  }
+}
+
 function jetStream(executable: string, pairing: Pairing): System {
   return {
     name: 'JetStream',
@@ -276,22 +302,8 @@ function jetStream(executable: string, pairing: Pairing): System {
       const connections: NatsConnection[] = [];
       const cpu = (): number => servers.reduce((sum, server) => sum + processCpuSeconds(server.child.process.pid), 0);
       try {
-        const admin = await connect({
-          servers: servers.map((server) => `127.0.0.1:${server.clientPort}`),
-          timeout: READY_TIMEOUT_MS,
-        });
-        connections.push(admin);
-        const { jsm, info } = await createStream(admin);
-        const leader = servers.find((server) => server.name === info.cluster?.leader);
-        if (leader === undefined) throw new Error(`the stream leader ${info.cluster?.leader} is not a server of this run`);
-        // Through the stream's leader, as Walrus goes through its segment's leader.
-        const nc = await connect({
-          servers: `127.0.0.1:${leader.clientPort}`,
-          noRandomize: true,
-          ignoreClusterUpdates: true,
-          timeout: READY_TIMEOUT_MS,
-        });
-        connections.push(nc);
+        const { admin, nc, jsm, info } = await openStream(servers);
+        connections.push(admin, nc);
         const js = nc.jetstream({ timeout: 30_000 });
         const publish: Operation = async () => {
           await js.publish(SUBJECT, payload);
@@ -360,7 +372,7 @@ function jetStream(executable: string, pairing: Pairing): System {
             .filter((line) => /\[(ERR|WRN|FTL)\]/.test(line) && !/connect to route|routing to be established/.test(line));
           for (const line of complaints.slice(0, 3)) console.log(`    ${server.name} logged: ${line.slice(0, 300)}`);
         }
-        return { put, read, note: `through ${leader.name} (stream leader)` };
+        return { put, read, note: `through ${info.cluster?.leader} (stream leader)` };
       } finally {
         for (const connection of connections) await connection.close().catch(() => undefined);
         await Promise.all(servers.map((server) => server.child.stop()));

@@ -31,7 +31,7 @@ import { AckPolicy, connect, DeliverPolicy, type NatsConnection, RetentionPolicy
 import { WalrusClient } from '../src/client/index.js';
 import { Walrus } from '../src/engine/walrus.js';
 import { freePorts } from '../test/helpers/net.js';
-import { createStream, natsServerVersion, pairingFor, SUBJECT, startNatsCluster } from './jetstream.bench.js';
+import { natsServerVersion, openStream, pairingFor, SUBJECT, startNatsCluster } from './jetstream.bench.js';
 import {
   type Child,
   formatMs,
@@ -237,18 +237,8 @@ async function natsClusterProduce(
   const servers = await startNatsCluster(executable, root, pairing);
   const connections: NatsConnection[] = [];
   try {
-    const admin = await connect({ servers: servers.map((server) => `127.0.0.1:${server.clientPort}`), timeout: START_TIMEOUT_MS });
-    connections.push(admin);
-    const { info } = await createStream(admin);
-    const leader = servers.find((server) => server.name === info.cluster?.leader);
-    if (leader === undefined) throw new Error(`the stream leader ${info.cluster?.leader} is not a server of this run`);
-    const nc = await connect({
-      servers: `127.0.0.1:${leader.clientPort}`,
-      noRandomize: true,
-      ignoreClusterUpdates: true,
-      timeout: START_TIMEOUT_MS,
-    });
-    connections.push(nc);
+    const { admin, nc } = await openStream(servers);
+    connections.push(admin, nc);
     const js = nc.jetstream({ timeout: 60_000 });
     const data = new TextEncoder().encode(payload);
     const cpu = (): number => servers.reduce((sum, server) => sum + processCpuSeconds(server.child.process.pid), 0);

@@ -234,10 +234,8 @@ export class NodeController {
         return this.fetchRun(command.topic, command.segment, command.offset, command.max);
       case 'MGET':
         return this.get(command.topic, 0, command.max);
-      case 'STATE': {
-        const json = this.options.metadata.stateJson(command.topic);
-        return json === undefined ? unknownTopic(command.topic) : { text: json };
-      }
+      case 'STATE':
+        return this.state(command.topic);
       case 'METRICS':
         return { text: JSON.stringify(this.options.consensus.metrics(), null, 2) };
     }
@@ -641,6 +639,20 @@ export class NodeController {
    * here waits up to TOPIC_APPEAR_WAIT_MS for it before answering `unknown topic`; a node alone
    * answers at once.
    */
+  /**
+   * STATE of a topic. A topic registered through another node an instant ago may not have reached
+   * this replica yet (a node just restarted is still catching up), so an unknown topic waits for
+   * it as a PUT or GET does before the answer is `unknown topic`.
+   */
+  private state(topic: string): ControllerReply | Promise<ControllerReply> {
+    const json = this.options.metadata.stateJson(topic);
+    if (json !== undefined) return { text: json };
+    return this.onceKnown(topic, () => {
+      const known = this.options.metadata.stateJson(topic);
+      return known === undefined ? unknownTopic(topic) : { text: known };
+    });
+  }
+
   /** Whether this node is one of several (requests may then need another node's view or data). */
   private clustered(): boolean {
     return this.options.peers !== undefined && (this.options.consensus.status?.().voters.length ?? 1) > 1;

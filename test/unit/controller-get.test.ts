@@ -1,4 +1,4 @@
-// GET in a cluster when this node's view and another's differ for a moment (after a failover or a
+// GET (and STATE) in a cluster when this node's view and another's differ for a moment (after a failover or a
 // restart): a GET refused because its segment is read elsewhere now has handed nothing out, so
 // the controller tries it again once the metadata moves (src/node/controller.ts get), a bounded
 // number of times, before the retriable error reaches the client.
@@ -48,7 +48,10 @@ function controllerWith(answers: Array<() => NextResult | Promise<NextResult>>) 
     reader,
     peers: { client: () => ({ request: async () => Promise.reject(new Error('no peers in this test')) }) },
   });
-  return { controller, asked: () => asked, apply };
+  const create = (topic: string): void => {
+    metadata.apply(encodeCommand({ kind: 'CreateTopic', topic, initialLeader: 1 }), ++index);
+  };
+  return { controller, asked: () => asked, apply, create };
 }
 
 const text = async (reply: ControllerReply | Promise<ControllerReply>): Promise<string> => {
@@ -82,4 +85,15 @@ test('other GET failures are not tried again', async (t) => {
   const { controller, asked } = controllerWith([() => Promise.reject(new Error('disk on fire'))]);
   t.is(await text(controller.handle({ op: 'GET', topic: 't' })), 'Error: disk on fire');
   t.is(asked(), 1);
+});
+
+test('STATE of a topic registered elsewhere that this replica has not applied yet waits for it, and an unknown topic is refused after the wait', async (t) => {
+  const { controller, create } = controllerWith([() => ({ kind: 'empty' })]);
+  const reply = controller.handle({ op: 'STATE', topic: 'late' });
+  setTimeout(() => create('late'), 20);
+  const state = JSON.parse(await text(reply)) as { current_segment: number };
+  t.is(state.current_segment, 1);
+  const started = performance.now();
+  t.is(await text(controller.handle({ op: 'STATE', topic: 'never' })), 'UNKNOWN_TOPIC');
+  t.true(performance.now() - started >= 900, 'refused only after waiting for it to appear');
 });

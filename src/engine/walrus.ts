@@ -471,6 +471,39 @@ export class Walrus {
   }
 
   /**
+   * readAt() of up to `max` consecutive entries from `seq`, at most `maxBytes` of payload but at
+   * least one entry when `seq` is readable; fewer where the topic's readable entries end. One
+   * lookup of the topic for the run, and the payloads share one allocation.
+   */
+  readRunAt(topic: string, seq: number, max: number, maxBytes: number): Buffer[] {
+    this.checkOpen();
+    const state = this.topicsByName.get(topic);
+    if (state === undefined) {
+      checkTopicName(topic);
+      return [];
+    }
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new InputError('INVALID_ARGUMENT', `seq must be an integer ≥ 0, got ${seq}`);
+    if (seq < state.lowSeq) return [];
+    const end = Math.min(state.visibleSeq, seq + Math.max(0, Math.floor(max)));
+    let bytes = 0;
+    let last = seq;
+    for (; last < end; last++) {
+      const length = state.lengthOf(last);
+      if (last > seq && bytes + length > maxBytes) break;
+      bytes += length;
+    }
+    const shared = Buffer.allocUnsafeSlow(bytes);
+    const payloads: Buffer[] = new Array(last - seq);
+    let at = 0;
+    for (let index = seq; index < last; index++) {
+      const payload = this.readEntry(state, index, shared, at);
+      payloads[index - seq] = payload;
+      at += payload.length;
+    }
+    return payloads;
+  }
+
+  /**
    * Consumes entry `seq`, which must be the one at the topic's cursor, without reading it (a
    * caller that has already read it with readAt()). Persists the cursor as readNext() does; the
    * promise settles when that is acknowledged.
@@ -782,7 +815,8 @@ export class Walrus {
   }
 
   /** Reads and verifies one entry's record, through the topic's read-ahead buffer. */
-  private readEntry(state: TopicState, seq: number): Buffer {
+  /** The payload of entry `seq`, checked; copied into `into` at `intoAt` when given (else into its own buffer). */
+  private readEntry(state: TopicState, seq: number, into?: Buffer, intoAt = 0): Buffer {
     const fileNo = state.fileOf(seq);
     const offset = state.offsetOf(seq);
     const length = state.lengthOf(seq);
@@ -835,9 +869,9 @@ export class Walrus {
         },
       );
     }
-    if (fresh) return source.subarray(RECORD_HEADER_BYTES);
+    if (fresh && into === undefined) return source.subarray(RECORD_HEADER_BYTES);
     // A copy: the read-ahead buffer is reused, and callers own what they are given.
-    const data = Buffer.allocUnsafe(length);
+    const data = into === undefined ? Buffer.allocUnsafe(length) : into.subarray(intoAt, intoAt + length);
     data.set(bytes.subarray(at + RECORD_HEADER_BYTES, at + total));
     return data;
   }

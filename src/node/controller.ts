@@ -801,19 +801,37 @@ function okPayloadFrame(payload: Uint8Array): Buffer {
  * bytes, as GET does, and its size is that of what is sent.
  */
 function entriesFrame(payloads: readonly Buffer[]): Buffer {
-  const sent = payloads.map((payload) => (isUtf8(payload) ? payload : Buffer.from(lossy.decode(payload), 'utf8')));
-  const head = Buffer.from(`${OK} ${sent.length} ${sent.map((payload) => payload.length).join(' ')}\n`, 'latin1');
-  let length = head.length;
-  for (const payload of sent) length += payload.length;
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
-  frame.writeUInt32LE(length, 0);
-  head.copy(frame, FRAME_HEADER_BYTES);
-  let at = FRAME_HEADER_BYTES + head.length;
-  for (const payload of sent) {
+  const frame = framePayloads(payloads);
+  if (frame !== undefined) return frame;
+  // Some payload is not UTF-8 on its own: each is sent as its lossy decoding (as GET sends one).
+  return framePayloads(payloads.map((payload) => (isUtf8(payload) ? payload : Buffer.from(lossy.decode(payload), 'utf8')))) as Buffer;
+}
+
+/**
+ * The reply frame of `payloads` as they are, or undefined when one of them is not UTF-8 by
+ * itself. Checked once over all of them: the payloads back to back are UTF-8, and each starts a
+ * character (its first byte is not a continuation byte), exactly when each one is.
+ */
+function framePayloads(payloads: readonly Buffer[]): Buffer | undefined {
+  let sizes = '';
+  let length = 0;
+  for (const payload of payloads) {
+    sizes += ` ${payload.length}`;
+    length += payload.length;
+  }
+  const head = `${OK} ${payloads.length}${sizes}\n`;
+  const headBytes = head.length;
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + headBytes + length);
+  frame.writeUInt32LE(headBytes + length, 0);
+  frame.write(head, FRAME_HEADER_BYTES, 'latin1');
+  let at = FRAME_HEADER_BYTES + headBytes;
+  const start = at;
+  for (const payload of payloads) {
+    if (payload.length > 0 && ((payload[0] as number) & 0xc0) === 0x80) return undefined;
     frame.set(payload, at);
     at += payload.length;
   }
-  return frame;
+  return isUtf8(frame.subarray(start)) ? frame : undefined;
 }
 
 /** `OK ` before a GET reply's payload. */

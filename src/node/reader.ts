@@ -96,7 +96,7 @@ export interface RemoteReads {
 }
 
 /** The segment store's read side, as the reader uses it. */
-export type SegmentReads = Pick<SegmentStore, 'read' | 'consumed' | 'consumeAt' | 'consumeRun'>;
+export type SegmentReads = Pick<SegmentStore, 'read' | 'readRun' | 'consumed' | 'consumeAt' | 'consumeRun'>;
 
 /** How long a peeked entry holds its segment before it is abandoned (a reply that never gets written). */
 export const PEEK_HOLD_MS_MAX = 30_000;
@@ -625,7 +625,7 @@ const ACKNOWLEDGED_NOTHING: Promise<void> = Promise.resolve();
  * MFETCH. `first`, when given, is the entry at `from`, read already.
  */
 export function readConsecutive(
-  store: Pick<SegmentStore, 'read'>,
+  store: Pick<SegmentStore, 'readRun'>,
   topic: string,
   segment: number,
   from: number,
@@ -634,15 +634,12 @@ export function readConsecutive(
   maxBytes: number,
   first?: Buffer,
 ): Buffer[] {
-  const payloads: Buffer[] = first === undefined ? [] : [first];
-  let bytes = first?.length ?? 0;
-  for (let at = from + payloads.length; payloads.length < max && at < end; at++) {
-    const payload = store.read(topic, segment, at);
-    if (payload === null || (payloads.length > 0 && bytes + payload.length > maxBytes)) break;
-    payloads.push(payload);
-    bytes += payload.length;
-  }
-  return payloads;
+  if (first === undefined) return store.readRun(topic, segment, from, Math.min(max, end - from), maxBytes);
+  if (max <= 1 || from + 1 >= end) return [first];
+  const rest = store.readRun(topic, segment, from + 1, Math.min(max - 1, end - from - 1), Math.max(0, maxBytes - first.length));
+  // readRun gives at least one entry; past the bound it is not this run's.
+  if (rest.length === 1 && first.length + (rest[0] as Buffer).length > maxBytes) return [first];
+  return [first, ...rest];
 }
 
 /** How many of `payloads` from `from` on fit in batchReadBytesMax (at least one). */

@@ -586,6 +586,17 @@ export class SegmentStore {
     return this.readable().readAt(key, offset);
   }
 
+  /**
+   * read() of up to `max` consecutive entries from `offset`, at most `maxBytes` of payload but at
+   * least one (see Walrus.readRunAt); none past the read limit.
+   */
+  readRun(topic: string, segment: number, offset: number, max: number, maxBytes: number): Buffer[] {
+    const key = segmentKey(topic, segment);
+    const limit = this.readLimits.get(key);
+    const count = limit === undefined ? max : Math.min(max, limit - offset);
+    return count <= 0 ? [] : this.readable().readRunAt(key, offset, count, maxBytes);
+  }
+
   /** read() without the read limit: what this node holds (a leader sending its entries to the followers). */
   readHeld(topic: string, segment: number, offset: number): Buffer | null {
     return this.readable().readAt(segmentKey(topic, segment), offset);

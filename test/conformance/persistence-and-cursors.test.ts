@@ -154,6 +154,31 @@ forEachBackend('persistence-and-cursors', (backend) => {
     }),
   );
 
+  test(
+    title('readRunAt reads a run by position: at most max entries and maxBytes of payload, at least one, none past the end; moves nothing'),
+    (t) =>
+      withWal(backend, async ({ open }) => {
+        const wal = await open({ fsync: 'none' });
+        await wal.appendBatch('t', ['a', 'bb', 'ccc', 'dddd', 'é']);
+        const run = (seq: number, max: number, maxBytes: number) =>
+          wal.readRunAt('t', seq, max, maxBytes).map((payload) => payload.toString());
+        t.deepEqual(run(0, 10, 1_000), ['a', 'bb', 'ccc', 'dddd', 'é']);
+        t.deepEqual(run(1, 2, 1_000), ['bb', 'ccc'], 'max entries');
+        t.deepEqual(run(0, 10, 6), ['a', 'bb', 'ccc'], 'maxBytes');
+        t.deepEqual(run(3, 10, 1), ['dddd'], 'at least one entry, whatever the bound');
+        t.deepEqual(run(4, 10, 1_000), ['é']);
+        t.deepEqual(run(5, 10, 1_000), [], 'past the end');
+        t.deepEqual(wal.readRunAt('never', 0, 10, 1_000), [], 'a topic never written');
+        t.throws(() => wal.readRunAt('t', -1, 1, 1), { code: 'INVALID_ARGUMENT' });
+        // Each payload is the caller's: changing one leaves the others and the log as they were.
+        const [first, second] = wal.readRunAt('t', 0, 2, 1_000);
+        first?.fill(0x7a);
+        t.is(second?.toString(), 'bb');
+        t.is(wal.readAt('t', 0)?.toString(), 'a');
+        t.is(wal.pendingCount('t'), 5, 'readRunAt consumes nothing');
+      }),
+  );
+
   test(title('Walrus.acknowledged: true for an append written at once, false when it waits for a sync'), (t) =>
     withWal(backend, async ({ open }) => {
       const lazy = await open({ fsync: 'none' });

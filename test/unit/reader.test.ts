@@ -238,6 +238,9 @@ function borrower(owner: TestNode, layout: Layout) {
     read: () => {
       throw new Error('the borrower has no entries of its own');
     },
+    readRun: () => {
+      throw new Error('the borrower has no entries of its own');
+    },
     consumed: () => 0,
     consumeAt: () => Promise.reject(new Error('the borrower has no entries of its own')),
     consumeRun: () => Promise.reject(new Error('the borrower has no entries of its own')),

@@ -1,12 +1,15 @@
 // Batched produce and consume (issue 16), side by side in one run: a Walrus node with its producer
-// and consumer (MPUT, MGET), redis-server with its best client settings (ioredis, XADD pipelined,
+// and consumer (MPUT, MFETCH), redis-server with its best client settings (ioredis, XADD pipelined,
 // XREAD COUNT 1000) and a nats-server JetStream (the `nats` client: async publish, pull consumer
 // in batches of 1000). N entries of 256 bytes each way; each server is started here on its own
 // temp directory and port and stopped by its PID. Rows:
 // - produce: N entries, each acknowledged (Walrus: producer, linger 1 ms; Redis: 4 lanes of
 //   64-deep XADD pipelines, 256 in flight; JetStream: 64 publishes in flight);
-// - consume: the same N, read back in order (Walrus: MGET of 1000 at a time; Redis: XREAD COUNT 1000; JetStream: a durable pull consumer, fetches of 1000,
-//   acknowledged once per fetch with ack policy all);
+// - consume: the same N, read back in order (Walrus: a consumer from the start, reading by
+//   position with MFETCH of 1000, 2 in flight; Redis: XREAD COUNT 1000; JetStream: a durable pull
+//   consumer, fetches of 1000, acknowledged once per fetch with ack policy all);
+// - consume, shared position: Walrus only, the same N again with MGET of 1000 (one in flight),
+//   which consumes them (each entry goes to one reader);
 // - produce, fsync each: Walrus `storage.fsync: each` against Redis `appendfsync always`
 //   (JetStream 2.9 has no per-message sync: nats-server 2.10 added `sync_interval: always`);
 // - the engine's own appendBatch / readBatch in this process (batches of 250): the ceiling;
@@ -64,6 +67,8 @@ const REDIS_LANES = 4;
 const REDIS_PIPELINE = 64;
 const NATS_IN_FLIGHT = 64;
 const READ_BATCH = 1000;
+/** The Walrus consumer's reads in flight (by position, so reading ahead loses nothing). */
+const READ_AHEAD = 2;
 /** Walrus: sends not acknowledged yet, at most (64 batches of 250). */
 const PRODUCER_WINDOW = 64 * 250;
 const ENGINE_BATCH = 250;
@@ -275,7 +280,51 @@ async function natsClusterProduce(
   }
 }
 
+/**
+ * The consume row: a consumer reading by position from the start (MFETCH, READ_AHEAD reads in
+ * flight), as XREAD reads by ID and consumes nothing. Ends with its position at the log's end.
+ */
 async function walrusConsume(server: WalrusServer, topic: string, count: number): Promise<Measured> {
+  const client = await WalrusClient.connect({ host: '127.0.0.1', port: server.port, timeoutMs: 60_000 });
+  try {
+    const latencies: number[] = [];
+    let received = 0;
+    const cpu = processCpuSeconds(server.child.process.pid);
+    const started = performance.now();
+    const consumer = client.consumer({ topic, from: 'start', maxEntries: READ_BATCH, readAhead: READ_AHEAD });
+    const work = (async () => {
+      let asked = performance.now();
+      for await (const entries of consumer.batches()) {
+        latencies.push(performance.now() - asked);
+        for (const entry of entries) if (entry.length !== PAYLOAD_BYTES) throw new Error(`walrus: an entry of ${entry.length} chars`);
+        received += entries.length;
+        if (received >= count) break;
+        asked = performance.now();
+      }
+      if (received !== count) throw new Error(`walrus: read ${received} entries, ${count} were written`);
+      const { segment, offset } = consumer.position as { segment: number; offset: number };
+      if ((await client.mfetch(topic, segment, offset, 1)).length !== 0) throw new Error('walrus: entries past the consume row');
+    })();
+    await withProgress('Walrus consume', count, () => received, work);
+    return {
+      row: 'consume',
+      server: 'Walrus',
+      entries: count,
+      ms: performance.now() - started,
+      latencies: sorted(latencies),
+      cpuSeconds: processCpuSeconds(server.child.process.pid) - cpu,
+      note: `latency: from one batch to the next (consumer from the start, MFETCH of ${READ_BATCH}, ${READ_AHEAD} in flight)`,
+    };
+  } finally {
+    await client.close();
+  }
+}
+
+/**
+ * The topic's shared position (MGET of READ_BATCH, one in flight: an MGET consumes what it reads,
+ * so the consumer does not read ahead). No peer row: Redis's analogue would be XREADGROUP + XACK.
+ */
+async function walrusConsumeShared(server: WalrusServer, topic: string, count: number): Promise<Measured> {
   const client = await WalrusClient.connect({ host: '127.0.0.1', port: server.port, timeoutMs: 60_000 });
   try {
     const latencies: number[] = [];
@@ -295,9 +344,9 @@ async function walrusConsume(server: WalrusServer, topic: string, count: number)
       const extra = await client.mget(topic, 1);
       if (extra.length !== 0) throw new Error('walrus: entries left after the consume row');
     })();
-    await withProgress('Walrus consume', count, () => received, work);
+    await withProgress('Walrus consume, shared position', count, () => received, work);
     return {
-      row: 'consume',
+      row: SHARED_ROW,
       server: 'Walrus',
       entries: count,
       ms: performance.now() - started,
@@ -564,7 +613,8 @@ async function engineRows(root: string, count: number, payload: string): Promise
 // --- the report --------------------------------------------------------------------------------
 
 const CLUSTER_ROW = '3-node produce, R3';
-const ROWS = ['produce', 'consume', 'produce, fsync each', CLUSTER_ROW] as const;
+const SHARED_ROW = 'consume, shared position';
+const ROWS = ['produce', 'consume', SHARED_ROW, 'produce, fsync each', CLUSTER_ROW] as const;
 const SERVERS = ['Walrus', 'Redis', 'JetStream', 'engine'] as const;
 
 function rate(measured: Measured): number {
@@ -659,6 +709,7 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
     try {
       done(await walrusProduce(walrus, 'batches', count, payload, 'produce'));
       done(await walrusConsume(walrus, 'batches', count));
+      done(await walrusConsumeShared(walrus, 'batches', count));
     } finally {
       await walrus.child.stop();
     }

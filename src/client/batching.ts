@@ -1,6 +1,6 @@
 // A producer and a consumer on top of WalrusClient's batch commands (docs/protocol.md, "Batches"):
 // the producer gathers the payloads sent within `lingerMs` (or until a batch is full) into one
-// MPUT, the consumer reads with MGET. Both keep the order: batches leave one connection in the
+// MPUT, the consumer reads with MGET (or, given a position to start from, with MFETCH). Both keep the order: batches leave one connection in the
 // order they were made and the node answers them in that order, so send() promises settle in
 // send order, and the consumer yields entries in the topic's order.
 
@@ -11,6 +11,8 @@ import { limits } from '../kernel/limits.js';
 export interface BatchClient {
   mput(topic: string, payloads: readonly string[]): Promise<number>;
   mget(topic: string, max: number): Promise<string[]>;
+  mfetch(topic: string, segment: number, offset: number, max: number): Promise<string[]>;
+  state(topic: string): Promise<{ readonly sealed_segments: Readonly<Record<string, number>> }>;
 }
 
 export interface ProducerOptions {
@@ -207,24 +209,68 @@ export class Producer {
 
 export interface ConsumerOptions {
   readonly topic: string;
-  /** Entries one MGET asks for (default 1000, at most limits.batchEntriesMax). */
+  /** Entries one read asks for (default 1000, at most limits.batchEntriesMax). */
   readonly maxEntries?: number;
   /** How long to wait before asking again when the topic had nothing (default 50 ms). */
   readonly pollMs?: number;
+  /**
+   * Read by position from here (`'start'`: segment 1, offset 0) with MFETCH instead of consuming
+   * the topic's shared position with MGET: nothing is consumed, other consumers and GETs are not
+   * affected, and `position` says where to go on from.
+   */
+  readonly from?: 'start' | ConsumerPosition;
+  /**
+   * With `from`: reads in flight at once (default 2, at most 8), each asked for where the one
+   * before it should end. Without `from` only 1 is taken: an MGET consumes what it reads, so a
+   * read ahead that a stopped loop never handled would be lost to every other reader.
+   */
+  readonly readAhead?: number;
 }
 
+/** Where a position reader goes on from: the next entry to read. */
+export interface ConsumerPosition {
+  readonly segment: number;
+  readonly offset: number;
+}
+
+/** One read's entries and where the first of them is (position reads). */
+interface ReadBatch {
+  readonly entries: string[];
+  readonly segment: number;
+  readonly offset: number;
+}
+
+/** A position read sent and not handled yet. */
+interface Ahead {
+  readonly segment: number;
+  readonly offset: number;
+  readonly reply: Promise<string[]>;
+}
+
+const READ_AHEAD_MAX = 8;
+const ignore = (): void => undefined;
+
 /**
- * The entries of one topic, in order, from its shared consumption position (each entry goes to
- * one consumer or GET in the cluster). `for await (const entry of consumer)` waits for new
- * entries when there are none; `break` (or stop()) ends it. An entry counts as consumed once its
- * batch's reply was written by the node: entries a stopped loop had received and not handled
- * yet are not given to anyone else.
+ * The entries of one topic, in order. `for await (const entry of consumer)` waits for new entries
+ * when there are none; `break` (or stop()) ends it.
+ *
+ * Without `from` it reads the topic's shared consumption position with MGET (each entry goes to
+ * one consumer or GET in the cluster). An entry counts as consumed once its batch's reply was
+ * written by the node: entries a stopped loop had received and not handled yet are not given to
+ * anyone else.
+ *
+ * With `from` it reads by position with MFETCH, segment after segment (STATE says where one
+ * ends), `readAhead` reads in flight, and consumes nothing; `position` is the next entry after
+ * the last one handed out, to start a later consumer from.
  */
 export class Consumer implements AsyncIterable<string> {
   readonly topic: string;
   private readonly client: BatchClient;
   private readonly maxEntries: number;
   private readonly pollMs: number;
+  private readonly readAhead: number;
+  private readonly byPosition: boolean;
+  private next: ConsumerPosition;
   private stopped = false;
   private wake: (() => void) | undefined;
 
@@ -234,6 +280,24 @@ export class Consumer implements AsyncIterable<string> {
     this.topic = options.topic;
     this.maxEntries = checkedOption('maxEntries', options.maxEntries, 1000, 1, limits.batchEntriesMax);
     this.pollMs = checkedOption('pollMs', options.pollMs, 50, 1, 60_000);
+    this.byPosition = options.from !== undefined;
+    this.next = startPosition(options.from);
+    if (!this.byPosition && options.readAhead !== undefined && options.readAhead !== 1) {
+      throw new ClientError(
+        'PROTOCOL',
+        `readAhead ${options.readAhead} needs from: a consumer of the shared position (MGET) reads one batch at a time, since what it read ahead and did not handle would be consumed for every other reader`,
+      );
+    }
+    this.readAhead = checkedOption('readAhead', options.readAhead, this.byPosition ? 2 : 1, 1, READ_AHEAD_MAX);
+  }
+
+  /**
+   * A position reader's next entry to read: after the last entry the loop was handed (the entry
+   * iterator counts each entry as it yields it; batches() a whole batch). Without `from`,
+   * undefined: the node keeps the shared position.
+   */
+  get position(): ConsumerPosition | undefined {
+    return this.byPosition ? this.next : undefined;
   }
 
   /** Ends the iteration: a wait for new entries ends at once; a batch being read is still handed out. */
@@ -243,35 +307,111 @@ export class Consumer implements AsyncIterable<string> {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<string> {
-    for await (const entries of this.batches()) for (const entry of entries) yield entry;
+    for await (const batch of this.reads()) {
+      for (let index = 0; index < batch.entries.length; index++) {
+        if (this.byPosition) this.next = { segment: batch.segment, offset: batch.offset + index + 1 };
+        yield batch.entries[index] as string;
+      }
+    }
   }
 
   /**
-   * The same entries a batch (one MGET's reply) at a time: `for await (const entries of
+   * The same entries a batch (one read's reply) at a time: `for await (const entries of
    * consumer.batches())`. Cheaper than one entry at a time when entries are small (an async
    * iteration step per entry costs about as much as reading it).
    */
   async *batches(): AsyncGenerator<string[]> {
+    for await (const batch of this.reads()) {
+      if (this.byPosition) this.next = { segment: batch.segment, offset: batch.offset + batch.entries.length };
+      yield batch.entries;
+    }
+  }
+
+  private async *reads(): AsyncGenerator<ReadBatch> {
     try {
-      while (!this.stopped) {
-        const entries = await this.client.mget(this.topic, this.maxEntries);
-        if (entries.length === 0) {
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, this.pollMs);
-            this.wake = () => {
-              clearTimeout(timer);
-              resolve();
-            };
-          });
-          this.wake = undefined;
-          continue;
+      if (this.byPosition) yield* this.positionReads();
+      else {
+        while (!this.stopped) {
+          const entries = await this.client.mget(this.topic, this.maxEntries);
+          if (entries.length === 0) await this.pause();
+          else yield { entries, segment: 0, offset: 0 };
         }
-        yield entries;
       }
     } finally {
       this.stopped = true;
     }
   }
+
+  /**
+   * MFETCHes from `next` on, up to `readAhead` of them in flight: each later one asks where the
+   * one before it ends if its reply holds as many entries as the last reply did. A reply of
+   * another size (the log's end, the byte bound of a reply) makes the reads ahead of it wrong:
+   * they are dropped and asked again from where it ended. An empty reply asks STATE whether the
+   * segment is sealed there (go on with the next one) or not written that far yet (wait pollMs).
+   */
+  private async *positionReads(): AsyncGenerator<ReadBatch> {
+    let { segment, offset } = this.next;
+    let expected = this.maxEntries;
+    let ahead: Ahead[] = [];
+    const ask = (at: number): void => {
+      const reply = this.client.mfetch(this.topic, segment, at, this.maxEntries);
+      reply.catch(ignore);
+      ahead.push({ segment, offset: at, reply });
+    };
+    while (!this.stopped) {
+      if (ahead.length === 0) ask(offset);
+      while (ahead.length < this.readAhead) ask((ahead[ahead.length - 1] as Ahead).offset + expected);
+      const head = ahead.shift() as Ahead;
+      const entries = await head.reply;
+      if (entries.length === 0) {
+        ahead = [];
+        const sealed = (await this.client.state(this.topic)).sealed_segments[String(segment)];
+        if (sealed === undefined || sealed <= offset) {
+          if (sealed === undefined) await this.pause();
+          else {
+            segment += 1;
+            offset = 0;
+          }
+          continue;
+        }
+        throw new ClientError(
+          'GONE',
+          `entries ${offset} to ${sealed - 1} of segment ${segment} of ${this.topic} are no longer on the node (GET consumed them and their data file was reclaimed); read on from segment ${segment + 1}`,
+        );
+      }
+      if (entries.length !== expected) {
+        expected = entries.length;
+        ahead = [];
+      }
+      offset += entries.length;
+      yield { entries, segment: head.segment, offset: head.offset };
+    }
+  }
+
+  private async pause(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.pollMs);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wake = undefined;
+  }
+}
+
+function startPosition(from: ConsumerOptions['from']): ConsumerPosition {
+  if (from === undefined || from === 'start') return { segment: 1, offset: 0 };
+  if (typeof from !== 'object' || from === null || !Number.isSafeInteger(from.segment) || from.segment < 1) {
+    throw new ClientError(
+      'PROTOCOL',
+      `from must be 'start' or { segment, offset } with a segment of 1 or more, got ${JSON.stringify(from)}`,
+    );
+  }
+  if (!Number.isSafeInteger(from.offset) || from.offset < 0) {
+    throw new ClientError('PROTOCOL', `from.offset must be an integer of 0 or more, got ${from.offset}`);
+  }
+  return { segment: from.segment, offset: from.offset };
 }
 
 function checkedOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {

@@ -1,6 +1,6 @@
 // The Walrus client: a pipelined client for the node's TCP protocol.
 
-export { Consumer, type ConsumerOptions, Producer, type ProducerOptions } from './batching.js';
+export { Consumer, type ConsumerOptions, type ConsumerPosition, Producer, type ProducerOptions } from './batching.js';
 export {
   ClientError,
   type ClientErrorCode,

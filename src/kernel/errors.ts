@@ -308,6 +308,12 @@ export const ERROR_CODES = {
     retriable: false,
     summary: 'WalrusClient refused a request it cannot send, or got a reply that makes no sense for the request.',
   },
+  GONE: {
+    kind: 'client',
+    retriable: false,
+    summary:
+      'A consumer reading by position asked for entries that are no longer on the node (consumed by GET, their data file reclaimed).',
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -363,8 +369,11 @@ export class FencedError extends WalrusError {}
 /** A request or reply that breaks the client protocol. */
 export class ProtocolError extends WalrusError {}
 
-/** The codes WalrusClient reports. */
-export type ClientErrorCode = 'SERVER_ERROR' | 'TIMEOUT' | 'CONNECTION' | 'PROTOCOL';
+/**
+ * The codes WalrusClient reports. GONE: a consumer reading by position asked for entries that are
+ * no longer on the node (GET consumed them and their data file was reclaimed).
+ */
+export type ClientErrorCode = 'SERVER_ERROR' | 'TIMEOUT' | 'CONNECTION' | 'PROTOCOL' | 'GONE';
 
 /** What WalrusClient rejects with (defined here so that its kind has a class; the client re-exports it). */
 export class ClientError extends WalrusError {

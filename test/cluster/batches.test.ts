@@ -216,3 +216,41 @@ test.serial('a consumer waits for entries that come after it started, and stop()
     t.deepEqual(got, ['one', 'two']);
   });
 });
+
+test.serial(
+  'a consumer reading by position from the start, with reads ahead, gets every entry once in order across rollovers (read through another node than the one written to), resumes from its position, and consumes nothing',
+  async (t) => {
+    t.timeout(60_000);
+    await withCluster({}, async (cluster) => {
+      const topic = 'by_position';
+      await cluster.client(1).register(topic);
+      // Batches of 7 against segments of 10: every segment holds a batch or two whole.
+      const sent = numbered('p', 140);
+      for (let at = 0; at < sent.length; at += 7) await cluster.client(1).mput(topic, sent.slice(at, at + 7));
+      const state = await cluster.client(3).state(topic);
+      t.true(Object.keys(state.sealed_segments).length >= 9, 'the batches rolled the topic over several times');
+      const consumer = cluster.client(3).consumer({ topic, from: 'start', maxEntries: 4, readAhead: 3, pollMs: 20 });
+      const got: string[] = [];
+      for await (const entry of consumer) {
+        got.push(entry);
+        if (got.length === sent.length) break;
+      }
+      t.deepEqual(got, sent);
+      const segments = await fetchSegments(cluster.client(1), topic, await cluster.client(1).state(topic));
+      let last = segments.length - 1;
+      while (last > 0 && (segments[last] as string[]).length === 0) last -= 1;
+      t.deepEqual(consumer.position, { segment: last + 1, offset: (segments[last] as string[]).length }, 'position: after the last entry');
+      // A second one from that position waits for what comes next, and gets only that.
+      const later = cluster.client(2).consumer({ topic, from: consumer.position, pollMs: 20 });
+      await cluster.client(2).mput(topic, ['q0', 'q1']);
+      const next: string[] = [];
+      for await (const entries of later.batches()) {
+        next.push(...entries);
+        if (next.length >= 2) break;
+      }
+      t.deepEqual(next, ['q0', 'q1']);
+      // Nothing was consumed: the shared position still starts at the first entry.
+      t.deepEqual(await cluster.client(1).mget(topic, 3), ['p0', 'p1', 'p2']);
+    });
+  },
+);

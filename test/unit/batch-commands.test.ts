@@ -1,9 +1,10 @@
 // Parsing of the batch commands (src/protocol/commands.ts; docs/protocol.md, "Batches"), and the
 // client's producer against a fake client: batches by linger and by size, promises settled in
-// send order, a batch's error for all its payloads, and back-pressure.
+// send order, a batch's error for all its payloads, and back-pressure; the consumer reading by
+// position (MFETCH with reads ahead, segment after segment) against the same fake.
 
 import test from 'ava';
-import { type BatchClient, Producer } from '../../src/client/batching.js';
+import { type BatchClient, Consumer, Producer } from '../../src/client/batching.js';
 import { ClientError } from '../../src/kernel/errors.js';
 import { COMMAND_ERRORS, parseCommand, parseRequest } from '../../src/protocol/commands.js';
 
@@ -71,8 +72,46 @@ class FakeClient implements BatchClient {
     });
   }
 
+  mgets = 0;
+
   mget(): Promise<string[]> {
+    this.mgets += 1;
     return Promise.resolve([]);
+  }
+
+  /** A topic's segments for MFETCH and STATE: entries by segment, and the sealed ones' counts. */
+  readonly segments = new Map<number, string[]>();
+  readonly sealed: Record<string, number> = {};
+  /** Each MFETCH asked: `segment:offset`. */
+  readonly fetches: string[] = [];
+  /** At most this many entries a reply (a node's byte bound). */
+  replyMax = Number.POSITIVE_INFINITY;
+  /** Entries of sealed segments that are gone from the node (reclaimed), by segment. */
+  readonly reclaimed = new Set<number>();
+
+  mfetch(_topic: string, segment: number, offset: number, max: number): Promise<string[]> {
+    this.fetches.push(`${segment}:${offset}`);
+    if (this.reclaimed.has(segment)) return Promise.resolve([]);
+    const entries = this.segments.get(segment) ?? [];
+    return new Promise((resolve) => setTimeout(() => resolve(entries.slice(offset, offset + Math.min(max, this.replyMax))), 1));
+  }
+
+  state(): Promise<{ sealed_segments: Record<string, number> }> {
+    return Promise.resolve({ sealed_segments: { ...this.sealed } });
+  }
+
+  /** Appends to the open segment (the highest), or seals it and opens the next. */
+  append(...entries: string[]): void {
+    const open = Math.max(1, ...this.segments.keys());
+    const list = this.segments.get(open) ?? [];
+    this.segments.set(open, list);
+    list.push(...entries);
+  }
+
+  seal(): void {
+    const open = Math.max(1, ...this.segments.keys());
+    this.sealed[String(open)] = this.segments.get(open)?.length ?? 0;
+    this.segments.set(open + 1, []);
   }
 }
 
@@ -164,4 +203,72 @@ test('the producer refuses what it cannot send: an empty payload, one larger tha
   t.throws(() => new Producer(client, { topic: 'has space' }), { instanceOf: ClientError });
   await producer.close();
   await t.throwsAsync(producer.send('late'), { instanceOf: ClientError, message: /was closed/ });
+});
+
+test('a consumer by position reads every segment in order with reads ahead, drops the reads a short reply made wrong, and consumes nothing', async (t) => {
+  const client = new FakeClient();
+  client.append('a', 'b', 'c', 'd', 'e');
+  client.seal();
+  client.append('f', 'g', 'h');
+  const consumer = new Consumer(client, { topic: 't', from: 'start', maxEntries: 2, readAhead: 3, pollMs: 5 });
+  const got: string[] = [];
+  for await (const entry of consumer) {
+    got.push(entry);
+    if (got.length === 8) break;
+  }
+  t.deepEqual(got, ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']);
+  t.deepEqual(consumer.position, { segment: 2, offset: 3 });
+  // Three reads out from the start; 1:4 came back short (one entry), so 1:6 was wrong and dropped,
+  // and the next read asks where that short reply ended.
+  t.deepEqual(client.fetches.slice(0, 4), ['1:0', '1:2', '1:4', '1:6']);
+  t.true(client.fetches.includes('1:5'), 'asked again where the short reply ended');
+  t.true(client.fetches.includes('2:0'), 'went on with segment 2 once STATE said 1 was sealed with 5');
+  t.is(client.mgets, 0, 'nothing consumed: no MGET');
+});
+
+test('a consumer by position resumes from its position, waits at the log end for new entries, and reads replies cut short by a byte bound', async (t) => {
+  const client = new FakeClient();
+  client.append('a', 'b', 'c', 'd');
+  client.replyMax = 3;
+  const first = new Consumer(client, { topic: 't', from: 'start', maxEntries: 4, pollMs: 5 });
+  const got: string[] = [];
+  for await (const entry of first) {
+    got.push(entry);
+    if (got.length === 2) break;
+  }
+  t.deepEqual(first.position, { segment: 1, offset: 2 }, 'after the last entry handed out, not the end of its batch');
+  const second = new Consumer(client, { topic: 't', from: first.position, maxEntries: 4, pollMs: 5 });
+  setTimeout(() => client.append('e', 'f', 'g'), 30);
+  for await (const batch of second.batches()) {
+    got.push(...batch);
+    t.true(batch.length <= 3);
+    if (got.length === 7) break;
+  }
+  t.deepEqual(got, ['a', 'b', 'c', 'd', 'e', 'f', 'g']);
+  t.deepEqual(second.position, { segment: 1, offset: 7 });
+});
+
+test('a consumer by position that reaches reclaimed entries of a sealed segment fails with GONE, naming them', async (t) => {
+  const client = new FakeClient();
+  client.append('a', 'b', 'c');
+  client.seal();
+  client.reclaimed.add(1);
+  const consumer = new Consumer(client, { topic: 't', from: 'start', pollMs: 5 });
+  const error = await t.throwsAsync(async () => {
+    for await (const _ of consumer) t.fail('no entry should come');
+  });
+  t.is((error as ClientError).code, 'GONE');
+  t.regex(error?.message ?? '', /entries 0 to 2 of segment 1 of t are no longer on the node/);
+});
+
+test('a consumer refuses options it cannot honour: readAhead above 1 on the shared position, a bad from, readAhead out of range', (t) => {
+  const client = new FakeClient();
+  t.throws(() => new Consumer(client, { topic: 't', readAhead: 2 }), { message: /readAhead 2 needs from/ });
+  t.notThrows(() => new Consumer(client, { topic: 't', readAhead: 1 }));
+  t.throws(() => new Consumer(client, { topic: 't', from: { segment: 0, offset: 0 } }), { message: /segment of 1 or more/ });
+  t.throws(() => new Consumer(client, { topic: 't', from: { segment: 1, offset: -1 } }), { message: /from.offset must be/ });
+  t.throws(() => new Consumer(client, { topic: 't', from: 'start', readAhead: 9 }), {
+    message: /readAhead must be an integer from 1 to 8/,
+  });
+  t.is(new Consumer(client, { topic: 't' }).position, undefined);
 });

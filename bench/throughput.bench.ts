@@ -16,6 +16,8 @@
 // - 3-node cluster produce: three Walrus nodes with replication.factor 3 (the producer through
 //   the segment's leader) against a three-server JetStream cluster with an R3 stream (64 async
 //   publishes in flight, through the stream's leader), synced as the jetstream suite pairs them.
+// Each single server first runs its rows unmeasured on a tenth of N (another topic, key or
+// stream), so the measured rows see warmed-up processes (WARMUP_SHARE).
 // Latency is per acknowledgement the client waits on: one producer send (Walrus), one pipeline
 // (Redis), one publish (JetStream); for consume, one read call. Server CPU per entry comes from
 // /proc. Targets (printed, not enforced): produce ≥ 5 × Redis and ≥ 10 × JetStream; consume ≥
@@ -67,6 +69,26 @@ const REDIS_LANES = 4;
 const REDIS_PIPELINE = 64;
 const NATS_IN_FLIGHT = 64;
 const READ_BATCH = 1000;
+/**
+ * Each single server first runs its rows unmeasured on WARMUP_SHARE of the entries (another topic,
+ * key or stream), so that the measured rows see warmed-up processes: a fresh node's first million
+ * entries ran 30-40% slower than its second (the JIT and the heap settling), which is not what a
+ * long-running server does. The 3-node rows have no warm-up.
+ */
+const WARMUP_SHARE = 0.1;
+let warming = false;
+const phase = (label: string): string => (warming ? `${label} (warm-up)` : label);
+
+/** Runs `rows` with warming set: what they measure is thrown away. */
+async function warmUp(rows: () => Promise<unknown>): Promise<void> {
+  warming = true;
+  try {
+    await rows();
+  } finally {
+    warming = false;
+  }
+}
+
 /** The Walrus consumer's reads in flight (by position, so reading ahead loses nothing). */
 const READ_AHEAD = 2;
 /** Walrus: sends not acknowledged yet, at most (64 batches of 250). */
@@ -195,7 +217,7 @@ async function produceThrough(
     acked = count;
     await producer.close();
   })();
-  await withProgress(`Walrus ${row}`, count, () => acked, work);
+  await withProgress(phase(`Walrus ${row}`), count, () => acked, work);
   const ms = performance.now() - started;
   return {
     row,
@@ -305,7 +327,7 @@ async function walrusConsume(server: WalrusServer, topic: string, count: number)
       const { segment, offset } = consumer.position as { segment: number; offset: number };
       if ((await client.mfetch(topic, segment, offset, 1)).length !== 0) throw new Error('walrus: entries past the consume row');
     })();
-    await withProgress('Walrus consume', count, () => received, work);
+    await withProgress(phase('Walrus consume'), count, () => received, work);
     return {
       row: 'consume',
       server: 'Walrus',
@@ -344,7 +366,7 @@ async function walrusConsumeShared(server: WalrusServer, topic: string, count: n
       const extra = await client.mget(topic, 1);
       if (extra.length !== 0) throw new Error('walrus: entries left after the consume row');
     })();
-    await withProgress('Walrus consume, shared position', count, () => received, work);
+    await withProgress(phase('Walrus consume, shared position'), count, () => received, work);
     return {
       row: SHARED_ROW,
       server: 'Walrus',
@@ -398,7 +420,7 @@ async function redisProduce(server: RedisServer, key: string, count: number, pay
         acked += size;
       }
     };
-    await withProgress(`Redis ${row}`, count, () => acked, Promise.all(Array.from({ length: REDIS_LANES }, () => lane())));
+    await withProgress(phase(`Redis ${row}`), count, () => acked, Promise.all(Array.from({ length: REDIS_LANES }, () => lane())));
     const ms = performance.now() - started;
     const length = await client.xlen(key);
     if (length !== count) throw new Error(`redis: the stream holds ${length} entries, ${count} were acknowledged`);
@@ -437,7 +459,7 @@ async function redisConsume(server: RedisServer, key: string, count: number): Pr
         received += entries.length;
       }
     })();
-    await withProgress('Redis consume', count, () => received, work);
+    await withProgress(phase('Redis consume'), count, () => received, work);
     return {
       row: 'consume',
       server: 'Redis',
@@ -492,11 +514,11 @@ async function startNats(executable: string, root: string): Promise<NatsServer> 
   }
 }
 
-async function natsRows(server: NatsServer, count: number, payload: string): Promise<Measured[]> {
+async function natsRows(server: NatsServer, count: number, payload: string, stream = 'BATCHES', subject = 'batches'): Promise<Measured[]> {
   const nc: NatsConnection = await connect({ servers: `127.0.0.1:${server.port}`, timeout: START_TIMEOUT_MS });
   try {
     const jsm = await nc.jetstreamManager();
-    await jsm.streams.add({ name: 'BATCHES', subjects: ['batches'], storage: StorageType.File, retention: RetentionPolicy.Limits });
+    await jsm.streams.add({ name: stream, subjects: [subject], storage: StorageType.File, retention: RetentionPolicy.Limits });
     const js = nc.jetstream({ timeout: 60_000 });
     const data = new TextEncoder().encode(payload);
     const latencies: number[] = [];
@@ -508,12 +530,12 @@ async function natsRows(server: NatsServer, count: number, payload: string): Pro
       while (next < count) {
         next += 1;
         const sent = performance.now();
-        await js.publish('batches', data);
+        await js.publish(subject, data);
         if (acked % 64 === 0) latencies.push(performance.now() - sent);
         acked += 1;
       }
     };
-    await withProgress('JetStream produce', count, () => acked, Promise.all(Array.from({ length: NATS_IN_FLIGHT }, () => lane())));
+    await withProgress(phase('JetStream produce'), count, () => acked, Promise.all(Array.from({ length: NATS_IN_FLIGHT }, () => lane())));
     const produce: Measured = {
       row: 'produce',
       server: 'JetStream',
@@ -523,8 +545,8 @@ async function natsRows(server: NatsServer, count: number, payload: string): Pro
       cpuSeconds: processCpuSeconds(server.child.process.pid) - cpu,
       note: `latency: one publish (${NATS_IN_FLIGHT} in flight, every 64th sampled)`,
     };
-    await jsm.consumers.add('BATCHES', { durable_name: 'reader', ack_policy: AckPolicy.All, deliver_policy: DeliverPolicy.All });
-    const consumer = await js.consumers.get('BATCHES', 'reader');
+    await jsm.consumers.add(stream, { durable_name: 'reader', ack_policy: AckPolicy.All, deliver_policy: DeliverPolicy.All });
+    const consumer = await js.consumers.get(stream, 'reader');
     const reads: number[] = [];
     let received = 0;
     cpu = processCpuSeconds(server.child.process.pid);
@@ -546,7 +568,7 @@ async function natsRows(server: NatsServer, count: number, payload: string): Pro
         received += got;
       }
     })();
-    await withProgress('JetStream consume', count, () => received, work);
+    await withProgress(phase('JetStream consume'), count, () => received, work);
     const consume: Measured = {
       row: 'consume',
       server: 'JetStream',
@@ -705,8 +727,14 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
   };
   try {
     for (const measured of await engineRows(root, count, payload)) done(measured);
+    const warm = Math.max(ENGINE_BATCH, Math.round(count * WARMUP_SHARE));
     const walrus = await startWalrus(root, 'interval');
     try {
+      await warmUp(async () => {
+        await walrusProduce(walrus, 'warmup', warm, payload, 'produce');
+        await walrusConsume(walrus, 'warmup', warm);
+        await walrusConsumeShared(walrus, 'warmup', warm);
+      });
       done(await walrusProduce(walrus, 'batches', count, payload, 'produce'));
       done(await walrusConsume(walrus, 'batches', count));
       done(await walrusConsumeShared(walrus, 'batches', count));
@@ -715,6 +743,7 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
     }
     const walrusEach = await startWalrus(root, 'each');
     try {
+      await warmUp(() => walrusProduce(walrusEach, 'warmup', warm, payload, 'produce, fsync each'));
       done(await walrusProduce(walrusEach, 'batches', count, payload, 'produce, fsync each'));
     } finally {
       await walrusEach.child.stop();
@@ -722,6 +751,10 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
     if (redis !== undefined) {
       const everysec = await startRedis(redis, root, 'everysec');
       try {
+        await warmUp(async () => {
+          await redisProduce(everysec, 'warmup', warm, payload, 'produce');
+          await redisConsume(everysec, 'warmup', warm);
+        });
         done(await redisProduce(everysec, 'batches', count, payload, 'produce'));
         done(await redisConsume(everysec, 'batches', count));
       } finally {
@@ -729,6 +762,7 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
       }
       const always = await startRedis(redis, root, 'always');
       try {
+        await warmUp(() => redisProduce(always, 'warmup', warm, payload, 'produce, fsync each'));
         done(await redisProduce(always, 'batches', count, payload, 'produce, fsync each'));
       } finally {
         await always.child.stop();
@@ -737,6 +771,7 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
     if (nats !== undefined) {
       const server = await startNats(nats, root);
       try {
+        await warmUp(() => natsRows(server, warm, payload, 'WARMUP', 'warmup'));
         for (const measured of await natsRows(server, count, payload)) done(measured);
       } finally {
         await server.child.stop();

@@ -10,9 +10,9 @@
 // 256 B publish→ack and read workload (bench/jetstream.bench.ts; skipped without nats-server);
 // `failover` SIGKILLs the open segment's leader again and again and times writes resuming (bench/failover.bench.ts);
 // `metadata` times REGISTERs and rollovers on the built-in Raft and on consensus-etcd (bench/metadata.bench.ts).
-// `batches` produces and consumes a million 256 B entries with Walrus's producer and consumer (MPUT, MGET),
+// `batches` produces and consumes a million 256 B entries with Walrus's producer and consumer (MPUT, MFETCH, MGET),
 // Redis Streams and NATS JetStream, and the engine's own appendBatch/readBatch (bench/throughput.bench.ts);
-// `--count N` sets the entries a row, `--svg FILE` draws its table.
+// `--count N` sets the entries a row, `--rounds N` the rounds of each (median shown; default 3), `--svg FILE` draws its table.
 // `--smoke` applies to `engine`, `raft`, `server`, `flood`, `cluster`, `jetstream`, `failover`, `metadata` and `batches`, `--backend` to `engine` only: a comma list of
 // backends to run side by side (default: every backend that can run here); `--fsync each` to `cluster`
 // only: its nodes sync every entry before acknowledging it (default: interval, every 1000 ms).
@@ -41,6 +41,8 @@ interface Options {
   count?: number;
   /** Where the batches suite draws its table. */
   svg?: string;
+  /** The batches suite's rounds a row. */
+  rounds?: number;
 }
 
 const SUITES: Record<string, (options: Options) => Promise<void>> = {
@@ -58,6 +60,7 @@ const SUITES: Record<string, (options: Options) => Promise<void>> = {
       smoke: options.smoke,
       ...(options.count === undefined ? {} : { count: options.count }),
       ...(options.svg === undefined ? {} : { svg: options.svg }),
+      ...(options.rounds === undefined ? {} : { rounds: options.rounds }),
     }),
 };
 
@@ -111,13 +114,19 @@ function parseArguments(args: readonly string[]): { names: string[]; options: Op
       if (!Number.isSafeInteger(count) || count < 1)
         fail(`--count takes a positive integer (for the batches suite); got ${value ?? 'nothing'}`);
       options.count = count;
+    } else if (arg === '--rounds' || arg.startsWith('--rounds=')) {
+      const value = arg === '--rounds' ? args[++index] : arg.slice('--rounds='.length);
+      const rounds = Number(value);
+      if (!Number.isSafeInteger(rounds) || rounds < 1)
+        fail(`--rounds takes a positive integer (for the batches suite); got ${value ?? 'nothing'}`);
+      options.rounds = rounds;
     } else if (arg === '--svg' || arg.startsWith('--svg=')) {
       const value = arg === '--svg' ? args[++index] : arg.slice('--svg='.length);
       if (value === undefined || value === '') fail('--svg takes a file path (for the batches suite)');
       options.svg = value;
     } else if (arg.startsWith('-')) {
       fail(
-        `unknown option ${arg}; known: --smoke, --backend fd,mmap,uring, --fsync each|interval, --consensus raft|etcd, --count N, --svg FILE`,
+        `unknown option ${arg}; known: --smoke, --backend fd,mmap,uring, --fsync each|interval, --consensus raft|etcd, --count N, --rounds N, --svg FILE`,
       );
     } else {
       names.push(arg);

@@ -60,6 +60,8 @@ export interface ThroughputBenchOptions {
   readonly count?: number;
   /** Where to write the SVG chart of the table (none when absent). */
   readonly svg?: string;
+  /** Rounds of each single-server row; the table shows each row's median round (default 3; 1 with smoke). */
+  readonly rounds?: number;
 }
 
 const PAYLOAD_BYTES = 256;
@@ -707,8 +709,10 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
   installExitHook();
   const count = options.count ?? (options.smoke ? 5_000 : 1_000_000);
   if (!Number.isSafeInteger(count) || count < ENGINE_BATCH) throw new Error(`--count must be an integer ≥ ${ENGINE_BATCH}, got ${count}`);
+  const rounds = options.rounds ?? (options.smoke ? 1 : 3);
+  if (!Number.isSafeInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer, got ${rounds}`);
   log(
-    `\nbatches: produce and consume ${count.toLocaleString('en-US')} entries of ${PAYLOAD_BYTES} B, side by side (load ${loadAverage()})`,
+    `\nbatches: produce and consume ${count.toLocaleString('en-US')} entries of ${PAYLOAD_BYTES} B, side by side, ${rounds} round${rounds === 1 ? '' : 's'} a row (load ${loadAverage()})`,
   );
   const redis = findExecutable('redis-server');
   const nats = findExecutable('nats-server', ['/usr/sbin/nats-server']);
@@ -718,16 +722,18 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
   const root = mkdtempSync(join(tmpdir(), 'walrus-batches-bench-'));
   temporary.add(root);
   const payload = randomPayload(PAYLOAD_BYTES);
-  const results: Measured[] = [];
+  const measuredRounds: Measured[] = [];
   const done = (measured: Measured): void => {
-    results.push(measured);
+    measuredRounds.push(measured);
     log(
       `  ${measured.row.padEnd(20)} ${measured.server.padEnd(10)} ${formatRate(rate(measured)).padStart(10)} entries/s  p50 ${formatMs(percentile(measured.latencies, 0.5))}  p99 ${formatMs(percentile(measured.latencies, 0.99))}`,
     );
   };
   try {
-    for (const measured of await engineRows(root, count, payload)) done(measured);
+    for (let round = 1; round <= rounds; round++) for (const measured of await engineRows(root, count, payload)) done(measured);
     const warm = Math.max(ENGINE_BATCH, Math.round(count * WARMUP_SHARE));
+    // A topic (key, stream) a round, each written and read back within its round.
+    const topics = Array.from({ length: rounds }, (_, index) => `batches_${index + 1}`);
     const walrus = await startWalrus(root, 'interval');
     try {
       await warmUp(async () => {
@@ -735,16 +741,18 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
         await walrusConsume(walrus, 'warmup', warm);
         await walrusConsumeShared(walrus, 'warmup', warm);
       });
-      done(await walrusProduce(walrus, 'batches', count, payload, 'produce'));
-      done(await walrusConsume(walrus, 'batches', count));
-      done(await walrusConsumeShared(walrus, 'batches', count));
+      for (const topic of topics) {
+        done(await walrusProduce(walrus, topic, count, payload, 'produce'));
+        done(await walrusConsume(walrus, topic, count));
+        done(await walrusConsumeShared(walrus, topic, count));
+      }
     } finally {
       await walrus.child.stop();
     }
     const walrusEach = await startWalrus(root, 'each');
     try {
       await warmUp(() => walrusProduce(walrusEach, 'warmup', warm, payload, 'produce, fsync each'));
-      done(await walrusProduce(walrusEach, 'batches', count, payload, 'produce, fsync each'));
+      for (const topic of topics) done(await walrusProduce(walrusEach, topic, count, payload, 'produce, fsync each'));
     } finally {
       await walrusEach.child.stop();
     }
@@ -755,15 +763,17 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
           await redisProduce(everysec, 'warmup', warm, payload, 'produce');
           await redisConsume(everysec, 'warmup', warm);
         });
-        done(await redisProduce(everysec, 'batches', count, payload, 'produce'));
-        done(await redisConsume(everysec, 'batches', count));
+        for (const key of topics) {
+          done(await redisProduce(everysec, key, count, payload, 'produce'));
+          done(await redisConsume(everysec, key, count));
+        }
       } finally {
         await everysec.child.stop();
       }
       const always = await startRedis(redis, root, 'always');
       try {
         await warmUp(() => redisProduce(always, 'warmup', warm, payload, 'produce, fsync each'));
-        done(await redisProduce(always, 'batches', count, payload, 'produce, fsync each'));
+        for (const key of topics) done(await redisProduce(always, key, count, payload, 'produce, fsync each'));
       } finally {
         await always.child.stop();
       }
@@ -772,7 +782,8 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
       const server = await startNats(nats, root);
       try {
         await warmUp(() => natsRows(server, warm, payload, 'WARMUP', 'warmup'));
-        for (const measured of await natsRows(server, count, payload)) done(measured);
+        for (const subject of topics)
+          for (const measured of await natsRows(server, count, payload, subject.toUpperCase(), subject)) done(measured);
       } finally {
         await server.child.stop();
       }
@@ -790,9 +801,19 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
     rmSync(root, { recursive: true, force: true });
     temporary.delete(root);
   }
-  const ordered = ROWS.flatMap((row) =>
-    SERVERS.flatMap((server) => results.filter((measured) => measured.row === row && measured.server === server)),
+  // Each row's median round (by entries/s); the 3-node rows ran once.
+  const results = ROWS.flatMap((row) =>
+    SERVERS.flatMap((server) => {
+      const runs = measuredRounds
+        .filter((measured) => measured.row === row && measured.server === server)
+        .sort((a, b) => rate(a) - rate(b));
+      const median = runs[Math.floor((runs.length - 1) / 2)];
+      if (median === undefined) return [];
+      const spread = runs.length > 1 ? ` (${runs.length} rounds: ${runs.map((run) => formatRate(rate(run))).join(', ')} entries/s)` : '';
+      return [{ ...median, note: `${median.note ?? ''}${spread}` }];
+    }),
   );
+  const ordered = results;
   log('');
   log(
     markdownTable(

@@ -6,7 +6,7 @@
 // close().
 
 import { randomBytes } from 'node:crypto';
-import { connect, type Socket } from 'node:net';
+import { connect, Socket } from 'node:net';
 import test from 'ava';
 import { pino } from 'pino';
 import { limits } from '../../src/kernel/limits.js';
@@ -170,9 +170,18 @@ async function withServer(
   body: (context: { server: ProtocolServer; handler: FakeHandler; port: number; open: () => Promise<Client> }) => Promise<void>,
   serverLimits: Partial<ServerLimits> = {},
   timeouts: Partial<ServerTimeouts> = {},
+  consumingRepliesUncorked = false,
 ): Promise<void> {
   const handler = new FakeHandler();
-  const server = new ProtocolServer({ host: HOST, port: 0, handler, log: silent, limits: serverLimits, timeouts });
+  const server = new ProtocolServer({
+    host: HOST,
+    port: 0,
+    handler,
+    log: silent,
+    limits: serverLimits,
+    timeouts,
+    consumingRepliesUncorked,
+  });
   const clients: Client[] = [];
   try {
     const { port } = await server.listen();
@@ -661,3 +670,55 @@ test('close() lets a pending reply be written, then stops listening', async (t) 
     await t.throwsAsync(() => Client.open(port));
   });
 });
+
+test.serial(
+  'pipelined GET replies are corked together by default; with consumingRepliesUncorked each goes to the kernel before it counts as written',
+  async (t) => {
+    // Each write's cork state, read in the GET reply's written(), which follows its write at once.
+    const write = Socket.prototype.write;
+    let lastWriteCorked = 0;
+    Socket.prototype.write = function (this: Socket, ...args: Parameters<Socket['write']>) {
+      lastWriteCorked = this.writableCorked;
+      return write.apply(this, args);
+    } as Socket['write'];
+    try {
+      for (const uncorked of [false, true]) {
+        await withServer(
+          async ({ open, handler }) => {
+            const corkedAtWritten: number[] = [];
+            const handle = handler.handle.bind(handler);
+            handler.handle = (command) =>
+              Promise.resolve(handle(command)).then((reply): HandledReply => {
+                const written = reply.written;
+                if (written === undefined) return reply;
+                return {
+                  ...reply,
+                  written: (ok: boolean) => {
+                    corkedAtWritten.push(lastWriteCorked);
+                    written(ok);
+                  },
+                };
+              });
+            const client = await open();
+            client.send(...Array.from({ length: 20 }, () => 'GET t'));
+            t.deepEqual(
+              await client.take(20),
+              Array.from({ length: 20 }, (_, index) => `OK ${index + 1}`),
+            );
+            if (uncorked) t.deepEqual(corkedAtWritten, new Array(20).fill(0), 'every consuming reply written uncorked');
+            else
+              t.true(
+                corkedAtWritten.some((corked) => corked > 0),
+                'pipelined replies share a corked write',
+              );
+          },
+          {},
+          {},
+          uncorked,
+        );
+      }
+    } finally {
+      Socket.prototype.write = write;
+    }
+  },
+);

@@ -3,6 +3,7 @@
 // requests in order, one write per reply, within named limits; the node controller
 // (src/node/controller.ts) does what each command means. docs/protocol.md has every command.
 
+import type { StorageConfig } from '../../contracts/config.js';
 import { CLIENT_PROTOCOL, CONSENSUS, INTERNAL_PORT } from '../../contracts/tokens.js';
 import { isWalrusError, walrusError } from '../../kernel/errors.js';
 import { limits } from '../../kernel/limits.js';
@@ -155,6 +156,7 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
       handler: controller,
       log: scope.log,
       timeouts: { idleTimeoutMs: protocol.idleTimeoutMs, frameTimeoutMs: protocol.frameTimeoutMs },
+      consumingRepliesUncorked: (scope.config.storage as StorageConfig).fsync === 'each',
     });
     // The server logs "client protocol listening" with the bound host and port (port 0: the one picked).
     const listening = await server.listen();

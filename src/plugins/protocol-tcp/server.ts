@@ -105,6 +105,14 @@ export interface ProtocolServerOptions {
   readonly log: Logger;
   readonly limits?: Partial<ServerLimits>;
   readonly timeouts?: Partial<ServerTimeouts>;
+  /**
+   * Write replies that consume what they carry (GET, MGET) uncorked, so that they are offered to
+   * the kernel before they count as written. For a store that makes each consumption durable at
+   * once (storage.fsync: each): a reply held under the cork until the turn ends could otherwise
+   * be lost with the process after its consumption was synced. Under a sync interval the
+   * consumption is not durable at once either, and pipelined replies keep sharing a write.
+   */
+  readonly consumingRepliesUncorked?: boolean;
 }
 
 /** A snapshot for tests and metrics. */
@@ -153,6 +161,8 @@ const FRAME_TIMEOUT = wireText(walrusError('FRAME_TIMEOUT', 'frame timeout'));
 interface ConnectionContext {
   readonly handler: CommandHandler;
   readonly limits: ServerLimits;
+  /** ProtocolServerOptions.consumingRepliesUncorked. */
+  readonly consumingRepliesUncorked: boolean;
   readonly log: Logger;
   readonly closed: (connection: Connection) => void;
   /** Shared with the server: the node-wide reply byte count and the turn clock. */
@@ -232,10 +242,9 @@ class Connection {
   /**
    * Replies that became ready in the same turn of the event loop go out in one system call: while
    * requests are pipelined, the socket is corked at the first reply and uncorked at the end of
-   * the turn (setImmediate). A reply's
-   * `written(true)` still comes as socket.write() accepts it (as without corking, the bytes are
-   * then the socket's to send); waiting for the uncork would hold GET's per-topic turn for a
-   * whole loop turn, one GET per turn.
+   * the turn (setImmediate). A reply's `written(true)` comes as socket.write() accepts it
+   * (waiting for the uncork would hold GET's per-topic turn for a whole loop turn, one GET per
+   * turn); with consumingRepliesUncorked a reply that consumes is written uncorked instead.
    */
   private corked = false;
   private readonly uncork = (): void => {
@@ -511,6 +520,19 @@ class Connection {
       this.queue.shift();
       this.readyBytes -= head.frame.length;
       progressed = true;
+      // With consumingRepliesUncorked, a reply that consumes what it carries (GET, MGET: it has
+      // `written`) goes to the kernel before it counts as written, with the corked replies before
+      // it: held under the cork until the turn ends, it could be lost with the process (killed,
+      // or stuck on a dead disk) after its consumption was made durable.
+      if (head.written !== undefined && this.context.consumingRepliesUncorked) {
+        if (this.corked) {
+          this.corked = false;
+          this.socket.uncork();
+        }
+        if (!this.socket.write(head.frame, this.afterWrite)) this.writeBlocked = true;
+        head.written(true);
+        continue;
+      }
       // Cork only when more requests of this connection are pending (pipelining): a lone reply
       // goes out at once, without waiting for the end of the loop turn.
       if (!this.corked && this.queue.length > 0) {
@@ -731,6 +753,7 @@ export class ProtocolServer {
     const connection = new Connection(socket, {
       handler: this.options.handler,
       limits: this.limits,
+      consumingRepliesUncorked: this.options.consumingRepliesUncorked === true,
       log: this.options.log,
       closed: (closed) => {
         this.served.delete(closed);

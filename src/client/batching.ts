@@ -1,8 +1,9 @@
 // A producer and a consumer on top of WalrusClient's batch commands (docs/protocol.md, "Batches"):
 // the producer gathers the payloads sent within `lingerMs` (or until a batch is full) into one
-// MPUT, the consumer reads with MGET (or, given a position to start from, with MFETCH). Both keep the order: batches leave one connection in the
-// order they were made and the node answers them in that order, so send() promises settle in
-// send order, and the consumer yields entries in the topic's order.
+// MPUT, the consumer reads with MGET (or, given a position to start from, with MFETCH). Both keep
+// the order: batches leave one connection in the order they were made and the node answers them
+// in that order, so send() promises settle in send order, and the consumer yields entries in the
+// topic's order.
 
 import { ClientError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
@@ -366,12 +367,13 @@ export class Consumer implements AsyncIterable<string> {
       if (entries.length === 0) {
         ahead = [];
         const sealed = (await this.client.state(this.topic)).sealed_segments[String(segment)];
-        if (sealed === undefined || sealed <= offset) {
-          if (sealed === undefined) await this.pause();
-          else {
-            segment += 1;
-            offset = 0;
-          }
+        if (sealed === undefined) {
+          await this.pause();
+          continue;
+        }
+        if (sealed <= offset) {
+          segment += 1;
+          offset = 0;
           continue;
         }
         throw new ClientError(

@@ -814,8 +814,10 @@ export class Walrus {
     return this.writer.acknowledge(true);
   }
 
-  /** Reads and verifies one entry's record, through the topic's read-ahead buffer. */
-  /** The payload of entry `seq`, checked; copied into `into` at `intoAt` when given (else into its own buffer). */
+  /**
+   * Reads and verifies one entry's record, through the topic's read-ahead buffer; its payload is
+   * copied into `into` at `intoAt` when given, else into a buffer of its own.
+   */
   private readEntry(state: TopicState, seq: number, into?: Buffer, intoAt = 0): Buffer {
     const fileNo = state.fileOf(seq);
     const offset = state.offsetOf(seq);

@@ -634,12 +634,6 @@ export class NodeController {
   }
 
   /**
-   * `retry` once this replica knows `topic`. In a cluster a topic registered through another node
-   * an instant ago reaches this replica with the next heartbeat, so a request for a topic unknown
-   * here waits up to TOPIC_APPEAR_WAIT_MS for it before answering `unknown topic`; a node alone
-   * answers at once.
-   */
-  /**
    * STATE of a topic. A topic registered through another node an instant ago may not have reached
    * this replica yet (a node just restarted is still catching up), so an unknown topic waits for
    * it as a PUT or GET does before the answer is `unknown topic`.
@@ -658,6 +652,12 @@ export class NodeController {
     return this.options.peers !== undefined && (this.options.consensus.status?.().voters.length ?? 1) > 1;
   }
 
+  /**
+   * `retry` once this replica knows `topic`. In a cluster a topic registered through another node
+   * an instant ago reaches this replica with the next heartbeat, so a request for a topic unknown
+   * here waits up to TOPIC_APPEAR_WAIT_MS for it before answering `unknown topic`; a node alone
+   * answers at once.
+   */
   private onceKnown(topic: string, retry: () => ControllerReply | Promise<ControllerReply>): ControllerReply | Promise<ControllerReply> {
     if (!this.clustered()) return unknownTopic(topic);
     // A known topic's open segment is 1 or later.

@@ -81,6 +81,14 @@ function runBenchmarkSuite(name: string, suite: Benchmark.Suite): Promise<void> 
   });
 }
 
+/** A batches-suite option's value as a positive integer, or the usage error. */
+function positiveInteger(name: string, value: string | undefined): number {
+  const number = Number(value);
+  if (!Number.isSafeInteger(number) || number < 1)
+    fail(`${name} takes a positive integer (for the batches suite); got ${value ?? 'nothing'}`);
+  return number;
+}
+
 function fail(message: string): never {
   console.error(message);
   process.exit(2);
@@ -109,17 +117,9 @@ function parseArguments(args: readonly string[]): { names: string[]; options: Op
       if (value !== 'raft' && value !== 'etcd') fail(`--consensus takes raft or etcd (for the failover suite); got ${value ?? 'nothing'}`);
       options.consensus = value;
     } else if (arg === '--count' || arg.startsWith('--count=')) {
-      const value = arg === '--count' ? args[++index] : arg.slice('--count='.length);
-      const count = Number(value);
-      if (!Number.isSafeInteger(count) || count < 1)
-        fail(`--count takes a positive integer (for the batches suite); got ${value ?? 'nothing'}`);
-      options.count = count;
+      options.count = positiveInteger('--count', arg === '--count' ? args[++index] : arg.slice('--count='.length));
     } else if (arg === '--rounds' || arg.startsWith('--rounds=')) {
-      const value = arg === '--rounds' ? args[++index] : arg.slice('--rounds='.length);
-      const rounds = Number(value);
-      if (!Number.isSafeInteger(rounds) || rounds < 1)
-        fail(`--rounds takes a positive integer (for the batches suite); got ${value ?? 'nothing'}`);
-      options.rounds = rounds;
+      options.rounds = positiveInteger('--rounds', arg === '--rounds' ? args[++index] : arg.slice('--rounds='.length));
     } else if (arg === '--svg' || arg.startsWith('--svg=')) {
       const value = arg === '--svg' ? args[++index] : arg.slice('--svg='.length);
       if (value === undefined || value === '') fail('--svg takes a file path (for the batches suite)');

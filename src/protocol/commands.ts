@@ -101,9 +101,11 @@ export function parseCommand(text: string): Command | CommandError {
       return { op };
     case 'FETCH':
       return parseFetch(arg1, rest);
-    case 'MPUT':
+    case 'MPUT': {
       // A batch's payloads are bytes (parseRequest reads them from the body); as text, re-encoded.
-      return parseBatchPut(Buffer.from(text, 'utf8'));
+      const bytes = Buffer.from(text, 'utf8');
+      return parseBatchPut([bytes], bytes.length);
+    }
     case 'MGET': {
       if (!present(arg1)) return fail(COMMAND_ERRORS.mgetTopic);
       const max = batchMax(rest?.split(' ')[0]);
@@ -124,9 +126,7 @@ export function parseCommand(text: string): Command | CommandError {
  */
 export function parseRequest(body: Buffer): Command | CommandError {
   // 'MPUT ': its body is not trimmed, and its payloads stay bytes.
-  if (body.length >= 5 && body[0] === 0x4d && body[1] === 0x50 && body[2] === 0x55 && body[3] === 0x54 && body[4] === 0x20) {
-    return parseBatchPut(body);
-  }
+  if (isBatchPut(body)) return parseBatchPut([body], body.length);
   let end = body.length;
   while (end > 0 && isTrimmedCode(body[end - 1] as number)) end -= 1;
   // 'PUT ' and at least one more byte once trimmed; anything else takes the text path.
@@ -151,11 +151,32 @@ export function isTrimmedCode(code: number): boolean {
 }
 
 /**
- * `MPUT <topic> <size> [<size> ...]` LF payloads, as bytes (valid UTF-8 as a whole: the server
- * checks before parsing). Each payload must be valid UTF-8 itself, so a size must not end inside
- * a character: the byte after each payload but the last must not be a continuation byte.
+ * parseRequest() for a body that arrived split between chunks (FrameDecoder.nextBodyParts), valid
+ * UTF-8 as a whole: an MPUT's payloads stay views of the chunks (one that spans two is copied),
+ * so a batch costs no copy of the frame; any other request is joined first.
  */
-function parseBatchPut(body: Buffer): Command | CommandError {
+export function parseRequestParts(parts: readonly Buffer[], length: number): Command | CommandError {
+  const first = parts[0] as Buffer;
+  if (parts.length === 1) return parseRequest(first);
+  // The first line of an MPUT normally lies in the first part; when it does not, the body is joined.
+  if (isBatchPut(first) && first.indexOf(0x0a) >= 0) return parseBatchPut(parts, length);
+  return parseRequest(Buffer.concat(parts, length));
+}
+
+/** The body starts with `MPUT ` (at least 5 bytes of it are in `body`). */
+function isBatchPut(body: Buffer): boolean {
+  return body.length >= 5 && body[0] === 0x4d && body[1] === 0x50 && body[2] === 0x55 && body[3] === 0x54 && body[4] === 0x20;
+}
+
+/**
+ * `MPUT <topic> <size> [<size> ...]` LF payloads, as bytes (valid UTF-8 as a whole: the server
+ * checks before parsing), `length` bytes in `parts` (one part, or the pieces a body arrived in;
+ * its first line lies in the first). Each payload must be valid UTF-8 itself, so a size must not
+ * end inside a character: the byte after each payload but the last must not be a continuation
+ * byte. A payload is a view of the part it lies in, or a copy when it spans two.
+ */
+function parseBatchPut(parts: readonly Buffer[], length: number): Command | CommandError {
+  const body = parts[0] as Buffer;
   const newline = body.indexOf(0x0a);
   const headEnd = newline < 0 ? body.length : newline;
   const topicEnd = body.indexOf(0x20, 5);
@@ -180,15 +201,43 @@ function parseBatchPut(body: Buffer): Command | CommandError {
     }
   }
   const payloads: Buffer[] = new Array(sizes.length);
+  // The read position: byte `at` of part `part` (parts are never empty).
+  let part = 0;
+  let current = body;
   let at = newline + 1;
+  let left = length - at;
   for (let index = 0; index < sizes.length; index++) {
-    const length = sizes[index] as number;
-    if (at + length > body.length) return fail(COMMAND_ERRORS.mputBytes);
-    if (index > 0 && ((body[at] as number) & 0xc0) === 0x80) return fail(COMMAND_ERRORS.mputSplit);
-    payloads[index] = body.subarray(at, at + length);
-    at += length;
+    const wanted = sizes[index] as number;
+    if (wanted > left) return fail(COMMAND_ERRORS.mputBytes);
+    if (at === current.length) {
+      part += 1;
+      current = parts[part] as Buffer;
+      at = 0;
+    }
+    if (index > 0 && ((current[at] as number) & 0xc0) === 0x80) return fail(COMMAND_ERRORS.mputSplit);
+    left -= wanted;
+    if (at + wanted <= current.length) {
+      payloads[index] = current.subarray(at, at + wanted);
+      at += wanted;
+      continue;
+    }
+    // Spans parts: copied together.
+    const payload = Buffer.allocUnsafe(wanted);
+    let copied = 0;
+    while (copied < wanted) {
+      if (at === current.length) {
+        part += 1;
+        current = parts[part] as Buffer;
+        at = 0;
+      }
+      const step = Math.min(wanted - copied, current.length - at);
+      current.copy(payload, copied, at, at + step);
+      copied += step;
+      at += step;
+    }
+    payloads[index] = payload;
   }
-  if (at !== body.length) return fail(COMMAND_ERRORS.mputBytes);
+  if (left !== 0) return fail(COMMAND_ERRORS.mputBytes);
   return { op: 'MPUT', topic, payloads };
 }
 

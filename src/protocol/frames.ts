@@ -8,6 +8,8 @@
 // prefix and parsed body bytes as further prefixes (cluster.md §1.1, §10.18), so the caller is
 // expected to reply `ERR invalid frame length` and close the connection instead.
 
+import { isUtf8 } from 'node:buffer';
+
 /** Bytes of the length prefix in front of every frame body. */
 export const FRAME_HEADER_BYTES = 4;
 
@@ -35,9 +37,22 @@ export type DecodedFrame =
   /** A length prefix of 0 or above the cap: the decoder is broken from here on. */
   | { readonly kind: 'invalid-length'; readonly length: number };
 
+/** A length prefix of 0 or above the cap: the decoder is broken from here on. */
+export interface InvalidLength {
+  readonly kind: 'invalid-length';
+  readonly length: number;
+}
+
 export type RawFrame =
   /** A whole frame's body, not checked for UTF-8. */
-  { readonly kind: 'body'; readonly body: Buffer } | { readonly kind: 'invalid-length'; readonly length: number };
+  { readonly kind: 'body'; readonly body: Buffer } | InvalidLength;
+
+export type RawFrameParts =
+  /**
+   * A whole frame's body as views of the chunks it arrived in, in order (one part when it came
+   * in one chunk), `length` bytes in all; not checked for UTF-8.
+   */
+  { readonly kind: 'parts'; readonly parts: readonly Buffer[]; readonly length: number } | InvalidLength;
 
 export interface FrameDecoderOptions {
   /** Largest body accepted, inclusive; undefined accepts any u32 length (for replies). */
@@ -98,6 +113,39 @@ export class FrameDecoder {
    * bytes. The bytes are not reused by the decoder.
    */
   nextBody(): RawFrame | undefined {
+    const length = this.nextWholeLength();
+    if (typeof length !== 'number') return length;
+    return { kind: 'body', body: this.take(length) };
+  }
+
+  /**
+   * nextBody() without the copy a body split between chunks costs: the body as views of the
+   * chunks it lies in, for a caller that can read a body in pieces (a batch of payloads). The
+   * chunks stay alive as long as a view of them does; the decoder never writes to them.
+   */
+  nextBodyParts(): RawFrameParts | undefined {
+    const length = this.nextWholeLength();
+    if (typeof length !== 'number') return length;
+    const first = this.chunks[0] as Buffer;
+    if (first.length - this.head >= length) return { kind: 'parts', parts: [this.take(length)], length };
+    const parts: Buffer[] = [];
+    let left = length;
+    while (left > 0) {
+      const chunk = this.chunks[0] as Buffer;
+      const step = Math.min(left, chunk.length - this.head);
+      parts.push(chunk.subarray(this.head, this.head + step));
+      this.skip(step);
+      left -= step;
+    }
+    return { kind: 'parts', parts, length };
+  }
+
+  /**
+   * The next frame's body length once the whole frame is buffered, its prefix consumed; undefined
+   * while more bytes are needed (and once broken). A prefix of 0 or above the cap breaks the
+   * decoder for good and comes back as the invalid-length frame.
+   */
+  private nextWholeLength(): number | InvalidLength | undefined {
     if (this.isBroken || this.buffered < FRAME_HEADER_BYTES) return undefined;
     const length = this.peekLength();
     if (length === 0 || (this.maxFrameBytes !== undefined && length > this.maxFrameBytes)) {
@@ -109,7 +157,7 @@ export class FrameDecoder {
     }
     if (this.buffered < FRAME_HEADER_BYTES + length) return undefined;
     this.skip(FRAME_HEADER_BYTES);
-    return { kind: 'body', body: this.take(length) };
+    return length;
   }
 
   /** The body length the next frame announces, once its prefix is buffered (undefined before, or once broken). */
@@ -167,4 +215,42 @@ export class FrameDecoder {
     this.head = head;
     this.buffered -= count;
   }
+}
+
+/**
+ * Whether the bytes of `parts`, taken in order as one body, are valid UTF-8 (buffer.isUtf8 of
+ * their concatenation, without making it). A character split between two parts is checked on
+ * its own; a part shorter than 4 bytes (a character could then span three parts) is checked
+ * with its neighbours joined.
+ */
+export function isUtf8Parts(parts: readonly Buffer[]): boolean {
+  if (parts.length === 1) return isUtf8(parts[0] as Buffer);
+  if (parts.some((part) => part.length < 4)) return isUtf8(Buffer.concat(parts));
+  // The bytes of a character begun at the end of the part before and not checked yet.
+  let carried: Buffer | undefined;
+  for (let index = 0; index < parts.length; index++) {
+    let part = parts[index] as Buffer;
+    if (carried !== undefined) {
+      // Its continuation bytes (at most 3) open this part; whatever they make is checked alone.
+      let continued = 0;
+      while (continued < 3 && isContinuation(part[continued] as number)) continued += 1;
+      if (!isUtf8(Buffer.concat([carried, part.subarray(0, continued)]))) return false;
+      part = part.subarray(continued);
+      carried = undefined;
+    }
+    let end = part.length;
+    if (index < parts.length - 1) {
+      // Hold back the last character's bytes when it may go on in the next part: the trailing
+      // continuation bytes (at most 3) and the lead byte before them.
+      while (end > part.length - 3 && end > 0 && isContinuation(part[end - 1] as number)) end -= 1;
+      if (end > 0 && (part[end - 1] as number) >= 0xc0) end -= 1;
+      if (end < part.length) carried = part.subarray(end);
+    }
+    if (!isUtf8(end === part.length ? part : part.subarray(0, end))) return false;
+  }
+  return true;
+}
+
+function isContinuation(byte: number): boolean {
+  return (byte & 0xc0) === 0x80;
 }

@@ -13,8 +13,9 @@ import {
   isCommandError,
   parseCommand,
   parseRequest,
+  parseRequestParts,
 } from '../../src/protocol/commands.js';
-import { type DecodedFrame, encodeFrame, FrameDecoder } from '../../src/protocol/frames.js';
+import { type DecodedFrame, encodeFrame, FrameDecoder, isUtf8Parts } from '../../src/protocol/frames.js';
 import { EMPTY, err, fetched, OK, okPayload, parseFetchReply, parseReply, ReplyFormatError } from '../../src/protocol/replies.js';
 
 /** Pushes each chunk and collects every frame that becomes available. */
@@ -380,6 +381,116 @@ test('nextBody hands out the bytes of each frame; buffer.isUtf8 agrees with the 
     t.is(isUtf8(frame.body), text.next()?.kind === 'text', `UTF-8 check of ${body.toString('hex')}`);
   }
   t.is(raw.nextBody(), undefined);
+});
+
+/** `bytes` cut at `cuts` (positions, any order, duplicates and ends dropped): the non-empty pieces. */
+function cutAt(bytes: Buffer, cuts: readonly number[]): Buffer[] {
+  const points = [...new Set(cuts.map((cut) => cut % (bytes.length + 1)))]
+    .filter((cut) => cut > 0 && cut < bytes.length)
+    .sort((a, b) => a - b);
+  const parts: Buffer[] = [];
+  let from = 0;
+  for (const point of [...points, bytes.length]) {
+    parts.push(bytes.subarray(from, point));
+    from = point;
+  }
+  return parts;
+}
+
+/** Bytes that are mostly UTF-8 of 1 to 4 bytes a character, with stray and truncated sequences mixed in. */
+const utf8ish = fc
+  .array(
+    fc.oneof(
+      fc.constantFrom('a', 'é', '€', '😀', ' ').map((text) => Buffer.from(text, 'utf8')),
+      fc
+        .constantFrom([0x80], [0xc3], [0xe2, 0x82], [0xf0, 0x9f, 0x98], [0xed, 0xa0, 0x80], [0xff], [0xc0, 0xaf])
+        .map((bytes) => Buffer.from(bytes)),
+    ),
+    { maxLength: 40 },
+  )
+  .map((pieces) => Buffer.concat(pieces));
+
+test('isUtf8Parts says what buffer.isUtf8 says of the parts joined, however the bytes are cut', (t) => {
+  fc.assert(
+    fc.property(utf8ish, fc.array(fc.nat(), { maxLength: 5 }), (bytes, cuts) => {
+      const parts = cutAt(bytes, cuts);
+      if (parts.length === 0) return;
+      t.is(isUtf8Parts(parts), isUtf8(bytes), `${bytes.toString('hex')} cut at ${parts.map((part) => part.length).join('+')}`);
+    }),
+    { numRuns: 5000 },
+  );
+  // Characters split 1+3, 2+2, 3+1 between parts of at least 4 bytes (no joined fallback).
+  const smile = Buffer.from('abcd😀efgh', 'utf8');
+  for (const cut of [5, 6, 7]) t.true(isUtf8Parts(cutAt(smile, [cut])), `split at ${cut}`);
+  t.false(isUtf8Parts([Buffer.from('abcd\xf0\x9f', 'latin1'), Buffer.from('efgh')]));
+});
+
+test('nextBodyParts hands out each frame as views of the chunks it came in, in one part when it came in one', (t) => {
+  const bodies = ['MPUT t 3 4\nabcdefg', 'GET t', 'x'.repeat(300)];
+  const stream = Buffer.concat(bodies.map((body) => encodeFrame(body)));
+  fc.assert(
+    fc.property(fc.array(fc.nat(), { maxLength: 8 }), (cuts) => {
+      const decoder = new FrameDecoder({ maxFrameBytes: 1000 });
+      const got: string[] = [];
+      for (const chunk of cutAt(stream, cuts)) {
+        decoder.push(chunk);
+        for (let frame = decoder.nextBodyParts(); frame !== undefined; frame = decoder.nextBodyParts()) {
+          if (frame.kind !== 'parts') return t.fail('expected parts');
+          t.is(
+            frame.parts.reduce((sum, part) => sum + part.length, 0),
+            frame.length,
+          );
+          t.true(frame.parts.every((part) => part.length > 0));
+          got.push(Buffer.concat(frame.parts).toString('utf8'));
+        }
+      }
+      t.deepEqual(got, bodies);
+      t.is(decoder.bufferedBytes, 0);
+    }),
+    { numRuns: 500 },
+  );
+  const whole = new FrameDecoder();
+  whole.push(stream);
+  const first = whole.nextBodyParts();
+  t.is(first?.kind === 'parts' ? first.parts.length : 0, 1);
+  // An invalid length breaks the decoder as nextBody() does.
+  const broken = new FrameDecoder({ maxFrameBytes: 4 });
+  broken.push(encodeFrame('too long'));
+  t.deepEqual(broken.nextBodyParts(), { kind: 'invalid-length', length: 8 });
+  t.true(broken.broken);
+});
+
+test('parseRequestParts gives what parseRequest gives for the parts joined, however the body is cut', (t) => {
+  const bodies = [
+    'MPUT orders 5 3 7\nfirstbigsecond ',
+    'MPUT t 2 4 1\néa€z',
+    'MPUT t 2 4\néa€z',
+    'MPUT t 3 1\néa',
+    'MPUT t 1\nab',
+    'MPUT  1\na',
+    'PUT t some payload',
+    'GET t  ',
+    'MFETCH t 2 5 100',
+  ].map((text) => Buffer.from(text, 'utf8'));
+  const plain = (parsed: Command | CommandError): unknown =>
+    'payloads' in parsed ? { ...parsed, payloads: parsed.payloads.map((payload) => Buffer.from(payload).toString('hex')) } : asText(parsed);
+  for (const body of bodies) {
+    const expected = plain(parseRequest(body));
+    for (let first = 1; first < body.length; first++) {
+      for (const second of [first + 1, first + 2, body.length]) {
+        const parts = cutAt(body, [first, second]);
+        t.deepEqual(plain(parseRequestParts(parts, body.length)), expected, `${body.toString('utf8')} cut at ${first}, ${second}`);
+      }
+    }
+  }
+  // The payloads of an MPUT are views of the chunks, but for one that spans two.
+  const body = Buffer.from('MPUT t 4 4 4\naaaabbbbcccc');
+  const parts = cutAt(body, [13 + 6]);
+  const parsed = parseRequestParts(parts, body.length);
+  if (!('payloads' in parsed)) return t.fail(JSON.stringify(parsed));
+  t.is(parsed.payloads[0]?.buffer, body.buffer);
+  t.is(parsed.payloads[2]?.buffer, body.buffer);
+  t.is(Buffer.from(parsed.payloads[1] as Uint8Array).toString(), 'bbbb');
 });
 
 test('reply builders produce the texts of the original', (t) => {

@@ -38,13 +38,12 @@
 //   clients never half-close; without this, every reply to a departed client would count as
 //   written.
 
-import { isUtf8 } from 'node:buffer';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { walrusError } from '../../kernel/errors.js';
 import { limits } from '../../kernel/limits.js';
-import { type Command, isCommandError, parseRequest } from '../../protocol/commands.js';
-import { encodeFrame, FrameDecoder } from '../../protocol/frames.js';
+import { type Command, isCommandError, parseRequestParts } from '../../protocol/commands.js';
+import { encodeFrame, FrameDecoder, isUtf8Parts } from '../../protocol/frames.js';
 import { EMPTY, OK } from '../../protocol/replies.js';
 import { commandErrorText, wireText } from '../../protocol/wire-errors.js';
 
@@ -419,7 +418,7 @@ class Connection {
         }
         break;
       }
-      const frame = this.decoder.nextBody();
+      const frame = this.decoder.nextBodyParts();
       if (frame === undefined) {
         // Part of a frame is buffered: its clock starts now (unless it already runs).
         if (this.decoder.bufferedBytes === 0) this.partialSince = undefined;
@@ -429,10 +428,10 @@ class Connection {
       this.partialSince = undefined;
       progressed = true;
       this.framesThisTurn += 1;
-      if (frame.kind === 'body') {
-        this.bytesThisTurn += frame.body.length;
-        shared.turnBytes += frame.body.length;
-        if (isUtf8(frame.body)) this.request(frame.body);
+      if (frame.kind === 'parts') {
+        this.bytesThisTurn += frame.length;
+        shared.turnBytes += frame.length;
+        if (isUtf8Parts(frame.parts)) this.request(frame.parts, frame.length);
         else this.enqueueReady(INVALID_UTF8);
       } else {
         // The decoder is broken for good: answer after the earlier replies, then close.
@@ -443,8 +442,9 @@ class Connection {
     return progressed;
   }
 
-  private request(body: Buffer): void {
-    const command = parseRequest(body);
+  /** One request, its body in the pieces it arrived in (FrameDecoder.nextBodyParts). */
+  private request(parts: readonly Buffer[], length: number): void {
+    const command = parseRequestParts(parts, length);
     if (isCommandError(command)) {
       this.enqueueReady(commandErrorText(command));
       return;

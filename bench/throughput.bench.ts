@@ -16,11 +16,13 @@
 // - 3-node cluster produce: three Walrus nodes with replication.factor 3 (the producer through
 //   the segment's leader) against a three-server JetStream cluster with an R3 stream (64 async
 //   publishes in flight, through the stream's leader), synced as the jetstream suite pairs them.
-// Each single server first runs its rows once unmeasured (another topic, key or stream), so the
-// measured rows see warmed-up processes (WARMUP_SHARE); each row then runs --rounds times (default
-// 3) and the table shows its median round. The engine's rows run in this process after the
-// servers' rows (run before them, they slowed the clients of the rows after them: Walrus produce
-// 591k against 935k entries/s in two runs of this machine).
+// All single servers run together for the whole of the rounds, and each round runs every
+// server's rows one after another: first a warm-up round, unmeasured (another topic, key or
+// stream; WARMUP_SHARE), so the measured rows see warmed-up processes, then --rounds rounds
+// (default 3). The table shows each row's median round; each ratio is printed with the ratios of
+// the rounds' pairs. The engine's rows run in this process after the rounds (run before them,
+// they slowed the clients of the rows after them: Walrus produce 591k against 935k entries/s in
+// two runs of this machine).
 // Latency is per acknowledgement the client waits on: one producer send (Walrus), one pipeline
 // (Redis), one publish (JetStream); for consume, one read call. Server CPU per entry comes from
 // /proc. Targets (printed, not enforced): produce ≥ 5 × Redis and ≥ 10 × JetStream; consume ≥
@@ -111,6 +113,8 @@ interface Measured {
   /** Server CPU seconds over the row (undefined: in this process). */
   readonly cpuSeconds: number | undefined;
   readonly note?: string;
+  /** The round it was measured in (from 1), for the rows run in rounds. */
+  readonly round?: number;
 }
 
 const log = (line: string): void => console.log(line);
@@ -630,6 +634,65 @@ async function engineRows(root: string, count: number, payload: string): Promise
   }
 }
 
+// --- the rounds --------------------------------------------------------------------------------
+
+/** The single servers of the run, all started before the first round and stopped after the last. */
+interface Lineup {
+  readonly walrus: WalrusServer;
+  readonly walrusEach: WalrusServer;
+  readonly redis?: { readonly everysec: RedisServer; readonly always: RedisServer };
+  readonly nats?: NatsServer;
+}
+
+async function startLineup(root: string, redis: string | undefined, nats: string | undefined): Promise<Lineup> {
+  const started: Child[] = [];
+  const track = <T extends { readonly child: Child }>(server: T): T => {
+    started.push(server.child);
+    return server;
+  };
+  try {
+    const walrus = track(await startWalrus(root, 'interval'));
+    const walrusEach = track(await startWalrus(root, 'each'));
+    const redisPair =
+      redis === undefined
+        ? undefined
+        : { everysec: track(await startRedis(redis, root, 'everysec')), always: track(await startRedis(redis, root, 'always')) };
+    const natsServer = nats === undefined ? undefined : track(await startNats(nats, root));
+    return {
+      walrus,
+      walrusEach,
+      ...(redisPair === undefined ? {} : { redis: redisPair }),
+      ...(natsServer === undefined ? {} : { nats: natsServer }),
+    };
+  } catch (error) {
+    await Promise.all(started.map((child) => child.stop()));
+    throw error;
+  }
+}
+
+async function stopLineup(lineup: Lineup): Promise<void> {
+  const children = [lineup.walrus, lineup.walrusEach, lineup.redis?.everysec, lineup.redis?.always, lineup.nats].flatMap((server) =>
+    server === undefined ? [] : [server.child],
+  );
+  await Promise.all(children.map((child) => child.stop()));
+}
+
+/** One round: every server's rows on `topic` (a key, a stream), one after another. */
+async function roundOf(lineup: Lineup, topic: string, count: number, payload: string): Promise<Measured[]> {
+  const measured: Measured[] = [];
+  measured.push(await walrusProduce(lineup.walrus, topic, count, payload, 'produce'));
+  measured.push(await walrusConsume(lineup.walrus, topic, count));
+  measured.push(await walrusConsumeShared(lineup.walrus, topic, count));
+  if (lineup.redis !== undefined) {
+    measured.push(await redisProduce(lineup.redis.everysec, topic, count, payload, 'produce'));
+    measured.push(await redisConsume(lineup.redis.everysec, topic, count));
+  }
+  if (lineup.nats !== undefined) measured.push(...(await natsRows(lineup.nats, count, payload, topic.toUpperCase(), topic)));
+  measured.push(await walrusProduce(lineup.walrusEach, topic, count, payload, 'produce, fsync each'));
+  if (lineup.redis !== undefined) measured.push(await redisProduce(lineup.redis.always, topic, count, payload, 'produce, fsync each'));
+  return measured;
+}
+
 // --- the report --------------------------------------------------------------------------------
 
 const CLUSTER_ROW = '3-node produce, R3';
@@ -654,14 +717,31 @@ function tableLine(measured: Measured): string[] {
   ];
 }
 
-function ratio(results: readonly Measured[], row: string, peer: string, target: number | undefined, label = peer): string {
+/**
+ * Walrus against `peer` on `row`: the ratio of the two median rounds (the table's rows), with the
+ * ratio of each round's pair after it (the rows of one round ran minutes apart at most).
+ */
+function ratio(
+  results: readonly Measured[],
+  rounds: readonly Measured[],
+  row: string,
+  peer: string,
+  target: number | undefined,
+  label = peer,
+): string {
   const ours = results.find((measured) => measured.row === row && measured.server === 'Walrus');
   const theirs = results.find((measured) => measured.row === row && measured.server === peer);
   const goal = target === undefined ? 'no target' : `target ≥ ${target}×`;
   if (ours === undefined || theirs === undefined) return `  ${row}: Walrus / ${label}: not measured (${goal})`;
   const value = rate(ours) / rate(theirs);
   const verdict = target === undefined ? '' : `: ${value >= target ? 'met' : 'not met'}`;
-  return `  ${row}: Walrus / ${label} = ${value.toFixed(2)}× (${goal}${verdict})`;
+  const paired = rounds.flatMap((measured) => {
+    if (measured.row !== row || measured.server !== 'Walrus' || measured.round === undefined) return [];
+    const pair = rounds.find((other) => other.row === row && other.server === peer && other.round === measured.round);
+    return pair === undefined ? [] : [`${(rate(measured) / rate(pair)).toFixed(2)}×`];
+  });
+  const byRound = paired.length > 1 ? `; by round ${paired.join(', ')}` : '';
+  return `  ${row}: Walrus / ${label} = ${value.toFixed(2)}× (${goal}${verdict}${byRound})`;
 }
 
 /** A grouped bar chart of entries/s: one group a row, one bar a server. */
@@ -729,59 +809,20 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
     const warm = Math.max(ENGINE_BATCH, Math.round(count * WARMUP_SHARE));
     // A topic (key, stream) a round, each written and read back within its round.
     const topics = Array.from({ length: rounds }, (_, index) => `batches_${index + 1}`);
-    const walrus = await startWalrus(root, 'interval');
+    // Every server runs for the whole of the rounds (an idle one costs nothing), and each round
+    // runs every server's rows, one after another: a round's rows meet the machine as it is then,
+    // so a server is compared with the others of its own rounds, not with rows run minutes
+    // apart. (Run server after server, the first ones' rounds were up to 1.6 times as fast as the
+    // same rows run alone a few minutes later: this machine's speed drifts; see performance.md.)
+    const lineup = await startLineup(root, redis, nats);
     try {
-      await warmUp(async () => {
-        await walrusProduce(walrus, 'warmup', warm, payload, 'produce');
-        await walrusConsume(walrus, 'warmup', warm);
-        await walrusConsumeShared(walrus, 'warmup', warm);
-      });
-      for (const topic of topics) {
-        done(await walrusProduce(walrus, topic, count, payload, 'produce'));
-        done(await walrusConsume(walrus, topic, count));
-        done(await walrusConsumeShared(walrus, topic, count));
+      await warmUp(() => roundOf(lineup, 'warmup', warm, payload));
+      for (const [index, topic] of topics.entries()) {
+        if (rounds > 1) log(`  round ${index + 1} of ${rounds}`);
+        for (const measured of await roundOf(lineup, topic, count, payload)) done({ ...measured, round: index + 1 });
       }
     } finally {
-      await walrus.child.stop();
-    }
-    const walrusEach = await startWalrus(root, 'each');
-    try {
-      await warmUp(() => walrusProduce(walrusEach, 'warmup', warm, payload, 'produce, fsync each'));
-      for (const topic of topics) done(await walrusProduce(walrusEach, topic, count, payload, 'produce, fsync each'));
-    } finally {
-      await walrusEach.child.stop();
-    }
-    if (redis !== undefined) {
-      const everysec = await startRedis(redis, root, 'everysec');
-      try {
-        await warmUp(async () => {
-          await redisProduce(everysec, 'warmup', warm, payload, 'produce');
-          await redisConsume(everysec, 'warmup', warm);
-        });
-        for (const key of topics) {
-          done(await redisProduce(everysec, key, count, payload, 'produce'));
-          done(await redisConsume(everysec, key, count));
-        }
-      } finally {
-        await everysec.child.stop();
-      }
-      const always = await startRedis(redis, root, 'always');
-      try {
-        await warmUp(() => redisProduce(always, 'warmup', warm, payload, 'produce, fsync each'));
-        for (const key of topics) done(await redisProduce(always, key, count, payload, 'produce, fsync each'));
-      } finally {
-        await always.child.stop();
-      }
-    }
-    if (nats !== undefined) {
-      const server = await startNats(nats, root);
-      try {
-        await warmUp(() => natsRows(server, warm, payload, 'WARMUP', 'warmup'));
-        for (const subject of topics)
-          for (const measured of await natsRows(server, count, payload, subject.toUpperCase(), subject)) done(measured);
-      } finally {
-        await server.child.stop();
-      }
+      await stopLineup(lineup);
     }
     // The engine's own rows run in this process, after the servers' rows (whose clients run here).
     for (let round = 1; round <= rounds; round++) for (const measured of await engineRows(root, count, payload)) done(measured);
@@ -821,12 +862,12 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
   log('');
   for (const measured of ordered) if (measured.note !== undefined) log(`  ${measured.row} / ${measured.server}: ${measured.note}`);
   log('');
-  log(ratio(results, 'produce', 'Redis', 5));
-  log(ratio(results, 'produce', 'JetStream', 10));
-  log(ratio(results, 'consume', 'Redis', 1.5));
-  log(ratio(results, 'consume', 'JetStream', 5));
-  log(ratio(results, 'produce, fsync each', 'Redis', 5, 'Redis appendfsync always'));
-  log(ratio(results, CLUSTER_ROW, 'JetStream', undefined, 'JetStream R3'));
+  log(ratio(results, measuredRounds, 'produce', 'Redis', 5));
+  log(ratio(results, measuredRounds, 'produce', 'JetStream', 10));
+  log(ratio(results, measuredRounds, 'consume', 'Redis', 1.5));
+  log(ratio(results, measuredRounds, 'consume', 'JetStream', 5));
+  log(ratio(results, measuredRounds, 'produce, fsync each', 'Redis', 5, 'Redis appendfsync always'));
+  log(ratio(results, measuredRounds, CLUSTER_ROW, 'JetStream', undefined, 'JetStream R3'));
   if (options.svg !== undefined) {
     writeFileSync(options.svg, chart(ordered));
     log(`  chart: ${options.svg}`);

@@ -812,8 +812,8 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
     // Every server runs for the whole of the rounds (an idle one costs nothing), and each round
     // runs every server's rows, one after another: a round's rows meet the machine as it is then,
     // so a server is compared with the others of its own rounds, not with rows run minutes
-    // apart. (Run server after server, the first ones' rounds were up to 1.6 times as fast as the
-    // same rows run alone a few minutes later: this machine's speed drifts; see performance.md.)
+    // apart. (This machine's speed drifts: run server after server, the Walrus produce rows gave
+    // 756-862k entries/s, and the same rows run alone minutes later 1.14-1.37M; performance.md.)
     const lineup = await startLineup(root, redis, nats);
     try {
       await warmUp(() => roundOf(lineup, 'warmup', warm, payload));

@@ -60,8 +60,11 @@ export interface WalrusClientOptions {
 interface Pending {
   readonly frame: Buffer;
   readonly resolve: (reply: string) => void;
-  /** Given, the reply's body is handed over as bytes (not decoded): batch replies, whose sizes count bytes. */
-  readonly resolveBody?: (body: Buffer) => void;
+  /**
+   * Given, the reply's body is handed over as bytes (not decoded), in the pieces it arrived in
+   * (FrameDecoder.nextBodyParts): batch replies, whose sizes count bytes.
+   */
+  readonly resolveBody?: (parts: readonly Buffer[]) => void;
   readonly reject: (error: ClientError) => void;
   /** performance.now() by which the reply must have come. */
   readonly deadline: number;
@@ -339,7 +342,7 @@ export class WalrusClient {
   }
 
   /** send(), with the reply's body as bytes. */
-  private sendBody(text: string): Promise<Buffer> {
+  private sendBody(text: string): Promise<readonly Buffer[]> {
     const bytes = this.checked(text);
     if (typeof bytes !== 'number') return Promise.reject(bytes);
     return this.sendFrame(encodeSizedFrame(text, bytes), true);
@@ -347,11 +350,11 @@ export class WalrusClient {
 
   /** Queues a whole request frame (checked already); resolves with the reply as text, or with `body` its bytes. */
   private sendFrame(frame: Buffer): Promise<string>;
-  private sendFrame(frame: Buffer, body: true): Promise<Buffer>;
-  private sendFrame(frame: Buffer, body = false): Promise<string | Buffer> {
+  private sendFrame(frame: Buffer, body: true): Promise<readonly Buffer[]>;
+  private sendFrame(frame: Buffer, body = false): Promise<string | readonly Buffer[]> {
     if (this.closed) return Promise.reject(new ClientError('CONNECTION', 'the client was closed'));
     if (this.down) return Promise.reject(new ClientError('CONNECTION', `the connection to ${this.address} was lost and reconnect is off`));
-    return new Promise<string | Buffer>((resolve, reject) => {
+    return new Promise<string | readonly Buffer[]>((resolve, reject) => {
       const deadline = performance.now() + this.timeoutMs;
       this.waiting.push({ frame, resolve, reject, deadline, ...(body ? { resolveBody: resolve } : {}) });
       this.armDeadline(deadline);
@@ -501,7 +504,7 @@ export class WalrusClient {
   private receive(chunk: Buffer): void {
     this.decoder.push(chunk);
     for (;;) {
-      const frame = this.decoder.nextBody();
+      const frame = this.decoder.nextBodyParts();
       if (frame === undefined) break;
       if (frame.kind === 'invalid-length') {
         this.failAll(
@@ -518,11 +521,11 @@ export class WalrusClient {
       this.failures = 0;
       this.nextAttemptAt = 0;
       // A reply that is not UTF-8 fails only its own request: framing is intact, the next reply is in step.
-      if (pending.resolveBody !== undefined) pending.resolveBody(frame.body);
+      if (pending.resolveBody !== undefined) pending.resolveBody(frame.parts);
       else {
         let text: string;
         try {
-          text = this.utf8.decode(frame.body);
+          text = this.utf8.decode(frame.parts.length === 1 ? (frame.parts[0] as Buffer) : Buffer.concat(frame.parts, frame.length));
         } catch {
           pending.reject(new ClientError('PROTOCOL', 'the reply is not valid UTF-8'));
           continue;
@@ -621,9 +624,18 @@ function checkBatchMax(op: string, max: number): void {
   }
 }
 
-/** A batch read's reply: `OK <n> <size> ...` LF payloads, `EMPTY` (none), or `ERR ...`. */
-function parseEntries(op: string, body: Buffer): string[] {
+/**
+ * A batch read's reply: `OK <n> <size> ...` LF payloads, `EMPTY` (none), or `ERR ...`; its body in
+ * the pieces it arrived in. Each entry is decoded from the piece it lies in (one that spans two is
+ * joined first), so a reply costs no copy of its own.
+ */
+export function parseEntries(op: string, parts: readonly Buffer[]): string[] {
+  let body = parts[0] as Buffer;
   const newline = body.indexOf(0x0a);
+  if (newline < 0 && parts.length > 1) {
+    // The first line goes on in the next piece (a rare cut): read the reply joined.
+    return parseEntries(op, [Buffer.concat(parts)]);
+  }
   const head = body.toString('utf8', 0, newline < 0 ? body.length : newline);
   if (newline < 0) {
     if (head === EMPTY_TEXT) return [];
@@ -634,17 +646,44 @@ function parseEntries(op: string, body: Buffer): string[] {
   if (tokens[0] !== 'OK' || !Number.isSafeInteger(count) || count < 1 || tokens.length !== count + 2) {
     throw new ClientError('PROTOCOL', `unexpected reply to ${op}: ${preview(head)}`);
   }
+  const mismatch = (): ClientError =>
+    new ClientError('PROTOCOL', `the ${op} reply's sizes do not add up to its payloads: ${preview(head)}`);
+  let left = -newline - 1;
+  for (const part of parts) left += part.length;
   const entries: string[] = new Array(count);
+  // The read position: byte `at` of parts[part].
+  let part = 0;
   let at = newline + 1;
   for (let index = 0; index < count; index++) {
     const size = Number(tokens[index + 2]);
-    if (!Number.isSafeInteger(size) || size < 0 || at + size > body.length) {
-      throw new ClientError('PROTOCOL', `the ${op} reply's sizes do not add up to its payloads: ${preview(head)}`);
+    if (!Number.isSafeInteger(size) || size < 0 || size > left) throw mismatch();
+    left -= size;
+    if (at === body.length && size > 0) {
+      part += 1;
+      body = parts[part] as Buffer;
+      at = 0;
     }
-    entries[index] = body.toString('utf8', at, at + size);
-    at += size;
+    if (at + size <= body.length) {
+      entries[index] = body.toString('utf8', at, at + size);
+      at += size;
+      continue;
+    }
+    const pieces: Buffer[] = [];
+    let wanted = size;
+    while (wanted > 0) {
+      if (at === body.length) {
+        part += 1;
+        body = parts[part] as Buffer;
+        at = 0;
+      }
+      const step = Math.min(wanted, body.length - at);
+      pieces.push(body.subarray(at, at + step));
+      at += step;
+      wanted -= step;
+    }
+    entries[index] = Buffer.concat(pieces, size).toString('utf8');
   }
-  if (at !== body.length) throw new ClientError('PROTOCOL', `the ${op} reply's sizes do not add up to its payloads: ${preview(head)}`);
+  if (left !== 0) throw mismatch();
   return entries;
 }
 

@@ -5,6 +5,7 @@
 
 import test from 'ava';
 import { type BatchClient, Consumer, Producer } from '../../src/client/batching.js';
+import { parseEntries } from '../../src/client/walrus-client.js';
 import { ClientError } from '../../src/kernel/errors.js';
 import { COMMAND_ERRORS, parseCommand, parseRequest } from '../../src/protocol/commands.js';
 
@@ -271,4 +272,22 @@ test('a consumer refuses options it cannot honour: readAhead above 1 on the shar
     message: /readAhead must be an integer from 1 to 8/,
   });
   t.is(new Consumer(client, { topic: 't' }).position, undefined);
+});
+
+test('a batch reply read in pieces gives the entries it gives whole, however it is cut', (t) => {
+  const replies = ['OK 3 5 0 7\nfirstsecond!', 'OK 2 2 4\néa€', 'OK 1 4\n😀', 'EMPTY'].map((text) => Buffer.from(text, 'utf8'));
+  for (const reply of replies) {
+    const whole = parseEntries('MGET', [reply]);
+    for (let first = 1; first < reply.length; first++) {
+      for (const second of [first + 1, first + 2]) {
+        const parts = [reply.subarray(0, first), reply.subarray(first, second), reply.subarray(second)].filter((part) => part.length > 0);
+        t.deepEqual(parseEntries('MGET', parts), whole, `${reply.toString('utf8')} cut at ${first}, ${second}`);
+      }
+    }
+  }
+  t.deepEqual(parseEntries('MFETCH', [Buffer.from('OK 2 2 4\néa€', 'utf8')]), ['é', 'a€']);
+  // Sizes that do not add up are refused, cut or not.
+  for (const parts of [[Buffer.from('OK 1 5\nabc')], [Buffer.from('OK 1 2\na'), Buffer.from('bc')]]) {
+    t.throws(() => parseEntries('MGET', parts), { instanceOf: ClientError, message: /sizes do not add up/ });
+  }
 });

@@ -473,9 +473,31 @@ export class Walrus {
   /**
    * readAt() of up to `max` consecutive entries from `seq`, at most `maxBytes` of payload but at
    * least one entry when `seq` is readable; fewer where the topic's readable entries end. One
-   * lookup of the topic for the run, and the payloads share one allocation.
+   * lookup of the topic for the run, and the payloads share one allocation (each is the
+   * caller's: changing one changes no other and nothing read later).
    */
   readRunAt(topic: string, seq: number, max: number, maxBytes: number): Buffer[] {
+    const views = this.readRunShared(topic, seq, max, maxBytes);
+    let bytes = 0;
+    for (const view of views) bytes += view.length;
+    const copy = Buffer.allocUnsafeSlow(bytes);
+    let at = 0;
+    for (let index = 0; index < views.length; index++) {
+      const view = views[index] as Buffer;
+      copy.set(view, at);
+      views[index] = copy.subarray(at, at + view.length);
+      at += view.length;
+    }
+    return views;
+  }
+
+  /**
+   * readRunAt() without the copy, for a caller that only reads the payloads (the node frames them
+   * into a reply): they are views of the buffers the records were read into. Such a buffer is
+   * filled once and never written again, so the views stay valid; but it may still serve later
+   * reads, so **changing a payload changes what later reads return**.
+   */
+  readRunShared(topic: string, seq: number, max: number, maxBytes: number): Buffer[] {
     this.checkOpen();
     const state = this.topicsByName.get(topic);
     if (state === undefined) {
@@ -492,14 +514,8 @@ export class Walrus {
       if (last > seq && bytes + length > maxBytes) break;
       bytes += length;
     }
-    const shared = Buffer.allocUnsafeSlow(bytes);
     const payloads: Buffer[] = new Array(last - seq);
-    let at = 0;
-    for (let index = seq; index < last; index++) {
-      const payload = this.readEntry(state, index, shared, at);
-      payloads[index - seq] = payload;
-      at += payload.length;
-    }
+    for (let index = seq; index < last; index++) payloads[index - seq] = this.readEntry(state, index, true);
     return payloads;
   }
 
@@ -818,7 +834,12 @@ export class Walrus {
    * Reads and verifies one entry's record, through the topic's read-ahead buffer; its payload is
    * copied into `into` at `intoAt` when given, else into a buffer of its own.
    */
-  private readEntry(state: TopicState, seq: number, into?: Buffer, intoAt = 0): Buffer {
+  /**
+   * The payload of entry `seq`, checked against the index and its CRC: a copy of its own, or with
+   * `share` a view of the buffer it was read into. A read-ahead buffer is filled once and never
+   * written again (a refill takes a new one), so such a view stays valid.
+   */
+  private readEntry(state: TopicState, seq: number, share = false): Buffer {
     const fileNo = state.fileOf(seq);
     const offset = state.offsetOf(seq);
     const length = state.lengthOf(seq);
@@ -846,9 +867,9 @@ export class Walrus {
       fresh = true;
       this.readExactly(file, source, offset);
     } else {
-      source = ahead?.buffer ?? Buffer.allocUnsafe(limits.readAheadBytes);
-      view = ahead?.view ?? new DataView(source.buffer, source.byteOffset, source.length);
-      bytes = ahead?.bytes ?? new Uint8Array(source.buffer, source.byteOffset, source.length);
+      source = Buffer.allocUnsafeSlow(limits.readAheadBytes);
+      view = new DataView(source.buffer, source.byteOffset, source.length);
+      bytes = new Uint8Array(source.buffer, source.byteOffset, source.length);
       // Never cache past what has been written: the bytes after it are zeros now and records later.
       const wanted = Math.min(source.length, this.writer.writtenEnd(fileNo) - offset);
       const count = file.read(source, 0, Math.max(wanted, total), offset);
@@ -871,9 +892,10 @@ export class Walrus {
         },
       );
     }
-    if (fresh && into === undefined) return source.subarray(RECORD_HEADER_BYTES);
-    // A copy: the read-ahead buffer is reused, and callers own what they are given.
-    const data = into === undefined ? Buffer.allocUnsafe(length) : into.subarray(intoAt, intoAt + length);
+    if (fresh) return source.subarray(RECORD_HEADER_BYTES);
+    if (share) return source.subarray(at + RECORD_HEADER_BYTES, at + total);
+    // A copy of its own: a view would keep the whole read-ahead buffer alive for one entry.
+    const data = Buffer.allocUnsafe(length);
     data.set(bytes.subarray(at + RECORD_HEADER_BYTES, at + total));
     return data;
   }

@@ -588,13 +588,14 @@ export class SegmentStore {
 
   /**
    * read() of up to `max` consecutive entries from `offset`, at most `maxBytes` of payload but at
-   * least one (see Walrus.readRunAt); none past the read limit.
+   * least one (see Walrus.readRunAt); none past the read limit. The payloads are read-only views
+   * of the engine's read buffers (Walrus.readRunShared): they are framed into replies as they are.
    */
   readRun(topic: string, segment: number, offset: number, max: number, maxBytes: number): Buffer[] {
     const key = segmentKey(topic, segment);
     const limit = this.readLimits.get(key);
     const count = limit === undefined ? max : Math.min(max, limit - offset);
-    return count <= 0 ? [] : this.readable().readRunAt(key, offset, count, maxBytes);
+    return count <= 0 ? [] : this.readable().readRunShared(key, offset, count, maxBytes);
   }
 
   /** read() without the read limit: what this node holds (a leader sending its entries to the followers). */

@@ -176,6 +176,24 @@ forEachBackend('persistence-and-cursors', (backend) => {
         t.is(second?.toString(), 'bb');
         t.is(wal.readAt('t', 0)?.toString(), 'a');
         t.is(wal.pendingCount('t'), 5, 'readRunAt consumes nothing');
+        // readRunShared reads the same runs, as views of the buffers the records were read into.
+        for (const [seq, max, maxBytes] of [
+          [0, 10, 1_000],
+          [1, 2, 1_000],
+          [0, 10, 6],
+          [3, 10, 1],
+          [5, 10, 1_000],
+        ] as const) {
+          t.deepEqual(
+            wal.readRunShared('t', seq, max, maxBytes).map((payload) => payload.toString()),
+            run(seq, max, maxBytes),
+          );
+        }
+        const views = wal.readRunShared('t', 0, 5, 1_000);
+        t.true(
+          views.every((view) => view.buffer === views[0]?.buffer),
+          'one read buffer',
+        );
       }),
   );
 

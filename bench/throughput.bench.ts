@@ -25,7 +25,8 @@
 // two runs of this machine).
 // Latency is per acknowledgement the client waits on: one producer send (Walrus), one pipeline
 // (Redis), one publish (JetStream); for consume, one read call. Server CPU per entry comes from
-// /proc. Targets (printed, not enforced): produce ≥ 5 × Redis and ≥ 10 × JetStream; consume ≥
+// /proc; client CPU per entry is this process's (its clients': the ioredis and nats clients, the
+// Walrus client; for the engine's rows, the engine itself). Targets (printed, not enforced): produce ≥ 5 × Redis and ≥ 10 × JetStream; consume ≥
 // 1.5 × Redis and ≥ 5 × JetStream; with fsync each, produce ≥ 5 × Redis `always`.
 //
 //   npm run bench -- batches                       # 1,000,000 entries a row (a few minutes)
@@ -112,12 +113,20 @@ interface Measured {
   readonly latencies: Float64Array;
   /** Server CPU seconds over the row (undefined: in this process). */
   readonly cpuSeconds: number | undefined;
+  /** CPU seconds of this process (the client's side) over the row. */
+  readonly clientCpuSeconds: number;
   readonly note?: string;
   /** The round it was measured in (from 1), for the rows run in rounds. */
   readonly round?: number;
 }
 
 const log = (line: string): void => console.log(line);
+
+/** CPU seconds this process (the benchmark's clients) has used so far. */
+function clientCpu(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
+}
 
 function findExecutable(name: string, extra: readonly string[] = []): string | undefined {
   for (const path of [
@@ -195,6 +204,7 @@ async function produceThrough(
   const latencies: number[] = [];
   let acked = 0;
   const cpu = serversCpu();
+  const clientBefore = clientCpu();
   const started = performance.now();
   // The sends of one batch share its promise: each batch is followed once (its first send's
   // time to its acknowledgement is the latency), and at most PRODUCER_WINDOW sends are out.
@@ -236,6 +246,7 @@ async function produceThrough(
     ms,
     latencies: sorted(latencies),
     cpuSeconds: serversCpu() - cpu,
+    clientCpuSeconds: clientCpu() - clientBefore,
     note: "latency: a batch's first send() to its acknowledgement",
   };
 }
@@ -283,6 +294,7 @@ async function natsClusterProduce(
     let next = 0;
     let acked = 0;
     const before = cpu();
+    const clientBefore = clientCpu();
     const started = performance.now();
     const lane = async (): Promise<void> => {
       while (next < count) {
@@ -302,6 +314,7 @@ async function natsClusterProduce(
         ms: performance.now() - started,
         latencies: sorted(latencies),
         cpuSeconds: cpu() - before,
+        clientCpuSeconds: clientCpu() - clientBefore,
         note: `latency: one publish (${NATS_IN_FLIGHT} in flight, every 64th sampled); CPU of the three servers`,
       },
       pairing: pairing.description,
@@ -328,6 +341,7 @@ async function walrusReadRow(
     const latencies: number[] = [];
     let received = 0;
     const cpu = processCpuSeconds(server.child.process.pid);
+    const clientBefore = clientCpu();
     const started = performance.now();
     let asked = started;
     const got = (entries: readonly string[]): number => {
@@ -351,6 +365,7 @@ async function walrusReadRow(
       ms: performance.now() - started,
       latencies: sorted(latencies),
       cpuSeconds: processCpuSeconds(server.child.process.pid) - cpu,
+      clientCpuSeconds: clientCpu() - clientBefore,
       note,
     };
   } finally {
@@ -408,6 +423,7 @@ async function redisProduce(server: RedisServer, key: string, count: number, pay
     let next = 0;
     let acked = 0;
     const cpu = processCpuSeconds(server.child.process.pid);
+    const clientBefore = clientCpu();
     const started = performance.now();
     const lane = async (): Promise<void> => {
       while (next < count) {
@@ -433,6 +449,7 @@ async function redisProduce(server: RedisServer, key: string, count: number, pay
       ms,
       latencies: sorted(latencies),
       cpuSeconds: processCpuSeconds(server.child.process.pid) - cpu,
+      clientCpuSeconds: clientCpu() - clientBefore,
       note: `latency: one pipeline of ${REDIS_PIPELINE} XADDs (${REDIS_LANES} in flight)`,
     };
   } finally {
@@ -448,6 +465,7 @@ async function redisConsume(server: RedisServer, key: string, count: number): Pr
     let received = 0;
     let after = '0-0';
     const cpu = processCpuSeconds(server.child.process.pid);
+    const clientBefore = clientCpu();
     const started = performance.now();
     const work = (async () => {
       while (received < count) {
@@ -469,6 +487,7 @@ async function redisConsume(server: RedisServer, key: string, count: number): Pr
       ms: performance.now() - started,
       latencies: sorted(latencies),
       cpuSeconds: processCpuSeconds(server.child.process.pid) - cpu,
+      clientCpuSeconds: clientCpu() - clientBefore,
       note: `latency: one XREAD COUNT ${READ_BATCH}`,
     };
   } finally {
@@ -527,6 +546,7 @@ async function natsRows(server: NatsServer, count: number, payload: string, stre
     let next = 0;
     let acked = 0;
     let cpu = processCpuSeconds(server.child.process.pid);
+    let clientBefore = clientCpu();
     let started = performance.now();
     const lane = async (): Promise<void> => {
       while (next < count) {
@@ -545,6 +565,7 @@ async function natsRows(server: NatsServer, count: number, payload: string, stre
       ms: performance.now() - started,
       latencies: sorted(latencies),
       cpuSeconds: processCpuSeconds(server.child.process.pid) - cpu,
+      clientCpuSeconds: clientCpu() - clientBefore,
       note: `latency: one publish (${NATS_IN_FLIGHT} in flight, every 64th sampled)`,
     };
     await jsm.consumers.add(stream, { durable_name: 'reader', ack_policy: AckPolicy.All, deliver_policy: DeliverPolicy.All });
@@ -552,6 +573,7 @@ async function natsRows(server: NatsServer, count: number, payload: string, stre
     const reads: number[] = [];
     let received = 0;
     cpu = processCpuSeconds(server.child.process.pid);
+    clientBefore = clientCpu();
     started = performance.now();
     const work = (async () => {
       while (received < count) {
@@ -578,6 +600,7 @@ async function natsRows(server: NatsServer, count: number, payload: string, stre
       ms: performance.now() - started,
       latencies: sorted(reads),
       cpuSeconds: processCpuSeconds(server.child.process.pid) - cpu,
+      clientCpuSeconds: clientCpu() - clientBefore,
       note: `latency: one fetch of ${READ_BATCH} and its acknowledgement`,
     };
     return [produce, consume];
@@ -594,6 +617,7 @@ async function engineRows(root: string, count: number, payload: string): Promise
   try {
     const batch = Array.from({ length: ENGINE_BATCH }, () => payload);
     const appends: number[] = [];
+    let clientBefore = clientCpu();
     let started = performance.now();
     for (let written = 0; written < count; written += ENGINE_BATCH) {
       const at = performance.now();
@@ -607,10 +631,12 @@ async function engineRows(root: string, count: number, payload: string): Promise
       ms: performance.now() - started,
       latencies: sorted(appends),
       cpuSeconds: undefined,
+      clientCpuSeconds: clientCpu() - clientBefore,
       note: `appendBatch of ${ENGINE_BATCH}, awaited one at a time`,
     };
     const reads: number[] = [];
     let received = 0;
+    clientBefore = clientCpu();
     started = performance.now();
     while (received < count) {
       const at = performance.now();
@@ -626,6 +652,7 @@ async function engineRows(root: string, count: number, payload: string): Promise
       ms: performance.now() - started,
       latencies: sorted(reads),
       cpuSeconds: undefined,
+      clientCpuSeconds: clientCpu() - clientBefore,
       note: 'readBatch of 64 KiB',
     };
     return [produce, consume];
@@ -714,6 +741,7 @@ function tableLine(measured: Measured): string[] {
     formatMs(percentile(measured.latencies, 0.5)),
     formatMs(percentile(measured.latencies, 0.99)),
     perEntryUs,
+    ((measured.clientCpuSeconds * 1e6) / measured.entries).toFixed(2),
   ];
 }
 
@@ -855,7 +883,7 @@ export async function runThroughputBench(options: ThroughputBenchOptions): Promi
   log('');
   log(
     markdownTable(
-      ['row', 'server', 'entries/s', 'MB/s', 'p50 ms', 'p99 ms', 'server CPU µs/entry'],
+      ['row', 'server', 'entries/s', 'MB/s', 'p50 ms', 'p99 ms', 'server CPU µs/entry', 'client CPU µs/entry'],
       ordered.map((measured) => tableLine(measured)),
     ),
   );

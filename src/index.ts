@@ -13,6 +13,7 @@ import { type Environment, processEnvironment, walrusOptionsFromEnv } from './ke
 export * from './client/index.js';
 export type { StorageBackend, StorageFile } from './contracts/storage.js';
 export { disableNativeAddon } from './engine/native-addon.js';
+export { PayloadRun } from './engine/payload-run.js';
 export type { RecoveryReport } from './engine/recovery.js';
 export { BACKENDS, chooseBackend, resolveBackend } from './engine/storage/select.js';
 export type { BackendName, Consistency, Entry, FsyncSchedule, ReadBatchOptions, WalrusOptions } from './engine/walrus.js';

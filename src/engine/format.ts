@@ -11,6 +11,7 @@
 // crash is dropped whole. This module imports nothing of the engine's (checksum.ts imports it).
 
 import { crc32 } from 'node:zlib';
+import type { PayloadRun } from './payload-run.js';
 
 export const FORMAT_VERSION = 1;
 
@@ -192,6 +193,39 @@ export function writeEntryRecords(
     writeFields(view, end, versionKind, topicId, payload.length, firstSeq + index, count | (index << 16));
     bytes.set(payload, end + RECORD_HEADER_BYTES);
     end += RECORD_HEADER_BYTES + payload.length;
+  }
+  return end;
+}
+
+/**
+ * writeEntryRecords() for a PayloadRun: the payload bytes are copied to the end of the records'
+ * space with one copy a part, then each payload is moved left to its place after its header
+ * (payload i by (count - i - 1) headers; copyWithin makes no view, and moving in order never
+ * overwrites bytes still to move), and the headers are written. Returns the end offset.
+ */
+export function writeEntryRun(view: DataView, bytes: Uint8Array, at: number, topicId: number, firstSeq: number, run: PayloadRun): number {
+  const count = run.count;
+  const sizes = run.sizes;
+  const end = at + count * RECORD_HEADER_BYTES + run.bytes;
+  let to = end - run.bytes;
+  const parts = run.parts;
+  for (let index = 0; index < parts.length; index++) {
+    const part = parts[index] as Uint8Array;
+    const from = index === 0 ? run.start : 0;
+    bytes.set(from === 0 ? part : part.subarray(from), to);
+    to += part.length - from;
+  }
+  const versionKind = FORMAT_VERSION | (RecordKind.entry << 8);
+  // Where payload i lies now (`source`) and where its record starts (`record`).
+  let source = end - run.bytes;
+  let record = at;
+  for (let index = 0; index < count; index++) {
+    const size = sizes[index] as number;
+    const target = record + RECORD_HEADER_BYTES;
+    if (target !== source) bytes.copyWithin(target, source, source + size);
+    writeFields(view, record, versionKind, topicId, size, firstSeq + index, count | (index << 16));
+    source += size;
+    record = target + size;
   }
   return end;
 }

@@ -20,8 +20,10 @@ import {
   RECORD_HEADER_BYTES,
   RecordKind,
   writeEntryRecords,
+  writeEntryRun,
   writeRecordFields,
 } from './format.js';
+import type { PayloadRun } from './payload-run.js';
 
 /**
  * The promise acknowledge() returns when the records were acknowledged before it returned (see
@@ -269,6 +271,23 @@ export class LogWriter {
       return;
     }
     writeEntryRecords(this.arenaView, this.arena, this.reserve(totalBytes), topicId, firstSeq, payloads);
+    this.stagedBytes += totalBytes;
+    this.extendFor(this.writeOffset + this.stagedBytes);
+  }
+
+  /**
+   * stageBatch() for a PayloadRun: the payload bytes are copied into the staging buffer with one
+   * copy a part (what is staged is written first when the batch does not fit behind it), each
+   * payload is moved to its place after its header (copyWithin, which makes no view), and the
+   * headers are written: no object is made per payload. A batch larger than the staging buffer
+   * goes through stageBatch().
+   */
+  stageRun(topicId: number, firstSeq: number, run: PayloadRun, totalBytes: number): void {
+    if (totalBytes > this.arena.length || run.bytes > limits.stagingCopyBytesMax) {
+      this.stageBatch(topicId, firstSeq, run.payloads, totalBytes);
+      return;
+    }
+    writeEntryRun(this.arenaView, this.arena, this.reserve(totalBytes), topicId, firstSeq, run);
     this.stagedBytes += totalBytes;
     this.extendFor(this.writeOffset + this.stagedBytes);
   }

@@ -60,9 +60,9 @@ export class TopicState {
    * Records a batch's entries from `firstSeq` on, laid back to back in file `fileNo` from
    * `offset` (each a record header plus its payload); returns where the batch ends.
    */
-  storeRun(firstSeq: number, fileNo: number, offset: number, payloads: readonly Uint8Array[]): number {
+  storeRun(firstSeq: number, fileNo: number, offset: number, sizes: readonly number[]): number {
     if (firstSeq !== this.storedSeq) throw new Error(`invariant: topic ${this.name} stores seq ${firstSeq}, expected ${this.storedSeq}`);
-    const count = payloads.length;
+    const count = sizes.length;
     const first = firstSeq - this.lowSeq;
     if (first + count > this.positions.length) this.grow(first + count);
     const positions = this.positions;
@@ -70,7 +70,7 @@ export class TopicState {
     const base = fileNo * U32;
     let at = offset;
     for (let index = 0; index < count; index++) {
-      const length = (payloads[index] as Uint8Array).length;
+      const length = sizes[index] as number;
       positions[first + index] = base + at;
       lengths[first + index] = length;
       at += RECORD_HEADER_BYTES + length;

@@ -13,6 +13,7 @@ import { limits } from '../kernel/limits.js';
 import { checksums, recordCrcMatches } from './checksum.js';
 import { dataFileName, FILE_HEADER_BYTES, RECORD_HEADER_BYTES, RecordKind, recordMatches } from './format.js';
 import { ACKNOWLEDGED, acknowledged, LogWriter, type OpenFile, type SyncMode, syncDirectory } from './log.js';
+import { PayloadRun } from './payload-run.js';
 import { stillRuns } from './process-holder.js';
 import { type Recovery, type RecoveryReport, recover, recoverSync } from './recovery.js';
 import { resolveBackend } from './storage/select.js';
@@ -379,42 +380,62 @@ export class Walrus {
     }
   }
 
-  async appendBatch(topic: string, items: ReadonlyArray<Uint8Array | string>, options: AppendBatchOptions = {}): Promise<void> {
+  /**
+   * Appends `items` as one batch (see docs/engine.md). A PayloadRun (the payloads of an MPUT, back
+   * to back in the pieces the request arrived in) is taken as it is: its bytes are copied into
+   * the records without an object made per payload.
+   */
+  async appendBatch(
+    topic: string,
+    items: ReadonlyArray<Uint8Array | string> | PayloadRun,
+    options: AppendBatchOptions = {},
+  ): Promise<void> {
     this.checkWritable();
     checkTopicName(topic);
-    if (!Array.isArray(items)) throw new InputError('INVALID_ARGUMENT', 'items must be an array');
-    if (items.length > limits.batchEntriesMax) {
-      throw new InputError('BATCH_TOO_LARGE', `batch of ${items.length} entries exceeds the limit of ${limits.batchEntriesMax} entries`);
+    const run = items instanceof PayloadRun ? items : undefined;
+    if (run === undefined && !Array.isArray(items)) throw new InputError('INVALID_ARGUMENT', 'items must be an array');
+    const count = run === undefined ? (items as ReadonlyArray<Uint8Array | string>).length : run.count;
+    if (count > limits.batchEntriesMax) {
+      throw new InputError('BATCH_TOO_LARGE', `batch of ${count} entries exceeds the limit of ${limits.batchEntriesMax} entries`);
     }
     // Byte arrays are used as given (they are copied or written before this call returns);
     // strings are encoded into a copy of the list.
-    let payloads = items as ReadonlyArray<Uint8Array>;
-    let bytes = 0;
-    for (let index = 0; index < items.length; index++) {
-      const item = items[index];
-      if (!(item instanceof Uint8Array)) {
-        if (payloads === items) payloads = items.slice(0, index) as Uint8Array[];
-        (payloads as Uint8Array[]).push(toBytes(item as string, `items[${index}]`));
-      } else if (payloads !== items) (payloads as Uint8Array[]).push(item);
-      bytes += (payloads[index] as Uint8Array).length;
+    let payloads = run === undefined ? (items as ReadonlyArray<Uint8Array>) : undefined;
+    let bytes = run?.bytes ?? 0;
+    let sizes = run?.sizes;
+    if (payloads !== undefined) {
+      const list = items as ReadonlyArray<Uint8Array | string>;
+      const measured: number[] = new Array(list.length);
+      for (let index = 0; index < list.length; index++) {
+        const item = list[index];
+        if (!(item instanceof Uint8Array)) {
+          if (payloads === list) payloads = list.slice(0, index) as Uint8Array[];
+          (payloads as Uint8Array[]).push(toBytes(item as string, `items[${index}]`));
+        } else if (payloads !== list) (payloads as Uint8Array[]).push(item);
+        const length = (payloads[index] as Uint8Array).length;
+        measured[index] = length;
+        bytes += length;
+      }
+      sizes = measured;
     }
     if (bytes > limits.batchBytesMax)
       throw new InputError('BATCH_TOO_LARGE', `batch of ${bytes} bytes exceeds the limit of ${limits.batchBytesMax} bytes`);
     const existing = this.topicsByName.get(topic);
     if (existing?.batchInFlight === true) throw new BusyError('TOPIC_BUSY', `another batch append is in flight on topic ${topic}`);
-    if (payloads.length === 0) return;
-    this.writer.ensureRoom(bytes + payloads.length * RECORD_HEADER_BYTES + this.declarationBytes(topic));
+    if (count === 0) return;
+    this.writer.ensureRoom(bytes + count * RECORD_HEADER_BYTES + this.declarationBytes(topic));
     const state = existing ?? this.createTopic(topic);
     const first = state.nextSeq;
-    state.nextSeq += payloads.length;
+    state.nextSeq += count;
     const fileNo = this.writer.fileNo;
     // The batch's records follow one another in the file from here (ensureRoom kept it in one file).
     const start = this.writer.nextOffset;
-    const end = state.storeRun(first, fileNo, start, payloads);
-    this.writer.stageBatch(state.id, first, payloads, end - start);
+    const end = state.storeRun(first, fileNo, start, sizes as readonly number[]);
+    if (run === undefined) this.writer.stageBatch(state.id, first, payloads as ReadonlyArray<Uint8Array>, end - start);
+    else this.writer.stageRun(state.id, first, run, end - start);
     // All entries of the batch become readable together, after the write that holds the last of them.
     this.markUnpublished(state);
-    this.noteHeld(fileNo, state, first + payloads.length - 1);
+    this.noteHeld(fileNo, state, first + count - 1);
     // Staged above, in this call: appends made after it are ordered after it in the log, so the
     // refusal of overlapping ones is the original's rule, kept unless the caller lifts it.
     if (options.exclusive === false) return this.writer.acknowledge();

@@ -222,8 +222,8 @@ export class NodeController {
         return this.put(command.topic, command.payload);
       case 'MPUT': {
         // One unit all the way: appended together (or not at all) in one segment.
-        const reply = this.put(command.topic, new PayloadBatch(command.payloads));
-        const ok = { text: `${OK} ${command.payloads.length}` };
+        const reply = this.put(command.topic, new PayloadBatch(command.batch));
+        const ok = { text: `${OK} ${command.batch.count}` };
         return reply instanceof Promise ? reply.then((done) => (done === OK_REPLY ? ok : done)) : reply === OK_REPLY ? ok : reply;
       }
       case 'GET':
@@ -422,9 +422,8 @@ export class NodeController {
    */
   private appendLocal(topic: string, segment: number, payload: PutUnit): number | Promise<number> {
     if (payload instanceof PayloadBatch) {
-      const { payloads } = payload;
-      return this.options.store.appendBatchNow(topic, segment, payloads).then((at) => {
-        const waiting = this.options.replication?.appendedBatch(topic, segment, at, payloads);
+      return this.options.store.appendBatchNow(topic, segment, payload.run).then((at) => {
+        const waiting = this.options.replication?.appendedBatch(topic, segment, at, payload.payloads);
         return waiting === undefined ? at : waiting.then(() => at);
       });
     }

@@ -21,6 +21,7 @@
 //
 // Errors are returned as the message without the `ERR ` prefix; the server replies `err(error)`.
 
+import { PayloadRun } from '../engine/payload-run.js';
 import { limits } from '../kernel/limits.js';
 
 export type Command =
@@ -31,8 +32,8 @@ export type Command =
   | { readonly op: 'STATE'; readonly topic: string }
   | { readonly op: 'METRICS' }
   | { readonly op: 'FETCH'; readonly topic: string; readonly segment: number; readonly offset: number }
-  /** The payloads are views of the request body's bytes. */
-  | { readonly op: 'MPUT'; readonly topic: string; readonly payloads: readonly Buffer[] }
+  /** The payloads, back to back in the request body's bytes (the pieces it arrived in); no copy. */
+  | { readonly op: 'MPUT'; readonly topic: string; readonly batch: PayloadRun }
   | { readonly op: 'MGET'; readonly topic: string; readonly max: number }
   | {
       readonly op: 'MFETCH';
@@ -152,8 +153,8 @@ export function isTrimmedCode(code: number): boolean {
 
 /**
  * parseRequest() for a body that arrived split between chunks (FrameDecoder.nextBodyParts), valid
- * UTF-8 as a whole: an MPUT's payloads stay views of the chunks (one that spans two is copied),
- * so a batch costs no copy of the frame; any other request is joined first.
+ * UTF-8 as a whole: an MPUT's payloads stay where they are in the chunks (a PayloadRun), so a
+ * batch costs no copy of the frame; any other request is joined first.
  */
 export function parseRequestParts(parts: readonly Buffer[], length: number): Command | CommandError {
   const first = parts[0] as Buffer;
@@ -173,7 +174,7 @@ function isBatchPut(body: Buffer): boolean {
  * checks before parsing), `length` bytes in `parts` (one part, or the pieces a body arrived in;
  * its first line lies in the first). Each payload must be valid UTF-8 itself, so a size must not
  * end inside a character: the byte after each payload but the last must not be a continuation
- * byte. A payload is a view of the part it lies in, or a copy when it spans two.
+ * byte. The payloads stay in the parts, as a PayloadRun from the byte after the LF.
  */
 function parseBatchPut(parts: readonly Buffer[], length: number): Command | CommandError {
   const body = parts[0] as Buffer;
@@ -200,8 +201,8 @@ function parseBatchPut(parts: readonly Buffer[], length: number): Command | Comm
       return fail(COMMAND_ERRORS.mputSize);
     }
   }
-  const payloads: Buffer[] = new Array(sizes.length);
-  // The read position: byte `at` of part `part` (parts are never empty).
+  // Each payload but the first must start a character: the byte at its start is looked at where
+  // it lies (part `part`, byte `at`), without cutting the body.
   let part = 0;
   let current = body;
   let at = newline + 1;
@@ -209,36 +210,23 @@ function parseBatchPut(parts: readonly Buffer[], length: number): Command | Comm
   for (let index = 0; index < sizes.length; index++) {
     const wanted = sizes[index] as number;
     if (wanted > left) return fail(COMMAND_ERRORS.mputBytes);
-    if (at === current.length) {
+    while (at === current.length) {
       part += 1;
       current = parts[part] as Buffer;
       at = 0;
     }
     if (index > 0 && ((current[at] as number) & 0xc0) === 0x80) return fail(COMMAND_ERRORS.mputSplit);
     left -= wanted;
-    if (at + wanted <= current.length) {
-      payloads[index] = current.subarray(at, at + wanted);
-      at += wanted;
-      continue;
+    // On to the next payload's start, across the parts it spans.
+    at += wanted;
+    while (at > current.length) {
+      at -= current.length;
+      part += 1;
+      current = parts[part] as Buffer;
     }
-    // Spans parts: copied together.
-    const payload = Buffer.allocUnsafe(wanted);
-    let copied = 0;
-    while (copied < wanted) {
-      if (at === current.length) {
-        part += 1;
-        current = parts[part] as Buffer;
-        at = 0;
-      }
-      const step = Math.min(wanted - copied, current.length - at);
-      current.copy(payload, copied, at, at + step);
-      copied += step;
-      at += step;
-    }
-    payloads[index] = payload;
   }
   if (left !== 0) return fail(COMMAND_ERRORS.mputBytes);
-  return { op: 'MPUT', topic, payloads };
+  return { op: 'MPUT', topic, batch: new PayloadRun(parts, newline + 1, sizes) };
 }
 
 function parseBatchFetch(topic: string | undefined, rest: string | undefined): Command | CommandError {

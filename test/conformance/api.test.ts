@@ -2,6 +2,7 @@
 // stateless reads by sequence number, pendingCount, topics(), payload shapes.
 
 import test from 'ava';
+import { PayloadRun } from '../../src/engine/payload-run.js';
 import { forEachBackend, withWal } from '../helpers/backends.js';
 import { drain, label, pattern, range, sameBytes, seqs, texts, UNLIMITED } from './support.js';
 
@@ -17,6 +18,35 @@ forEachBackend('api', (backend) => {
       t.deepEqual(seqs(entries), [0, 1, 2]);
       t.is(await wal.readNext('t'), null);
     }),
+  );
+
+  test(
+    title('appendBatch of a PayloadRun: the payloads back to back in pieces, however cut, are appended as one batch and survive a reopen'),
+    (t) =>
+      withWal(backend, async ({ open }) => {
+        const payloads = ['alpha', 'b', 'ççç', 'delta-delta', 'é', 'z'.repeat(300)];
+        const bytes = Buffer.concat([Buffer.from('HEAD\n'), ...payloads.map((payload) => Buffer.from(payload, 'utf8'))]);
+        const sizes = payloads.map((payload) => Buffer.byteLength(payload, 'utf8'));
+        const wal = await open();
+        const written: string[] = [];
+        // One piece; cuts inside payloads, at their edges and right after the first line.
+        for (const cuts of [[], [5], [6, 7], [9, 10, 11, 12], [20, 200, 300]]) {
+          const points = [0, ...cuts, bytes.length];
+          const parts = points.slice(1).map((end, index) => bytes.subarray(points[index], end));
+          await wal.appendBatch('t', new PayloadRun(parts, 5, sizes));
+          await wal.append('t', 'single');
+          written.push(...payloads, 'single');
+        }
+        t.deepEqual(texts(await drain(wal, 't')), written);
+        await wal.close();
+        const again = await open();
+        t.is(again.entryCount('t'), written.length);
+        t.deepEqual(
+          again.readRunAt('t', 0, written.length, 1_000_000).map((payload) => payload.toString('utf8')),
+          written,
+        );
+        t.throws(() => new PayloadRun([bytes], 5, [1, 2]), { instanceOf: RangeError });
+      }),
   );
 
   test(title('a topic never written reads null, also after other topics are written'), (t) =>

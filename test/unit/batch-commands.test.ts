@@ -16,15 +16,15 @@ test('MPUT: sizes on the first line, the payloads after its LF, as views of the 
   if (!('op' in parsed) || parsed.op !== 'MPUT') return t.fail(JSON.stringify(parsed));
   t.is(parsed.topic, 'orders');
   t.deepEqual(
-    parsed.payloads.map((payload) => payload.toString('utf8')),
+    parsed.batch.payloads.map((payload) => payload.toString('utf8')),
     ['first', 'big', 'second '],
   );
   // Multi-byte characters: sizes count bytes.
   const accents = parseRequest(body('MPUT t 2 4\néa€'));
-  t.deepEqual('payloads' in accents ? accents.payloads.map((payload) => payload.toString('utf8')) : accents, ['é', 'a€']);
+  t.deepEqual('batch' in accents ? accents.batch.payloads.map((payload) => payload.toString('utf8')) : accents, ['é', 'a€']);
   // The text path (parseCommand) gives the same command.
   const text = parseCommand('MPUT orders 2 2\nabcd');
-  t.deepEqual('payloads' in text ? text.payloads.map(String) : text, ['ab', 'cd']);
+  t.deepEqual('batch' in text ? text.batch.payloads.map(String) : text, ['ab', 'cd']);
 });
 
 test('MPUT refusals: each with its own message', (t) => {

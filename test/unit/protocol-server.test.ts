@@ -62,7 +62,7 @@ class FakeHandler implements CommandHandler {
           return new Promise((resolve) => setImmediate(() => resolve({ text: 'y'.repeat(LARGE_REPLY_CHARS) })));
         return this.maybeHold(command.topic, String(command.offset), () => ({ text: `OK ${command.offset + 1} p${command.offset}` }));
       case 'MPUT':
-        return Promise.resolve({ text: `OK ${command.payloads.length}` });
+        return Promise.resolve({ text: `OK ${command.batch.count}` });
       case 'MGET':
       case 'MFETCH':
         return Promise.resolve({ text: 'EMPTY' });

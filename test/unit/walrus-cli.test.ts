@@ -48,7 +48,7 @@ function answer(text: string, gets: Set<string>): string | undefined {
     case 'METRICS':
       return METRICS_JSON;
     case 'MPUT':
-      return `OK ${command.payloads.length}`;
+      return `OK ${command.batch.count}`;
     case 'MGET':
       // Two entries once, then nothing.
       if (gets.has(command.topic)) return EMPTY;

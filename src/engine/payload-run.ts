@@ -5,7 +5,7 @@
 
 /** Payloads back to back: the first starts at `start` of `parts[0]`, each follows the one before. */
 export class PayloadRun {
-  /** The byte arrays the payloads lie in, in order (each holds at least one payload byte). */
+  /** The byte arrays the payloads lie in, in order (the first may hold only bytes before `start`). */
   readonly parts: readonly Uint8Array[];
   /** Where the first payload starts in `parts[0]`. */
   readonly start: number;

@@ -852,11 +852,8 @@ export class Walrus {
   }
 
   /**
-   * Reads and verifies one entry's record, through the topic's read-ahead buffer; its payload is
-   * copied into `into` at `intoAt` when given, else into a buffer of its own.
-   */
-  /**
-   * The payload of entry `seq`, checked against the index and its CRC: a copy of its own, or with
+   * Reads and verifies one entry's record, through the topic's read-ahead buffer: the payload of
+   * entry `seq`, checked against the index and its CRC, as a copy of its own, or with
    * `share` a view of the buffer it was read into. A read-ahead buffer is filled once and never
    * written again (a refill takes a new one), so such a view stays valid.
    */

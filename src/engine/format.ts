@@ -207,7 +207,9 @@ export function writeEntryRun(view: DataView, bytes: Uint8Array, at: number, top
   const count = run.count;
   const sizes = run.sizes;
   const end = at + count * RECORD_HEADER_BYTES + run.bytes;
-  let to = end - run.bytes;
+  // The payloads are copied back to back to the end of the space, from `landed` on.
+  const landed = end - run.bytes;
+  let to = landed;
   const parts = run.parts;
   for (let index = 0; index < parts.length; index++) {
     const part = parts[index] as Uint8Array;
@@ -217,7 +219,7 @@ export function writeEntryRun(view: DataView, bytes: Uint8Array, at: number, top
   }
   const versionKind = FORMAT_VERSION | (RecordKind.entry << 8);
   // Where payload i lies now (`source`) and where its record starts (`record`).
-  let source = end - run.bytes;
+  let source = landed;
   let record = at;
   for (let index = 0; index < count; index++) {
     const size = sizes[index] as number;

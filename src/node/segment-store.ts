@@ -20,7 +20,7 @@
 import { closeSync, fdatasyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Lease, WriteFencing } from '../contracts/fencing.js';
-import { PayloadRun } from '../engine/payload-run.js';
+import type { PayloadRun } from '../engine/payload-run.js';
 import { Walrus } from '../engine/walrus.js';
 import { type WalrusError, walrusError } from '../kernel/errors.js';
 import { limits } from '../kernel/limits.js';
@@ -197,7 +197,7 @@ export class SegmentStore {
    * at once, as appendNow's entries are: appends after it follow it in the log, and batches and
    * entries of one tick share one write (and one sync).
    */
-  appendBatchNow(topic: string, segment: number, payloads: readonly Uint8Array[] | PayloadRun): Promise<number> {
+  appendBatchNow(topic: string, segment: number, payloads: PayloadRun): Promise<number> {
     const key = segmentKey(topic, segment);
     try {
       return Promise.resolve(this.whenFree(key, () => this.batchStaged(key, topic, segment, payloads)));
@@ -206,7 +206,7 @@ export class SegmentStore {
     }
   }
 
-  private batchStaged(key: string, topic: string, segment: number, payloads: readonly Uint8Array[] | PayloadRun): Promise<number> {
+  private batchStaged(key: string, topic: string, segment: number, payloads: PayloadRun): Promise<number> {
     const wal = this.writable();
     const { lease, count } = this.admit(key, topic, segment);
     // Not exclusive: the engine would refuse this segment's next appends until the batch is acknowledged.
@@ -216,7 +216,7 @@ export class SegmentStore {
     return written.then(
       () => {
         this.settledOne(key, appends);
-        return this.appended(lease, topic, segment, count, payloads instanceof PayloadRun ? payloads.count : payloads.length);
+        return this.appended(lease, topic, segment, count, payloads.count);
       },
       (error: unknown) => {
         this.settledOne(key, appends);

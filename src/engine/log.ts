@@ -101,6 +101,11 @@ export class LogWriter {
   private writeOffset: number;
   /** Size the current file has been extended to. */
   private extentEnd: number;
+  /** The file the read-ahead of prefetchAhead() is for, how far it has read, and whether a read is in flight. */
+  private prefetchFile: StorageFile | undefined;
+  private prefetchedTo = 0;
+  private prefetching = false;
+  private stopped = false;
   private readonly arena = Buffer.allocUnsafe(limits.stagingBytes);
   private readonly arenaView = new DataView(this.arena.buffer, this.arena.byteOffset, this.arena.length);
   private arenaUsed = 0;
@@ -446,6 +451,35 @@ export class LogWriter {
   stop(): void {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
+    this.stopped = true;
+  }
+
+  /**
+   * Keeps the next limits.prefetchAheadBytes of the current file's extent, past what has been
+   * written, asked for in the page cache (StorageFile.prefetch), one step at a time with one
+   * request in flight, the hints running on another thread. The extent past the writes is a hole,
+   * so its pages come in zeroed and clean (a sync does not write them) and the writes then only
+   * copy into them instead of each bringing in a fresh page (docs/engine.md, Backends). Nothing
+   * past the extent (the file's size) is asked for; a hint that settles after a roll is dropped.
+   */
+  private prefetchAhead(): void {
+    const file = this.current.file;
+    if (file.prefetch === undefined || this.prefetching || this.stopped || this.failure !== undefined) return;
+    if (this.prefetchFile !== file) {
+      this.prefetchFile = file;
+      this.prefetchedTo = 0;
+    }
+    const from = Math.max(this.prefetchedTo, this.writeOffset);
+    const end = Math.min(this.extentEnd, this.writeOffset + limits.prefetchAheadBytes);
+    if (from >= end) return;
+    const length = Math.min(limits.prefetchStepBytes, end - from);
+    this.prefetching = true;
+    void file.prefetch(from, length).then(() => {
+      this.prefetching = false;
+      if (this.prefetchFile !== file) return;
+      this.prefetchedTo = Math.max(this.prefetchedTo, from + length);
+      this.prefetchAhead();
+    });
   }
 
   private poison(error: unknown): void {
@@ -492,6 +526,7 @@ export class LogWriter {
       }
       this.writeOffset += this.stagedBytes;
       this.dirtyFiles.add(this.current.file);
+      this.prefetchAhead();
     }
     if (!single) this.chunks = [];
     this.stagedBytes = 0;

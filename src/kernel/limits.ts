@@ -44,6 +44,13 @@ export const limits = {
   stagingBytes: 4 * 1024 * 1024,
   /** Payloads up to this size are copied into the staging buffer; larger ones are written from the caller's buffer. */
   stagingCopyBytesMax: 64 * 1024,
+  /**
+   * The writer has the OS read this much of the data file past what it has written into the page
+   * cache ahead of the writes (StorageFile.prefetch), in steps of prefetchStepBytes: where that is a
+   * sparse extent the pages come in clean and zeroed, and the writes only copy into them.
+   */
+  prefetchAheadBytes: 16 * 1024 * 1024,
+  prefetchStepBytes: 1024 * 1024,
   /** Reads fetch this much at once and serve the following entries from memory. */
   readAheadBytes: 256 * 1024,
   /** Read-ahead buffers kept at once (one per topic being read, least recently used dropped first). */

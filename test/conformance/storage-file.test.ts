@@ -7,6 +7,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import type { StorageBackend } from '../../src/contracts/storage.js';
+import { pageCacheWillNeed } from '../../src/engine/storage/page-cache.js';
 import { BACKENDS } from '../../src/engine/storage/select.js';
 import { forEachBackend } from '../helpers/backends.js';
 import { withTempDir } from '../helpers/kernel.js';
@@ -136,6 +137,35 @@ forEachBackend('storage file', (name) => {
       await file.close();
       t.throws(() => file.read(Buffer.alloc(4), 0, 4, 0));
       t.throws(() => file.write(Buffer.alloc(4), 0));
+    }),
+  );
+
+  test(title('prefetch, where offered, changes no byte and no size, and settles for holes, data, past the end and after close'), (t) =>
+    withTempDir(async (dir) => {
+      const backend = await backendNamed(name);
+      const path = join(dir, 'p.bin');
+      const file = backend.open(path, { create: true });
+      // fd and io_uring offer the page-cache hint whenever the native addon has it; mmap's writes
+      // go through its mapping, which a hint on the descriptor does not fill.
+      t.is(file.prefetch !== undefined, name !== 'mmap' && pageCacheWillNeed() !== undefined, 'whether prefetch is offered');
+      const data = pattern(300_000, 7);
+      file.write(data, 0);
+      file.truncate(8 * MiB);
+      if (file.prefetch !== undefined) {
+        await file.prefetch(0, 4 * MiB); // data, then a hole
+        await file.prefetch(4 * MiB, 4 * MiB); // a hole up to the end
+        await file.prefetch(6 * MiB, 16 * MiB); // past the end
+        await file.prefetch(0, 0);
+      }
+      t.is(file.size(), 8 * MiB);
+      const back = Buffer.alloc(300_000);
+      t.is(file.read(back, 0, back.length, 0), back.length);
+      t.true(back.equals(data));
+      t.true(readBytes(path, 4 * MiB, MiB).equals(Buffer.alloc(MiB)), 'the hole still reads as zeros');
+      await file.close();
+      if (file.prefetch !== undefined) await file.prefetch(0, MiB); // settles, does nothing
+      t.is(statSync(path).size, 8 * MiB);
+      t.true(readFileSync(path).subarray(0, 300_000).equals(data));
     }),
   );
 });

@@ -1,13 +1,17 @@
 // The fd backend: positional pread/pwrite/pwritev through Node's synchronous fs calls, and
 // fdatasync through the libuv thread pool so the event loop never waits on the disk.
-// Always available; pure TypeScript.
+// Always available; pure TypeScript, apart from the optional page-cache hint (prefetch), which
+// needs the native addon.
 
 import { closeSync, fdatasync, fstatSync, ftruncateSync, openSync, readSync, writeSync, writevSync } from 'node:fs';
 import type { StorageBackend, StorageFile } from '../../contracts/storage.js';
+import { prefetcher } from './page-cache.js';
 
 class FdFile implements StorageFile {
   readonly path: string;
   private fd: number;
+  /** With the native addon: posix_fadvise(WILLNEED) on a worker thread (page-cache.ts). */
+  readonly prefetch = prefetcher(() => this.fd);
 
   constructor(path: string, create: boolean) {
     this.path = path;

@@ -6,6 +6,7 @@
 
 import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync, writevSync } from 'node:fs';
 import type { StorageBackend, StorageFile } from '../../contracts/storage.js';
+import { prefetcher } from './page-cache.js';
 import { decodeWrite, loadUring, type UringNative, type UringRing } from './uring-native.js';
 
 /** Submission queue entries of each backend's ring (the completion queue gets twice as many). */
@@ -32,6 +33,8 @@ class UringFile implements StorageFile {
   private readonly ring: UringRing;
   private fd: number;
   private closed = false;
+  /** posix_fadvise(WILLNEED) on a worker thread (page-cache.ts), as the fd backend. */
+  readonly prefetch = prefetcher(() => (this.closed ? -1 : this.fd));
   private closing: Promise<void> | undefined;
   private mode: 'ring' | 'pwritev' = 'ring';
   /** This file's fdatasyncs in flight: close() waits for them before the fd number can be reused. */

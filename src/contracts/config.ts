@@ -67,6 +67,11 @@ export const storageSchema = s.object(
         'When acknowledged entries are made durable against power loss: `each` (before the reply), `interval` (every `fsyncIntervalMs`), `none` (on close).',
     }),
     fsyncIntervalMs: s.int({ default: 200, min: 1, max: 60_000, description: 'Sync period under `fsync: interval`, in milliseconds.' }),
+    writeReadAhead: s.bool({
+      default: true,
+      description:
+        'Keep the next 16 MiB of the data file in the page cache ahead of the writes (fd and uring with the native addon): faster produce where fresh memory is slow (VMs), a little more CPU where it is not.',
+    }),
   },
   'Storage backend selection.',
 );

@@ -28,7 +28,7 @@ export interface StorageFile {
   writevAndSync?(buffers: readonly Uint8Array[], position: number): Promise<void>;
   /**
    * Optional: a hint that brings `[position, position + length)` into the OS page cache in the
-   * background (fd and uring: posix_fadvise WILLNEED on a worker thread); the promise settles,
+   * background (fd and uring: a read of it on a worker thread); the promise settles,
    * never rejects, once the hint has run. It never changes what the file holds. The writer asks
    * for the part of its file just past what it has written: there the file is a hole, whose pages
    * come in zeroed and clean, so the writes copy into pages that exist (on a virtual machine whose

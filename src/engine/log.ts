@@ -74,6 +74,8 @@ export interface LogWriterOptions {
   readonly backend: StorageBackend;
   readonly sync: SyncMode;
   readonly fileBytesMax: number;
+  /** Keep the file ahead of the writes in the page cache when the backend can (prefetchAhead). */
+  readonly writeReadAhead: boolean;
   /** The file to append to and where its valid records end. */
   readonly current: OpenFile & { readonly validEnd: number; readonly hasHeader: boolean };
   /** Called when a new data file is started, so the caller can stage its checkpoint records. */
@@ -464,7 +466,8 @@ export class LogWriter {
    */
   private prefetchAhead(): void {
     const file = this.current.file;
-    if (file.prefetch === undefined || this.prefetching || this.stopped || this.failure !== undefined) return;
+    if (!this.options.writeReadAhead || file.prefetch === undefined || this.prefetching || this.stopped || this.failure !== undefined)
+      return;
     if (this.prefetchFile !== file) {
       this.prefetchFile = file;
       this.prefetchedTo = 0;

@@ -39,6 +39,13 @@ export interface WalrusOptions {
   readonly fsync?: FsyncSchedule;
   /** Start a new data file past this size (default 1 GiB). */
   readonly fileBytesMax?: number;
+  /**
+   * Default true: the writer keeps the next 16 MiB of its data file in the page cache ahead of its
+   * writes, read on a worker thread, when the backend offers StorageFile.prefetch (fd and uring
+   * with the native addon). It pays where fresh memory is slow to touch (virtual machines whose
+   * host backs memory on first use) and costs a little CPU where it is not (docs/engine.md).
+   */
+  readonly writeReadAhead?: boolean;
   /** Where recovery reports go; default a pino logger at `warn`. */
   readonly logger?: Logger;
 }
@@ -244,6 +251,7 @@ export class Walrus {
       backend,
       sync: syncMode(options.fsync),
       fileBytesMax: options.fileBytesMax ?? limits.fileBytesMaxDefault,
+      writeReadAhead: options.writeReadAhead ?? true,
       current,
       onNewFile: (file) => this.checkpoint(file),
       onWritten: () => this.publishWritten(),
@@ -287,6 +295,9 @@ export class Walrus {
     syncMode(fsync);
     if (options.fileBytesMax !== undefined && (!Number.isInteger(options.fileBytesMax) || options.fileBytesMax < 4096)) {
       throw new InputError('INVALID_ARGUMENT', `fileBytesMax must be an integer of at least 4096, got ${options.fileBytesMax}`);
+    }
+    if (options.writeReadAhead !== undefined && typeof options.writeReadAhead !== 'boolean') {
+      throw new InputError('INVALID_ARGUMENT', `writeReadAhead must be a boolean, got ${String(options.writeReadAhead)}`);
     }
     if (options.key !== undefined && typeof options.key !== 'string') throw new InputError('INVALID_ARGUMENT', 'key must be a string');
     const root = options.dataDir ?? DEFAULT_DATA_DIR;

@@ -29,6 +29,8 @@ export interface DataPlaneOptions {
   readonly backend: StorageBackend;
   readonly fsync: NodeFsync;
   readonly fsyncIntervalMs: number;
+  /** storage.writeReadAhead: the engine's writeReadAhead. */
+  readonly writeReadAhead?: boolean;
   /** Entries after which an open segment takes no more appends (segments.maxEntries). */
   readonly maxEntries: number;
   readonly consensus: Pick<Consensus, 'register' | 'status'>;
@@ -79,6 +81,7 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
       // GET's position lives in the engine's cursors: strict persists every advance.
       consistency: 'strict',
       fsync: options.fsync === 'interval' ? { everyMs: options.fsyncIntervalMs } : options.fsync,
+      writeReadAhead: options.writeReadAhead ?? true,
       logger: options.log,
     });
   // A disk that refuses writes at start (full, failing, read-only) does not stop the node: it

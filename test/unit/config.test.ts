@@ -36,7 +36,13 @@ test('with nothing given, every value is its default', async (t) => {
     raftPort: 6000,
     join: null,
   });
-  t.deepEqual(resolved.value.storage, { backend: 'auto', disableIoUring: false, fsync: 'interval', fsyncIntervalMs: 200 });
+  t.deepEqual(resolved.value.storage, {
+    backend: 'auto',
+    disableIoUring: false,
+    fsync: 'interval',
+    fsyncIntervalMs: 200,
+    writeReadAhead: true,
+  });
   t.deepEqual(resolved.value.segments, { maxEntries: 1_000_000 });
   t.deepEqual(resolved.value.lease, { ttlMs: 500 });
   t.deepEqual(resolved.value.rollover, { monitorCheckMs: 10_000 });

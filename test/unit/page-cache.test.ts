@@ -39,7 +39,8 @@ residencyTest(residencyTitle('willNeed fills the page cache over a hole, and the
       t.is(resident(path), 0, 'a fresh hole is not cached');
       await (willNeed as NonNullable<typeof willNeed>)(fd, 2 * MiB, 5 * MiB);
       const cached = resident(path);
-      t.true(cached >= 5 * MiB && cached <= 6 * MiB, `${cached} bytes cached after a 5 MiB hint`);
+      // The kernel's own read-ahead may bring in more past the range, never past the file's end.
+      t.true(cached >= 5 * MiB && cached <= 14 * MiB, `${cached} bytes cached after a 5 MiB hint from 2 MiB`);
       t.is(statSync(path).size, 16 * MiB);
       t.true(readFileSync(path).equals(Buffer.alloc(16 * MiB)));
     } finally {
@@ -61,7 +62,7 @@ withHint(hintTitle('willNeed leaves written bytes as they are and rejects a clos
     t.true(readFileSync(path).equals(data));
     const error = await t.throwsAsync(hint(fd, 0, MiB));
     t.is((error as NodeJS.ErrnoException).code, 'EBADF');
-    t.regex(error?.message ?? '', /posix_fadvise/);
+    t.regex(error?.message ?? '', /pread/);
   }),
 );
 

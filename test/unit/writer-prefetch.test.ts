@@ -8,6 +8,7 @@ import test from 'ava';
 import type { StorageBackend, StorageFile } from '../../src/contracts/storage.js';
 import { FdBackend } from '../../src/engine/storage/fd.js';
 import { Walrus } from '../../src/engine/walrus.js';
+import type { WalrusError } from '../../src/kernel/errors.js';
 import { limits } from '../../src/kernel/limits.js';
 import { silent, withTempDir } from '../helpers/kernel.js';
 
@@ -141,5 +142,22 @@ test('hints slower than the writes are never stacked up, and a roll mid-hint lea
     t.true(files.length >= 2, `hints for ${files.length} files`);
     t.deepEqual(readAllChecked(wal, 't'), { count, intact: true });
     await wal.close();
+  });
+});
+
+test('writeReadAhead: false asks for nothing; a value that is no boolean is refused', async (t) => {
+  await withTempDir(async (dir) => {
+    const storage = new HintingBackend();
+    const wal = await Walrus.open({ dataDir: dir, fsync: 'none', storage, logger: silent(), writeReadAhead: false });
+    const count = await appendMiB(wal, 't', 8);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    t.is(storage.hints.length, 0);
+    t.deepEqual(readAllChecked(wal, 't'), { count, intact: true });
+    await wal.close();
+    const error = await t.throwsAsync(
+      Walrus.open({ dataDir: dir, storage, logger: silent(), writeReadAhead: 'yes' as unknown as boolean }),
+    );
+    t.is((error as WalrusError).code, 'INVALID_ARGUMENT');
+    t.regex(error?.message ?? '', /writeReadAhead must be a boolean/);
   });
 });

@@ -1,6 +1,6 @@
 // The page-cache hint of the native addon (src/engine/storage/native/page-cache.c), narrowed
-// from the one addon loader: `willNeed(fd, position, length)` runs posix_fadvise(WILLNEED) over
-// the range on a libuv worker thread. The fd and io_uring backends offer it as
+// from the one addon loader: `willNeed(fd, position, length)` reads the range into a scratch buffer on a
+// libuv worker thread, which leaves it in the page cache. The fd and io_uring backends offer it as
 // StorageFile.prefetch when the addon has it; without the addon they have no prefetch and the
 // writer does without.
 
@@ -23,8 +23,8 @@ export function pageCacheWillNeed(): WillNeed | undefined {
 /**
  * StorageFile.prefetch for a file whose descriptor `fd()` gives (negative once closed): settles
  * when the hint has run, never rejects (a hint that fails costs nothing but the speed it was for).
- * A hint still running when the file closes may reach a file that reuses the descriptor number;
- * it only reads, so that file's contents are untouched.
+ * A hint still running when the file closes may reach whatever reuses the descriptor number: it
+ * only preads, which changes no file and fails on a socket or pipe (ESPIPE) without reading it.
  */
 export function prefetcher(fd: () => number): ((position: number, length: number) => Promise<void>) | undefined {
   const hint = pageCacheWillNeed();

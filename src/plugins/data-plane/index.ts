@@ -42,6 +42,7 @@ export const dataPlanePlugin: Plugin = {
       backend: scope.resolve(STORAGE_BACKEND),
       fsync: storage.fsync as NodeFsync,
       fsyncIntervalMs: storage.fsyncIntervalMs,
+      writeReadAhead: storage.writeReadAhead,
       maxEntries: segments.maxEntries,
       consensus: scope.resolve(CONSENSUS),
       fencing: scope.resolve(WRITE_FENCING),

@@ -1,15 +1,19 @@
 // Page-cache hints for the fd and io_uring storage backends (src/engine/storage/page-cache.ts),
 // as the `pageCache` object of the addon:
 //
-//   willNeed(fd, offset, length) -> Promise, settled after posix_fadvise(POSIX_FADV_WILLNEED)
-//                                   of the range has run on a libuv worker thread, in steps of
-//                                   1 MiB (one call brings in at most the device's read-ahead
-//                                   size). Rejected with an Error whose `code` is the errno name.
+//   willNeed(fd, offset, length) -> Promise, settled after the range has been read on a libuv
+//                                   worker thread, 64 KiB at a time into a scratch buffer that
+//                                   is then dropped. Rejected with an Error whose `code` is the
+//                                   errno name (of pread).
 //
 // The writer asks for the part of a data file just past what it has written: where that part is
-// a hole the kernel fills the page cache with zeroed, clean pages there and then, on the worker
-// thread, so the writes that follow copy into pages that exist instead of each allocating one.
-// Nothing is copied to user space. A hint only: the file's contents never change.
+// a hole the kernel's read path fills the page cache with zeroed, clean pages there and then, on
+// the worker thread, so the writes that follow copy into pages that exist instead of each
+// allocating one. Reading and not posix_fadvise(POSIX_FADV_WILLNEED): that puts in single 4 KiB
+// pages, and buffered writes into them ran at 3.0 GB/s against 4.9 GB/s into fresh large folios
+// (ext4, kernel 6.18), where the read path's folios took the writes at full speed. 64 KiB steps
+// keep the copy out in the CPU's cache: 512 MiB of hole read in 0.06 s, against 0.95 s in 1 MiB
+// steps. A hint only: the file's contents never change.
 
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
@@ -21,8 +25,9 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
-#define WILLNEED_STEP ((int64_t)1 << 20)
+#define WILLNEED_STEP ((int64_t)64 * 1024)
 
 typedef struct {
   napi_async_work work;
@@ -36,15 +41,24 @@ typedef struct {
 static void willneed_execute(napi_env env, void *data) {
   (void)env;
   willneed_job_t *job = data;
-  for (int64_t done = 0; done < job->length; done += WILLNEED_STEP) {
-    int64_t step = job->length - done < WILLNEED_STEP ? job->length - done : WILLNEED_STEP;
-    // posix_fadvise returns the error number itself and does not set errno.
-    int result = posix_fadvise(job->fd, (off_t)(job->offset + done), (off_t)step, POSIX_FADV_WILLNEED);
-    if (result != 0) {
-      job->error = result;
-      return;
-    }
+  char *scratch = malloc(WILLNEED_STEP);
+  if (scratch == NULL) {
+    job->error = ENOMEM;
+    return;
   }
+  int64_t done = 0;
+  while (done < job->length) {
+    int64_t step = job->length - done < WILLNEED_STEP ? job->length - done : WILLNEED_STEP;
+    ssize_t got = pread(job->fd, scratch, (size_t)step, (off_t)(job->offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      job->error = errno;
+      break;
+    }
+    if (got == 0) break;  // the end of the file: nothing more to bring in
+    done += got;
+  }
+  free(scratch);
 }
 
 static void willneed_complete(napi_env env, napi_status status, void *data) {
@@ -55,7 +69,7 @@ static void willneed_complete(napi_env env, napi_status status, void *data) {
     napi_get_undefined(env, &undefined);
     napi_resolve_deferred(env, job->deferred, undefined);
   } else {
-    napi_value error = walrus_errno_error(env, "posix_fadvise", job->error);
+    napi_value error = walrus_errno_error(env, "pread", job->error);
     if (error == NULL) napi_get_undefined(env, &error);
     napi_reject_deferred(env, job->deferred, error);
   }
@@ -78,7 +92,7 @@ static napi_value js_will_need(napi_env env, napi_callback_info info) {
     return NULL;
   }
   willneed_job_t *job = calloc(1, sizeof *job);
-  if (job == NULL) return walrus_throw_errno(env, "posix_fadvise", ENOMEM);
+  if (job == NULL) return walrus_throw_errno(env, "pread", ENOMEM);
   job->fd = fd;
   job->offset = offset;
   job->length = length;

@@ -1,8 +1,8 @@
-// Helpers shared by the parts of Walrus's addon that make system calls (the mmap and io_uring
-// parts): Node-API failures rethrown as errors, errno turned into an Error whose `code` is the
-// errno name (and `errno` its negative value, as Node's own fs errors), and argument checks for
-// file descriptors and file positions (past 4 GiB included). All static inline: each part gets
-// its own copy and no symbol crosses between them.
+// Helpers shared by the parts of Walrus's addon that make system calls: Node-API failures
+// rethrown as errors, errno turned into an Error whose `code` is the errno name (and `errno` its
+// negative value, as Node's own fs errors), argument checks for file descriptors and file
+// positions (past 4 GiB included), each part's exported object, and the settling of an async
+// call's promise. All static inline: each part gets its own copy and no symbol crosses between them.
 
 #ifndef WALRUS_COMMON_H
 #define WALRUS_COMMON_H
@@ -73,6 +73,29 @@ static inline bool walrus_get_fd(napi_env env, napi_value value, int *out) {
   }
   *out = fd;
   return true;
+}
+
+/** Sets exports[name] to a new object holding `props`; returns exports, or NULL with an exception pending. */
+static inline napi_value walrus_export_object(napi_env env, napi_value exports, const char *name,
+                                              const napi_property_descriptor *props, size_t count) {
+  napi_value object;
+  CHECK(env, napi_create_object(env, &object));
+  CHECK(env, napi_define_properties(env, object, count, props));
+  CHECK(env, napi_set_named_property(env, exports, name, object));
+  return exports;
+}
+
+/** Settles a promise of an async call: resolved (undefined) when `error` is 0, else rejected with the errno Error of `what`. */
+static inline void walrus_settle(napi_env env, napi_deferred deferred, const char *what, int error) {
+  napi_value value;
+  if (error == 0) {
+    napi_get_undefined(env, &value);
+    napi_resolve_deferred(env, deferred, value);
+    return;
+  }
+  value = walrus_errno_error(env, what, error);
+  if (value == NULL) napi_get_undefined(env, &value);
+  napi_reject_deferred(env, deferred, value);
 }
 
 /** A non-negative integer argument below 2^53 (file positions past 4 GiB included). */

@@ -33,12 +33,8 @@ static napi_value js_try_exclusive(napi_env env, napi_callback_info info) {
 }
 
 napi_value walrus_flock_init(napi_env env, napi_value exports) {
-  napi_value object;
-  CHECK(env, napi_create_object(env, &object));
   napi_property_descriptor props[] = {
     {"tryExclusive", NULL, js_try_exclusive, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  CHECK(env, napi_define_properties(env, object, sizeof props / sizeof props[0], props));
-  CHECK(env, napi_set_named_property(env, exports, "flock", object));
-  return exports;
+  return walrus_export_object(env, exports, "flock", props, sizeof props / sizeof props[0]);
 }

@@ -141,15 +141,7 @@ static void msync_execute(napi_env env, void *data) {
 static void msync_complete(napi_env env, napi_status status, void *data) {
   msync_job_t *job = data;
   if (status != napi_ok && job->error == 0) job->error = EINTR;
-  if (job->error == 0) {
-    napi_value undefined;
-    napi_get_undefined(env, &undefined);
-    napi_resolve_deferred(env, job->deferred, undefined);
-  } else {
-    napi_value error = walrus_errno_error(env, "msync", job->error);
-    if (error == NULL) napi_get_undefined(env, &error);
-    napi_reject_deferred(env, job->deferred, error);
-  }
+  walrus_settle(env, job->deferred, "msync", job->error);
   napi_delete_reference(env, job->keep);
   napi_delete_async_work(env, job->work);
   free(job);
@@ -206,8 +198,7 @@ static napi_value js_fallocate(napi_env env, napi_callback_info info) {
 }
 
 napi_value walrus_mmap_init(napi_env env, napi_value exports) {
-  napi_value object, page_size;
-  CHECK(env, napi_create_object(env, &object));
+  napi_value page_size;
   CHECK(env, napi_create_int32(env, (int32_t)sysconf(_SC_PAGESIZE), &page_size));
   napi_property_descriptor props[] = {
     {"map", NULL, js_map, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -216,7 +207,5 @@ napi_value walrus_mmap_init(napi_env env, napi_value exports) {
     {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_enumerable, NULL},
     {"pageSize", NULL, NULL, NULL, NULL, page_size, napi_enumerable, NULL},
   };
-  CHECK(env, napi_define_properties(env, object, sizeof props / sizeof props[0], props));
-  CHECK(env, napi_set_named_property(env, exports, "mmap", object));
-  return exports;
+  return walrus_export_object(env, exports, "mmap", props, sizeof props / sizeof props[0]);
 }

@@ -64,15 +64,7 @@ static void willneed_execute(napi_env env, void *data) {
 static void willneed_complete(napi_env env, napi_status status, void *data) {
   willneed_job_t *job = data;
   if (status != napi_ok && job->error == 0) job->error = ECANCELED;
-  if (job->error == 0) {
-    napi_value undefined;
-    napi_get_undefined(env, &undefined);
-    napi_resolve_deferred(env, job->deferred, undefined);
-  } else {
-    napi_value error = walrus_errno_error(env, "pread", job->error);
-    if (error == NULL) napi_get_undefined(env, &error);
-    napi_reject_deferred(env, job->deferred, error);
-  }
+  walrus_settle(env, job->deferred, "pread", job->error);
   napi_delete_async_work(env, job->work);
   free(job);
 }
@@ -108,12 +100,8 @@ static napi_value js_will_need(napi_env env, napi_callback_info info) {
 }
 
 napi_value walrus_page_cache_init(napi_env env, napi_value exports) {
-  napi_value object;
-  CHECK(env, napi_create_object(env, &object));
   napi_property_descriptor props[] = {
     {"willNeed", NULL, js_will_need, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  CHECK(env, napi_define_properties(env, object, sizeof props / sizeof props[0], props));
-  CHECK(env, napi_set_named_property(env, exports, "pageCache", object));
-  return exports;
+  return walrus_export_object(env, exports, "pageCache", props, sizeof props / sizeof props[0]);
 }

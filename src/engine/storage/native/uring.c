@@ -707,8 +707,6 @@ static napi_value js_pending(napi_env env, napi_callback_info info) {
 }
 
 napi_value walrus_uring_init(napi_env env, napi_value exports) {
-  napi_value object;
-  CHECK(env, napi_create_object(env, &object));
   napi_property_descriptor props[] = {
     {"create", NULL, js_create, NULL, NULL, NULL, napi_enumerable, NULL},
     {"read", NULL, js_read, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -718,9 +716,7 @@ napi_value walrus_uring_init(napi_env env, napi_value exports) {
     {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
     {"pending", NULL, js_pending, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  CHECK(env, napi_define_properties(env, object, sizeof props / sizeof props[0], props));
-  CHECK(env, napi_set_named_property(env, exports, "uring", object));
-  return exports;
+  return walrus_export_object(env, exports, "uring", props, sizeof props / sizeof props[0]);
 }
 
 #else  // no usable <linux/io_uring.h>: the part says why, the rest of the addon still builds

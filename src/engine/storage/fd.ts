@@ -10,7 +10,7 @@ import { prefetcher } from './page-cache.js';
 class FdFile implements StorageFile {
   readonly path: string;
   private fd: number;
-  /** With the native addon: posix_fadvise(WILLNEED) on a worker thread (page-cache.ts). */
+  /** With the native addon: the range read on a worker thread, into the page cache (page-cache.ts). */
   readonly prefetch = prefetcher(() => this.fd);
 
   constructor(path: string, create: boolean) {

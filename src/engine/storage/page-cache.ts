@@ -1,8 +1,8 @@
 // The page-cache hint of the native addon (src/engine/storage/native/page-cache.c), narrowed
-// from the one addon loader: `willNeed(fd, position, length)` reads the range into a scratch buffer on a
-// libuv worker thread, which leaves it in the page cache. The fd and io_uring backends offer it as
-// StorageFile.prefetch when the addon has it; without the addon they have no prefetch and the
-// writer does without.
+// from the one addon loader: `willNeed(fd, position, length)` reads the range into a scratch
+// buffer on a libuv worker thread, which leaves it in the page cache. The fd and io_uring
+// backends offer it as StorageFile.prefetch when the addon has it; without the addon they have
+// no prefetch and the writer does without.
 
 import { loadAddon } from '../native-addon.js';
 

@@ -33,7 +33,7 @@ class UringFile implements StorageFile {
   private readonly ring: UringRing;
   private fd: number;
   private closed = false;
-  /** posix_fadvise(WILLNEED) on a worker thread (page-cache.ts), as the fd backend. */
+  /** The range read on a worker thread, into the page cache (page-cache.ts), as the fd backend. */
   readonly prefetch = prefetcher(() => (this.closed ? -1 : this.fd));
   private closing: Promise<void> | undefined;
   private mode: 'ring' | 'pwritev' = 'ring';

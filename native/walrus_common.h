@@ -1,8 +1,9 @@
 // Helpers shared by the parts of Walrus's addon that make system calls: Node-API failures
 // rethrown as errors, errno turned into an Error whose `code` is the errno name (and `errno` its
-// negative value, as Node's own fs errors), argument checks for file descriptors and file
-// positions (past 4 GiB included), each part's exported object, and the settling of an async
-// call's promise. All static inline: each part gets its own copy and no symbol crosses between them.
+// negative value, as Node's own fs errors), argument checks (a file descriptor, a file position
+// past 4 GiB included, a call's fd, offset and length), each part's exported object, and the
+// settling of an async call's promise. All static inline: each part gets its own copy and no
+// symbol crosses between them.
 
 #ifndef WALRUS_COMMON_H
 #define WALRUS_COMMON_H
@@ -110,6 +111,23 @@ static inline bool walrus_get_size(napi_env env, napi_value value, const char *n
   }
   *out = (int64_t)number;
   return true;
+}
+
+/** The arguments (fd, offset, length) of a call on a file range; false with an exception thrown when bad. */
+static inline bool walrus_get_fd_range(napi_env env, napi_callback_info info, int *fd, int64_t *offset,
+                                       int64_t *length) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    walrus_rethrow(env);
+    return false;
+  }
+  if (argc < 3) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "expected 3 arguments: fd, offset, length");
+    return false;
+  }
+  return walrus_get_fd(env, argv[0], fd) && walrus_get_size(env, argv[1], "offset", offset) &&
+         walrus_get_size(env, argv[2], "length", length);
 }
 
 #endif

@@ -71,5 +71,5 @@ withHint(hintTitle('willNeed refuses arguments that are no descriptor or no size
   t.throws(() => hint(-1, 0, 1), { code: 'ERR_INVALID_ARG_TYPE' });
   t.throws(() => hint(0, -1, 1), { code: 'ERR_OUT_OF_RANGE' });
   t.throws(() => hint(0, 0, 1.5), { code: 'ERR_OUT_OF_RANGE' });
-  t.throws(() => hint(0, 0), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => hint(0, 0), { code: 'ERR_MISSING_ARGS' });
 });

@@ -44,22 +44,6 @@ static void finalize_mapping(napi_env env, void *data, void *hint) {
   free(mapping);
 }
 
-/** Arguments (fd, offset, length) of map() and fallocate(); false with an exception thrown when bad. */
-static bool get_fd_range(napi_env env, napi_callback_info info, int *fd, int64_t *offset, int64_t *length) {
-  size_t argc = 3;
-  napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
-    walrus_rethrow(env);
-    return false;
-  }
-  if (argc < 3) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "expected 3 arguments: fd, offset, length");
-    return false;
-  }
-  return walrus_get_fd(env, argv[0], fd) && walrus_get_size(env, argv[1], "offset", offset) &&
-         walrus_get_size(env, argv[2], "length", length);
-}
-
 /**
  * The mapping behind the first argument, an ArrayBuffer made by map(), of a call that needs
  * `needed` arguments; NULL with a TypeError thrown when they are missing or it is anything else.
@@ -78,7 +62,7 @@ static mapping_t *get_mapping(napi_env env, size_t argc, size_t needed, napi_val
 static napi_value js_map(napi_env env, napi_callback_info info) {
   int fd;
   int64_t offset, length;
-  if (!get_fd_range(env, info, &fd, &offset, &length)) return NULL;
+  if (!walrus_get_fd_range(env, info, &fd, &offset, &length)) return NULL;
   long page = sysconf(_SC_PAGESIZE);
   if (length == 0 || offset % page != 0) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "map needs a length above 0 and a page-aligned offset");
@@ -187,7 +171,7 @@ static napi_value js_msync(napi_env env, napi_callback_info info) {
 static napi_value js_fallocate(napi_env env, napi_callback_info info) {
   int fd;
   int64_t offset, length;
-  if (!get_fd_range(env, info, &fd, &offset, &length)) return NULL;
+  if (!walrus_get_fd_range(env, info, &fd, &offset, &length)) return NULL;
   if (length == 0) return NULL;
   int result;
   do {

@@ -70,19 +70,9 @@ static void willneed_complete(napi_env env, napi_status status, void *data) {
 }
 
 static napi_value js_will_need(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 3) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "willNeed(fd, offset, length) needs three arguments");
-    return NULL;
-  }
   int fd;
   int64_t offset, length;
-  if (!walrus_get_fd(env, argv[0], &fd) || !walrus_get_size(env, argv[1], "offset", &offset) ||
-      !walrus_get_size(env, argv[2], "length", &length)) {
-    return NULL;
-  }
+  if (!walrus_get_fd_range(env, info, &fd, &offset, &length)) return NULL;
   willneed_job_t *job = calloc(1, sizeof *job);
   if (job == NULL) return walrus_throw_errno(env, "pread", ENOMEM);
   job->fd = fd;

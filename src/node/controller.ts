@@ -423,7 +423,7 @@ export class NodeController {
   private appendLocal(topic: string, segment: number, payload: PutUnit): number | Promise<number> {
     if (payload instanceof PayloadBatch) {
       return this.options.store.appendBatchNow(topic, segment, payload.run).then((at) => {
-        const waiting = this.options.replication?.appendedBatch(topic, segment, at, payload.payloads);
+        const waiting = this.options.replication?.appendedBatch(topic, segment, at, payload);
         return waiting === undefined ? at : waiting.then(() => at);
       });
     }

@@ -111,10 +111,19 @@ export class Replication {
   /**
    * appended() for the payloads of one MPUT, written at `offset` onward: handed to the runs as
    * they are, and one wait, for the commit of the last of them (commits are counts: it covers all).
+   * The batch's payloads are only taken (as views, one object each) when the segment has a
+   * replicator: a segment kept on this node alone costs nothing per entry here.
    */
-  appendedBatch(topic: string, segment: number, offset: number, payloads: readonly Uint8Array[]): Promise<void> | undefined {
+  appendedBatch(
+    topic: string,
+    segment: number,
+    offset: number,
+    batch: { readonly payloads: readonly Uint8Array[] },
+  ): Promise<void> | undefined {
     const replicator = this.replicators.get(segmentKey(topic, segment));
-    if (replicator === undefined || payloads.length === 0) return undefined;
+    if (replicator === undefined) return undefined;
+    const payloads = batch.payloads;
+    if (payloads.length === 0) return undefined;
     for (const [index, payload] of payloads.entries()) replicator.appended(offset + index + 1, Buffer.from(payload));
     return this.commitWait(replicator, topic, segment, offset, offset + payloads.length, `the batch of ${payloads.length}`);
   }

@@ -40,6 +40,7 @@ export const FLAG_TABLE: readonly FlagSpec[] = [
   { flags: '--raft-host <host>', path: 'node.raftHost', help: 'Raft listener address' },
   { flags: '--raft-port <port>', path: 'node.raftPort', help: 'Raft listener port' },
   { flags: '--join <host:port>', path: 'node.join', help: 'Raft address of a member to join' },
+  { flags: '--admin-port <port>', path: 'admin.port', help: 'HTTP admin port (/metrics, /healthz, /readyz, /api/cluster, status page)' },
   { flags: '--storage <backend>', path: 'storage.backend', help: 'storage backend', choices: STORAGE_BACKENDS },
   { flags: '--log-level <level>', path: 'log.level', help: 'log level', choices: LOG_LEVELS },
   { flags: '--plugins <list>', path: 'plugins', help: 'comma-separated plugins to load (replaces the list)' },

@@ -9,6 +9,16 @@ export interface ServiceSlot<T> {
 export interface ClientProtocolServer {
   /** The bound address, once listening. */
   readonly bound: { readonly host: string; readonly port: number } | undefined;
+  /** Client connections being served now. */
+  connections(): number;
+  /** Whether this node was taken out of its cluster (it refuses client requests). */
+  removed(): boolean;
+  close(): Promise<void>;
+}
+
+export interface AdminEndpoint {
+  /** The bound address of the admin HTTP server. */
+  readonly bound: { readonly host: string; readonly port: number };
   close(): Promise<void>;
 }
 

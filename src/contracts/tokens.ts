@@ -6,7 +6,7 @@ import { CAPABILITIES, token } from '../kernel/tokens.js';
 import type { Consensus } from './consensus.js';
 import type { WriteFencingFactory } from './fencing.js';
 import type { InternalPort } from './internal-port.js';
-import type { ClientProtocolServer, CommandInfo, RolloverMonitoring, ServiceSlot } from './services.js';
+import type { AdminEndpoint, ClientProtocolServer, CommandInfo, RolloverMonitoring, ServiceSlot } from './services.js';
 import type { StorageBackend } from './storage.js';
 
 export const STORAGE_BACKEND = token<StorageBackend>(CAPABILITIES.storageBackend);
@@ -15,4 +15,5 @@ export const INTERNAL_PORT = token<InternalPort>(CAPABILITIES.internalPort);
 export const WRITE_FENCING = token<WriteFencingFactory>(CAPABILITIES.leaseFencing);
 export const ROLLOVER_MONITOR = token<ServiceSlot<RolloverMonitoring>>(CAPABILITIES.rolloverMonitor);
 export const CLIENT_PROTOCOL = token<ServiceSlot<ClientProtocolServer>>(CAPABILITIES.clientProtocol);
+export const ADMIN_ENDPOINT = token<ServiceSlot<AdminEndpoint>>(CAPABILITIES.adminEndpoint);
 export const COMMANDS = token<readonly CommandInfo[]>(CAPABILITIES.commands);

@@ -32,6 +32,7 @@ export const ENV_TABLE: readonly EnvVariable[] = [
   { name: 'WALRUS_CONSENSUS', path: 'consensus' },
   { name: 'WALRUS_ETCD_ENDPOINTS', path: 'etcd.endpoints' },
   { name: 'WALRUS_MONITOR_CHECK_MS', path: 'rollover.monitorCheckMs' },
+  { name: 'WALRUS_ADMIN_PORT', path: 'admin.port' },
   { name: 'WALRUS_LOG_LEVEL', path: 'log.level' },
   { name: 'WALRUS_PLUGINS', path: 'plugins' },
 ];

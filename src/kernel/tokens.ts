@@ -41,5 +41,6 @@ export const CAPABILITIES = {
   dataPlane: 'data-plane',
   rolloverMonitor: 'rollover-monitor',
   clientProtocol: 'client-protocol',
+  adminEndpoint: 'admin-endpoint',
   commands: 'commands',
 } as const;

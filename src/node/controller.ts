@@ -34,6 +34,7 @@ import {
 } from './forwarding.js';
 import { notLeaderFor } from './leases.js';
 import { encodeCommand, type MetadataResult, type MetadataStateMachine, segmentKey, topicNameProblem } from './metadata.js';
+import type { NodeStats } from './node-stats.js';
 import { PayloadBatch, type PutUnit } from './payload-batch.js';
 import { failureHead } from './peer-codec.js';
 import type { PeerAnswer, PeerHandler } from './peer-server.js';
@@ -74,6 +75,8 @@ export interface ControllerOptions {
   readonly replication?: Pick<Replication, 'appended' | 'appendedBatch' | 'settled'>;
   /** replication.factor: nodes a new topic's first segment is kept by (default 1). */
   readonly replicationFactor?: number;
+  /** Where appended and read entries are counted (the data plane's NodeStats). */
+  readonly stats?: Pick<NodeStats, 'appended' | 'read'>;
 }
 
 /** A PUT that meets a full segment waits this long, at most, for the rollover to apply. */
@@ -199,6 +202,11 @@ export class NodeController {
       `node ${nodeId} was removed from the cluster${by === nodeId ? '' : ` (by node ${by})`} and serves no more requests; use another node, and stop this one`,
       { details: { nodeId, by } },
     );
+  }
+
+  /** Whether this node was taken out of the cluster (markRemoved): it serves no more client requests. */
+  get removed(): boolean {
+    return this.removal !== undefined;
   }
 
   /** Answers every PUT still waiting for a rollover (the node is stopping). */
@@ -421,15 +429,23 @@ export class NodeController {
    * (a majority of the segment's replicas hold it). Synchronous when nothing has to be waited for.
    */
   private appendLocal(topic: string, segment: number, payload: PutUnit): number | Promise<number> {
+    const stats = this.options.stats;
     if (payload instanceof PayloadBatch) {
       return this.options.store.appendBatchNow(topic, segment, payload.run).then((at) => {
+        stats?.appended(payload.run.count, payload.run.bytes);
         const waiting = this.options.replication?.appendedBatch(topic, segment, at, payload);
         return waiting === undefined ? at : waiting.then(() => at);
       });
     }
     const offset = this.options.store.appendNow(topic, segment, payload);
-    if (typeof offset === 'number') return this.committed(topic, segment, offset, payload);
-    return offset.then((at) => this.committed(topic, segment, at, payload));
+    if (typeof offset === 'number') {
+      stats?.appended(1, payloadBytes(payload));
+      return this.committed(topic, segment, offset, payload);
+    }
+    return offset.then((at) => {
+      stats?.appended(1, payloadBytes(payload));
+      return this.committed(topic, segment, at, payload);
+    });
   }
 
   private committed(topic: string, segment: number, offset: number, payload: string | Uint8Array): number | Promise<number> {
@@ -607,7 +623,7 @@ export class NodeController {
       if (found.kind === 'unknown-topic') return this.onceKnown(topic, () => this.get(topic, reroutes, max));
       if (found.kind === 'elsewhere' && this.clustered() && reroutes < GET_REROUTES_MAX)
         return this.afterMetadataMoves().then(() => this.get(topic, reroutes + 1, max));
-      return getReply(topic, found, max !== undefined);
+      return getReply(topic, found, max !== undefined, this.options.stats);
     };
     return next instanceof Promise ? next.then(reply, (error: unknown) => this.rerouted(topic, reroutes, error, max)) : reply(next);
   }
@@ -673,7 +689,9 @@ export class NodeController {
       source.remote !== undefined && remote !== undefined
         ? await remote.read(source.remote, topic, segment, offset)
         : this.readSealedAware(topic, segment, offset);
-    return payload === null ? EMPTY_REPLY : { text: fetched(offset + 1, lossy.decode(payload)) };
+    if (payload === null) return EMPTY_REPLY;
+    this.options.stats?.read(1, payload.length);
+    return { text: fetched(offset + 1, lossy.decode(payload)) };
   }
 
   /**
@@ -690,7 +708,9 @@ export class NodeController {
       source.remote !== undefined && remote !== undefined
         ? await remote.readRun(source.remote, topic, segment, offset, max, limits.batchReadBytesMax)
         : this.readRunHere(topic, segment, offset, max, limits.batchReadBytesMax);
-    return payloads.length === 0 ? EMPTY_REPLY : { frame: entriesFrame(payloads) };
+    if (payloads.length === 0) return EMPTY_REPLY;
+    this.options.stats?.read(payloads.length, payloadsBytes(payloads));
+    return { frame: entriesFrame(payloads) };
   }
 
   /**
@@ -768,21 +788,35 @@ function failed(code: ErrorCode, message: string, details: Readonly<Record<strin
 
 /** The GET reply for what the reader found: the entry is consumed once the reply is written. */
 /** The reply to GET (`OK <payload>`), or with `batch` to MGET (`OK <n> <size> ...` LF payloads). */
-function getReply(topic: string, next: NextResult, batch = false): ControllerReply {
+function getReply(topic: string, next: NextResult, batch: boolean, stats: ControllerOptions['stats']): ControllerReply {
   if (next.kind === 'unknown-topic') return unknownTopic(topic);
   if (next.kind === 'empty') return EMPTY_REPLY;
   if (next.kind === 'elsewhere') return { error: notLeaderFor(segmentKey(topic, next.segment)) };
   const { entry } = next;
   const written = (ok: boolean): void => {
     // A failed cursor write fails the engine, and with it the next request that needs it.
-    if (ok) entry.delivered().catch(() => undefined);
-    else entry.abandoned();
+    if (ok) {
+      entry.delivered().catch(() => undefined);
+      if (batch) stats?.read(entry.payloads.length, payloadsBytes(entry.payloads));
+      else stats?.read(1, entry.payload.length);
+    } else entry.abandoned();
   };
   if (batch) return { frame: entriesFrame(entry.payloads), written };
   // Payloads written through the protocol are UTF-8; anything else is sent with U+FFFD in place
   // of the invalid bytes, as a text reply.
   if (!isUtf8(entry.payload)) return { text: okPayload(lossy.decode(entry.payload)), written };
   return { frame: okPayloadFrame(entry.payload), written };
+}
+
+/** A PUT's payload size in bytes (text as UTF-8). */
+function payloadBytes(payload: string | Uint8Array): number {
+  return typeof payload === 'string' ? Buffer.byteLength(payload, 'utf8') : payload.length;
+}
+
+function payloadsBytes(payloads: readonly Uint8Array[]): number {
+  let bytes = 0;
+  for (const payload of payloads) bytes += payload.length;
+  return bytes;
 }
 
 /** The frame of `OK <payload>` for a payload that is valid UTF-8, built from its bytes. */

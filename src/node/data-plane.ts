@@ -3,6 +3,7 @@
 // node's segments (`<dataDir>/node_<id>/data`), the segment store and GET's reader. DATA_PLANE is
 // the capability under which the plugin offers it; its token lives here, with the types it carries.
 
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Consensus, NodeId } from '../contracts/consensus.js';
@@ -14,6 +15,7 @@ import { StateError } from '../kernel/errors.js';
 import { CAPABILITIES, token } from '../kernel/tokens.js';
 import { PeerReads } from './forwarding.js';
 import { MetadataStateMachine } from './metadata.js';
+import { NodeStats } from './node-stats.js';
 import type { PeerAddress } from './peer-client.js';
 import { Peers } from './peers.js';
 import { TopicReader } from './reader.js';
@@ -64,12 +66,26 @@ export interface DataPlane {
   readonly replicationFactor: number;
   /** Reads of segments other nodes hold (with peers). */
   readonly remoteReads: PeerReads | undefined;
+  /** What the node counts as it serves (requests, entries, syncs), for the admin endpoint. */
+  readonly stats: NodeStats;
+  /** The engine's files in this node's data directory and the bytes the file system has allocated to them. */
+  diskUsage(): Promise<DiskUsage>;
   /** Calls `listener` when a segment becomes full (the rollover monitor proposes at once). */
   onSegmentFull(listener: (topic: string, segment: number, count: number) => void): () => void;
   close(): Promise<void>;
 }
 
+/** The files of a data directory and the space they take (sparse extents count only where written). */
+export interface DiskUsage {
+  readonly files: number;
+  /** Bytes allocated on disk (st_blocks × 512). */
+  readonly bytes: number;
+  /** The files' sizes added up (a data file grows in sparse extents, so this is more than `bytes`). */
+  readonly apparentBytes: number;
+}
+
 export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlane> {
+  const stats = new NodeStats();
   const metadata = new MetadataStateMachine({
     onListenerError: (error) => options.log.error({ error: (error as Error).message }, 'metadata listener failed'),
   });
@@ -83,6 +99,7 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
       fsync: options.fsync === 'interval' ? { everyMs: options.fsyncIntervalMs } : options.fsync,
       writeReadAhead: options.writeReadAhead ?? true,
       logger: options.log,
+      onSync: (seconds) => stats.synced(seconds),
     });
   // A disk that refuses writes at start (full, failing, read-only) does not stop the node: it
   // starts in a storage outage and opens the engine once the disk takes writes again, instead of
@@ -123,6 +140,7 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
           knownAddress: (id) => metadata.nodes().get(id)?.raftAddress,
           configured: options.configuredPeers ?? new Map(),
           log: options.log,
+          onRequest: (op) => stats.peerRequest(op),
         });
   const remoteReads = peers === undefined ? undefined : new PeerReads(peers);
   // GET hands an entry of a replicated segment out once a majority has recorded its position.
@@ -176,6 +194,8 @@ export async function openDataPlane(options: DataPlaneOptions): Promise<DataPlan
     remoteReads,
     replication,
     replicationFactor: options.replication?.factor ?? 1,
+    stats,
+    diskUsage: () => diskUsage(dir),
     onSegmentFull(listener) {
       fullListeners.add(listener);
       return () => fullListeners.delete(listener);
@@ -200,6 +220,31 @@ export class DataPlaneHolder {
 }
 
 export const DATA_PLANE = token<DataPlaneHolder>(CAPABILITIES.dataPlane);
+
+/** What diskUsage() says of `dir` (nothing there yet: zeros). Files deleted while it looks are skipped. */
+async function diskUsage(dir: string): Promise<DiskUsage> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return { files: 0, bytes: 0, apparentBytes: 0 };
+  }
+  let files = 0;
+  let bytes = 0;
+  let apparentBytes = 0;
+  for (const name of names) {
+    try {
+      const info = await stat(join(dir, name));
+      if (!info.isFile()) continue;
+      files += 1;
+      bytes += info.blocks * 512;
+      apparentBytes += info.size;
+    } catch {
+      // reclaimed meanwhile
+    }
+  }
+  return { files, bytes, apparentBytes };
+}
 
 /** Errnos of a disk that may take writes again later (freed space, a repaired or remounted disk). */
 const DISK_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS']);

@@ -41,6 +41,8 @@ export interface PeerClientOptions {
   readonly requestTimeoutMs?: number;
   /** Requests unanswered on the connection at once; later ones wait in call order (peerClientInFlightMax). */
   readonly inFlightMax?: number;
+  /** Told of each request as it is sent (its op), for the node's counts of node-to-node requests. */
+  readonly onRequest?: (op: string) => void;
 }
 
 export interface PeerRequestOptions {
@@ -94,6 +96,7 @@ export class PeerClient {
   request(op: string, head: Readonly<Record<string, unknown>>, data?: Uint8Array, options: PeerRequestOptions = {}): Promise<PeerFrame> {
     if (this.closed) return Promise.reject(this.unavailable('this node is stopping'));
     if (!this.connected && Date.now() < this.retryAt) return Promise.reject(this.unavailable(this.lastFailure));
+    this.options.onRequest?.(op);
     let frame: Buffer;
     const id = this.nextId();
     try {

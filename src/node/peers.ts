@@ -21,6 +21,8 @@ export interface PeersOptions {
   readonly log?: Pick<Logger, 'warn' | 'debug'>;
   /** Default timeout of each request (peerRequestTimeoutMsDefault when absent). */
   readonly requestTimeoutMs?: number;
+  /** Told of each request sent to another node (its op). */
+  readonly onRequest?: (op: string) => void;
 }
 
 export class Peers {
@@ -61,6 +63,7 @@ export class Peers {
         address: () => this.addressOf(id),
         localHost: this.options.port.host,
         ...(this.options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: this.options.requestTimeoutMs }),
+        ...(this.options.onRequest === undefined ? {} : { onRequest: this.options.onRequest }),
       });
       this.clients.set(id, client);
     }

@@ -44,6 +44,17 @@ export interface ReplicationOptions {
   };
 }
 
+/** One follower of a replicated segment as its leader sees it (Replication.followerProgress). */
+export interface FollowerProgress {
+  readonly topic: string;
+  readonly segment: number;
+  readonly follower: NodeId;
+  /** Entries the follower has confirmed holding. */
+  readonly held: number;
+  /** Entries the leader holds. */
+  readonly leader: number;
+}
+
 export class Replication {
   private readonly options: ReplicationOptions;
   /** By segment key: the replicators of open segments led here that have followers. */
@@ -67,6 +78,20 @@ export class Replication {
       unconsume();
     };
     this.follow();
+  }
+
+  /**
+   * Each follower of each replicated open segment this node leads: the entries it is known to
+   * hold against the leader's count (their difference is its lag), for /metrics and /api/cluster.
+   */
+  followerProgress(): FollowerProgress[] {
+    const out: FollowerProgress[] = [];
+    for (const replicator of this.replicators.values()) {
+      const { topic, segment } = replicator.segmentOf;
+      const leader = replicator.leaderCount;
+      for (const [follower, held] of replicator.held()) out.push({ topic, segment, follower, held, leader });
+    }
+    return out;
   }
 
   /**

@@ -177,6 +177,11 @@ export class SegmentReplicator {
     return { topic: this.options.topic, segment: this.options.segment };
   }
 
+  /** The leader's own acknowledged count. */
+  get leaderCount(): number {
+    return this.local;
+  }
+
   /** Entries a majority of the replica set holds. */
   get commit(): number {
     return this.commitCount;

@@ -23,6 +23,7 @@ import { isPlainObject, type Problem, s } from '../kernel/schema.js';
 export { STORAGE_BACKENDS };
 
 import { CAPABILITIES } from '../kernel/tokens.js';
+import { adminPlugin } from './admin/index.js';
 import { cliPlugin } from './cli/index.js';
 import { consensusEtcdPlugin } from './consensus-etcd/index.js';
 import { dataPlanePlugin } from './data-plane/index.js';
@@ -146,6 +147,7 @@ export const builtinPlugins = [
   dataPlanePlugin,
   rolloverMonitorPlugin,
   protocolTcpPlugin,
+  adminPlugin,
   cliPlugin,
 ] as const;
 
@@ -160,6 +162,7 @@ export const DEFAULT_PLUGINS = [
   'data-plane',
   'rollover-monitor',
   'protocol-tcp',
+  'admin',
 ];
 
 export const walrusCatalog: Catalog = {

@@ -77,8 +77,12 @@ export function wireText(error: unknown): string {
 
 /** The reply to a request parseCommand refused: UNKNOWN_COMMAND, or BAD_REQUEST with its message. */
 export function commandErrorText(refused: CommandError): string {
-  const code = refused.error === COMMAND_ERRORS.unknownCommand ? 'UNKNOWN_COMMAND' : 'BAD_REQUEST';
-  return wireText(walrusError(code, refused.error));
+  return wireText(walrusError(commandErrorCode(refused), refused.error));
+}
+
+/** The code of a request that does not parse: an unknown command, or a known one used wrongly. */
+export function commandErrorCode(refused: CommandError): ErrorCode {
+  return refused.error === COMMAND_ERRORS.unknownCommand ? 'UNKNOWN_COMMAND' : 'BAD_REQUEST';
 }
 
 /** Each table reply as a matcher of the message after `ERR `, most specific (longest) first. */

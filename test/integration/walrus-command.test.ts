@@ -20,6 +20,7 @@ const BUILTINS = [
   'data-plane',
   'rollover-monitor',
   'protocol-tcp',
+  'admin',
   'cli',
 ];
 
@@ -37,10 +38,13 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       const choices = selected.selected as Record<string, string>;
       t.true(choices['storage-backend']?.startsWith(`${loaded[0]} (auto picked ${loaded[0]}`), choices['storage-backend']);
       t.true((selected.available as string[]).includes('cli (front end: runs as the walrus command, not inside a node)'));
-      // consensus-etcd is listed by default but has no etcd to talk to: it says so.
+      // consensus-etcd is listed by default but has no etcd to talk to, and admin has no port: they say so.
       t.deepEqual(
         (selected.unavailable as string[]).filter((entry) => !entry.startsWith('storage-')),
-        ['consensus-etcd (no etcd endpoint is configured (etcd.endpoints, WALRUS_ETCD_ENDPOINTS))'],
+        [
+          'consensus-etcd (no etcd endpoint is configured (etcd.endpoints, WALRUS_ETCD_ENDPOINTS))',
+          'admin (admin.port is null: no admin endpoint (set admin.port, WALRUS_ADMIN_PORT or --admin-port))',
+        ],
       );
       // The client port (node.clientPort 0 here: any free one) is open once the node is ready.
       t.regex(await node.waitForLine(/"msg":"client protocol listening"/), /"port":\d+/);

@@ -93,6 +93,7 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
       liveNodes: () => consensus.liveMembers(),
       replication: plane.replication,
       replicationFactor: plane.replicationFactor,
+      stats: plane.stats,
     });
     let bound: { readonly host: string; readonly port: number } | undefined;
     const internal = scope.resolve(INTERNAL_PORT);
@@ -157,6 +158,7 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
       log: scope.log,
       timeouts: { idleTimeoutMs: protocol.idleTimeoutMs, frameTimeoutMs: protocol.frameTimeoutMs },
       consumingRepliesUncorked: (scope.config.storage as StorageConfig).fsync === 'each',
+      observer: plane.stats,
     });
     // The server logs "client protocol listening" with the bound host and port (port 0: the one picked).
     const listening = await server.listen();
@@ -165,6 +167,8 @@ export const protocolTcpPlugin: Plugin<ProtocolConfig> = {
     membership?.announceSelf();
     scope.resolve(CLIENT_PROTOCOL).current = {
       bound: listening,
+      connections: () => server.stats().connections,
+      removed: () => controller.removed,
       close: () => {
         // PUTs waiting for a rollover are answered now, so the server's close can flush them.
         membership?.close();

@@ -40,12 +40,12 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { walrusError } from '../../kernel/errors.js';
+import { isWalrusError, walrusError } from '../../kernel/errors.js';
 import { limits } from '../../kernel/limits.js';
 import { type Command, isCommandError, parseRequestParts } from '../../protocol/commands.js';
 import { encodeFrame, FrameDecoder, isUtf8Parts } from '../../protocol/frames.js';
 import { EMPTY, OK } from '../../protocol/replies.js';
-import { commandErrorText, wireText } from '../../protocol/wire-errors.js';
+import { commandErrorCode, commandErrorText, wireText } from '../../protocol/wire-errors.js';
 
 export interface HandledReply {
   /** The reply body. Exactly one of `text`, `frame` and `error` is given. */
@@ -112,6 +112,17 @@ export interface ProtocolServerOptions {
    * consumption is not durable at once either, and pipelined replies keep sharing a write.
    */
   readonly consumingRepliesUncorked?: boolean;
+  /** Told of every request once its reply is known (NodeStats counts them for /metrics). */
+  readonly observer?: RequestObserver;
+}
+
+/** What the server reports of each request it answers. */
+export interface RequestObserver {
+  /**
+   * `command` is the request's op (`INVALID` for one that does not parse), `result` is `ok`,
+   * `empty` or the error's code, `seconds` the time from the parsed request to its reply.
+   */
+  request(command: string, result: string, seconds: number): void;
 }
 
 /** A snapshot for tests and metrics. */
@@ -162,6 +173,7 @@ interface ConnectionContext {
   readonly limits: ServerLimits;
   /** ProtocolServerOptions.consumingRepliesUncorked. */
   readonly consumingRepliesUncorked: boolean;
+  readonly observer: RequestObserver | undefined;
   readonly log: Logger;
   readonly closed: (connection: Connection) => void;
   /** Shared with the server: the node-wide reply byte count and the turn clock. */
@@ -202,6 +214,9 @@ interface Slot {
   reserve: number;
   /** The handler's callback, already wrapped to run at most once and never throw. */
   written: ((ok: boolean) => void) | undefined;
+  /** The request's op and when it was parsed (performance.now()), for the observer; absent for replies known at parse. */
+  readonly op?: string;
+  readonly startedAt?: number;
 }
 
 /** One served client connection. */
@@ -446,6 +461,7 @@ class Connection {
   private request(parts: readonly Buffer[], length: number): void {
     const command = parseRequestParts(parts, length);
     if (isCommandError(command)) {
+      this.context.observer?.request('INVALID', commandErrorCode(command), 0);
       this.enqueueReady(commandErrorText(command));
       return;
     }
@@ -455,7 +471,10 @@ class Connection {
         : command.op === 'MGET' || command.op === 'MFETCH'
           ? limits.serverBatchReadReplyReserveBytes
           : this.context.limits.otherReplyReserveBytes;
-    const slot: Slot = { frame: undefined, written: undefined, reserve };
+    const observed = this.context.observer !== undefined;
+    const slot: Slot = observed
+      ? { frame: undefined, written: undefined, reserve, op: command.op, startedAt: performance.now() }
+      : { frame: undefined, written: undefined, reserve };
     this.queue.push(slot);
     this.reservedBytes += reserve;
     let reply: HandledReply | Promise<HandledReply>;
@@ -485,6 +504,12 @@ class Connection {
     // Defensive about the shape: a broken handler must cost one error reply, not the process.
     const callback = handled?.written;
     const written = typeof callback === 'function' ? guardWritten(callback, this.context.log) : undefined;
+    const observer = this.context.observer;
+    if (observer !== undefined && slot.op !== undefined) {
+      const error = handled?.error;
+      const result = error !== undefined ? (isWalrusError(error) ? error.code : 'ERROR') : handled?.text === EMPTY ? 'empty' : 'ok';
+      observer.request(slot.op, result, (performance.now() - (slot.startedAt ?? 0)) / 1000);
+    }
     if (this.closed) {
       // The connection died while the request was handled: its slot is already gone.
       written?.(false);
@@ -754,6 +779,7 @@ export class ProtocolServer {
       handler: this.options.handler,
       limits: this.limits,
       consumingRepliesUncorked: this.options.consumingRepliesUncorked === true,
+      observer: this.options.observer,
       log: this.options.log,
       closed: (closed) => {
         this.served.delete(closed);

@@ -74,8 +74,10 @@ export class AdminServer {
           : code === 'ERR_HTTP_REQUEST_TIMEOUT'
             ? '408 Request Timeout'
             : '400 Bad Request';
-      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-      else socket.destroy();
+      // end() alone leaves the socket open while the parser still holds it: destroy once the
+      // answer is written, or after a second if the peer does not take it.
+      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
+      setTimeout(() => socket.destroy(), 1_000).unref();
     });
   }
 

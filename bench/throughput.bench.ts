@@ -43,6 +43,7 @@ import { WalrusClient } from '../src/client/index.js';
 import { Walrus } from '../src/engine/walrus.js';
 import { freePorts } from '../test/helpers/net.js';
 import { natsServerVersion, openStream, pairingFor, SUBJECT, startNatsCluster } from './jetstream.bench.js';
+import { withProgress } from './progress.js';
 import {
   type Child,
   formatMs,
@@ -149,21 +150,6 @@ function findExecutable(name: string, extra: readonly string[] = []): string | u
 /** Sorted copy of the first `count` latencies. */
 function sorted(latencies: number[]): Float64Array {
   return Float64Array.from(latencies).sort();
-}
-
-/** Prints a progress line every 3 s while `work` runs: `done()` says how many entries so far. */
-async function withProgress<T>(label: string, total: number, done: () => number, work: Promise<T>): Promise<T> {
-  const started = performance.now();
-  const timer = setInterval(() => {
-    const count = done();
-    const seconds = (performance.now() - started) / 1000;
-    log(`    … ${label}: ${count.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} (${formatRate(count / seconds)}/s)`);
-  }, 3_000);
-  try {
-    return await work;
-  } finally {
-    clearInterval(timer);
-  }
 }
 
 // --- Walrus ------------------------------------------------------------------------------------

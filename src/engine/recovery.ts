@@ -1,7 +1,8 @@
 // Recovery on open: scan every data file in log order, checking each record's framing, CRC,
 // topic and sequence number, and keep the longest valid prefix of each file. A batch whose
 // records are not all present is dropped whole. Nothing past the first bad record of a file is
-// trusted. What was dropped is reported (bytes, records, gaps), never silently served.
+// trusted. What was dropped is reported (bytes, records, gaps), never silently served. With
+// progress options, a long scan logs how far it is (recovery-progress.ts).
 
 import { readdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,6 +28,7 @@ import {
 } from './format.js';
 import { syncDirectory } from './log.js';
 import { nativeAddonSwitchedOff } from './native-addon.js';
+import { RecoveryProgress, type RecoveryProgressOptions } from './recovery-progress.js';
 import { TopicState } from './topic.js';
 import type { VerifyRequest, VerifyResult } from './verify-worker.js';
 
@@ -140,8 +142,12 @@ class Scanner {
     unreadableFiles: [],
   };
 
-  constructor(verifyCrc: boolean) {
+  /** Told how far the scan is once per chunk of records; undefined without progress lines. */
+  private readonly progress: RecoveryProgress | undefined;
+
+  constructor(verifyCrc: boolean, progress: RecoveryProgress | undefined) {
     this.verifyCrc = verifyCrc;
+    this.progress = progress;
   }
 
   /**
@@ -158,6 +164,8 @@ class Scanner {
     }
     const scan = new FileScan(file, fileNo, size, held);
     const framer = scan.framer;
+    // One comparison per record; the clock is read only past each chunk's worth of records.
+    let progressAt = this.progress === undefined ? Number.MAX_SAFE_INTEGER : scan.position + limits.recoveryChunkBytes;
     for (;;) {
       const framing = framer.frame(scan.position);
       if (framing !== 'framed') {
@@ -174,9 +182,16 @@ class Scanner {
         if (scan.stop !== undefined) break;
       }
       scan.position += framer.total;
+      if (scan.position >= progressAt) progressAt = this.progressed(scan.position);
     }
     scan.noteLastHeld();
     return this.end(scan, file.path);
+  }
+
+  /** The scan of the current file reached `position`: reports it if a line is due; returns where to report next. */
+  private progressed(position: number): number {
+    this.progress?.check(position);
+    return position + limits.recoveryChunkBytes;
   }
 
   /** The fast path: stores an entry that continues its topic (alone, or the next one of a batch); false if it does not. */
@@ -345,24 +360,42 @@ function zerosFollow(reader: ChunkReader, position: number, size: number): boole
   return true;
 }
 
-function listDataFiles(dir: string): { name: string; fileNo: number }[] {
+interface DataFileName {
+  readonly name: string;
+  readonly fileNo: number;
+}
+
+function listDataFiles(dir: string): DataFileName[] {
   return readdirSync(dir)
     .map((name) => ({ name, fileNo: parseDataFileName(name) }))
-    .filter((entry): entry is { name: string; fileNo: number } => entry.fileNo !== undefined)
+    .filter((entry): entry is DataFileName => entry.fileNo !== undefined)
     .sort((a, b) => a.fileNo - b.fileNo);
 }
 
-function scanDirectory(dir: string, backend: StorageBackend, verifyCrc: boolean): Recovery {
+function scanDirectory(dir: string, backend: StorageBackend, verifyCrc: boolean, progressOptions?: RecoveryProgressOptions): Recovery {
   const names = listDataFiles(dir);
-  const scanner = new Scanner(verifyCrc);
+  // Only the progress lines need the files' allocated bytes (a stat per file).
+  const progress =
+    progressOptions === undefined
+      ? undefined
+      : new RecoveryProgress(
+          progressOptions,
+          dir,
+          names.map(({ name }) => statSync(join(dir, name)).blocks * 512),
+        );
+  const scanner = new Scanner(verifyCrc, progress);
   const files: RecoveredFile[] = [];
   try {
-    scanAll(dir, names, backend, scanner, files);
+    for (const entry of names) {
+      scanFile(dir, entry, backend, scanner, files);
+      progress?.fileDone();
+    }
   } catch (error) {
     closeAll(files);
     throw error;
   }
   scanner.finish();
+  progress?.finish(scanner.report.entriesRecovered);
   const highestFileNo = names.length === 0 ? 0 : (names[names.length - 1]?.fileNo ?? 0);
   return { topics: scanner.topics, files, highestFileNo, fileTopics: scanner.fileTopics, report: scanner.report };
 }
@@ -371,9 +404,14 @@ function closeAll(files: readonly RecoveredFile[]): void {
   for (const recovered of files) void recovered.file.close();
 }
 
-/** Lists data files in log order, opens and scans them, checking every CRC on this thread. */
-export function recoverSync(dir: string, backend: StorageBackend): Recovery {
-  return scanDirectory(dir, backend, true);
+/**
+ * Lists data files in log order, opens and scans them, checking every CRC on this thread. With
+ * `progress` it logs the same progress lines as `recover` (both scans are synchronous, so both
+ * can): through a logger whose destination writes asynchronously they come out once the scan is
+ * over, each with the time it was logged at.
+ */
+export function recoverSync(dir: string, backend: StorageBackend, progress?: RecoveryProgressOptions): Recovery {
+  return scanDirectory(dir, backend, true, progress);
 }
 
 /** Checks the CRCs of `paths` on a worker thread that uses the same checksum code as this one. */
@@ -398,14 +436,16 @@ export async function recover(
   backend: StorageBackend,
   // With bulk (native) checksums the CRCs cost less than a second pass over the files would.
   parallelBytesMin = checksums.bulk ? Number.POSITIVE_INFINITY : limits.parallelRecoveryBytesMin,
+  progress?: RecoveryProgressOptions,
 ): Promise<Recovery> {
   const paths = listDataFiles(dir).map(({ name }) => join(dir, name));
   let allocated = 0;
   for (const path of paths) allocated += statSync(path).blocks * 512;
-  if (allocated < parallelBytesMin) return recoverSync(dir, backend);
+  if (allocated < parallelBytesMin) return recoverSync(dir, backend, progress);
   const verified = verifyInWorker(paths);
-  // Nothing else may run between the worker's start and this scan: it is synchronous.
-  const fast = scanDirectory(dir, backend, false);
+  // Nothing else may run between the worker's start and this scan: it is synchronous. Its
+  // progress lines cover the structural scan; the wait for the worker after it is not reported.
+  const fast = scanDirectory(dir, backend, false, progress);
   let result: VerifyResult | undefined;
   try {
     result = await verified;
@@ -420,56 +460,50 @@ export async function recover(
     });
   if (trusted) return fast;
   closeAll(fast.files);
-  const checked = recoverSync(dir, backend);
+  // The scan again with checks reports its progress from the start again.
+  const checked = recoverSync(dir, backend, progress);
   checked.report.unreadableFiles.unshift(...fast.report.unreadableFiles);
   return checked;
 }
 
-function scanAll(
-  dir: string,
-  names: readonly { name: string; fileNo: number }[],
-  backend: StorageBackend,
-  scanner: Scanner,
-  files: RecoveredFile[],
-): void {
-  for (const { name, fileNo } of names) {
-    const file = backend.open(join(dir, name), { create: false });
-    const size = file.size();
-    const head = Buffer.alloc(FILE_HEADER_BYTES);
-    file.read(head, 0, FILE_HEADER_BYTES, 0);
-    const checked = readFileHeader(head);
-    scanner.report.filesScanned += 1;
-    if (checked.state === 'too-new') {
-      void file.close();
-      throw new StorageError(
-        'FORMAT_TOO_NEW',
-        `${file.path} was written by on-disk format version ${checked.version}; this Walrus reads version 1. Upgrade Walrus to open this directory.`,
-        { details: { file: file.path, version: checked.version } },
-      );
-    }
-    if (checked.state === 'ok' && checked.fileNo !== fileNo) {
-      // A file renamed or copied into the wrong place: its records may not continue the log here.
-      scanner.report.unreadableFiles.push({ file: `${file.path}.unreadable`, reason: `its header says it is data file ${checked.fileNo}` });
-      void file.close();
-      renameSync(file.path, `${file.path}.unreadable`);
-      syncDirectory(dir);
-      continue;
-    }
-    if (checked.state === 'corrupt') {
-      // Kept for inspection under another name, so that it is neither scanned nor written again.
-      scanner.report.unreadableFiles.push({ file: `${file.path}.unreadable`, reason: checked.reason });
-      void file.close();
-      renameSync(file.path, `${file.path}.unreadable`);
-      syncDirectory(dir);
-      continue;
-    }
-    if (checked.state === 'empty') {
-      files.push({ fileNo, file, validEnd: FILE_HEADER_BYTES, hasHeader: false, cleanEnd: zerosFollowHeader(file, size) });
-      continue;
-    }
-    const torn = scanner.report.tornTails.length + scanner.report.incompleteBatches;
-    const validEnd = scanner.scan(file, fileNo, size);
-    const cleanEnd = scanner.report.tornTails.length + scanner.report.incompleteBatches === torn;
-    files.push({ fileNo, file, validEnd, hasHeader: true, cleanEnd });
+/** Opens and scans one data file (or sets it aside as unreadable), adding it to `files`. */
+function scanFile(dir: string, { name, fileNo }: DataFileName, backend: StorageBackend, scanner: Scanner, files: RecoveredFile[]): void {
+  const file = backend.open(join(dir, name), { create: false });
+  const size = file.size();
+  const head = Buffer.alloc(FILE_HEADER_BYTES);
+  file.read(head, 0, FILE_HEADER_BYTES, 0);
+  const checked = readFileHeader(head);
+  scanner.report.filesScanned += 1;
+  if (checked.state === 'too-new') {
+    void file.close();
+    throw new StorageError(
+      'FORMAT_TOO_NEW',
+      `${file.path} was written by on-disk format version ${checked.version}; this Walrus reads version 1. Upgrade Walrus to open this directory.`,
+      { details: { file: file.path, version: checked.version } },
+    );
   }
+  if (checked.state === 'ok' && checked.fileNo !== fileNo) {
+    // A file renamed or copied into the wrong place: its records may not continue the log here.
+    scanner.report.unreadableFiles.push({ file: `${file.path}.unreadable`, reason: `its header says it is data file ${checked.fileNo}` });
+    void file.close();
+    renameSync(file.path, `${file.path}.unreadable`);
+    syncDirectory(dir);
+    return;
+  }
+  if (checked.state === 'corrupt') {
+    // Kept for inspection under another name, so that it is neither scanned nor written again.
+    scanner.report.unreadableFiles.push({ file: `${file.path}.unreadable`, reason: checked.reason });
+    void file.close();
+    renameSync(file.path, `${file.path}.unreadable`);
+    syncDirectory(dir);
+    return;
+  }
+  if (checked.state === 'empty') {
+    files.push({ fileNo, file, validEnd: FILE_HEADER_BYTES, hasHeader: false, cleanEnd: zerosFollowHeader(file, size) });
+    return;
+  }
+  const torn = scanner.report.tornTails.length + scanner.report.incompleteBatches;
+  const validEnd = scanner.scan(file, fileNo, size);
+  const cleanEnd = scanner.report.tornTails.length + scanner.report.incompleteBatches === torn;
+  files.push({ fileNo, file, validEnd, hasHeader: true, cleanEnd });
 }

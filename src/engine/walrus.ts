@@ -46,7 +46,7 @@ export interface WalrusOptions {
    * host backs memory on first use) and costs a little CPU where it is not (docs/engine.md).
    */
   readonly writeReadAhead?: boolean;
-  /** Where recovery reports go; default a pino logger at `warn`. */
+  /** Where recovery reports and recovery's progress lines go; default a pino logger at `warn`. */
   readonly logger?: Logger;
   /**
    * Called each time a sync of the data files completes, with how long it took in seconds (from
@@ -54,6 +54,12 @@ export interface WalrusOptions {
    * that fails.
    */
   readonly onSync?: (seconds: number) => void;
+  /**
+   * While recovery scans on open, an `info` line on `logger` at most this often (default 2000 ms)
+   * with the files and bytes scanned and the rate, and one with the totals at the end when the
+   * scan took at least this long. A number of milliseconds, at least 1.
+   */
+  readonly recoveryProgressMs?: number;
 }
 
 export interface Entry {
@@ -85,6 +91,8 @@ export interface ReadBatchOptions {
 const LOCK_FILE = 'walrus.lock';
 /** Where `open` puts the data without a `dataDir`, relative to the working directory. */
 export const DEFAULT_DATA_DIR = './wal_files';
+/** How often a long recovery scan logs how far it is (WalrusOptions.recoveryProgressMs). */
+export const DEFAULT_RECOVERY_PROGRESS_MS = 2_000;
 
 /** The original's rule: every character outside [A-Za-z0-9._-] becomes `_`; all-`_` names (and `.`/`..`) hash instead. */
 export function sanitizeKey(key: string): string {
@@ -305,6 +313,10 @@ export class Walrus {
     if (options.writeReadAhead !== undefined && typeof options.writeReadAhead !== 'boolean') {
       throw new InputError('INVALID_ARGUMENT', `writeReadAhead must be a boolean, got ${String(options.writeReadAhead)}`);
     }
+    const progressMs = options.recoveryProgressMs;
+    if (progressMs !== undefined && (typeof progressMs !== 'number' || !(progressMs >= 1))) {
+      throw new InputError('INVALID_ARGUMENT', `recoveryProgressMs must be a number of at least 1, got ${String(progressMs)}`);
+    }
     if (options.key !== undefined && typeof options.key !== 'string') throw new InputError('INVALID_ARGUMENT', 'key must be a string');
     const root = options.dataDir ?? DEFAULT_DATA_DIR;
     const dir = resolve(options.key === undefined ? root : join(root, sanitizeKey(options.key)));
@@ -340,7 +352,8 @@ export class Walrus {
     previous?.writer.flush();
     const log = options.logger ?? pino({ name: 'walrus-engine', level: 'warn' });
     // With an instance open on the directory, recovery must not yield (it could append meanwhile).
-    const recovery = previous === undefined ? await recover(real, backend) : recoverSync(real, backend);
+    const progress = { log, intervalMs: options.recoveryProgressMs ?? DEFAULT_RECOVERY_PROGRESS_MS };
+    const recovery = previous === undefined ? await recover(real, backend, undefined, progress) : recoverSync(real, backend, progress);
     let wal: Walrus;
     try {
       wal = new Walrus(real, backend, recovery, { ...options, consistency, fsync }, log);

@@ -307,9 +307,13 @@ export class Replication {
     this.reportRepair(replicator, topic, segment, sealed, repaired);
   }
 
-  /** Logs a repair's progress every REPAIR_REPORT_MS until the new copy holds the whole segment. */
+  /**
+   * Logs a repair's progress every REPAIR_REPORT_MS until the new copy holds the whole segment:
+   * entries held of the sealed count, and the entries copied per second since the repair began.
+   */
   private reportRepair(replicator: SegmentReplicator, topic: string, segment: number, sealed: number, added: NodeId): void {
     const started = performance.now();
+    const heldAtStart = replicator.held().get(added) ?? 0;
     const log = this.options.log;
     log.info({ topic, segment, sealed, to: added }, 'repair: copying a sealed segment to its new replica');
     const timer = setInterval(() => {
@@ -318,15 +322,18 @@ export class Replication {
         clearInterval(timer);
         return;
       }
+      const ms = performance.now() - started;
+      const entriesPerSec = Math.round(((Math.min(held, sealed) - heldAtStart) * 1000) / Math.max(1, ms));
       if (held >= sealed) {
         clearInterval(timer);
         log.info(
-          { topic, segment, sealed, to: added, tookMs: Math.round(performance.now() - started) },
+          { topic, segment, sealed, to: added, tookMs: Math.round(ms), entriesPerSec },
           'repair: done, the new replica holds the whole segment',
         );
         return;
       }
-      log.info({ topic, segment, to: added, held, sealed, percent: Math.floor((100 * held) / Math.max(1, sealed)) }, 'repair: copying');
+      const percent = Math.floor((100 * held) / Math.max(1, sealed));
+      log.info({ topic, segment, to: added, held, sealed, percent, entriesPerSec }, 'repair: copying');
     }, REPAIR_REPORT_MS);
     timer.unref();
   }

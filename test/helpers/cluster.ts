@@ -19,12 +19,16 @@ export interface ClusterOptions {
   /** storage.fsync of every node (default: the node's default, interval). */
   readonly fsync?: 'each' | 'interval' | 'none';
   readonly lifetimeMs?: number;
+  /** Give each node an admin endpoint on a free port of its own (`--admin-port`; adminPorts has them). */
+  readonly admin?: boolean;
 }
 
 export class TestCluster {
   readonly ids: readonly number[];
   readonly clientPorts: Map<number, number>;
   readonly raftPorts: Map<number, number>;
+  /** Each node's admin port, with ClusterOptions.admin. */
+  readonly adminPorts = new Map<number, number>();
   private readonly dir: string;
   private readonly config: string;
   private readonly options: ClusterOptions;
@@ -74,6 +78,10 @@ export class TestCluster {
     }
     const cluster = new TestCluster(dir, config, ids, clientPorts, raftPorts, { ...options, ...(env === undefined ? {} : { env }) });
     cluster.etcd = etcd;
+    if (options.admin === true) {
+      const adminPorts = await freePorts(count);
+      for (const id of ids) cluster.adminPorts.set(id, adminPorts[id - 1] as number);
+    }
     for (const id of ids) cluster.launch(id);
     await Promise.all(ids.map((id) => cluster.ready(id)));
     return cluster;
@@ -103,7 +111,10 @@ export class TestCluster {
 
   /** Starts node `id` (again). */
   launch(id: number): Running {
-    const node = startWalrus(['start', '--config', this.config, '--node-id', String(id), ...(this.extraArgs.get(id) ?? [])], {
+    const admin = this.adminPorts.get(id);
+    const args = ['start', '--config', this.config, '--node-id', String(id), ...(this.extraArgs.get(id) ?? [])];
+    if (admin !== undefined) args.push('--admin-port', String(admin));
+    const node = startWalrus(args, {
       cwd: this.dir,
       env: { WALRUS_MAX_SEGMENT_ENTRIES: '10', WALRUS_MONITOR_CHECK_MS: '200', ...this.options.env },
       lifetimeMs: this.options.lifetimeMs ?? 120_000,

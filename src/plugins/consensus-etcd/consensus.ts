@@ -343,7 +343,13 @@ export class EtcdConsensus implements Consensus {
 
   liveMembers(): readonly NodeId[] {
     if (!this.started) return [];
-    const live = new Set([...this.alive].filter((id) => this.members.has(id)));
+    // Alive (its lease holds its key) and heard lately: each node rewrites its key every
+    // contactProbeMs, so a killed node drops out within the window, not only when its lease ends.
+    const now = performance.now();
+    const window = Math.max(LIVE_WINDOW_MS_MIN, LIVE_WINDOW_PROBES * (this.options.contactProbeMs ?? CONTACT_PROBE_MS));
+    const live = new Set(
+      [...this.alive].filter((id) => this.members.has(id) && now - (this.lastAlive.get(id) ?? Number.NEGATIVE_INFINITY) <= window),
+    );
     live.add(this.options.id);
     return [...live].sort((a, b) => a - b);
   }
@@ -473,6 +479,9 @@ export class EtcdConsensus implements Consensus {
 
 /** Default of snapshotEvery. */
 const SNAPSHOT_EVERY = 10_000;
+/** liveMembers() counts a member whose alive key was written within this many probe intervals, and at least LIVE_WINDOW_MS_MIN. */
+const LIVE_WINDOW_PROBES = 10;
+const LIVE_WINDOW_MS_MIN = 1_000;
 /** Default of contactProbeMs. */
 const CONTACT_PROBE_MS = 100;
 /** How much sooner than etcd a node counts its own lease as run out (the keepalive's round trip, and more). */

@@ -126,7 +126,9 @@ export class RaftNode {
       { ...stored, initialMembership },
     );
     this.lastApplied = stored.snapshot?.index ?? 0;
-    this.liveWindowTicks = ticks(this.timing.electionMaxMs);
+    // A member is live when it answered within the shortest election timeout: long enough for
+    // several lost heartbeats, short enough that a stopped node drops out within about a second.
+    this.liveWindowTicks = ticks(this.timing.electionMinMs);
     for (const [id, address] of options.members) this.addresses.set(id, address);
   }
 

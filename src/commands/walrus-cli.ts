@@ -14,6 +14,7 @@ import { limits } from '../kernel/limits.js';
 import { parseDecimal } from '../protocol/commands.js';
 import { VERSION } from '../version.js';
 import { applyProcessSwitches } from './process-switches.js';
+import { runTop } from './top.js';
 
 export interface CliIo {
   /** Writes one line of output (the newline is added). */
@@ -31,6 +32,8 @@ export interface CliIo {
 
 export const DEFAULT_ADDR = '127.0.0.1:8080';
 const ADDR_VARIABLE = LAUNCHER_ENV.cliAddress;
+/** Where `top` reads when neither --admin nor WALRUS_ADMIN_ADDR says. */
+export const DEFAULT_ADMIN_ADDR = '127.0.0.1:9090';
 
 const PROMPT = 'walrus> ';
 const QUIT_WORDS: ReadonlySet<string> = new Set(['exit', 'quit', 'q']);
@@ -336,6 +339,41 @@ export function buildProgram(io: CliIo, done: (code: number) => void): Command {
         io.out(JSON.stringify(await client.metrics(), null, 2));
       }),
     );
+
+  program
+    .command('top')
+    .description("show the cluster as a node's admin endpoint sees it, refreshed (nodes, topics, segments, rates)")
+    .option(
+      '--admin <host:port>',
+      `the node's admin address (default: $${LAUNCHER_ENV.cliAdminAddress}, else ${DEFAULT_ADMIN_ADDR})`,
+      addrArgument,
+    )
+    .option('--interval <ms>', 'time between refreshes', timeoutArgument, 1000)
+    .option('--count <n>', 'stop after this many refreshes (default: until Ctrl-C)', segmentArgument)
+    .action(async (options: { admin?: Target; interval: number; count?: number }) => {
+      const chosen = options.admin ?? parseTarget(envValue(io.env, LAUNCHER_ENV.cliAdminAddress) ?? DEFAULT_ADMIN_ADDR);
+      if (typeof chosen === 'string') {
+        io.err(`walrus-cli: ${LAUNCHER_ENV.cliAdminAddress} is not an address: ${chosen}`);
+        done(2);
+        return;
+      }
+      const target = chosen;
+      const redraw = isTty(io.terminal) && options.count !== 1;
+      const interrupted = new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+      done(
+        await runTop({
+          base: `http://${target.label}`,
+          label: target.label,
+          intervalMs: options.interval,
+          count: options.count,
+          timeoutMs: program.opts<{ timeout: number }>().timeout,
+          redraw,
+          out: io.out,
+          err: io.err,
+          interrupted,
+        }),
+      );
+    });
 
   program
     .command('repl')

@@ -45,6 +45,8 @@ export const LAUNCHER_ENV = {
   disableNative: 'WALRUS_DISABLE_NATIVE',
   /** walrus-cli: the node's client address when `--addr` is not given. */
   cliAddress: 'WALRUS_ADDR',
+  /** walrus-cli top: the node's admin address when `--admin` is not given. */
+  cliAdminAddress: 'WALRUS_ADMIN_ADDR',
 } as const;
 
 export type Environment = Readonly<Record<string, string | undefined>>;

@@ -9,6 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import test from 'ava';
 import { WalrusClient } from '../../src/client/index.js';
+import { main as runCli } from '../../src/commands/walrus-cli.js';
 import { withTempDir } from '../helpers/kernel.js';
 import { type Running, startWalrus } from '../helpers/process.js';
 import { adminGet, parsePrometheus, sampleValue } from '../helpers/prometheus.js';
@@ -167,6 +168,17 @@ test.serial('/healthz, /readyz and /api/cluster describe the node; a topic past 
           { segment: 1, sealed: true, entries: 10, leader: 1 },
         ],
       );
+      // walrus-cli top reads the same endpoint.
+      const out: string[] = [];
+      const top = await runCli(['top', '--admin', `127.0.0.1:${adminPort}`, '--count', '1'], {
+        out: (text) => out.push(text),
+        err: (text) => out.push(text),
+        env: {},
+        exit: () => undefined,
+      });
+      t.is(top, 0, out.join('\n'));
+      t.regex(out[0] ?? '', /^Walrus \S+ · node 1 \(leader, term \d+\) · 1 of 1 nodes up/);
+      t.regex(out[0] ?? '', /\nevents +3 +1 +1 +25 +-$/m);
       const page = await adminGet(adminPort, '/');
       t.is(page.status, 200);
       t.regex(page.type, /^text\/html/);

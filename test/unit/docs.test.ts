@@ -58,6 +58,7 @@ test('docs/config.md lists every environment variable with its key', (t) => {
   expected.set(LAUNCHER_ENV.config, '(config file path)');
   expected.set(LAUNCHER_ENV.disableNative, '(whole process)');
   expected.set(LAUNCHER_ENV.cliAddress, '(walrus-cli)');
+  expected.set(LAUNCHER_ENV.cliAdminAddress, '(walrus-cli top)');
   t.deepEqual(documented, expected);
 });
 

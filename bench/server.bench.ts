@@ -29,6 +29,11 @@
 // Each repetition runs every workload on both servers back to back (the order of the two servers
 // alternates between repetitions); each figure is the median of the repetitions.
 //
+// A second Walrus node, "Walrus+admin", runs every row too, with its admin endpoint on and this
+// process scraping its /metrics once a second throughout: the ratio of its rows to the plain
+// node's (same run, interleaved) is what the admin endpoint costs (issue 17's target: < 3 % of
+// PUT throughput).
+//
 // After them, the flood row (Walrus only): 200 connections write 60 KB PUTs as fast as the node
 // takes them (from a child process, test/helpers/flood-child.ts, so that this process only times)
 // while a new client connects, sends STATE and times its first reply, again and again
@@ -273,6 +278,8 @@ interface Server {
   connect(count: number): Promise<Connection[]>;
   /** Untimed: up to five warnings or errors the server logged after it became ready. */
   complaints(): string[];
+  /** Walrus+admin: the /metrics scrapes answered so far. */
+  scrapes?(): number;
   stop(): Promise<void>;
 }
 
@@ -291,6 +298,7 @@ export async function launchWalrusNode(
   root: string,
   prefix: string,
   storage: string,
+  extra: readonly string[] = [],
 ): Promise<{ readonly port: number; readonly child: Child; readonly backend: string }> {
   const dir = mkdtempSync(join(root, prefix));
   const config = join(dir, 'walrus.yaml');
@@ -300,6 +308,7 @@ export async function launchWalrusNode(
       `node: { dataDir: ${JSON.stringify(join(dir, 'data'))}, clientPort: 0, raftPort: 0 }`,
       storage,
       'segments: { maxEntries: 1000000000 }',
+      ...extra,
       '',
     ].join('\n'),
   );
@@ -320,13 +329,41 @@ export async function launchWalrusNode(
   }
 }
 
-async function startWalrus(root: string): Promise<Server> {
-  const { port, child, backend } = await launchWalrusNode(root, 'walrus-', 'storage: { fsync: interval, fsyncIntervalMs: 1000 }');
+/** The node with its admin endpoint on and scraped once a second (its rows against the plain node's). */
+const WITH_ADMIN = 'Walrus+admin';
+const SCRAPE_EVERY_MS = 1_000;
+
+async function startWalrus(root: string, admin = false): Promise<Server> {
+  const storage = 'storage: { fsync: interval, fsyncIntervalMs: 1000 }';
+  const { port, child, backend } = await launchWalrusNode(
+    root,
+    admin ? 'walrus-admin-' : 'walrus-',
+    storage,
+    admin ? ['admin: { port: 0 }'] : [],
+  );
+  let scraper: NodeJS.Timeout | undefined;
+  let scrapes = 0;
+  if (admin) {
+    const line = JSON.parse(await child.line(/"msg":"admin endpoint listening"/, START_TIMEOUT_MS)) as { port?: unknown };
+    if (typeof line.port !== 'number') throw new Error('walrus: the "admin endpoint listening" line has no port');
+    const url = `http://127.0.0.1:${line.port}/metrics`;
+    scraper = setInterval(() => {
+      fetch(url)
+        .then((reply) => reply.text())
+        .then(
+          () => {
+            scrapes += 1;
+          },
+          () => undefined,
+        );
+    }, SCRAPE_EVERY_MS);
+  }
   return {
-    name: 'Walrus',
-    port,
+    name: admin ? WITH_ADMIN : 'Walrus',
+    ...(admin ? {} : { port }),
     pid: child.process.pid,
-    description: `walrus node (pid ${child.process.pid}, backend ${backend}, storage.fsync interval 1000 ms)`,
+    description: `walrus node (pid ${child.process.pid}, backend ${backend}, storage.fsync interval 1000 ms${admin ? `, admin endpoint scraped every ${SCRAPE_EVERY_MS} ms` : ''})`,
+    scrapes: () => scrapes,
     async connect(count) {
       const clients = await Promise.all(
         Array.from({ length: count }, () => WalrusClient.connect({ host: '127.0.0.1', port, inFlightMax: PIPELINE_DEPTH })),
@@ -334,7 +371,10 @@ async function startWalrus(root: string): Promise<Server> {
       return clients.map((client) => walrusConnection(client));
     },
     complaints: () => child.matching(/"level":[4-6]\d/, 5, /"msg":"ready"/),
-    stop: () => child.stop(),
+    stop: () => {
+      clearInterval(scraper);
+      return child.stop();
+    },
   };
 }
 
@@ -786,6 +826,7 @@ export async function runServerBench(options: ServerBenchOptions): Promise<void>
   };
   try {
     servers.push(await startWalrus(root));
+    servers.push(await startWalrus(root, true));
     if (redisExecutable !== undefined) servers.push(await startRedis(root, redisExecutable));
     servers.push(await startNodeFloor(root, payload));
     for (const server of servers) {
@@ -815,6 +856,7 @@ export async function runServerBench(options: ServerBenchOptions): Promise<void>
     if (walrus?.port !== undefined) floodLine = await floodRow(walrus.port, options.smoke ? FLOOD_SMOKE : FLOOD_FULL);
     for (const server of servers) {
       for (const line of server.complaints()) log(`  ${server.name} logged: ${line.slice(0, 300)}`);
+      if (server.scrapes !== undefined) log(`  ${server.name}: ${server.scrapes()} /metrics scrapes answered during the rows`);
     }
   } finally {
     for (const server of servers) {
@@ -842,6 +884,7 @@ export async function runServerBench(options: ServerBenchOptions): Promise<void>
     "\n  Per operation: CPU time (user + system) of each server (/proc/<pid>/stat) and of its client library (this process,\n  process.cpuUsage()), and the server's read- and write-family system calls (/proc/<pid>/io syscr, syscw):",
   );
   log(`\n${cpuTable(rows)}`);
+  log(`\n${adminCost(samples, sizes)}`);
   if (floodLine !== '') log(`\n${floodLine}`);
   const compared = rows.filter((row) => row.redis !== undefined);
   if (compared.length > 0) {
@@ -850,6 +893,29 @@ export async function runServerBench(options: ServerBenchOptions): Promise<void>
       `\n  target (Walrus ops/s ≥ Redis ops/s in each row): ${met} met, ${compared.length - met} missed${options.smoke ? ' (smoke sizes: indicative only)' : ''}`,
     );
   }
+}
+
+/** The admin endpoint's cost: each row of the scraped node against the plain node's, medians and by repetition. */
+function adminCost(samples: ReadonlyMap<string, readonly Sample[]>, sizes: Sizes): string {
+  const lines = [
+    `  admin endpoint scraped once a second (${WITH_ADMIN}) against the plain node, same run (target: PUT throughput cost < 3 %):`,
+  ];
+  for (const kind of ['PUT', 'GET'] as Kind[]) {
+    for (const workload of WORKLOADS) {
+      const plain = samples.get(`${kind} ${workload.name} Walrus`) ?? [];
+      const admin = samples.get(`${kind} ${workload.name} ${WITH_ADMIN}`) ?? [];
+      if (plain.length === 0 || admin.length === 0) continue;
+      const ratio = medianSample(admin).opsPerSecond / medianSample(plain).opsPerSecond;
+      const rounds = admin.map((sample, index) => (sample.opsPerSecond / (plain[index]?.opsPerSecond ?? Number.NaN)).toFixed(3)).join(', ');
+      const cost = (1 - ratio) * 100;
+      const verdict = kind === 'PUT' ? (cost < 3 ? ' (met)' : ' (not met)') : '';
+      lines.push(
+        `    ${`${kind} ${workload.name}`.padEnd(40)} ${formatRate(medianSample(admin).opsPerSecond)} / ${formatRate(medianSample(plain).opsPerSecond)} ops/s = ${ratio.toFixed(3)}× (cost ${cost.toFixed(1)} %${verdict}; by repetition ${rounds})`,
+      );
+    }
+  }
+  if (sizes.repetitions === 1) lines.push('    (one repetition: indicative only)');
+  return lines.join('\n');
 }
 
 /** The flood row alone, on a fresh node (`npm run bench -- flood [--smoke]`): seconds instead of minutes. */

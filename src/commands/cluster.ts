@@ -54,6 +54,20 @@ export interface PlanOptions {
   readonly raftPortBase: number;
   /** One address for all nodes, or one per node. */
   readonly hosts: readonly string[];
+  /** Node i's admin endpoint on this port + i - 1 (absent: no admin endpoints). */
+  readonly adminPortBase?: number;
+}
+
+/** Each node's admin port (`--admin-port-base`), by id; empty without one. */
+export function adminPorts(options: Pick<PlanOptions, 'nodes' | 'adminPortBase'>): Map<number, number> {
+  const base = options.adminPortBase;
+  if (base === undefined) return new Map();
+  if (base + options.nodes - 1 > PORT_MAX) {
+    throw new ClusterUsageError(
+      `--admin-port-base ${base} with ${options.nodes} nodes needs ports up to ${base + options.nodes - 1}, past ${PORT_MAX}`,
+    );
+  }
+  return new Map(Array.from({ length: options.nodes }, (_, index) => [index + 1, base + index] as const));
 }
 
 /** Bad input found before anything starts: printed as is, exit 2. */
@@ -86,7 +100,7 @@ export function planMembers(options: PlanOptions): Member[] {
       raftPort: options.raftPortBase + index,
     };
   });
-  const clash = portClash(members);
+  const clash = portClash(members, adminPorts(options));
   if (clash !== undefined) throw new ClusterUsageError(clash);
   return members;
 }
@@ -98,21 +112,25 @@ interface Listener {
   readonly role: string;
 }
 
-function listeners(members: readonly Member[]): Listener[] {
-  return members.flatMap((member) => [
-    { host: member.clientHost, port: member.clientPort, role: `node ${member.id}'s client port` },
-    { host: member.raftHost, port: member.raftPort, role: `node ${member.id}'s raft port` },
-  ]);
+function listeners(members: readonly Member[], admin: ReadonlyMap<number, number> = new Map()): Listener[] {
+  return members.flatMap((member) => {
+    const adminPort = admin.get(member.id);
+    return [
+      { host: member.clientHost, port: member.clientPort, role: `node ${member.id}'s client port` },
+      { host: member.raftHost, port: member.raftPort, role: `node ${member.id}'s raft port` },
+      ...(adminPort === undefined ? [] : [{ host: member.clientHost, port: adminPort, role: `node ${member.id}'s admin port` }]),
+    ];
+  });
 }
 
 /** The first address two listeners would share, described; undefined when all differ. */
-export function portClash(members: readonly Member[]): string | undefined {
+export function portClash(members: readonly Member[], admin: ReadonlyMap<number, number> = new Map()): string | undefined {
   const seen = new Map<string, string>();
-  for (const listener of listeners(members)) {
+  for (const listener of listeners(members, admin)) {
     const key = `${listener.host}:${listener.port}`;
     const other = seen.get(key);
     if (other !== undefined) {
-      return `${key} would be both ${other} and ${listener.role}: pick --client-port-base and --raft-port-base so that their ranges do not overlap`;
+      return `${key} would be both ${other} and ${listener.role}: pick --client-port-base, --raft-port-base and --admin-port-base so that their ranges do not overlap`;
     }
     seen.set(key, listener.role);
   }
@@ -134,9 +152,9 @@ function listenProblem(host: string, port: number): Promise<string | undefined> 
 }
 
 /** Every listener's address must be free now; throws ClusterUsageError naming each one that is not. */
-export async function checkPortsFree(members: readonly Member[]): Promise<void> {
+export async function checkPortsFree(members: readonly Member[], admin: ReadonlyMap<number, number> = new Map()): Promise<void> {
   const problems: string[] = [];
-  for (const listener of listeners(members)) {
+  for (const listener of listeners(members, admin)) {
     const problem = await listenProblem(listener.host, listener.port);
     if (problem !== undefined) problems.push(`${listener.host}:${listener.port} (${listener.role}) ${problem}`);
   }
@@ -193,8 +211,10 @@ export function childEnvironment(env: Environment, baseDir: string): Record<stri
 }
 
 /** The flags each node gets on top of its config: they beat any WALRUS_* placement variable. */
-function nodeFlags(member: Member, dataDir: string): [flag: string, path: string, text: string][] {
+function nodeFlags(member: Member, dataDir: string, adminPort?: number): [flag: string, path: string, text: string][] {
+  const admin: [string, string, string][] = adminPort === undefined ? [] : [['--admin-port', 'admin.port', String(adminPort)]];
   return [
+    ...admin,
     ['--node-id', 'node.id', String(member.id)],
     ['--data-dir', 'node.dataDir', dataDir],
     ['--client-host', 'node.clientHost', member.clientHost],
@@ -211,6 +231,8 @@ export interface ClusterStartOptions extends PlanOptions {
 
 interface Prepared {
   readonly members: readonly Member[];
+  /** Each node's admin port (`--admin-port-base`), by id. */
+  readonly admin: ReadonlyMap<number, number>;
   readonly dataDir: string;
   readonly configPath: string;
   readonly env: Record<string, string>;
@@ -254,6 +276,7 @@ function checkNodeDirectoriesFree(dataDir: string, members: readonly Member[]): 
  */
 async function prepare(options: ClusterStartOptions, io: Io): Promise<Prepared> {
   const members = planMembers(options);
+  const admin = adminPorts(options);
   const basePath = options.config ?? envValue(io.env, LAUNCHER_ENV.config);
   const base = baseConfig(basePath);
   const dataDir = dataDirOf(options, io.env, base.tree);
@@ -263,7 +286,7 @@ async function prepare(options: ClusterStartOptions, io: Io): Promise<Prepared> 
       `${configPath} is where the cluster config is generated: copy your base config elsewhere or pick another --data-dir`,
     );
   }
-  await checkPortsFree(members);
+  await checkPortsFree(members, admin);
   mkdirSync(dataDir, { recursive: true });
   checkNodeDirectoriesFree(dataDir, members);
   const header = [
@@ -273,9 +296,10 @@ async function prepare(options: ClusterStartOptions, io: Io): Promise<Prepared> 
   ].join('\n');
   writeFileSync(configPath, header + stringify(clusterConfig(base.tree, base.dir, dataDir, members)));
   const env = childEnvironment(io.env, base.dir);
-  const resolved = await dryRun(configPath, members[0] as Member, dataDir, env);
+  const resolved = await dryRun(configPath, members[0] as Member, dataDir, env, admin.get(1));
   return {
     members,
+    admin,
     dataDir,
     configPath,
     env,
@@ -291,8 +315,14 @@ interface DryRunConfig {
 }
 
 /** Resolves and plans node 1 as `walrus start` would; throws what it would fail with. */
-async function dryRun(configPath: string, member: Member, dataDir: string, env: Record<string, string>): Promise<DryRunConfig> {
-  const flags: TextSetting[] = nodeFlags(member, dataDir).map(([flag, path, text]) => ({ path, text, source: `flag ${flag}` }));
+async function dryRun(
+  configPath: string,
+  member: Member,
+  dataDir: string,
+  env: Record<string, string>,
+  adminPort: number | undefined,
+): Promise<DryRunConfig> {
+  const flags: TextSetting[] = nodeFlags(member, dataDir, adminPort).map(([flag, path, text]) => ({ path, text, source: `flag ${flag}` }));
   const inspection = await Kernel.inspect({
     catalog: walrusCatalog,
     configFile: configPath,
@@ -378,7 +408,7 @@ class Supervisor {
   start(): void {
     const execArgv = process.execArgv.filter((arg) => !arg.startsWith('--inspect'));
     for (const member of this.prepared.members) {
-      const flags = nodeFlags(member, this.prepared.dataDir).flatMap(([flag, , text]) => [flag, text]);
+      const flags = nodeFlags(member, this.prepared.dataDir, this.prepared.admin.get(member.id)).flatMap(([flag, , text]) => [flag, text]);
       const args = [...execArgv, WALRUS_BIN, 'start', '--config', this.prepared.configPath, ...flags];
       // Its own process group: a Ctrl-C at the terminal reaches this command only, which then
       // stops each node once (a node stopping that gets a second signal exits at once, code 1).
@@ -441,9 +471,15 @@ class Supervisor {
       `${this.nodes.length} nodes ready (config ${this.prepared.configPath}, data under ${this.prepared.dataDir})`,
       ...this.nodes.map(
         ({ member, child }) =>
-          `  node ${member.id}  client ${member.clientHost}:${member.clientPort}  raft ${member.raftHost}:${member.raftPort}  pid ${child.pid}`,
+          `  node ${member.id}  client ${member.clientHost}:${member.clientPort}  raft ${member.raftHost}:${member.raftPort}` +
+          `${this.prepared.admin.has(member.id) ? `  status http://${member.clientHost}:${this.prepared.admin.get(member.id)}/` : ''}  pid ${child.pid}`,
       ),
       `try: walrus-cli --addr ${first.clientHost}:${first.clientPort} metrics   (current_leader is the Raft leader)`,
+      ...(this.prepared.admin.has(first.id)
+        ? [
+            `status page: http://${first.clientHost}:${this.prepared.admin.get(first.id)}/   (or walrus-cli top --admin ${first.clientHost}:${this.prepared.admin.get(first.id)})`,
+          ]
+        : []),
       'Ctrl-C stops every node',
     ];
     this.io.out(summary.map((line) => `[cluster] ${line}`).join('\n'));
@@ -571,6 +607,11 @@ export function addClusterCommand(program: Command, io: Io, done: (code: number)
         .default(6001)
         .argParser(integerIn(1, PORT_MAX, 'a port')),
     )
+    .addOption(
+      new Option('--admin-port-base <port>', "node 1's admin port (metrics, status page); node i gets base+i-1 (default: none)").argParser(
+        integerIn(1, PORT_MAX, 'a port'),
+      ),
+    )
     .addOption(new Option('--host <host>', 'address every node listens on, client and Raft').default('127.0.0.1'))
     .addOption(
       new Option('--hosts <list>', 'one address per node, comma-separated (e.g. 127.0.0.1,127.0.0.2,127.0.0.3)').argParser(hostList),
@@ -585,6 +626,7 @@ export function addClusterCommand(program: Command, io: Io, done: (code: number)
       nodes: number;
       clientPortBase: number;
       raftPortBase: number;
+      adminPortBase?: number;
       host: string;
       hosts?: string[];
       dataDir?: string;
@@ -601,6 +643,7 @@ export function addClusterCommand(program: Command, io: Io, done: (code: number)
           nodes: values.nodes,
           clientPortBase: values.clientPortBase,
           raftPortBase: values.raftPortBase,
+          ...(values.adminPortBase === undefined ? {} : { adminPortBase: values.adminPortBase }),
           hosts: values.hosts ?? [values.host],
           ...(values.dataDir === undefined ? {} : { dataDir: values.dataDir }),
           ...(values.config === undefined ? {} : { config: values.config }),

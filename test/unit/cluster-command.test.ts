@@ -5,7 +5,7 @@
 
 import { join } from 'node:path';
 import test from 'ava';
-import { ClusterUsageError, childEnvironment, clusterConfig, type Member, planMembers } from '../../src/commands/cluster.js';
+import { adminPorts, ClusterUsageError, childEnvironment, clusterConfig, type Member, planMembers } from '../../src/commands/cluster.js';
 
 const plan = (overrides: Partial<Parameters<typeof planMembers>[0]> = {}) =>
   planMembers({ nodes: 3, clientPortBase: 9091, raftPortBase: 6001, hosts: ['127.0.0.1'], ...overrides });
@@ -76,4 +76,25 @@ test('relative plugin paths are made absolute against the base config folder; na
     '/base',
   );
   t.deepEqual(env, { WALRUS_PLUGINS: 'raft,/base/x.js', WALRUS_MAX_SEGMENT_ENTRIES: '5', PATH: '/bin' });
+});
+
+test('--admin-port-base gives node i admin port base+i-1; a range that overlaps another or runs past 65535 is refused', (t) => {
+  t.deepEqual(
+    [...adminPorts({ nodes: 3, adminPortBase: 9191 })],
+    [
+      [1, 9191],
+      [2, 9192],
+      [3, 9193],
+    ],
+  );
+  t.is(adminPorts({ nodes: 3 }).size, 0);
+  t.is(plan({ adminPortBase: 9191 }).length, 3);
+  t.throws(() => plan({ adminPortBase: 9093 }), {
+    instanceOf: ClusterUsageError,
+    message: /^127\.0\.0\.1:9093 would be both node 1's admin port and node 3's client port/,
+  });
+  t.throws(() => plan({ adminPortBase: 65_534 }), {
+    instanceOf: ClusterUsageError,
+    message: /--admin-port-base 65534 with 3 nodes needs ports up to 65536/,
+  });
 });

@@ -359,7 +359,8 @@ export function buildProgram(io: CliIo, done: (code: number) => void): Command {
       }
       const target = chosen;
       const redraw = isTty(io.terminal) && options.count !== 1;
-      const interrupted = new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+      // Until Ctrl-C: the first one ends the loop (exit 0); with --count, Ctrl-C stops it as usual.
+      const interrupted = options.count === undefined ? new Promise<void>((resolve) => process.once('SIGINT', () => resolve())) : undefined;
       done(
         await runTop({
           base: `http://${target.label}`,
@@ -370,7 +371,7 @@ export function buildProgram(io: CliIo, done: (code: number) => void): Command {
           redraw,
           out: io.out,
           err: io.err,
-          interrupted,
+          ...(interrupted === undefined ? {} : { interrupted }),
         }),
       );
     });

@@ -10,6 +10,7 @@
 // 256 B publish→ack and read workload (bench/jetstream.bench.ts; skipped without nats-server);
 // `failover` SIGKILLs the open segment's leader again and again and times writes resuming (bench/failover.bench.ts);
 // `metadata` times REGISTERs and rollovers on the built-in Raft and on consensus-etcd (bench/metadata.bench.ts).
+// `metrics` is a benchmark.js suite: what the node's request counting and a /metrics render cost (bench/metrics.bench.ts).
 // `batches` produces and consumes a million 256 B entries with Walrus's producer and consumer (MPUT, MFETCH, MGET),
 // Redis Streams and NATS JetStream, and the engine's own appendBatch/readBatch (bench/throughput.bench.ts);
 // `--count N` sets the entries a row, `--rounds N` the rounds of each (median shown; default 3), `--svg FILE` draws its table.
@@ -25,6 +26,7 @@ import { runFailoverBench } from './failover.bench.js';
 import { runJetStreamBench } from './jetstream.bench.js';
 import { kernelSuite } from './kernel.bench.js';
 import { runMetadataBench } from './metadata.bench.js';
+import { metricsSuite } from './metrics.bench.js';
 import { runRaftBench } from './raft.bench.js';
 import { runFloodBench, runServerBench } from './server.bench.js';
 import { runThroughputBench } from './throughput.bench.js';
@@ -47,6 +49,7 @@ interface Options {
 
 const SUITES: Record<string, (options: Options) => Promise<void>> = {
   kernel: () => runBenchmarkSuite('kernel', kernelSuite()),
+  metrics: () => runBenchmarkSuite('metrics', metricsSuite()),
   engine: (options) => runEngineBench(options),
   raft: (options) => runRaftBench(options),
   server: (options) => runServerBench(options),

@@ -10,6 +10,7 @@ import { s } from '../../kernel/schema.js';
 import { CAPABILITIES } from '../../kernel/tokens.js';
 import { clusterView, notReadyReasons } from '../../node/cluster-view.js';
 import { DATA_PLANE } from '../../node/data-plane.js';
+import { hostPort } from '../../node/peer-client.js';
 import { VERSION } from '../../version.js';
 import { nodeMetrics } from './metrics.js';
 import { AdminServer } from './server.js';
@@ -54,7 +55,7 @@ export const adminPlugin: Plugin<AdminConfig> = {
     const consensus = scope.resolve(CONSENSUS);
     const client = scope.resolve(CLIENT_PROTOCOL);
     const address = (bound: { readonly host: string; readonly port: number } | undefined): string | undefined =>
-      bound === undefined ? undefined : bound.host.includes(':') ? `[${bound.host}]:${bound.port}` : `${bound.host}:${bound.port}`;
+      bound === undefined ? undefined : hostPort(bound);
     const followers = () => plane.replication.followerProgress();
     const registry = nodeMetrics({
       nodeId: plane.nodeId,

@@ -214,9 +214,9 @@ interface Slot {
   reserve: number;
   /** The handler's callback, already wrapped to run at most once and never throw. */
   written: ((ok: boolean) => void) | undefined;
-  /** The request's op and when it was parsed (performance.now()), for the observer; absent for replies known at parse. */
-  readonly op?: string;
-  readonly startedAt?: number;
+  /** The request's op and when it was parsed (performance.now()), for the observer; undefined without one, or for a reply known at parse. */
+  readonly op: string | undefined;
+  readonly startedAt: number;
 }
 
 /** One served client connection. */
@@ -471,10 +471,15 @@ class Connection {
         : command.op === 'MGET' || command.op === 'MFETCH'
           ? limits.serverBatchReadReplyReserveBytes
           : this.context.limits.otherReplyReserveBytes;
+    // One shape for every slot, observed or not.
     const observed = this.context.observer !== undefined;
-    const slot: Slot = observed
-      ? { frame: undefined, written: undefined, reserve, op: command.op, startedAt: performance.now() }
-      : { frame: undefined, written: undefined, reserve };
+    const slot: Slot = {
+      frame: undefined,
+      written: undefined,
+      reserve,
+      op: observed ? command.op : undefined,
+      startedAt: observed ? performance.now() : 0,
+    };
     this.queue.push(slot);
     this.reservedBytes += reserve;
     let reply: HandledReply | Promise<HandledReply>;
@@ -495,7 +500,7 @@ class Connection {
 
   private enqueueReady(text: string): void {
     const frame = encodeFrame(text);
-    this.queue.push({ frame, written: undefined, reserve: 0 });
+    this.queue.push({ frame, written: undefined, reserve: 0, op: undefined, startedAt: 0 });
     this.readyBytes += frame.length;
   }
 
@@ -508,7 +513,7 @@ class Connection {
     if (observer !== undefined && slot.op !== undefined) {
       const error = handled?.error;
       const result = error !== undefined ? (isWalrusError(error) ? error.code : 'ERROR') : handled?.text === EMPTY ? 'empty' : 'ok';
-      observer.request(slot.op, result, (performance.now() - (slot.startedAt ?? 0)) / 1000);
+      observer.request(slot.op, result, (performance.now() - slot.startedAt) / 1000);
     }
     if (this.closed) {
       // The connection died while the request was handled: its slot is already gone.

@@ -4,36 +4,14 @@
 // other methods, oversized headers, a slowloris) answered or cut off without touching the client
 // port.
 
-import { writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
 import test from 'ava';
 import { WalrusClient } from '../../src/client/index.js';
 import { main as runCli } from '../../src/commands/walrus-cli.js';
 import { withTempDir } from '../helpers/kernel.js';
+import { writeNodeConfig } from '../helpers/node-config.js';
 import { type Running, startWalrus } from '../helpers/process.js';
 import { adminGet, parsePrometheus, sampleValue } from '../helpers/prometheus.js';
-
-async function writeConfig(dir: string): Promise<string> {
-  const config = join(dir, 'node.yaml');
-  await writeFile(
-    config,
-    [
-      'node:',
-      `  dataDir: ${join(dir, 'data')}`,
-      '  clientPort: 0',
-      '  raftPort: 0',
-      'storage:',
-      '  fsync: each',
-      'segments:',
-      '  maxEntries: 10',
-      'rollover:',
-      '  monitorCheckMs: 100',
-      '',
-    ].join('\n'),
-  );
-  return config;
-}
 
 interface AdminNode {
   readonly node: Running;
@@ -44,7 +22,7 @@ interface AdminNode {
 
 /** A node with its admin endpoint on a free port, given by `--admin-port 0` or WALRUS_ADMIN_PORT=0. */
 async function startNode(dir: string, how: 'flag' | 'env'): Promise<AdminNode> {
-  const args = ['start', '--config', await writeConfig(dir), ...(how === 'flag' ? ['--admin-port', '0'] : [])];
+  const args = ['start', '--config', await writeNodeConfig(dir), ...(how === 'flag' ? ['--admin-port', '0'] : [])];
   const node = startWalrus(args, { cwd: dir, lifetimeMs: 90_000, ...(how === 'env' ? { env: { WALRUS_ADMIN_PORT: '0' } } : {}) });
   const listening = JSON.parse(await node.waitForLine(/"msg":"client protocol listening"/)) as { port: number };
   const admin = JSON.parse(await node.waitForLine(/"msg":"admin endpoint listening"/)) as { port: number };
@@ -126,7 +104,7 @@ test.serial('/healthz, /readyz and /api/cluster describe the node; a topic past 
       t.is(ready.body, 'ready\n');
       await client.register('events');
       for (let index = 0; index < 25; index++) await client.put('events', `e${index}`);
-      // Segments of 10: the monitor seals two (every 100 ms), and the 25th PUT lands in the third.
+      // Segments of 10: the monitor seals two (it looks every 200 ms), and the 25th PUT lands in the third.
       let view: {
         node: { id: number; clientAddress: string; adminAddress: string };
         consensus: { role: string; leader: number };

@@ -9,29 +9,8 @@ import { join, resolve } from 'node:path';
 import test from 'ava';
 import { WalrusClient } from '../../src/client/index.js';
 import { withTempDir } from '../helpers/kernel.js';
+import { writeNodeConfig } from '../helpers/node-config.js';
 import { NODE_FLAGS, type Running, startWalrus } from '../helpers/process.js';
-
-async function writeConfig(dir: string, extra: readonly string[] = []): Promise<string> {
-  const config = join(dir, 'node.yaml');
-  await writeFile(
-    config,
-    [
-      'node:',
-      `  dataDir: ${join(dir, 'data')}`,
-      '  clientPort: 0',
-      '  raftPort: 0',
-      'storage:',
-      '  fsync: each',
-      'segments:',
-      '  maxEntries: 10',
-      'rollover:',
-      '  monitorCheckMs: 200',
-      ...extra,
-      '',
-    ].join('\n'),
-  );
-  return config;
-}
 
 /** Starts the node and connects a client once it logs `ready`. */
 async function startNode(dir: string, config: string): Promise<{ node: Running; client: WalrusClient }> {
@@ -53,7 +32,7 @@ test.serial(
   '60 PUTs at threshold 10 seal six segments of 10; 60 GETs return them in order, then EMPTY; FETCH reads by position',
   async (t) => {
     await withTempDir(async (dir) => {
-      const { node, client } = await startNode(dir, await writeConfig(dir));
+      const { node, client } = await startNode(dir, await writeNodeConfig(dir));
       try {
         await client.register('orders');
         await client.register('orders'); // idempotent
@@ -95,7 +74,7 @@ test.serial(
 for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
   test.serial(`a restart after ${signal}: STATE is the same, GET goes on where it stopped, nothing lost or repeated`, async (t) => {
     await withTempDir(async (dir) => {
-      const config = await writeConfig(dir);
+      const config = await writeNodeConfig(dir);
       const first = await startNode(dir, config);
       let before: unknown;
       const delivered: (string | null)[] = [];
@@ -129,7 +108,7 @@ for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
 
 test.serial('bootstrap topics exist as soon as the node is ready, and a restart leaves them as they are', async (t) => {
   await withTempDir(async (dir) => {
-    const config = await writeConfig(dir, ['bootstrap:', '  topics: [logs, events]']);
+    const config = await writeNodeConfig(dir, ['bootstrap:', '  topics: [logs, events]']);
     const first = await startNode(dir, config);
     let state: unknown;
     try {
@@ -176,7 +155,7 @@ function walrusCli(args: readonly string[], input = ''): Promise<{ code: number 
 
 test.serial('walrus-cli against a real node: one-shot commands, errors, and a scripted REPL', async (t) => {
   await withTempDir(async (dir) => {
-    const { node, client } = await startNode(dir, await writeConfig(dir));
+    const { node, client } = await startNode(dir, await writeNodeConfig(dir));
     await client.close();
     const port = (JSON.parse(await node.waitForLine(/"msg":"client protocol listening"/)) as { port: number }).port;
     const addr = ['--addr', `127.0.0.1:${port}`];

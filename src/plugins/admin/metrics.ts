@@ -41,10 +41,11 @@ class SnapshotHistogram<T extends string> extends Histogram<T> {
   private readonly read: () => Iterable<readonly [Partial<Record<T, string>>, FixedHistogram]>;
 
   constructor(
-    config: { name: string; help: string; labelNames: readonly T[]; buckets: readonly number[]; registers: Registry[] },
+    config: { name: string; help: string; labelNames: readonly T[]; registers: Registry[] },
     read: () => Iterable<readonly [Partial<Record<T, string>>, FixedHistogram]>,
   ) {
-    super({ ...config, labelNames: [...config.labelNames], buckets: [...config.buckets] });
+    // The buckets are each FixedHistogram's own (get() reads them), not prom-client's.
+    super({ ...config, labelNames: [...config.labelNames] });
     this.read = read;
   }
 
@@ -97,7 +98,6 @@ export function nodeMetrics(sources: MetricSources): Registry {
       name: 'walrus_request_duration_seconds',
       help: 'Time from a parsed client request to its reply being ready, by command.',
       labelNames: ['command'],
-      buckets: stats.byCommand().get('PUT')?.latency.bounds ?? [],
       registers,
     },
     function* () {
@@ -138,7 +138,6 @@ export function nodeMetrics(sources: MetricSources): Registry {
       name: 'walrus_sync_duration_seconds',
       help: "Duration of each sync (fdatasync) of the engine's data files.",
       labelNames: [],
-      buckets: stats.syncs.bounds,
       registers,
     },
     function* () {
